@@ -1,0 +1,29 @@
+use lattice_core::proptest::prelude::*;
+use lattice_core::{Max, SetUnion, lattice_law_tests};
+use lattice_user_example::Unlocked;
+
+fn unlocked() -> impl Strategy<Value = Unlocked> {
+    (any::<Max<u8>>(), any::<SetUnion<String>>())
+        .prop_map(|(plan, features)| Unlocked { plan, features })
+}
+
+// The one line:
+lattice_law_tests!(unlocked_obeys_the_lattice_laws, Unlocked, unlocked());
+
+#[derive(Clone, Debug)]
+struct Qc(Unlocked);
+impl lattice_core::quickcheck::Arbitrary for Qc {
+    fn arbitrary(g: &mut lattice_core::quickcheck::Gen) -> Self {
+        use lattice_core::quickcheck::Arbitrary as Qa;
+        Qc(Unlocked { plan: Qa::arbitrary(g), features: Qa::arbitrary(g) })
+    }
+}
+
+#[test]
+fn unlocked_obeys_the_lattice_laws_under_quickcheck() {
+    fn prop(a: Qc, b: Qc, c: Qc) -> lattice_core::quickcheck::TestResult {
+        lattice_core::quickcheck_property(a.0, b.0, c.0)
+    }
+    lattice_core::quickcheck::QuickCheck::new()
+        .quickcheck(prop as fn(Qc, Qc, Qc) -> lattice_core::quickcheck::TestResult);
+}

@@ -1,0 +1,287 @@
+//! [`OrSet`]: an observed-remove set where a concurrent add wins over a remove.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::{Lattice, VectorClock};
+
+/// A unique tag for one add: the adding actor and its per-actor sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Dot<A = u64> {
+    /// The actor that made the add.
+    pub actor: A,
+    /// The actor's sequence number for it (starting at 1).
+    pub counter: u64,
+}
+
+/// An observed-remove set (add-wins).
+///
+/// Every add is tagged with a fresh [`Dot`]; a remove tombstones the dots it has *observed* for
+/// the element. An element is present while it has a live (untombstoned) dot, so an add that a
+/// remove did not see survives it. The state is the product of two grow-only sets (add dots and
+/// tombstones) plus a clock for minting dots, kept in a canonical form (tombstoned dots are
+/// dropped from the adds), so merge is a true lattice join for every input. ⊥ is the empty set
+/// with no history.
+///
+/// ```
+/// use lattice_core::{Lattice, OrSet};
+///
+/// let mut phone = OrSet::new();
+/// phone.add(1, "milk");
+/// let mut laptop = phone.clone();
+///
+/// laptop.remove(&"milk");          // removes the add it saw...
+/// phone.add(1, "milk");            // ...but not this concurrent re-add
+/// phone.add(1, "eggs");
+///
+/// let cart = phone.join(laptop);
+/// assert!(cart.contains(&"milk"));  // add wins
+/// assert_eq!(cart.len(), 2);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    serde(
+        from = "OrSetParts<T, A>",
+        into = "OrSetParts<T, A>",
+        bound(
+            serialize = "T: serde::Serialize + Clone + Ord, A: serde::Serialize + Clone + Ord",
+            deserialize = "T: serde::Deserialize<'de> + Ord, A: serde::Deserialize<'de> + Ord + Clone"
+        )
+    )
+)]
+pub struct OrSet<T: Ord, A: Ord = u64> {
+    /// Live add dots per element. Invariant: no dot here is in `removed`; no set is empty.
+    adds: BTreeMap<T, BTreeSet<Dot<A>>>,
+    /// Tombstoned dots.
+    removed: BTreeSet<Dot<A>>,
+    /// Per actor, at least the largest counter of any dot above, so new dots are fresh.
+    clock: VectorClock<A>,
+}
+
+/// The serialized form of an [`OrSet`]; deserializing re-establishes its invariants.
+#[cfg(feature = "serde")]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(bound(
+    serialize = "T: serde::Serialize + Ord, A: serde::Serialize + Clone + Ord",
+    deserialize = "T: serde::Deserialize<'de> + Ord, A: serde::Deserialize<'de> + Ord"
+))]
+struct OrSetParts<T: Ord, A: Ord> {
+    adds: BTreeMap<T, BTreeSet<Dot<A>>>,
+    removed: BTreeSet<Dot<A>>,
+    clock: VectorClock<A>,
+}
+
+#[cfg(feature = "serde")]
+impl<T: Ord, A: Ord + Clone> From<OrSetParts<T, A>> for OrSet<T, A> {
+    fn from(parts: OrSetParts<T, A>) -> Self {
+        Self::from_parts(parts.adds, parts.removed, parts.clock)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<T: Ord, A: Ord> From<OrSet<T, A>> for OrSetParts<T, A> {
+    fn from(set: OrSet<T, A>) -> Self {
+        Self { adds: set.adds, removed: set.removed, clock: set.clock }
+    }
+}
+
+impl<T: Ord, A: Ord> OrSet<T, A> {
+    /// The empty set with no history (⊥).
+    pub const fn new() -> Self {
+        Self { adds: BTreeMap::new(), removed: BTreeSet::new(), clock: VectorClock::new() }
+    }
+
+    /// `true` if `value` is present.
+    pub fn contains(&self, value: &T) -> bool {
+        self.adds.contains_key(value)
+    }
+
+    /// The present elements, in ascending order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &T> {
+        self.adds.keys()
+    }
+
+    /// Number of present elements.
+    pub fn len(&self) -> usize {
+        self.adds.len()
+    }
+
+    /// `true` if no element is present (the set may still carry tombstones).
+    pub fn is_empty(&self) -> bool {
+        self.adds.is_empty()
+    }
+
+    /// Removes every observed add of `value`. Returns `true` if it was present.
+    pub fn remove(&mut self, value: &T) -> bool {
+        match self.adds.remove(value) {
+            Some(dots) => {
+                self.removed.extend(dots);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The number of tombstones carried (the memory cost of removes).
+    pub fn tombstones(&self) -> usize {
+        self.removed.len()
+    }
+}
+
+impl<T: Ord, A: Ord + Clone> OrSet<T, A> {
+    /// Adds `value` on behalf of `actor`. Returns the dot that tags this add.
+    pub fn add(&mut self, actor: A, value: T) -> Dot<A> {
+        let counter = self.clock.increment(actor.clone());
+        let dot = Dot { actor, counter };
+        self.adds.entry(value).or_default().insert(dot.clone());
+        dot
+    }
+
+    /// Builds a set from raw parts, restoring the invariants (tombstoned dots dropped from the
+    /// adds, empty entries dropped, the clock raised to cover every dot).
+    pub fn from_parts(
+        mut adds: BTreeMap<T, BTreeSet<Dot<A>>>,
+        removed: BTreeSet<Dot<A>>,
+        mut clock: VectorClock<A>,
+    ) -> Self {
+        for dots in adds.values_mut() {
+            dots.retain(|dot| !removed.contains(dot));
+        }
+        adds.retain(|_, dots| !dots.is_empty());
+        for dot in adds.values().flatten().chain(&removed) {
+            clock.observe(dot.actor.clone(), dot.counter);
+        }
+        Self { adds, removed, clock }
+    }
+
+    fn absorb_tombstones<'a>(&mut self, tombstones: impl Iterator<Item = &'a Dot<A>>) -> bool
+    where
+        A: 'a,
+    {
+        let mut fresh = false;
+        for dot in tombstones {
+            if !self.removed.contains(dot) {
+                self.removed.insert(dot.clone());
+                fresh = true;
+            }
+        }
+        if fresh {
+            let removed = &self.removed;
+            for dots in self.adds.values_mut() {
+                dots.retain(|dot| !removed.contains(dot));
+            }
+            self.adds.retain(|_, dots| !dots.is_empty());
+        }
+        fresh
+    }
+}
+
+impl<T: Ord + Clone, A: Ord + Clone> Lattice for OrSet<T, A> {
+    fn merge(&mut self, other: Self) -> bool {
+        let mut changed = self.absorb_tombstones(other.removed.iter());
+        for (value, dots) in other.adds {
+            let live: BTreeSet<Dot<A>> =
+                dots.into_iter().filter(|dot| !self.removed.contains(dot)).collect();
+            if live.is_empty() {
+                continue;
+            }
+            let mine = self.adds.entry(value).or_default();
+            let before = mine.len();
+            mine.extend(live);
+            changed |= mine.len() != before;
+        }
+        changed |= self.clock.merge(other.clock);
+        changed
+    }
+    fn merge_ref(&mut self, other: &Self) -> bool {
+        let mut changed = self.absorb_tombstones(other.removed.iter());
+        for (value, dots) in &other.adds {
+            for dot in dots {
+                if self.removed.contains(dot) {
+                    continue;
+                }
+                match self.adds.get_mut(value) {
+                    Some(mine) => {
+                        if !mine.contains(dot) {
+                            mine.insert(dot.clone());
+                            changed = true;
+                        }
+                    }
+                    None => {
+                        self.adds.insert(value.clone(), BTreeSet::from([dot.clone()]));
+                        changed = true;
+                    }
+                }
+            }
+        }
+        changed |= self.clock.merge_ref(&other.clock);
+        changed
+    }
+    fn bottom() -> Self {
+        Self::new()
+    }
+    fn is_bottom(&self) -> bool {
+        self.adds.is_empty() && self.removed.is_empty() && self.clock.is_bottom()
+    }
+    fn leq(&self, other: &Self) -> bool {
+        self.removed.is_subset(&other.removed)
+            && self.clock.leq(&other.clock)
+            && self.adds.iter().all(|(value, dots)| {
+                let theirs = other.adds.get(value);
+                dots.iter().all(|dot| {
+                    other.removed.contains(dot) || theirs.is_some_and(|t| t.contains(dot))
+                })
+            })
+    }
+}
+
+impl<T: Ord, A: Ord> Default for OrSet<T, A> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::laws::check_all;
+
+    #[test]
+    fn edge_values_obey_the_laws() {
+        let mut one = OrSet::<u8, u8>::new();
+        one.add(1, 10);
+        let mut removed = one.clone();
+        removed.remove(&10);
+        let mut readded = removed.clone();
+        readded.add(1, 10);
+        let mut other = OrSet::new();
+        other.add(2, 10);
+        other.add(2, 11);
+        // Same dot on two different elements: not produced by `add`, but a state all the same.
+        let weird = OrSet::from_parts(
+            BTreeMap::from([
+                (10, BTreeSet::from([Dot { actor: 1, counter: 1 }])),
+                (12, BTreeSet::from([Dot { actor: 1, counter: 1 }])),
+            ]),
+            BTreeSet::new(),
+            VectorClock::new(),
+        );
+        check_all(&[OrSet::new(), one, removed, readded, other, weird]);
+    }
+
+    #[test]
+    fn remove_only_removes_what_it_observed() {
+        let mut a = OrSet::<&str, u8>::new();
+        a.add(1, "x");
+        let mut b = a.clone();
+        b.remove(&"x");
+        assert!(!b.contains(&"x"));
+        a.add(1, "x");
+        assert!(a.clone().join(b.clone()).contains(&"x"));
+        let mut c = a.clone();
+        c.remove(&"x");
+        assert!(!c.join(a).join(b).contains(&"x"));
+    }
+}
