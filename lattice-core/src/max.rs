@@ -7,6 +7,7 @@ use crate::Lattice;
 /// A totally ordered value that only grows: merge keeps the larger of the two.
 ///
 /// ⊥ is `T::min_value()` (from [`num_traits::Bounded`]), so `Max<u64>` starts at 0.
+/// `Max`'s `PartialOrd`/`Ord` are `T`'s, which here *is* the lattice order.
 ///
 /// ```
 /// use lattice_core::{Lattice, Max};
@@ -17,7 +18,7 @@ use crate::Lattice;
 /// assert_eq!(*high_water.get(), 42);
 /// assert_eq!(Max::<i64>::bottom().into_inner(), i64::MIN);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(transparent))]
 pub struct Max<T>(T);
