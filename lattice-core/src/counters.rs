@@ -28,7 +28,7 @@ use crate::{Lattice, VectorClock};
         )
     )
 )]
-pub struct GCounter<A: Ord = u64> {
+pub struct GCounter<A = u64> {
     counts: VectorClock<A>,
 }
 
@@ -94,7 +94,7 @@ impl<A: Ord + Clone> Lattice for GCounter<A> {
         deserialize = "A: serde::Deserialize<'de> + Ord"
     ))
 )]
-pub struct PNCounter<A: Ord = u64> {
+pub struct PNCounter<A = u64> {
     increments: GCounter<A>,
     decrements: GCounter<A>,
 }

@@ -38,6 +38,13 @@ use core::cmp::Ordering;
 /// assert!(Max::<u32>::bottom().is_bottom());
 /// assert!(Max::new(2_u32).leq(&Max::new(9)));
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a lattice",
+    label = "`{Self}` does not implement `Lattice`",
+    note = "every field of a `#[derive(Lattice)]` struct must be a lattice: wrap a plain value in one \
+            (`Lww<T>` for last-writer-wins, `Max<T>`/`Min<T>` for ordered values, `SetUnion<T>` for sets), \
+            or implement `Lattice` for `{Self}`"
+)]
 pub trait Lattice: Sized + Clone {
     /// Joins `other` into `self`. Returns `true` iff `self` changed.
     fn merge(&mut self, other: Self) -> bool;

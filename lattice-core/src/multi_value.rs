@@ -45,7 +45,7 @@ use crate::{CausalOrder, Lattice, VectorClock};
         )
     )
 )]
-pub struct MultiValue<T: Ord, A: Ord = u64> {
+pub struct MultiValue<T, A = u64> {
     /// Invariant: sorted, no duplicates, and no clock strictly before another entry's clock.
     entries: Vec<(VectorClock<A>, T)>,
 }

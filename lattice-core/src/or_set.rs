@@ -51,7 +51,7 @@ pub struct Dot<A = u64> {
         )
     )
 )]
-pub struct OrSet<T: Ord, A: Ord = u64> {
+pub struct OrSet<T, A = u64> {
     /// Live add dots per element. Invariant: no dot here is in `removed`; no set is empty.
     adds: BTreeMap<T, BTreeSet<Dot<A>>>,
     /// Tombstoned dots.
@@ -67,7 +67,7 @@ pub struct OrSet<T: Ord, A: Ord = u64> {
     serialize = "T: serde::Serialize + Ord, A: serde::Serialize + Clone + Ord",
     deserialize = "T: serde::Deserialize<'de> + Ord, A: serde::Deserialize<'de> + Ord"
 ))]
-struct OrSetParts<T: Ord, A: Ord> {
+struct OrSetParts<T, A> {
     adds: BTreeMap<T, BTreeSet<Dot<A>>>,
     removed: BTreeSet<Dot<A>>,
     clock: VectorClock<A>,

@@ -18,8 +18,11 @@ use crate::Lattice;
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(transparent))]
-pub struct SetUnion<T: Ord>(BTreeSet<T>);
+#[cfg_attr(
+    feature = "serde",
+    serde(transparent, bound(deserialize = "T: serde::Deserialize<'de> + Ord"))
+)]
+pub struct SetUnion<T>(BTreeSet<T>);
 
 impl<T: Ord> SetUnion<T> {
     /// The empty set (⊥).
@@ -91,9 +94,9 @@ impl<T: Ord + Clone> Lattice for SetUnion<T> {
     }
 }
 
-impl<T: Ord> Default for SetUnion<T> {
+impl<T> Default for SetUnion<T> {
     fn default() -> Self {
-        Self::new()
+        Self(BTreeSet::new())
     }
 }
 

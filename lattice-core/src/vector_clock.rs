@@ -53,7 +53,7 @@ pub enum CausalOrder {
         )
     )
 )]
-pub struct VectorClock<A: Ord = u64> {
+pub struct VectorClock<A = u64> {
     /// Invariant: no entry is zero, so equal clocks are equal maps.
     counters: BTreeMap<A, u64>,
 }
@@ -208,9 +208,9 @@ impl<A: Ord + Clone> Lattice for VectorClock<A> {
     }
 }
 
-impl<A: Ord> Default for VectorClock<A> {
+impl<A> Default for VectorClock<A> {
     fn default() -> Self {
-        Self::new()
+        Self { counters: BTreeMap::new() }
     }
 }
 

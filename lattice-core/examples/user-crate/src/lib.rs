@@ -30,3 +30,17 @@ impl Lattice for Unlocked {
         self.plan.is_bottom() && self.features.is_bottom()
     }
 }
+
+/// The same idea, derived: the example session. `#[lattice(arbitrary)]` adds proptest
+/// and quickcheck generators in builds where lattice-core has those features (here: tests,
+/// through `[dev-dependencies]`), and nothing in normal builds.
+#[derive(lattice_core::Lattice, Clone, Debug, PartialEq)]
+#[lattice(arbitrary)]
+pub struct Session {
+    /// What this session has seen.
+    pub seen: lattice_core::VectorClock,
+    /// The shopping cart.
+    pub cart: lattice_core::OrSet<String>,
+    /// Running total.
+    pub total: lattice_core::PNCounter,
+}

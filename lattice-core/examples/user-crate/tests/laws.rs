@@ -1,14 +1,17 @@
 use lattice_core::proptest::prelude::*;
 use lattice_core::{Max, SetUnion, lattice_law_tests};
-use lattice_user_example::Unlocked;
+use lattice_user_example::{Session, Unlocked};
 
 fn unlocked() -> impl Strategy<Value = Unlocked> {
     (any::<Max<u8>>(), any::<SetUnion<String>>())
         .prop_map(|(plan, features)| Unlocked { plan, features })
 }
 
-// The one line:
+// The one line, for a hand-written lattice with a hand-written strategy:
 lattice_law_tests!(unlocked_obeys_the_lattice_laws, Unlocked, unlocked());
+
+// The one line, for a derived lattice whose generator is derived too:
+lattice_law_tests!(session_obeys_the_lattice_laws, Session);
 
 #[derive(Clone, Debug)]
 struct Qc(Unlocked);
