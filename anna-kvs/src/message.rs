@@ -1,0 +1,177 @@
+//! The messages an actor consumes and produces. Pure data: no sockets here.
+
+use lattice_core::Stamp;
+use serde::{Deserialize, Serialize};
+
+use crate::ring::{ActorId, Key};
+
+/// An opaque number the driver uses to route a reply back to whoever asked.
+pub type Token = u64;
+
+/// A client operation on one key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "V: crate::KvsValue")]
+pub enum Request<V> {
+    /// Read the key from this replica.
+    Get {
+        /// The key.
+        key: Key,
+    },
+    /// Merge `value` into the key.
+    Put {
+        /// The key.
+        key: Key,
+        /// The lattice state to merge.
+        value: V,
+        /// Let the actor stamp the write with its own clock (for values with a stamp, such as
+        /// last-writer-wins registers); clients without a clock of their own use this.
+        stamp_here: bool,
+    },
+    /// Delete the key (a tombstone write, stamped by the actor).
+    Delete {
+        /// The key.
+        key: Key,
+    },
+}
+
+impl<V> Request<V> {
+    /// The key the request is about.
+    pub fn key(&self) -> &Key {
+        match self {
+            Self::Get { key } | Self::Put { key, .. } | Self::Delete { key } => key,
+        }
+    }
+}
+
+/// The outcome of a [`Request`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "V: crate::KvsValue")]
+pub enum Response<V> {
+    /// A GET's result: `None` if the key is absent or deleted.
+    Value(Option<V>),
+    /// A PUT or DELETE was applied; the write's stamp when the actor assigned one.
+    Done(Option<Stamp>),
+    /// The request was refused.
+    Error(RequestError),
+}
+
+/// Why a request was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The write's stamp is at or below a tombstone this actor already reclaimed; writing it
+    /// could resurrect a deleted key. Retry with a current timestamp (or `stamp_here`).
+    #[error(
+        "write stamp {stamp:?} is not newer than reclaimed tombstones (floor {floor:?}); retry with a current timestamp"
+    )]
+    StaleStamp {
+        /// The write's stamp.
+        stamp: Stamp,
+        /// The actor's reclamation floor.
+        floor: Stamp,
+    },
+    /// The request was forwarded too many times (the sender's view of the ring is stale).
+    #[error("request forwarded {0} times without reaching an owner; refresh the ring and retry")]
+    TooManyHops(u8),
+    /// No owner answered in time.
+    #[error("no replica answered in time; retry")]
+    Timeout,
+    /// The key or value is larger than the configured limit.
+    #[error("{what} of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// `"key"` or `"value"`.
+        what: String,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+/// A batch of merged updates from one actor to another, sent once per epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "V: crate::KvsValue")]
+pub struct Gossip<V> {
+    /// The sender.
+    pub from: ActorId,
+    /// Per (sender, receiver) sequence number, for acknowledgements and retransmission.
+    pub seq: u64,
+    /// The current state of every key the sender changed, for keys the receiver replicates.
+    pub updates: Vec<(Key, V)>,
+    /// Hot-key replication overrides (a `MapLattice<Key, Max<u32>>` delta).
+    pub overrides: Vec<(Key, u32)>,
+}
+
+/// Messages between actors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "V: crate::KvsValue")]
+pub enum PeerMessage<V> {
+    /// An epoch's updates.
+    Gossip(Gossip<V>),
+    /// Receipt of a gossip batch.
+    Ack {
+        /// Who received it.
+        from: ActorId,
+        /// Which batch.
+        seq: u64,
+        /// The receiver's last sequence number sent *to* the batch's sender, so the sender knows
+        /// which of the receiver's batches it must still see before freeing tombstones.
+        sent_to_you: u64,
+    },
+    /// A client request that reached an actor that does not own the key.
+    Forward {
+        /// The actor the client is waiting on.
+        origin: ActorId,
+        /// The origin's token for the reply.
+        token: Token,
+        /// How many times it was forwarded so far.
+        hops: u8,
+        /// The request.
+        request: Request<V>,
+    },
+    /// The answer to a [`PeerMessage::Forward`].
+    ForwardReply {
+        /// The origin's token.
+        token: Token,
+        /// The answer.
+        response: Response<V>,
+    },
+}
+
+/// What the driver feeds an actor.
+#[derive(Debug)]
+pub enum Input<V> {
+    /// A client request; the reply carries the same token.
+    Client {
+        /// The driver's routing token.
+        token: Token,
+        /// The request.
+        request: Request<V>,
+    },
+    /// A message from another actor.
+    Peer(PeerMessage<V>),
+    /// Time passed: run the epoch work that is due (gossip, retransmission, reclamation).
+    Tick,
+}
+
+/// What an actor asks its driver to do.
+#[derive(Debug, PartialEq)]
+pub enum Output<V> {
+    /// Answer the client behind `token`.
+    Reply {
+        /// The routing token from [`Input::Client`].
+        token: Token,
+        /// The answer.
+        response: Response<V>,
+    },
+    /// Send a message to another actor (best effort: it may be dropped).
+    Send {
+        /// The destination.
+        to: ActorId,
+        /// The message.
+        message: PeerMessage<V>,
+    },
+}

@@ -1,0 +1,293 @@
+//! Consistent hashing: which actors own a key.
+//!
+//! Two levels, as in the paper: a *global* ring of nodes and a *local* ring of the actors
+//! (threads) inside a node, each with virtual nodes, both hashed with CRC32 (stable across
+//! builds and machines, unlike `std`'s hasher). A key is replicated on `global` distinct nodes
+//! and, on each of them, on `local` distinct actors; `Full` means every node or every actor.
+
+use std::fmt;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// A node's index in the cluster's sorted member list.
+pub type NodeIndex = u16;
+/// An actor's (worker thread's) index within its node.
+pub type ThreadIndex = u16;
+
+/// One actor in the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ActorId {
+    /// Which node.
+    pub node: NodeIndex,
+    /// Which worker thread on that node.
+    pub thread: ThreadIndex,
+}
+
+impl ActorId {
+    /// The actor `thread` of node `node`.
+    pub const fn new(node: NodeIndex, thread: ThreadIndex) -> Self {
+        Self { node, thread }
+    }
+    /// A number unique to this actor in the cluster, used as its writer id in stamps and
+    /// lattice actor ids.
+    pub const fn writer_id(self) -> u64 {
+        ((self.node as u64) << 16) | self.thread as u64
+    }
+}
+
+impl fmt::Display for ActorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.node, self.thread)
+    }
+}
+
+/// How many copies of a key, at one level of the ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Factor {
+    /// This many distinct members (capped at the number of members).
+    Count(u16),
+    /// Every member.
+    Full,
+}
+
+impl Factor {
+    fn resolve(self, members: usize) -> usize {
+        match self {
+            Self::Count(n) => usize::from(n).clamp(1, members.max(1)),
+            Self::Full => members,
+        }
+    }
+}
+
+/// Replication of a key: `global` nodes × `local` actors per node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Replication {
+    /// Distinct nodes holding the key.
+    pub global: Factor,
+    /// Distinct actors per holding node.
+    pub local: Factor,
+}
+
+impl Replication {
+    /// One copy in the whole cluster.
+    pub const ONE: Self = Self { global: Factor::Count(1), local: Factor::Count(1) };
+    /// Every actor of every node (the paper's "full replication").
+    pub const FULL: Self = Self { global: Factor::Full, local: Factor::Full };
+
+    /// `global` nodes × `local` actors.
+    pub const fn new(global: Factor, local: Factor) -> Self {
+        Self { global, local }
+    }
+}
+
+impl Default for Replication {
+    fn default() -> Self {
+        Self::ONE
+    }
+}
+
+/// Virtual nodes per member: enough to spread keys evenly over a handful of members.
+pub const DEFAULT_VIRTUAL_NODES: u32 = 64;
+
+/// A consistent-hash ring over `members` members, each placed at several points.
+#[derive(Clone, Debug)]
+struct Ring {
+    /// `(position, member)`, sorted by position.
+    points: Vec<(u32, u16)>,
+    members: usize,
+}
+
+impl Ring {
+    fn new(labels: &[String], virtual_nodes: u32) -> Self {
+        let mut points = Vec::with_capacity(labels.len() * virtual_nodes as usize);
+        for (member, label) in labels.iter().enumerate() {
+            for vnode in 0..virtual_nodes {
+                let position = crc32fast::hash(format!("{label}#{vnode}").as_bytes());
+                points.push((position, member as u16));
+            }
+        }
+        points.sort_unstable();
+        Self { points, members: labels.len() }
+    }
+
+    /// The first `count` distinct members clockwise from `position`.
+    fn successors(&self, position: u32, count: usize, out: &mut Vec<u16>) {
+        out.clear();
+        if self.members == 0 {
+            return;
+        }
+        let count = count.min(self.members);
+        let start = self.points.partition_point(|&(p, _)| p < position);
+        for i in 0..self.points.len() {
+            let (_, member) = self.points[(start + i) % self.points.len()];
+            if !out.contains(&member) {
+                out.push(member);
+                if out.len() == count {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The cluster's placement of keys: a global ring of nodes and, per node, a local ring of its
+/// actors.
+#[derive(Clone, Debug)]
+pub struct Topology {
+    nodes: Vec<String>,
+    threads: Vec<ThreadIndex>,
+    global: Ring,
+    local: Vec<Ring>,
+    replication: Replication,
+}
+
+impl Topology {
+    /// A topology over nodes named by `nodes` (their gossip addresses, the same list on every
+    /// node), node `i` running `threads[i]` actors.
+    ///
+    /// # Panics
+    /// If `nodes` and `threads` differ in length or a node has no thread.
+    pub fn new(nodes: Vec<String>, threads: Vec<ThreadIndex>, replication: Replication) -> Self {
+        assert_eq!(nodes.len(), threads.len(), "one thread count per node");
+        assert!(threads.iter().all(|&t| t > 0), "every node needs at least one actor");
+        let global = Ring::new(&nodes, DEFAULT_VIRTUAL_NODES);
+        let local = threads
+            .iter()
+            .map(|&count| {
+                let labels: Vec<String> = (0..count).map(|t| format!("thread-{t}")).collect();
+                Ring::new(&labels, DEFAULT_VIRTUAL_NODES)
+            })
+            .collect();
+        Self { nodes, threads, global, local, replication }
+    }
+
+    /// A single node with `threads` actors.
+    pub fn single(threads: ThreadIndex, replication: Replication) -> Self {
+        Self::new(vec!["local".to_owned()], vec![threads], replication)
+    }
+
+    /// The node labels, in index order.
+    pub fn nodes(&self) -> &[String] {
+        &self.nodes
+    }
+
+    /// Actors on node `node`.
+    pub fn threads(&self, node: NodeIndex) -> ThreadIndex {
+        self.threads[usize::from(node)]
+    }
+
+    /// The default replication.
+    pub fn replication(&self) -> Replication {
+        self.replication
+    }
+
+    /// Every actor in the cluster.
+    pub fn all_actors(&self) -> impl Iterator<Item = ActorId> + '_ {
+        self.threads.iter().enumerate().flat_map(|(node, &count)| {
+            (0..count).map(move |thread| ActorId::new(node as NodeIndex, thread))
+        })
+    }
+
+    /// The replica owners of `key` under the default replication, or under `local_override`
+    /// actors per node when the key has a hot-key override.
+    pub fn owners(&self, key: &[u8], local_override: Option<u32>) -> Vec<ActorId> {
+        let mut owners = Vec::new();
+        self.owners_into(key, local_override, &mut owners);
+        owners
+    }
+
+    /// [`owners`](Self::owners) into a reused buffer.
+    pub fn owners_into(&self, key: &[u8], local_override: Option<u32>, out: &mut Vec<ActorId>) {
+        out.clear();
+        let position = crc32fast::hash(key);
+        let mut nodes = Vec::new();
+        self.global.successors(
+            position,
+            self.replication.global.resolve(self.nodes.len()),
+            &mut nodes,
+        );
+        let mut threads = Vec::new();
+        for node in nodes {
+            let ring = &self.local[usize::from(node)];
+            let per_node = match local_override {
+                Some(n) => {
+                    let base = self.replication.local.resolve(ring.members);
+                    (n as usize).clamp(base, ring.members)
+                }
+                None => self.replication.local.resolve(ring.members),
+            };
+            ring.successors(position, per_node, &mut threads);
+            out.extend(threads.iter().map(|&thread| ActorId::new(node, thread)));
+        }
+    }
+
+    /// `true` if `actor` owns `key`.
+    pub fn is_owner(&self, actor: ActorId, key: &[u8], local_override: Option<u32>) -> bool {
+        self.owners(key, local_override).contains(&actor)
+    }
+}
+
+/// A key: an immutable, cheaply cloned byte string.
+pub type Key = Bytes;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_is_the_standard_one() {
+        assert_eq!(crc32fast::hash(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn replication_counts_are_exact_and_distinct() {
+        let topo = Topology::new(
+            vec!["a:1".into(), "b:1".into(), "c:1".into()],
+            vec![4, 4, 2],
+            Replication::new(Factor::Count(2), Factor::Count(3)),
+        );
+        for i in 0..500_u32 {
+            let owners = topo.owners(&i.to_le_bytes(), None);
+            let mut dedup = owners.clone();
+            dedup.sort();
+            dedup.dedup();
+            assert_eq!(dedup.len(), owners.len());
+            let nodes: std::collections::BTreeSet<_> = owners.iter().map(|a| a.node).collect();
+            assert_eq!(nodes.len(), 2);
+            for node in nodes {
+                let here = owners.iter().filter(|a| a.node == node).count();
+                assert_eq!(here, if node == 2 { 2 } else { 3 });
+            }
+        }
+    }
+
+    #[test]
+    fn full_replication_is_every_actor() {
+        let topo = Topology::new(vec!["a".into(), "b".into()], vec![3, 2], Replication::FULL);
+        assert_eq!(topo.owners(b"k", None).len(), 5);
+    }
+
+    #[test]
+    fn placement_is_stable_and_spreads_keys() {
+        let topo = Topology::single(4, Replication::ONE);
+        let again = Topology::single(4, Replication::ONE);
+        let mut counts = [0_usize; 4];
+        for i in 0..4000_u32 {
+            let key = i.to_be_bytes();
+            let owner = topo.owners(&key, None)[0];
+            assert_eq!(owner, again.owners(&key, None)[0]);
+            counts[usize::from(owner.thread)] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 500), "uneven spread: {counts:?}");
+    }
+
+    #[test]
+    fn hot_key_override_widens_local_replication() {
+        let topo = Topology::single(4, Replication::ONE);
+        assert_eq!(topo.owners(b"hot", None).len(), 1);
+        assert_eq!(topo.owners(b"hot", Some(3)).len(), 3);
+        assert_eq!(topo.owners(b"hot", Some(99)).len(), 4);
+        assert!(topo.owners(b"hot", Some(3)).contains(&topo.owners(b"hot", None)[0]));
+    }
+}

@@ -1,0 +1,162 @@
+//! What the store keeps under a key: any lattice that also knows how to be deleted.
+//!
+//! The engine is generic over the value lattice `V`; a consistency level is a choice of `V`
+//! (plus a client-side session). [`KvsValue`] is the small seam between the two: how a DELETE
+//! turns into a lattice state, how a state reads as "absent", and, for timestamped values,
+//! when a deleted key's memory may be reclaimed.
+
+use std::fmt::Debug;
+
+use bytes::Bytes;
+use lattice_core::{Lattice, Lww, OrSet, PNCounter, Stamp};
+use serde::{Serialize, de::DeserializeOwned};
+
+/// A value lattice the store can hold.
+pub trait KvsValue:
+    Lattice + PartialEq + Debug + Send + Sync + Serialize + DeserializeOwned + 'static
+{
+    /// A short, stable name of the lattice type. It is checked on every message between nodes,
+    /// so a node configured with another value type is refused instead of misread.
+    const TYPE_NAME: &'static str;
+
+    /// Applies a DELETE, made at `stamp` by `writer`, to this replica's state. Returns `true`
+    /// if the state changed. The result must be above `self` (deletes are lattice writes too).
+    fn delete(&mut self, stamp: Stamp, writer: u64) -> bool;
+
+    /// `true` if a read should report the key as absent.
+    fn is_deleted(&self) -> bool;
+
+    /// For a timestamped tombstone, its stamp: once every replica has it and no older update
+    /// can still arrive, the key's memory can be freed (paper §VII.A). `None` for values that
+    /// are not tombstones or whose deletes are not timestamped.
+    fn tombstone_stamp(&self) -> Option<Stamp> {
+        None
+    }
+
+    /// Replaces the stamp of a freshly built write with one the actor assigns (for requests
+    /// with `stamp_here`). Values without stamps ignore it.
+    fn restamp(&mut self, stamp: Stamp) {
+        let _ = stamp;
+    }
+
+    /// The newest write stamp the state carries, if the lattice is timestamped. A client write
+    /// whose stamp is at or below the store's reclamation floor is refused: it could otherwise
+    /// resurrect a key whose tombstone was already freed.
+    fn write_stamp(&self) -> Option<Stamp> {
+        None
+    }
+}
+
+/// Eventual consistency: a last-writer-wins register whose value is `None` once deleted.
+///
+/// The design notes name `Lww<Bytes>`; a DELETE needs a state that wins or loses by stamp
+/// like any write, and an empty value cannot be it (empty strings are legitimate values), so
+/// the register holds `Option<Bytes>`: the paper's "DELETE is a PUT with an empty value",
+/// without stealing the empty value.
+pub type Eventual = Lww<Option<Bytes>>;
+
+impl KvsValue for Lww<Option<Bytes>> {
+    const TYPE_NAME: &'static str = "lww-bytes";
+
+    fn delete(&mut self, stamp: Stamp, _writer: u64) -> bool {
+        self.merge(Lww::new(stamp, None))
+    }
+    fn is_deleted(&self) -> bool {
+        !matches!(self.value(), Some(Some(_)))
+    }
+    fn tombstone_stamp(&self) -> Option<Stamp> {
+        match self.as_parts() {
+            Some((stamp, None)) => Some(stamp),
+            _ => None,
+        }
+    }
+    fn write_stamp(&self) -> Option<Stamp> {
+        self.stamp()
+    }
+    fn restamp(&mut self, stamp: Stamp) {
+        if let Some((_, value)) = std::mem::take(self).into_parts() {
+            *self = Lww::new(stamp, value);
+        }
+    }
+}
+
+/// Sets (Redis `SADD` and friends): an add-wins observed-remove set of byte strings. A DELETE
+/// removes every element this replica has observed; a concurrent add survives it.
+pub type Set = OrSet<Bytes>;
+
+impl KvsValue for OrSet<Bytes> {
+    const TYPE_NAME: &'static str = "or-set-bytes";
+
+    fn delete(&mut self, _stamp: Stamp, _writer: u64) -> bool {
+        let present: Vec<Bytes> = self.iter().cloned().collect();
+        let mut changed = false;
+        for value in &present {
+            changed |= self.remove(value);
+        }
+        changed
+    }
+    fn is_deleted(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+/// Counters (Redis `INCR` and friends). A DELETE subtracts the value this replica observed
+/// (on behalf of the deleting writer), so increments it did not see survive it.
+pub type Counter = PNCounter;
+
+impl KvsValue for PNCounter {
+    const TYPE_NAME: &'static str = "pn-counter";
+
+    fn delete(&mut self, _stamp: Stamp, writer: u64) -> bool {
+        let value = self.value();
+        if value == 0 {
+            return false;
+        }
+        let magnitude = u64::try_from(value.unsigned_abs()).unwrap_or(u64::MAX);
+        if value > 0 {
+            self.decrement(writer, magnitude);
+        } else {
+            self.increment(writer, magnitude);
+        }
+        true
+    }
+    fn is_deleted(&self) -> bool {
+        self.value() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lww_delete_is_a_write_that_wins_or_loses_by_stamp() {
+        let mut v = Lww::new(Stamp::new(5, 1), Some(Bytes::from_static(b"x")));
+        assert!(!v.is_deleted());
+        assert!(!v.clone().delete(Stamp::new(4, 1), 1), "an older delete loses");
+        assert!(v.delete(Stamp::new(6, 1), 1));
+        assert!(v.is_deleted());
+        assert_eq!(v.tombstone_stamp(), Some(Stamp::new(6, 1)));
+        assert!(v.merge(Lww::new(Stamp::new(7, 2), Some(Bytes::new()))));
+        assert!(!v.is_deleted(), "the empty string is a value, not a tombstone");
+    }
+
+    #[test]
+    fn set_and_counter_deletes_are_observed_removes() {
+        let mut s = Set::new();
+        s.add(1, Bytes::from_static(b"a"));
+        let mut other = s.clone();
+        other.add(2, Bytes::from_static(b"b"));
+        assert!(s.delete(Stamp::new(1, 1), 1));
+        assert!(s.is_deleted());
+        assert!(s.clone().join(other).contains(&Bytes::from_static(b"b")));
+
+        let mut c = Counter::new();
+        c.increment(1, 5);
+        let mut concurrent = c.clone();
+        concurrent.increment(2, 2);
+        assert!(c.delete(Stamp::new(1, 1), 9));
+        assert!(c.is_deleted());
+        assert_eq!(c.join(concurrent).value(), 2);
+    }
+}
