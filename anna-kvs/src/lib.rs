@@ -25,3 +25,6 @@ pub use actor::{Actor, ActorConfig, ActorStats, PendingWork};
 pub use message::{Input, Output, PeerMessage, Request, RequestError, Response};
 pub use ring::{ActorId, Factor, Key, Replication, Topology};
 pub use value::{Counter, Eventual, KvsValue, Set};
+pub mod node;
+
+pub use node::{ActorReport, Node, NodeConfig, NodeError, NodeHandle, PeerSpec};

@@ -1,0 +1,783 @@
+//! A running node: one pinned thread per actor, each driving its [`Actor`] from ZeroMQ sockets.
+//!
+//! Inside a node, actors hand each other messages without serializing them (the paper passes
+//! buffer ownership too): the message goes into the receiver's bounded mailbox and a one-byte
+//! doorbell goes over a ZeroMQ `inproc` socket to wake it. Across nodes, messages are encoded
+//! in the [`wire`](crate::wire) envelope and sent over ZeroMQ `tcp` (PUSH → PULL, one PULL per
+//! actor at `gossip_port + thread`). Every send is non-blocking: a full queue or a dead peer
+//! costs a dropped message (counted; retransmission repairs it), never a stalled actor. An actor
+//! waits in `zmq::poll` until its next epoch, so an idle node sleeps.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::actor::{Actor, ActorConfig, ActorStats};
+use crate::message::{Input, Output, PeerMessage, Request, RequestError, Response, Token};
+use crate::ring::{ActorId, Key, NodeIndex, Replication, ThreadIndex, Topology};
+use crate::value::KvsValue;
+use crate::wire;
+
+/// Another node of a static cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerSpec {
+    /// Its gossip address, `host:port` (its actors listen on `port + thread`).
+    pub gossip_addr: String,
+    /// How many actors it runs.
+    pub threads: ThreadIndex,
+}
+
+/// How to start a node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Actor threads; `0` means one per core.
+    pub threads: usize,
+    /// Pin each actor thread to its own core.
+    pub pin_threads: bool,
+    /// Gossip period (the paper's multicast epoch).
+    pub epoch: Duration,
+    /// Default replication of keys.
+    pub replication: Replication,
+    /// This node's gossip address, `host:port`; actor `t` binds `port + t`. `None` runs a
+    /// single node with no TCP at all.
+    pub gossip_addr: Option<String>,
+    /// The other nodes of a static cluster (each must list this node among its peers).
+    pub peers: Vec<PeerSpec>,
+    /// Largest key accepted.
+    pub max_key_bytes: usize,
+    /// Largest value accepted (encoded lattice state).
+    pub max_value_bytes: usize,
+    /// How long a client waits for an answer.
+    pub request_timeout: Duration,
+    /// Capacity of each actor's mailbox (client requests and messages from local actors).
+    pub mailbox_capacity: usize,
+    /// Messages queued per remote destination before sends are dropped (ZeroMQ high-water mark).
+    pub send_high_water_mark: i32,
+    /// Actor tunables (the epoch above overrides `actor.epoch_us`).
+    pub actor: ActorConfig,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            threads: 0,
+            pin_threads: true,
+            epoch: Duration::from_millis(100),
+            replication: Replication::ONE,
+            gossip_addr: None,
+            peers: Vec::new(),
+            max_key_bytes: 64 * 1024,
+            max_value_bytes: 64 * 1024 * 1024 / 4,
+            request_timeout: Duration::from_secs(2),
+            mailbox_capacity: 64 * 1024,
+            send_high_water_mark: 10_000,
+            actor: ActorConfig::default(),
+        }
+    }
+}
+
+/// Why a node did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// A socket could not be created or bound.
+    #[error("ZeroMQ: {context}: {source}")]
+    Zmq {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: zmq::Error,
+    },
+    /// The configuration is inconsistent.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+fn zmq_err(context: impl Into<String>) -> impl FnOnce(zmq::Error) -> NodeError {
+    let context = context.into();
+    move |source| NodeError::Zmq { context, source }
+}
+
+/// What travels in a local actor's mailbox.
+enum Mail<V> {
+    Client { request: Request<V>, reply: Sender<Response<V>> },
+    Peer(PeerMessage<V>),
+}
+
+/// An actor's counters plus where its time went (the paper's Fig. 5 breakdown).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ActorReport {
+    /// The actor.
+    pub id: Option<ActorId>,
+    /// Its counters.
+    pub stats: ActorStats,
+    /// Time spent serving client requests (ns).
+    pub request_ns: u64,
+    /// Time spent on gossip: epochs, merging and acknowledging peers' batches (ns).
+    pub gossip_ns: u64,
+    /// Time spent waiting in `zmq::poll` (ns).
+    pub idle_ns: u64,
+    /// Messages from other nodes dropped as malformed (bad envelope, wrong version or lattice
+    /// type, unknown sender).
+    pub bad_messages: u64,
+    /// Messages dropped because a queue was full or a peer unreachable.
+    pub send_drops: u64,
+    /// Bytes of encoded messages received from other nodes.
+    pub bytes_in: u64,
+    /// Bytes of encoded messages sent to other nodes.
+    pub bytes_out: u64,
+}
+
+/// State shared by a node's threads and handles.
+struct Shared<V> {
+    context: zmq::Context,
+    /// Distinguishes this node's inproc endpoints from another node in the same process.
+    uid: u64,
+    me: NodeIndex,
+    topology: Arc<Topology>,
+    mailboxes: Vec<Sender<Mail<V>>>,
+    stop: AtomicBool,
+    reports: Vec<Mutex<ActorReport>>,
+    config: NodeConfig,
+    clock: Clock,
+}
+
+/// Microseconds of wall-clock time, advancing monotonically from the node's start (so epochs
+/// keep their pace if the system clock is stepped, and stamps stay comparable across nodes).
+#[derive(Clone, Copy, Debug)]
+struct Clock {
+    wall_at_start_us: u64,
+    start: Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        Self { wall_at_start_us: wall.as_micros() as u64, start: Instant::now() }
+    }
+    fn now_us(&self) -> u64 {
+        self.wall_at_start_us + self.start.elapsed().as_micros() as u64
+    }
+}
+
+static NEXT_NODE_UID: AtomicU64 = AtomicU64::new(1);
+
+fn doorbell_endpoint(uid: u64, thread: ThreadIndex) -> String {
+    format!("inproc://anna-{uid}-actor-{thread}")
+}
+
+fn split_host_port(addr: &str) -> Result<(String, u16), NodeError> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| NodeError::Config(format!("gossip address {addr:?} is not host:port")))?;
+    let port: u16 = port.parse().map_err(|_| NodeError::Config(format!("bad port in {addr:?}")))?;
+    Ok((host.to_owned(), port))
+}
+
+fn tcp_endpoint(addr: &str, thread: ThreadIndex) -> Result<String, NodeError> {
+    let (host, port) = split_host_port(addr)?;
+    let port = port
+        .checked_add(thread)
+        .ok_or_else(|| NodeError::Config(format!("{addr} + {thread} overflows the port range")))?;
+    Ok(format!("tcp://{host}:{port}"))
+}
+
+/// A running node. Dropping it shuts it down; [`Node::shutdown`] does so explicitly.
+pub struct Node<V: KvsValue> {
+    shared: Arc<Shared<V>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl<V: KvsValue> std::fmt::Debug for Node<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("actors", &self.threads.len()).finish()
+    }
+}
+
+impl<V: KvsValue> Node<V> {
+    /// Starts a node: binds its sockets and spawns (and optionally pins) its actor threads.
+    ///
+    /// # Errors
+    /// A bad configuration or a socket that cannot be bound (e.g. a port in use).
+    pub fn start(mut config: NodeConfig) -> Result<Self, NodeError> {
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        if config.threads == 0 {
+            config.threads = cores.len().max(1);
+        }
+        let threads = ThreadIndex::try_from(config.threads)
+            .map_err(|_| NodeError::Config(format!("{} threads is too many", config.threads)))?;
+        config.actor.epoch_us = config.epoch.as_micros().max(1) as u64;
+
+        // The cluster: this node and its peers, ordered by address so every node agrees.
+        let mut members: Vec<(String, ThreadIndex)> = Vec::new();
+        match &config.gossip_addr {
+            Some(addr) => {
+                split_host_port(addr)?;
+                members.push((addr.clone(), threads));
+            }
+            None if !config.peers.is_empty() => {
+                return Err(NodeError::Config("peers need a gossip address for this node".into()));
+            }
+            None => members.push(("local".to_owned(), threads)),
+        }
+        for peer in &config.peers {
+            split_host_port(&peer.gossip_addr)?;
+            if peer.threads == 0 {
+                return Err(NodeError::Config(format!("peer {} has no threads", peer.gossip_addr)));
+            }
+            members.push((peer.gossip_addr.clone(), peer.threads));
+        }
+        members.sort();
+        members.dedup_by(|a, b| a.0 == b.0);
+        let me = members
+            .iter()
+            .position(|(addr, _)| {
+                Some(addr) == config.gossip_addr.as_ref()
+                    || (addr == "local" && config.gossip_addr.is_none())
+            })
+            .expect("this node is a member") as NodeIndex;
+        let topology = Arc::new(Topology::new(
+            members.iter().map(|(a, _)| a.clone()).collect(),
+            members.iter().map(|(_, t)| *t).collect(),
+            config.replication,
+        ));
+
+        let context = zmq::Context::new();
+        let uid = NEXT_NODE_UID.fetch_add(1, Ordering::Relaxed);
+        let mut senders = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in 0..threads {
+            let (tx, rx) = crossbeam_channel::bounded(config.mailbox_capacity);
+            senders.push(tx);
+            receivers.push(rx);
+        }
+        // Bind every socket before any thread starts, so a busy port fails `start` cleanly.
+        let mut bound = Vec::new();
+        for thread in 0..threads {
+            let doorbell = context.socket(zmq::PULL).map_err(zmq_err("create doorbell"))?;
+            doorbell.bind(&doorbell_endpoint(uid, thread)).map_err(zmq_err("bind doorbell"))?;
+            let tcp = match &config.gossip_addr {
+                Some(addr) => {
+                    let socket =
+                        context.socket(zmq::PULL).map_err(zmq_err("create gossip socket"))?;
+                    socket
+                        .set_maxmsgsize(wire::MAX_MESSAGE_BYTES as i64)
+                        .map_err(zmq_err("set ZMQ_MAXMSGSIZE"))?;
+                    socket
+                        .set_rcvhwm(config.send_high_water_mark)
+                        .map_err(zmq_err("set ZMQ_RCVHWM"))?;
+                    socket.set_linger(0).map_err(zmq_err("set ZMQ_LINGER"))?;
+                    let endpoint = tcp_endpoint(addr, thread)?;
+                    socket.bind(&endpoint).map_err(zmq_err(format!("bind {endpoint}")))?;
+                    Some(socket)
+                }
+                None => None,
+            };
+            bound.push((doorbell, tcp));
+        }
+        let shared = Arc::new(Shared {
+            context,
+            uid,
+            me,
+            topology,
+            mailboxes: senders,
+            stop: AtomicBool::new(false),
+            reports: (0..threads).map(|_| Mutex::new(ActorReport::default())).collect(),
+            config: config.clone(),
+            clock: Clock::new(),
+        });
+        let mut handles = Vec::new();
+        for (thread, ((doorbell, tcp), mailbox)) in bound.into_iter().zip(receivers).enumerate() {
+            let shared = Arc::clone(&shared);
+            let core = if config.pin_threads && !cores.is_empty() {
+                Some(cores[thread % cores.len()])
+            } else {
+                None
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("anna-actor-{thread}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core);
+                    }
+                    let id = ActorId::new(shared.me, thread as ThreadIndex);
+                    let mut driver = Driver::new(id, shared, doorbell, tcp, mailbox);
+                    driver.run();
+                })
+                .map_err(|e| NodeError::Config(format!("spawn actor thread: {e}")))?;
+            handles.push(handle);
+        }
+        tracing::info!(node = me, actors = threads, gossip = ?config.gossip_addr, peers = config.peers.len(), "anna node started");
+        Ok(Self { shared, threads: handles })
+    }
+
+    /// A handle for issuing requests to this node (one per client thread: it owns sockets).
+    pub fn handle(&self) -> NodeHandle<V> {
+        NodeHandle::new(Arc::clone(&self.shared))
+    }
+
+    /// The cluster topology this node routes with.
+    pub fn topology(&self) -> Arc<Topology> {
+        Arc::clone(&self.shared.topology)
+    }
+
+    /// This node's index in the cluster.
+    pub fn index(&self) -> NodeIndex {
+        self.shared.me
+    }
+
+    /// Per-actor counters and time breakdown, as of each actor's last epoch.
+    pub fn reports(&self) -> Vec<ActorReport> {
+        self.shared
+            .reports
+            .iter()
+            .map(|r| r.lock().map(|r| r.clone()).unwrap_or_default())
+            .collect()
+    }
+
+    /// Stops every actor and waits for its thread to finish.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if self.threads.is_empty() {
+            return;
+        }
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Ok(bell) = self.shared.context.socket(zmq::PUSH) {
+            for thread in 0..self.threads.len() {
+                let _ = bell.connect(&doorbell_endpoint(self.shared.uid, thread as ThreadIndex));
+            }
+            for _ in 0..self.threads.len() {
+                let _ = bell.send(&[][..], zmq::DONTWAIT);
+            }
+        }
+        for handle in self.threads.drain(..) {
+            let _ = handle.join();
+        }
+        tracing::info!(node = self.shared.me, "anna node stopped");
+    }
+}
+
+impl<V: KvsValue> Drop for Node<V> {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// Issues requests to a node from one thread. Cloning makes a new handle with its own sockets.
+pub struct NodeHandle<V: KvsValue> {
+    shared: Arc<Shared<V>>,
+    bells: Vec<Option<zmq::Socket>>,
+    next: usize,
+    /// Set by [`NodeHandle::request_at`] for one request.
+    pinned: Option<usize>,
+}
+
+impl<V: KvsValue> std::fmt::Debug for NodeHandle<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeHandle").field("node", &self.shared.me).finish()
+    }
+}
+
+impl<V: KvsValue> Clone for NodeHandle<V> {
+    fn clone(&self) -> Self {
+        Self::new(Arc::clone(&self.shared))
+    }
+}
+
+impl<V: KvsValue> NodeHandle<V> {
+    fn new(shared: Arc<Shared<V>>) -> Self {
+        let bells = (0..shared.mailboxes.len()).map(|_| None).collect();
+        Self { shared, bells, next: 0, pinned: None }
+    }
+
+    /// Reads `key`.
+    ///
+    /// # Errors
+    /// Oversized keys, timeouts, shutdown.
+    pub fn get(&mut self, key: impl Into<Key>) -> Result<Option<V>, RequestError> {
+        match self.request(Request::Get { key: key.into() })? {
+            Response::Value(value) => Ok(value),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Merges `value` into `key`; with `stamp_here` the serving actor stamps it.
+    ///
+    /// # Errors
+    /// Oversized keys or values, stale stamps, timeouts, shutdown.
+    pub fn put(
+        &mut self,
+        key: impl Into<Key>,
+        value: V,
+        stamp_here: bool,
+    ) -> Result<(), RequestError> {
+        match self.request(Request::Put { key: key.into(), value, stamp_here })? {
+            Response::Done(_) => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Deletes `key`.
+    ///
+    /// # Errors
+    /// Oversized keys, timeouts, shutdown.
+    pub fn delete(&mut self, key: impl Into<Key>) -> Result<(), RequestError> {
+        match self.request(Request::Delete { key: key.into() })? {
+            Response::Done(_) => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sends any request to a replica owner of its key on this node (or, if the key lives only
+    /// on other nodes, to a local actor that forwards it) and waits for the answer.
+    ///
+    /// # Errors
+    /// See [`RequestError`].
+    pub fn request(&mut self, request: Request<V>) -> Result<Response<V>, RequestError> {
+        let shared = Arc::clone(&self.shared);
+        let config = &shared.config;
+        if request.key().len() > config.max_key_bytes {
+            return Err(RequestError::TooLarge {
+                what: "key".into(),
+                size: request.key().len(),
+                limit: config.max_key_bytes,
+            });
+        }
+        if let Request::Put { value, .. } = &request {
+            let size = bincode::serde::encode_to_vec(value, bincode::config::standard())
+                .map_or(usize::MAX, |v| v.len());
+            if size > config.max_value_bytes {
+                return Err(RequestError::TooLarge {
+                    what: "value".into(),
+                    size,
+                    limit: config.max_value_bytes,
+                });
+            }
+        }
+        if self.shared.stop.load(Ordering::Relaxed) {
+            return Err(RequestError::ShuttingDown);
+        }
+        let thread = self.pick_actor(request.key());
+        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+        let mail = Mail::Client { request, reply: reply_tx };
+        self.shared.mailboxes[thread]
+            .send_timeout(mail, config.request_timeout)
+            .map_err(|_| RequestError::Timeout)?;
+        self.ring(thread);
+        match reply_rx.recv_timeout(config.request_timeout) {
+            Ok(Response::Error(error)) => Err(error),
+            Ok(response) => Ok(response),
+            Err(_) if self.shared.stop.load(Ordering::Relaxed) => Err(RequestError::ShuttingDown),
+            Err(_) => Err(RequestError::Timeout),
+        }
+    }
+
+    /// Sends `request` to local actor `thread` whether or not it owns the key (a non-owner
+    /// forwards it), e.g. to read one particular replica.
+    ///
+    /// # Errors
+    /// See [`RequestError`].
+    pub fn request_at(
+        &mut self,
+        thread: ThreadIndex,
+        request: Request<V>,
+    ) -> Result<Response<V>, RequestError> {
+        self.pinned = Some(usize::from(thread) % self.shared.mailboxes.len());
+        let result = self.request(request);
+        self.pinned = None;
+        result
+    }
+
+    /// A local owner of `key` (round-robin among them), else any local actor.
+    fn pick_actor(&mut self, key: &[u8]) -> usize {
+        if let Some(thread) = self.pinned {
+            return thread;
+        }
+        self.next = self.next.wrapping_add(1);
+        let owners = self.shared.topology.owners(key, None);
+        let local: Vec<ActorId> = owners.into_iter().filter(|a| a.node == self.shared.me).collect();
+        if local.is_empty() {
+            self.next % self.shared.mailboxes.len()
+        } else {
+            usize::from(local[self.next % local.len()].thread)
+        }
+    }
+
+    fn ring(&mut self, thread: usize) {
+        if self.bells[thread].is_none() {
+            if let Ok(socket) = self.shared.context.socket(zmq::PUSH) {
+                let _ = socket.set_sndhwm(1024);
+                let _ = socket.set_linger(0);
+                if socket
+                    .connect(&doorbell_endpoint(self.shared.uid, thread as ThreadIndex))
+                    .is_ok()
+                {
+                    self.bells[thread] = Some(socket);
+                }
+            }
+        }
+        if let Some(bell) = &self.bells[thread] {
+            // A full doorbell queue means a wake-up is already pending.
+            let _ = bell.send(&[][..], zmq::DONTWAIT);
+        }
+    }
+}
+
+fn unexpected<V: std::fmt::Debug>(response: Response<V>) -> RequestError {
+    match response {
+        Response::Error(e) => e,
+        _ => RequestError::Timeout,
+    }
+}
+
+/// How one remote actor is reached.
+struct RemoteLink {
+    socket: zmq::Socket,
+}
+
+/// The loop around one actor: sockets in, actor, sockets out.
+struct Driver<V: KvsValue> {
+    id: ActorId,
+    shared: Arc<Shared<V>>,
+    actor: Actor<V>,
+    doorbell: zmq::Socket,
+    tcp: Option<zmq::Socket>,
+    mailbox: Receiver<Mail<V>>,
+    /// Doorbells of the other local actors (lazily connected).
+    local_bells: HashMap<ThreadIndex, zmq::Socket>,
+    /// PUSH sockets to remote actors (lazily connected).
+    remotes: HashMap<ActorId, RemoteLink>,
+    /// Clients waiting for an answer, by the token given to the actor.
+    waiting: HashMap<Token, Sender<Response<V>>>,
+    next_token: Token,
+    outputs: Vec<Output<V>>,
+    report: ActorReport,
+}
+
+impl<V: KvsValue> Driver<V> {
+    fn new(
+        id: ActorId,
+        shared: Arc<Shared<V>>,
+        doorbell: zmq::Socket,
+        tcp: Option<zmq::Socket>,
+        mailbox: Receiver<Mail<V>>,
+    ) -> Self {
+        let now = shared.clock.now_us();
+        let actor = Actor::new(id, Arc::clone(&shared.topology), shared.config.actor.clone(), now);
+        Self {
+            id,
+            shared,
+            actor,
+            doorbell,
+            tcp,
+            mailbox,
+            local_bells: HashMap::new(),
+            remotes: HashMap::new(),
+            waiting: HashMap::new(),
+            next_token: 1,
+            outputs: Vec::new(),
+            report: ActorReport { id: Some(id), ..ActorReport::default() },
+        }
+    }
+
+    fn run(&mut self) {
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let now = self.shared.clock.now_us();
+            let timeout_ms = self.actor.next_epoch_at().saturating_sub(now).div_ceil(1000);
+            let idle_start = Instant::now();
+            let ready = {
+                let mut items = vec![self.doorbell.as_poll_item(zmq::POLLIN)];
+                if let Some(tcp) = &self.tcp {
+                    items.push(tcp.as_poll_item(zmq::POLLIN));
+                }
+                // The mailbox may already hold mail whose doorbell was coalesced: don't wait then.
+                let timeout = if self.mailbox.is_empty() {
+                    timeout_ms.min(i64::MAX as u64) as i64
+                } else {
+                    0
+                };
+                zmq::poll(&mut items, timeout).is_ok()
+            };
+            self.report.idle_ns += idle_start.elapsed().as_nanos() as u64;
+            if !ready || self.shared.stop.load(Ordering::Relaxed) {
+                continue;
+            }
+            while self.doorbell.recv_bytes(zmq::DONTWAIT).is_ok() {}
+            self.drain_mailbox();
+            self.drain_tcp();
+            let now = self.shared.clock.now_us();
+            if now >= self.actor.next_epoch_at() {
+                let start = Instant::now();
+                self.actor.handle(now, Input::Tick, &mut self.outputs);
+                self.deliver();
+                self.report.gossip_ns += start.elapsed().as_nanos() as u64;
+                self.publish();
+            }
+        }
+        self.publish();
+    }
+
+    fn drain_mailbox(&mut self) {
+        // Bounded per round so a flood of requests cannot starve gossip and epochs.
+        for _ in 0..4096 {
+            let Ok(mail) = self.mailbox.try_recv() else { break };
+            let start = Instant::now();
+            let now = self.shared.clock.now_us();
+            match mail {
+                Mail::Client { request, reply } => {
+                    let token = self.next_token;
+                    self.next_token += 1;
+                    self.waiting.insert(token, reply);
+                    self.actor.handle(now, Input::Client { token, request }, &mut self.outputs);
+                    self.deliver();
+                    self.report.request_ns += start.elapsed().as_nanos() as u64;
+                }
+                Mail::Peer(message) => {
+                    self.actor.handle(now, Input::Peer(message), &mut self.outputs);
+                    self.deliver();
+                    self.report.gossip_ns += start.elapsed().as_nanos() as u64;
+                }
+            }
+        }
+    }
+
+    fn drain_tcp(&mut self) {
+        for _ in 0..4096 {
+            let Some(tcp) = &self.tcp else { return };
+            let Ok(bytes) = tcp.recv_bytes(zmq::DONTWAIT) else { return };
+            let start = Instant::now();
+            self.report.bytes_in += bytes.len() as u64;
+            match wire::decode::<V>(&bytes).and_then(|m| self.validate(m)) {
+                Ok(message) => {
+                    let now = self.shared.clock.now_us();
+                    self.actor.handle(now, Input::Peer(message), &mut self.outputs);
+                    self.deliver();
+                }
+                Err(error) => {
+                    self.report.bad_messages += 1;
+                    tracing::warn!(actor = %self.id, %error, bytes = bytes.len(), "dropped a malformed message from the network");
+                }
+            }
+            self.report.gossip_ns += start.elapsed().as_nanos() as u64;
+        }
+    }
+
+    /// Checks what a message claims about its sender against the topology.
+    fn validate(&self, message: PeerMessage<V>) -> Result<PeerMessage<V>, wire::WireError> {
+        let sender = match &message {
+            PeerMessage::Gossip(g) => Some(g.from),
+            PeerMessage::Ack { from, .. } => Some(*from),
+            PeerMessage::Forward { origin, .. } => Some(*origin),
+            PeerMessage::ForwardReply { .. } => None,
+        };
+        if let Some(sender) = sender {
+            let known = usize::from(sender.node) < self.shared.topology.nodes().len()
+                && sender.thread < self.shared.topology.threads(sender.node)
+                && sender.node != self.id.node;
+            if !known {
+                return Err(wire::WireError::Malformed(format!(
+                    "unknown or local sender {sender} on the network"
+                )));
+            }
+        }
+        Ok(message)
+    }
+
+    fn deliver(&mut self) {
+        let mut outputs = std::mem::take(&mut self.outputs);
+        for output in outputs.drain(..) {
+            match output {
+                Output::Reply { token, response } => {
+                    if let Some(client) = self.waiting.remove(&token) {
+                        let _ = client.try_send(response);
+                    }
+                }
+                Output::Send { to, message } => self.send(to, message),
+            }
+        }
+        self.outputs = outputs;
+    }
+
+    fn send(&mut self, to: ActorId, message: PeerMessage<V>) {
+        if to.node == self.id.node {
+            let Some(mailbox) = self.shared.mailboxes.get(usize::from(to.thread)) else { return };
+            match mailbox.try_send(Mail::Peer(message)) {
+                Ok(()) => self.ring_local(to.thread),
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                    self.report.send_drops += 1
+                }
+            }
+            return;
+        }
+        let bytes = match wire::encode(&message) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::warn!(actor = %self.id, %error, "message not sent");
+                self.report.send_drops += 1;
+                return;
+            }
+        };
+        if !self.remotes.contains_key(&to) {
+            match self.connect_remote(to) {
+                Ok(link) => {
+                    self.remotes.insert(to, link);
+                }
+                Err(error) => {
+                    tracing::warn!(actor = %self.id, to = %to, %error, "cannot reach peer");
+                    self.report.send_drops += 1;
+                    return;
+                }
+            }
+        }
+        let link = &self.remotes[&to];
+        match link.socket.send(&bytes[..], zmq::DONTWAIT) {
+            Ok(()) => self.report.bytes_out += bytes.len() as u64,
+            Err(_) => self.report.send_drops += 1,
+        }
+    }
+
+    fn connect_remote(&self, to: ActorId) -> Result<RemoteLink, NodeError> {
+        let addr = &self.shared.topology.nodes()[usize::from(to.node)];
+        let endpoint = tcp_endpoint(addr, to.thread)?;
+        let socket =
+            self.shared.context.socket(zmq::PUSH).map_err(zmq_err("create push socket"))?;
+        socket
+            .set_sndhwm(self.shared.config.send_high_water_mark)
+            .map_err(zmq_err("set ZMQ_SNDHWM"))?;
+        socket.set_linger(0).map_err(zmq_err("set ZMQ_LINGER"))?;
+        socket.set_immediate(true).map_err(zmq_err("set ZMQ_IMMEDIATE"))?;
+        socket.connect(&endpoint).map_err(zmq_err(format!("connect {endpoint}")))?;
+        Ok(RemoteLink { socket })
+    }
+
+    fn ring_local(&mut self, thread: ThreadIndex) {
+        if !self.local_bells.contains_key(&thread) {
+            let Ok(socket) = self.shared.context.socket(zmq::PUSH) else { return };
+            let _ = socket.set_sndhwm(1024);
+            let _ = socket.set_linger(0);
+            if socket.connect(&doorbell_endpoint(self.shared.uid, thread)).is_err() {
+                return;
+            }
+            self.local_bells.insert(thread, socket);
+        }
+        if let Some(bell) = self.local_bells.get(&thread) {
+            let _ = bell.send(&[][..], zmq::DONTWAIT);
+        }
+    }
+
+    fn publish(&mut self) {
+        self.report.stats = self.actor.stats();
+        if let Some(slot) = self.shared.reports.get(usize::from(self.id.thread))
+            && let Ok(mut shared) = slot.lock()
+        {
+            *shared = self.report.clone();
+        }
+    }
+}
