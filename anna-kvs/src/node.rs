@@ -512,22 +512,23 @@ impl<V: KvsValue> NodeHandle<V> {
 
     fn ring(&mut self, thread: usize) {
         if self.bells[thread].is_none() {
-            if let Ok(socket) = self.shared.context.socket(zmq::PUSH) {
-                let _ = socket.set_sndhwm(1024);
-                let _ = socket.set_linger(0);
-                if socket
-                    .connect(&doorbell_endpoint(self.shared.uid, thread as ThreadIndex))
-                    .is_ok()
-                {
-                    self.bells[thread] = Some(socket);
-                }
-            }
+            self.bells[thread] =
+                connect_doorbell(&self.shared.context, self.shared.uid, thread as ThreadIndex);
         }
         if let Some(bell) = &self.bells[thread] {
             // A full doorbell queue means a wake-up is already pending.
             let _ = bell.send(&[][..], zmq::DONTWAIT);
         }
     }
+}
+
+/// A PUSH socket to a local actor's doorbell.
+fn connect_doorbell(context: &zmq::Context, uid: u64, thread: ThreadIndex) -> Option<zmq::Socket> {
+    let socket = context.socket(zmq::PUSH).ok()?;
+    socket.set_sndhwm(1024).ok()?;
+    socket.set_linger(0).ok()?;
+    socket.connect(&doorbell_endpoint(uid, thread)).ok()?;
+    Some(socket)
 }
 
 fn unexpected<V: std::fmt::Debug>(response: Response<V>) -> RequestError {
@@ -759,12 +760,10 @@ impl<V: KvsValue> Driver<V> {
 
     fn ring_local(&mut self, thread: ThreadIndex) {
         if !self.local_bells.contains_key(&thread) {
-            let Ok(socket) = self.shared.context.socket(zmq::PUSH) else { return };
-            let _ = socket.set_sndhwm(1024);
-            let _ = socket.set_linger(0);
-            if socket.connect(&doorbell_endpoint(self.shared.uid, thread)).is_err() {
+            let Some(socket) = connect_doorbell(&self.shared.context, self.shared.uid, thread)
+            else {
                 return;
-            }
+            };
             self.local_bells.insert(thread, socket);
         }
         if let Some(bell) = self.local_bells.get(&thread) {
