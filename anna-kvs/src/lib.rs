@@ -28,3 +28,9 @@ pub use value::{Counter, Eventual, KvsValue, Set};
 pub mod node;
 
 pub use node::{ActorReport, Node, NodeConfig, NodeError, NodeHandle, PeerSpec};
+
+/// The repository README's Rust examples, compiled (and run, unless marked `no_run`) as
+/// doctests so they cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct RepositoryReadmeDoctests;

@@ -3,7 +3,7 @@
 //! Inside a node, actors hand each other messages without serializing them (the paper passes
 //! buffer ownership too): the message goes into the receiver's bounded mailbox and a one-byte
 //! doorbell goes over a ZeroMQ `inproc` socket to wake it. Across nodes, messages are encoded
-//! in the [`wire`](crate::wire) envelope and sent over ZeroMQ `tcp` (PUSH → PULL, one PULL per
+//! in the [`crate::wire`] envelope and sent over ZeroMQ `tcp` (PUSH → PULL, one PULL per
 //! actor at `gossip_port + thread`). Every send is non-blocking: a full queue or a dead peer
 //! costs a dropped message (counted; retransmission repairs it), never a stalled actor. An actor
 //! waits in `zmq::poll` until its next epoch, so an idle node sleeps.

@@ -224,7 +224,15 @@ impl Topology {
 
     /// `true` if `actor` owns `key`.
     pub fn is_owner(&self, actor: ActorId, key: &[u8], local_override: Option<u32>) -> bool {
+        if self.replication == Replication::FULL {
+            return true;
+        }
         self.owners(key, local_override).contains(&actor)
+    }
+
+    /// `true` if every actor owns every key (no ring walk needed).
+    pub fn is_full(&self) -> bool {
+        self.replication == Replication::FULL
     }
 }
 

@@ -60,11 +60,6 @@ pub use quickcheck;
 #[cfg(feature = "quickcheck")]
 pub use quickcheck_support::{quickcheck_laws, quickcheck_property};
 
-/// The repository README's Rust examples, compiled and run as doctests so they cannot drift.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-pub struct RepositoryReadmeDoctests;
-
 pub use num_traits::Bounded;
 
 /// Derives [`Lattice`](trait@Lattice) for a struct: the product lattice of its fields.
