@@ -165,7 +165,7 @@ struct PendingTombstone {
 
 /// One actor: a private replica of its keys, its changeset, and its gossip state.
 #[derive(Debug)]
-pub struct Actor<V> {
+pub struct Actor<V: KvsValue> {
     id: ActorId,
     topology: Arc<Topology>,
     config: ActorConfig,
@@ -320,6 +320,7 @@ impl<V: KvsValue> Actor<V> {
                         }
                         Request::Get { key } => self.get(&key),
                         Request::Delete { key } => self.delete(now, key),
+                        Request::Apply { key, op } => self.apply(now, key, op),
                     };
                     out.push(Output::Reply { token, response });
                 } else if let Some(response) = self.client(now, token, request, 0, None, out) {
@@ -403,6 +404,7 @@ impl<V: KvsValue> Actor<V> {
             Request::Get { key } => self.get(&key),
             Request::Put { key, value, stamp_here } => self.put(now, key, value, stamp_here),
             Request::Delete { key } => self.delete(now, key),
+            Request::Apply { key, op } => self.apply(now, key, op),
         })
     }
 
@@ -474,6 +476,38 @@ impl<V: KvsValue> Actor<V> {
             }
         }
         Response::Done(Some(stamp))
+    }
+
+    fn apply(&mut self, now: u64, key: Key, op: V::Op) -> Response<V> {
+        let stamp = self.next_stamp(now);
+        let writer = self.id.writer_id();
+        let (changed, output) = match self.store.get_mut(&key) {
+            Some(slot) => match slot.value.apply(op, stamp, writer) {
+                Ok((changed, output)) => {
+                    if changed && !slot.dirty {
+                        slot.dirty = true;
+                        self.changeset.push(key);
+                    }
+                    (changed, output)
+                }
+                Err(message) => return Response::Error(RequestError::Op(message)),
+            },
+            None => {
+                let mut value = V::bottom();
+                match value.apply(op, stamp, writer) {
+                    Ok((changed, output)) => {
+                        if changed && !value.is_bottom() {
+                            self.store.insert(key.clone(), Slot { value, dirty: true });
+                            self.changeset.push(key);
+                        }
+                        (changed, output)
+                    }
+                    Err(message) => return Response::Error(RequestError::Op(message)),
+                }
+            }
+        };
+        self.stats.puts += u64::from(changed);
+        Response::Applied(output)
     }
 
     fn peer(&mut self, now: u64, message: PeerMessage<V>, out: &mut Vec<Output<V>>) {

@@ -24,7 +24,7 @@ pub mod wire;
 pub use actor::{Actor, ActorConfig, ActorStats, PendingWork};
 pub use message::{Input, Output, PeerMessage, Request, RequestError, Response};
 pub use ring::{ActorId, Factor, Key, Replication, Topology};
-pub use value::{Counter, Eventual, KvsValue, Set};
+pub use value::{Counter, Eventual, KvsValue, NoOp, Set};
 pub mod node;
 
 pub use node::{ActorReport, Node, NodeConfig, NodeError, NodeHandle, PeerSpec};
@@ -34,3 +34,4 @@ pub use node::{ActorReport, Node, NodeConfig, NodeError, NodeHandle, PeerSpec};
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct RepositoryReadmeDoctests;
+pub mod redis;

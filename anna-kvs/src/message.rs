@@ -11,7 +11,7 @@ pub type Token = u64;
 /// A client operation on one key.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(bound = "V: crate::KvsValue")]
-pub enum Request<V> {
+pub enum Request<V: crate::KvsValue> {
     /// Read the key from this replica.
     Get {
         /// The key.
@@ -32,13 +32,24 @@ pub enum Request<V> {
         /// The key.
         key: Key,
     },
+    /// Apply a value-specific operation that reads the replica's current state (an increment,
+    /// a set insertion), stamped by the actor. See [`KvsValue::apply`](crate::KvsValue::apply).
+    Apply {
+        /// The key.
+        key: Key,
+        /// The operation.
+        op: <V as crate::KvsValue>::Op,
+    },
 }
 
-impl<V> Request<V> {
+impl<V: crate::KvsValue> Request<V> {
     /// The key the request is about.
     pub fn key(&self) -> &Key {
         match self {
-            Self::Get { key } | Self::Put { key, .. } | Self::Delete { key } => key,
+            Self::Get { key }
+            | Self::Put { key, .. }
+            | Self::Delete { key }
+            | Self::Apply { key, .. } => key,
         }
     }
 }
@@ -46,11 +57,13 @@ impl<V> Request<V> {
 /// The outcome of a [`Request`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(bound = "V: crate::KvsValue")]
-pub enum Response<V> {
+pub enum Response<V: crate::KvsValue> {
     /// A GET's result: `None` if the key is absent or deleted.
     Value(Option<V>),
     /// A PUT or DELETE was applied; the write's stamp when the actor assigned one.
     Done(Option<Stamp>),
+    /// The result of an [`Request::Apply`].
+    Applied(<V as crate::KvsValue>::OpOutput),
     /// The request was refused.
     Error(RequestError),
 }
@@ -89,12 +102,15 @@ pub enum RequestError {
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// The value-specific operation was refused (for example, incrementing a set).
+    #[error("{0}")]
+    Op(String),
 }
 
 /// A batch of merged updates from one actor to another, sent once per epoch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(bound = "V: crate::KvsValue")]
-pub struct Gossip<V> {
+pub struct Gossip<V: crate::KvsValue> {
     /// The sender.
     pub from: ActorId,
     /// Per (sender, receiver) sequence number, for acknowledgements and retransmission.
@@ -108,7 +124,7 @@ pub struct Gossip<V> {
 /// Messages between actors.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(bound = "V: crate::KvsValue")]
-pub enum PeerMessage<V> {
+pub enum PeerMessage<V: crate::KvsValue> {
     /// An epoch's updates.
     Gossip(Gossip<V>),
     /// Receipt of a gossip batch.
@@ -143,7 +159,7 @@ pub enum PeerMessage<V> {
 
 /// What the driver feeds an actor.
 #[derive(Debug)]
-pub enum Input<V> {
+pub enum Input<V: crate::KvsValue> {
     /// A client request; the reply carries the same token.
     Client {
         /// The driver's routing token.
@@ -159,7 +175,7 @@ pub enum Input<V> {
 
 /// What an actor asks its driver to do.
 #[derive(Debug, PartialEq)]
-pub enum Output<V> {
+pub enum Output<V: crate::KvsValue> {
     /// Answer the client behind `token`.
     Reply {
         /// The routing token from [`Input::Client`].

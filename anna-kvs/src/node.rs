@@ -103,7 +103,7 @@ fn zmq_err(context: impl Into<String>) -> impl FnOnce(zmq::Error) -> NodeError {
 }
 
 /// What travels in a local actor's mailbox.
-enum Mail<V> {
+enum Mail<V: KvsValue> {
     Client { request: Request<V>, reply: Sender<Response<V>> },
     Peer(PeerMessage<V>),
 }
@@ -133,7 +133,7 @@ pub struct ActorReport {
 }
 
 /// State shared by a node's threads and handles.
-struct Shared<V> {
+struct Shared<V: KvsValue> {
     context: zmq::Context,
     /// Distinguishes this node's inproc endpoints from another node in the same process.
     uid: u64,
@@ -377,6 +377,9 @@ pub struct NodeHandle<V: KvsValue> {
     next: usize,
     /// Set by [`NodeHandle::request_at`] for one request.
     pinned: Option<usize>,
+    /// The local actor this handle prefers when it owns the key (see
+    /// [`NodeHandle::with_affinity`]).
+    affinity: Option<usize>,
 }
 
 impl<V: KvsValue> std::fmt::Debug for NodeHandle<V> {
@@ -394,7 +397,7 @@ impl<V: KvsValue> Clone for NodeHandle<V> {
 impl<V: KvsValue> NodeHandle<V> {
     fn new(shared: Arc<Shared<V>>) -> Self {
         let bells = (0..shared.mailboxes.len()).map(|_| None).collect();
-        Self { shared, bells, next: 0, pinned: None }
+        Self { shared, bells, next: 0, pinned: None, affinity: None }
     }
 
     /// Reads `key`.
@@ -495,18 +498,90 @@ impl<V: KvsValue> NodeHandle<V> {
         result
     }
 
-    /// A local owner of `key` (round-robin among them), else any local actor.
+    /// Prefer local actor `thread` whenever it replicates the key. Every request of this
+    /// handle for a key then goes to the same replica, so the handle reads its own writes (a
+    /// Redis connection uses one handle with an affinity spread over the actors).
+    #[must_use]
+    pub fn with_affinity(mut self, thread: usize) -> Self {
+        self.affinity = Some(thread % self.shared.mailboxes.len());
+        self
+    }
+
+    /// Sends every request, then waits for every answer: one doorbell per actor for the whole
+    /// batch (pipelined commands). Answers come back in request order.
+    pub fn request_batch(
+        &mut self,
+        requests: Vec<Request<V>>,
+    ) -> Vec<Result<Response<V>, RequestError>> {
+        let shared = Arc::clone(&self.shared);
+        let config = &shared.config;
+        let deadline = Instant::now() + config.request_timeout;
+        let mut waiting = Vec::with_capacity(requests.len());
+        let mut to_ring = vec![false; shared.mailboxes.len()];
+        for request in requests {
+            if request.key().len() > config.max_key_bytes {
+                waiting.push(Err(RequestError::TooLarge {
+                    what: "key".into(),
+                    size: request.key().len(),
+                    limit: config.max_key_bytes,
+                }));
+                continue;
+            }
+            if shared.stop.load(Ordering::Relaxed) {
+                waiting.push(Err(RequestError::ShuttingDown));
+                continue;
+            }
+            let thread = self.pick_actor(request.key());
+            let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+            match shared.mailboxes[thread]
+                .send_deadline(Mail::Client { request, reply: reply_tx }, deadline)
+            {
+                Ok(()) => {
+                    to_ring[thread] = true;
+                    waiting.push(Ok(reply_rx));
+                }
+                Err(_) => waiting.push(Err(RequestError::Timeout)),
+            }
+        }
+        for (thread, ring) in to_ring.into_iter().enumerate() {
+            if ring {
+                self.ring(thread);
+            }
+        }
+        waiting
+            .into_iter()
+            .map(|slot| match slot?.recv_deadline(deadline) {
+                Ok(Response::Error(error)) => Err(error),
+                Ok(response) => Ok(response),
+                Err(_) if shared.stop.load(Ordering::Relaxed) => Err(RequestError::ShuttingDown),
+                Err(_) => Err(RequestError::Timeout),
+            })
+            .collect()
+    }
+
+    /// The handle's affinity actor if it owns `key`, else a local owner chosen by the key (so
+    /// one key always goes to the same replica), else any local actor (which forwards).
     fn pick_actor(&mut self, key: &[u8]) -> usize {
         if let Some(thread) = self.pinned {
             return thread;
         }
-        self.next = self.next.wrapping_add(1);
-        let owners = self.shared.topology.owners(key, None);
+        let topology = &self.shared.topology;
+        if topology.is_full() {
+            return self.affinity.unwrap_or(0);
+        }
+        let owners = topology.owners(key, None);
         let local: Vec<ActorId> = owners.into_iter().filter(|a| a.node == self.shared.me).collect();
-        if local.is_empty() {
-            self.next % self.shared.mailboxes.len()
-        } else {
-            usize::from(local[self.next % local.len()].thread)
+        if let Some(thread) = self.affinity
+            && local.iter().any(|a| usize::from(a.thread) == thread)
+        {
+            return thread;
+        }
+        match local.first() {
+            Some(owner) => usize::from(owner.thread),
+            None => {
+                self.next = self.next.wrapping_add(1);
+                self.next % self.shared.mailboxes.len()
+            }
         }
     }
 
@@ -531,7 +606,7 @@ fn connect_doorbell(context: &zmq::Context, uid: u64, thread: ThreadIndex) -> Op
     Some(socket)
 }
 
-fn unexpected<V: std::fmt::Debug>(response: Response<V>) -> RequestError {
+fn unexpected<V: KvsValue>(response: Response<V>) -> RequestError {
     match response {
         Response::Error(e) => e,
         _ => RequestError::Timeout,

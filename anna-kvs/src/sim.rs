@@ -60,7 +60,7 @@ impl Faults {
 
 /// A cluster of actors on a simulated network.
 #[derive(Debug)]
-pub struct Sim<V> {
+pub struct Sim<V: KvsValue> {
     rng: SimRng,
     now: u64,
     faults: Faults,

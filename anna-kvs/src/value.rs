@@ -19,6 +19,26 @@ pub trait KvsValue:
     /// so a node configured with another value type is refused instead of misread.
     const TYPE_NAME: &'static str;
 
+    /// Value-specific operations that read the replica's state (see [`apply`](Self::apply));
+    /// [`NoOp`] for values that have none.
+    type Op: Clone + Debug + PartialEq + Send + Sync + Serialize + DeserializeOwned + 'static;
+
+    /// What an operation answers.
+    type OpOutput: Clone + Debug + PartialEq + Send + Sync + Serialize + DeserializeOwned + 'static;
+
+    /// Applies `op` to this replica's state, as a write stamped `stamp` by `writer`. The state
+    /// must only move up (the result is merged into other replicas like any write). Returns
+    /// whether it changed and the answer, or a refusal that leaves the state untouched.
+    ///
+    /// # Errors
+    /// A message for the client when the operation does not apply to this state.
+    fn apply(
+        &mut self,
+        op: Self::Op,
+        stamp: Stamp,
+        writer: u64,
+    ) -> Result<(bool, Self::OpOutput), String>;
+
     /// Applies a DELETE, made at `stamp` by `writer`, to this replica's state. Returns `true`
     /// if the state changed. The result must be above `self` (deletes are lattice writes too).
     fn delete(&mut self, stamp: Stamp, writer: u64) -> bool;
@@ -47,6 +67,10 @@ pub trait KvsValue:
     }
 }
 
+/// The operation type of values without operations: it has no values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum NoOp {}
+
 /// Eventual consistency: a last-writer-wins register whose value is `None` once deleted.
 ///
 /// The design notes name `Lww<Bytes>`; a DELETE needs a state that wins or loses by stamp
@@ -57,6 +81,12 @@ pub type Eventual = Lww<Option<Bytes>>;
 
 impl KvsValue for Lww<Option<Bytes>> {
     const TYPE_NAME: &'static str = "lww-bytes";
+    type Op = NoOp;
+    type OpOutput = NoOp;
+
+    fn apply(&mut self, op: NoOp, _: Stamp, _: u64) -> Result<(bool, NoOp), String> {
+        match op {}
+    }
 
     fn delete(&mut self, stamp: Stamp, _writer: u64) -> bool {
         self.merge(Lww::new(stamp, None))
@@ -86,6 +116,12 @@ pub type Set = OrSet<Bytes>;
 
 impl KvsValue for OrSet<Bytes> {
     const TYPE_NAME: &'static str = "or-set-bytes";
+    type Op = NoOp;
+    type OpOutput = NoOp;
+
+    fn apply(&mut self, op: NoOp, _: Stamp, _: u64) -> Result<(bool, NoOp), String> {
+        match op {}
+    }
 
     fn delete(&mut self, _stamp: Stamp, _writer: u64) -> bool {
         let present: Vec<Bytes> = self.iter().cloned().collect();
@@ -106,6 +142,12 @@ pub type Counter = PNCounter;
 
 impl KvsValue for PNCounter {
     const TYPE_NAME: &'static str = "pn-counter";
+    type Op = NoOp;
+    type OpOutput = NoOp;
+
+    fn apply(&mut self, op: NoOp, _: Stamp, _: u64) -> Result<(bool, NoOp), String> {
+        match op {}
+    }
 
     fn delete(&mut self, _stamp: Stamp, writer: u64) -> bool {
         let value = self.value();

@@ -1,0 +1,211 @@
+//! `anna-server`: one Anna node speaking the Redis protocol.
+//!
+//! With no arguments it runs the embedded default: listen on 127.0.0.1:6379, one actor per
+//! core, eventual consistency, each key on one actor of every node (`--replication full:1`),
+//! 100 ms epochs, no cluster. Flags override a TOML file given with `--config`, which overrides the defaults.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anna_kvs::node::PeerSpec;
+use anna_kvs::redis::{Server, ServerConfig};
+use anna_kvs::{Factor, Replication};
+use clap::Parser;
+use serde::Deserialize;
+
+/// Anna: a coordination-free, lattice-based key-value store, speaking the Redis protocol.
+#[derive(Parser, Debug)]
+#[command(name = "anna-server", version, about)]
+struct Args {
+    /// TOML configuration file (flags given on the command line win).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Redis-protocol port [default: 6379].
+    #[arg(long)]
+    port: Option<u16>,
+    /// Address to listen on [default: 127.0.0.1]. A non-loopback address needs --requirepass.
+    #[arg(long)]
+    bind: Option<String>,
+    /// Actor threads [default: one per core].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Password clients must AUTH with.
+    #[arg(long)]
+    requirepass: Option<String>,
+    /// Gossip period in milliseconds [default: 100].
+    #[arg(long = "epoch-ms")]
+    epoch_ms: Option<u64>,
+    /// Replication: `N` or `full` (actors per node, on every node), or `G:L` (G nodes × L
+    /// actors, each `full` or a number) [default: full:1].
+    #[arg(long)]
+    replication: Option<String>,
+    /// Gossip port for a cluster (actor t listens on port + t); no TCP gossip without it.
+    #[arg(long = "gossip-port")]
+    gossip_port: Option<u16>,
+    /// Most simultaneous clients [default: 10000].
+    #[arg(long)]
+    maxclients: Option<usize>,
+    /// Close clients idle this many seconds (0 = never) [default: 0].
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// Largest key in bytes [default: 65536].
+    #[arg(long = "max-key-bytes")]
+    max_key_bytes: Option<usize>,
+    /// Largest value in bytes [default: 16777216].
+    #[arg(long = "max-value-bytes")]
+    max_value_bytes: Option<usize>,
+    /// Do not pin actor threads to cores.
+    #[arg(long = "no-pin")]
+    no_pin: bool,
+    /// Log filter, e.g. `info` or `anna_kvs=debug` [default: info, or RUST_LOG].
+    #[arg(long = "log-level")]
+    log_level: Option<String>,
+}
+
+/// The TOML file: every key optional, named like the flags.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    port: Option<u16>,
+    bind: Option<String>,
+    threads: Option<usize>,
+    requirepass: Option<String>,
+    epoch_ms: Option<u64>,
+    replication: Option<String>,
+    gossip_port: Option<u16>,
+    peers: Option<Vec<String>>,
+    maxclients: Option<usize>,
+    timeout: Option<u64>,
+    max_key_bytes: Option<usize>,
+    max_value_bytes: Option<usize>,
+    pin_threads: Option<bool>,
+    log_level: Option<String>,
+}
+
+fn parse_factor(text: &str) -> Result<Factor, String> {
+    if text.eq_ignore_ascii_case("full") {
+        return Ok(Factor::Full);
+    }
+    match text.parse::<u16>() {
+        Ok(n) if n > 0 => Ok(Factor::Count(n)),
+        _ => Err(format!("replication factor {text:?} is not `full` or a positive number")),
+    }
+}
+
+fn parse_replication(text: &str) -> Result<Replication, String> {
+    match text.split_once(':') {
+        Some((global, local)) => Ok(Replication::new(parse_factor(global)?, parse_factor(local)?)),
+        None => Ok(Replication::new(Factor::Full, parse_factor(text)?)),
+    }
+}
+
+fn build(args: Args) -> Result<(ServerConfig, String), String> {
+    let file: FileConfig = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let mut config = ServerConfig::default();
+    if let Some(port) = args.port.or(file.port) {
+        config.port = port;
+    }
+    if let Some(bind) = args.bind.or(file.bind) {
+        config.bind = bind;
+    }
+    config.requirepass = args.requirepass.or(file.requirepass).filter(|p| !p.is_empty());
+    if let Some(threads) = args.threads.or(file.threads) {
+        config.node.threads = threads;
+    }
+    if let Some(ms) = args.epoch_ms.or(file.epoch_ms) {
+        if ms == 0 {
+            return Err("--epoch-ms must be at least 1".into());
+        }
+        config.node.epoch = Duration::from_millis(ms);
+    }
+    if let Some(text) = args.replication.or(file.replication) {
+        config.node.replication = parse_replication(&text)?;
+    }
+    if let Some(port) = args.gossip_port.or(file.gossip_port) {
+        config.node.gossip_addr = Some(format!("{}:{port}", config.bind));
+    }
+    for peer in file.peers.unwrap_or_default() {
+        let (addr, threads) = match peer.rsplit_once('/') {
+            Some((addr, threads)) => {
+                (addr.to_owned(), threads.parse().map_err(|_| format!("bad peer {peer:?}"))?)
+            }
+            None => (peer.clone(), 0),
+        };
+        config.node.peers.push(PeerSpec { gossip_addr: addr, threads });
+    }
+    if let Some(max) = args.maxclients.or(file.maxclients) {
+        config.maxclients = max;
+    }
+    if let Some(secs) = args.timeout.or(file.timeout) {
+        config.idle_timeout = (secs > 0).then(|| Duration::from_secs(secs));
+    }
+    if let Some(max) = args.max_key_bytes.or(file.max_key_bytes) {
+        config.node.max_key_bytes = max;
+    }
+    if let Some(max) = args.max_value_bytes.or(file.max_value_bytes) {
+        config.node.max_value_bytes = max;
+    }
+    config.node.pin_threads = !args.no_pin && file.pin_threads.unwrap_or(true);
+    if config.node.threads == 0 {
+        config.node.threads = core_affinity::get_core_ids().map_or(1, |c| c.len().max(1));
+    }
+    for peer in &mut config.node.peers {
+        if peer.threads == 0 {
+            peer.threads = config.node.threads as u16;
+        }
+    }
+    let log = args
+        .log_level
+        .or(file.log_level)
+        .unwrap_or_else(|| std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
+    Ok((config, log))
+}
+
+fn main() {
+    let (config, log) = match build(Args::parse()) {
+        Ok(built) => built,
+        Err(message) => {
+            eprintln!("anna-server: {message}");
+            std::process::exit(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&log).unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(error) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
+            tracing::warn!(%error, signal, "cannot install signal handler");
+        }
+    }
+    tracing::info!(
+        bind = %config.bind,
+        port = config.port,
+        threads = config.node.threads,
+        epoch_ms = config.node.epoch.as_millis() as u64,
+        replication = ?config.node.replication,
+        gossip = ?config.node.gossip_addr,
+        "starting anna-server"
+    );
+    let server = match Server::bind(config, stop) {
+        Ok(server) => server,
+        Err(error) => {
+            tracing::error!(%error, "anna-server cannot start");
+            eprintln!("anna-server: {error}");
+            std::process::exit(1);
+        }
+    };
+    server.run();
+}

@@ -1,0 +1,1034 @@
+//! `anna-server`'s Redis front end: a TCP listener, one thread per connection, and a command
+//! table that turns RESP commands into engine requests.
+//!
+//! A connection reads whatever the client has sent, parses every complete command in it
+//! (pipelining), plans each one (connection commands such as AUTH or HELLO are answered at
+//! once; data commands become engine requests), sends all engine requests of the batch to the
+//! actors in one go, then writes all replies in order. A connection is bound to one actor by
+//! affinity, so it reads its own writes; other connections see them within an epoch.
+//! Slow or hostile clients only ever block their own thread: reads and writes have timeouts,
+//! the query buffer and the argument sizes are bounded (tighter before AUTH), and the number
+//! of connections is capped.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::resp::{Limits, ParseError, Reply, parse_command};
+use super::value::{RedisOp, RedisOpOutput, RedisValue};
+use crate::message::{Request, RequestError, Response};
+use crate::node::{Node, NodeConfig, NodeError, NodeHandle};
+use crate::ring::Factor;
+
+/// How to run the Redis front end.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Address to listen on (default `127.0.0.1`).
+    pub bind: String,
+    /// Redis-protocol port (default 6379; 0 picks a free one).
+    pub port: u16,
+    /// Password clients must give with AUTH; required for non-loopback addresses.
+    pub requirepass: Option<String>,
+    /// Most simultaneous clients.
+    pub maxclients: usize,
+    /// Close a client idle this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// A client that does not read its replies for this long is disconnected.
+    pub write_timeout: Duration,
+    /// Most commands handled per pipelined batch (bounds the reply buffer).
+    pub max_batch: usize,
+    /// The engine node.
+    pub node: NodeConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1".into(),
+            port: 6379,
+            requirepass: None,
+            maxclients: 10_000,
+            idle_timeout: None,
+            write_timeout: Duration::from_secs(10),
+            max_batch: 1024,
+            // Every node holds every key, on one actor: within a node all connections then read
+            // and write the same replica of a key (no cross-connection staleness), and a cluster
+            // keeps a copy per node. Hot keys can be spread further with replication overrides.
+            node: NodeConfig {
+                replication: crate::ring::Replication::new(Factor::Full, Factor::Count(1)),
+                ..NodeConfig::default()
+            },
+        }
+    }
+}
+
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// Refused for safety.
+    #[error("refusing to listen on {0} without --requirepass: set a password, or bind 127.0.0.1")]
+    PublicWithoutPassword(String),
+    /// The listener could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The engine did not start.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+}
+
+/// Counters shown by INFO.
+#[derive(Debug, Default)]
+struct Counters {
+    connections_received: AtomicU64,
+    connected: AtomicUsize,
+    rejected: AtomicU64,
+    commands: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    protocol_errors: AtomicU64,
+}
+
+struct Shared {
+    config: ServerConfig,
+    node: Node<RedisValue>,
+    counters: Counters,
+    started: Instant,
+    port: u16,
+    stop: Arc<AtomicBool>,
+    next_client_id: AtomicU64,
+}
+
+/// A bound, not yet running server.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("port", &self.port).finish()
+    }
+}
+
+fn is_loopback(bind: &str) -> bool {
+    bind == "localhost" || bind.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Compares two secrets in time that depends only on their lengths, not on where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= usize::from(x ^ y);
+    }
+    diff == 0
+}
+
+impl Server {
+    /// Checks the configuration, starts the engine and binds the listener.
+    ///
+    /// # Errors
+    /// A public address without a password, a port in use, an engine that cannot start.
+    pub fn bind(config: ServerConfig, stop: Arc<AtomicBool>) -> Result<Self, ServerError> {
+        if !is_loopback(&config.bind) && config.requirepass.as_deref().is_none_or(str::is_empty) {
+            return Err(ServerError::PublicWithoutPassword(config.bind.clone()));
+        }
+        let addr = format!("{}:{}", config.bind, config.port);
+        let listener = TcpListener::bind(&addr)
+            .map_err(|source| ServerError::Bind { addr: addr.clone(), source })?;
+        listener.set_nonblocking(true).map_err(|source| ServerError::Bind { addr, source })?;
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(config.port);
+        let node = Node::start(config.node.clone())?;
+        Ok(Self {
+            listener,
+            shared: Arc::new(Shared {
+                config,
+                node,
+                counters: Counters::default(),
+                started: Instant::now(),
+                port,
+                stop,
+                next_client_id: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    /// Serves clients until the stop flag is set, then closes every connection, joins every
+    /// thread and shuts the engine down.
+    pub fn run(self) {
+        let Self { listener, shared } = self;
+        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "anna-server ready to accept connections");
+        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::new(Mutex::new(Vec::new()));
+        while !shared.stop.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    shared.counters.connections_received.fetch_add(1, Ordering::Relaxed);
+                    if shared.counters.connected.load(Ordering::Relaxed) >= shared.config.maxclients
+                    {
+                        shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                        let mut stream = stream;
+                        let _ = stream.write_all(b"-ERR max number of clients reached\r\n");
+                        continue;
+                    }
+                    shared.counters.connected.fetch_add(1, Ordering::Relaxed);
+                    let conn_shared = Arc::clone(&shared);
+                    let spawned = std::thread::Builder::new()
+                        .name(format!("anna-conn-{peer}"))
+                        .spawn(move || {
+                            Connection::new(conn_shared.clone(), stream).serve();
+                            conn_shared.counters.connected.fetch_sub(1, Ordering::Relaxed);
+                        });
+                    match spawned {
+                        Ok(handle) => {
+                            if let Ok(mut list) = connections.lock() {
+                                list.retain(|h| !h.is_finished());
+                                list.push(handle);
+                            }
+                        }
+                        Err(error) => {
+                            shared.counters.connected.fetch_sub(1, Ordering::Relaxed);
+                            tracing::warn!(%error, "cannot spawn a connection thread");
+                        }
+                    }
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+        tracing::info!("shutting down: closing connections");
+        drop(listener);
+        let handles = connections.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
+        for handle in handles {
+            let _ = handle.join();
+        }
+        match Arc::try_unwrap(shared) {
+            Ok(shared) => shared.node.shutdown(),
+            Err(_) => tracing::warn!("connections still hold the engine; it stops when they end"),
+        }
+        tracing::info!("anna-server stopped");
+    }
+}
+
+/// A running server on a background thread (for tests and embedding).
+#[derive(Debug)]
+pub struct RunningServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Binds and starts a server on a background thread.
+    ///
+    /// # Errors
+    /// As [`Server::bind`].
+    pub fn start(config: ServerConfig) -> Result<Self, ServerError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let server = Server::bind(config, Arc::clone(&stop))?;
+        let addr = server.local_addr();
+        let thread = std::thread::Builder::new()
+            .name("anna-server".into())
+            .spawn(move || server.run())
+            .map_err(|source| ServerError::Bind { addr: addr.to_string(), source })?;
+        Ok(Self { addr, stop, thread: Some(thread) })
+    }
+
+    /// Stops it and waits until every thread has finished.
+    pub fn stop(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// A command's plan: an answer now, or engine requests and how to turn their answers into one.
+enum Plan {
+    Now(Reply),
+    Engine(Vec<Request<RedisValue>>, Finish),
+}
+
+type Answers = Vec<Result<Response<RedisValue>, RequestError>>;
+type Finish = Box<dyn FnOnce(Answers, &Counters) -> Reply + Send>;
+
+struct Connection {
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    handle: NodeHandle<RedisValue>,
+    id: u64,
+    authenticated: bool,
+    resp3: bool,
+    name: Option<Bytes>,
+    quit: bool,
+}
+
+impl Connection {
+    fn new(shared: Arc<Shared>, stream: TcpStream) -> Self {
+        let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
+        let handle = shared.node.handle().with_affinity(id as usize);
+        let authenticated = shared.config.requirepass.is_none();
+        Self { shared, stream, handle, id, authenticated, resp3: false, name: None, quit: false }
+    }
+
+    fn limits(&self) -> Limits {
+        if self.authenticated {
+            let node = &self.shared.config.node;
+            Limits {
+                max_args: 1024 * 1024,
+                max_bulk: node.max_value_bytes.max(node.max_key_bytes),
+                max_inline: 64 * 1024,
+            }
+        } else {
+            Limits::UNAUTHENTICATED
+        }
+    }
+
+    fn query_buffer_limit(&self) -> usize {
+        let limits = self.limits();
+        limits.max_bulk.saturating_mul(2).saturating_add(1 << 20)
+    }
+
+    fn serve(mut self) {
+        let _ = self.stream.set_nodelay(true);
+        let _ = self.stream.set_read_timeout(Some(Duration::from_millis(100)));
+        let _ = self.stream.set_write_timeout(Some(self.shared.config.write_timeout));
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        let mut chunk = vec![0_u8; 16 * 1024];
+        let mut last_activity = Instant::now();
+        let mut out = Vec::with_capacity(16 * 1024);
+        while !self.quit && !self.shared.stop.load(Ordering::Relaxed) {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    last_activity = Instant::now();
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) =>
+                {
+                    if let Some(limit) = self.shared.config.idle_timeout
+                        && last_activity.elapsed() > limit
+                    {
+                        return;
+                    }
+                    continue;
+                }
+                Err(_) => return,
+            }
+            // Parse and run every complete command, a batch at a time.
+            loop {
+                let mut plans = Vec::new();
+                let mut fatal = None;
+                while plans.len() < self.shared.config.max_batch && !self.quit {
+                    match parse_command(&mut buf, &self.limits()) {
+                        Ok(args) if args.is_empty() => continue,
+                        Ok(args) => plans.push(self.plan(args)),
+                        Err(ParseError::Incomplete) => {
+                            if buf.len() > self.query_buffer_limit() {
+                                fatal = Some(
+                                    "ERR Protocol error: query buffer limit exceeded".to_owned(),
+                                );
+                            }
+                            break;
+                        }
+                        Err(ParseError::Protocol(message)) => {
+                            fatal = Some(format!("ERR Protocol error: {message}"));
+                            break;
+                        }
+                    }
+                }
+                let planned = plans.len();
+                self.execute(plans, &mut out);
+                if let Some(message) = &fatal {
+                    self.shared.counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    Reply::Error(message.clone()).encode(&mut out, self.resp3);
+                }
+                if !out.is_empty() {
+                    if self.stream.write_all(&out).is_err() {
+                        return;
+                    }
+                    out.clear();
+                }
+                if fatal.is_some() {
+                    return;
+                }
+                if planned < self.shared.config.max_batch || self.quit {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn execute(&mut self, plans: Vec<Plan>, out: &mut Vec<u8>) {
+        let mut requests = Vec::new();
+        for plan in &plans {
+            if let Plan::Engine(reqs, _) = plan {
+                requests.extend(reqs.iter().cloned());
+            }
+        }
+        let mut answers =
+            if requests.is_empty() { Vec::new() } else { self.handle.request_batch(requests) }
+                .into_iter();
+        for plan in plans {
+            let reply = match plan {
+                Plan::Now(reply) => reply,
+                Plan::Engine(reqs, finish) => {
+                    let mine: Answers = answers.by_ref().take(reqs.len()).collect();
+                    finish(mine, &self.shared.counters)
+                }
+            };
+            reply.encode(out, self.resp3);
+        }
+    }
+
+    fn plan(&mut self, args: Vec<Bytes>) -> Plan {
+        self.shared.counters.commands.fetch_add(1, Ordering::Relaxed);
+        let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+        let rest = &args[1..];
+        if !self.authenticated && !matches!(name.as_str(), "auth" | "hello" | "quit") {
+            return Plan::Now(Reply::Error("NOAUTH Authentication required.".into()));
+        }
+        match plan_command(self, &name, rest) {
+            Some(plan) => plan,
+            None => Plan::Now(Reply::Error(unknown_command(&args))),
+        }
+    }
+}
+
+fn unknown_command(args: &[Bytes]) -> String {
+    let name = String::from_utf8_lossy(&args[0]);
+    let shown: Vec<String> =
+        args[1..].iter().take(8).map(|a| format!("'{}'", String::from_utf8_lossy(a))).collect();
+    format!("ERR unknown command '{name}', with args beginning with: {}", shown.join(" "))
+}
+
+fn arity(name: &str) -> Reply {
+    Reply::Error(format!("ERR wrong number of arguments for '{name}' command"))
+}
+
+fn engine_error(error: &RequestError) -> Reply {
+    match error {
+        RequestError::Op(message)
+            if message.starts_with("WRONGTYPE") || message.starts_with("ERR") =>
+        {
+            Reply::Error(message.clone())
+        }
+        other => Reply::Error(format!("ERR {other}")),
+    }
+}
+
+fn parse_i64(arg: &[u8]) -> Option<i64> {
+    std::str::from_utf8(arg).ok()?.parse().ok()
+}
+
+fn get(key: &Bytes) -> Request<RedisValue> {
+    Request::Get { key: key.clone() }
+}
+
+fn apply(key: &Bytes, op: RedisOp) -> Request<RedisValue> {
+    Request::Apply { key: key.clone(), op }
+}
+
+/// Reads a GET-style answer.
+fn read_value(
+    answer: Result<Response<RedisValue>, RequestError>,
+) -> Result<Option<RedisValue>, Reply> {
+    match answer {
+        Ok(Response::Value(value)) => Ok(value),
+        Ok(_) => Err(Reply::Error("ERR unexpected engine answer".into())),
+        Err(error) => Err(engine_error(&error)),
+    }
+}
+
+fn applied(answer: Result<Response<RedisValue>, RequestError>) -> Reply {
+    match answer {
+        Ok(Response::Applied(RedisOpOutput::Ok)) => Reply::ok(),
+        Ok(Response::Applied(RedisOpOutput::Int(n))) => Reply::Int(n),
+        Ok(_) => Reply::Error("ERR unexpected engine answer".into()),
+        Err(error) => engine_error(&error),
+    }
+}
+
+fn engine(
+    requests: Vec<Request<RedisValue>>,
+    finish: impl FnOnce(Answers, &Counters) -> Reply + Send + 'static,
+) -> Plan {
+    Plan::Engine(requests, Box::new(finish))
+}
+
+fn check_sizes(conn: &Connection, key: &Bytes, value: Option<&Bytes>) -> Option<Reply> {
+    let node = &conn.shared.config.node;
+    if key.len() > node.max_key_bytes {
+        return Some(Reply::Error(format!(
+            "ERR key of {} bytes exceeds max-key-bytes {}",
+            key.len(),
+            node.max_key_bytes
+        )));
+    }
+    if let Some(value) = value
+        && value.len() > node.max_value_bytes
+    {
+        return Some(Reply::Error(format!(
+            "ERR value of {} bytes exceeds max-value-bytes {}",
+            value.len(),
+            node.max_value_bytes
+        )));
+    }
+    None
+}
+
+fn incr(conn: &Connection, name: &str, rest: &[Bytes], sign: i64, explicit: bool) -> Plan {
+    let expected = if explicit { 2 } else { 1 };
+    if rest.len() != expected {
+        return Plan::Now(arity(name));
+    }
+    if let Some(error) = check_sizes(conn, &rest[0], None) {
+        return Plan::Now(error);
+    }
+    let delta = if explicit {
+        match parse_i64(&rest[1]).and_then(|d| d.checked_mul(sign)) {
+            Some(d) => d,
+            None => {
+                return Plan::Now(Reply::Error(
+                    "ERR value is not an integer or out of range".into(),
+                ));
+            }
+        }
+    } else {
+        sign
+    };
+    engine(vec![apply(&rest[0], RedisOp::IncrBy(delta))], |mut a, _| applied(a.remove(0)))
+}
+
+#[allow(clippy::too_many_lines)]
+fn plan_command(conn: &mut Connection, name: &str, rest: &[Bytes]) -> Option<Plan> {
+    let plan = match name {
+        "ping" => match rest.len() {
+            0 => Plan::Now(Reply::Simple("PONG".into())),
+            1 => Plan::Now(Reply::Bulk(rest[0].clone())),
+            _ => Plan::Now(arity(name)),
+        },
+        "echo" if rest.len() == 1 => Plan::Now(Reply::Bulk(rest[0].clone())),
+        "echo" => Plan::Now(arity(name)),
+        "quit" => {
+            conn.quit = true;
+            Plan::Now(Reply::ok())
+        }
+        "auth" => Plan::Now(auth(conn, rest)),
+        "hello" => Plan::Now(hello(conn, rest)),
+        "select" => match rest {
+            [db] if parse_i64(db) == Some(0) => Plan::Now(Reply::ok()),
+            [_] => Plan::Now(Reply::Error("ERR DB index is out of range".into())),
+            _ => Plan::Now(arity(name)),
+        },
+        "client" => Plan::Now(client(conn, rest)),
+        "get" => {
+            let [key] = rest else { return Some(Plan::Now(arity(name))) };
+            if let Some(error) = check_sizes(conn, key, None) {
+                return Some(Plan::Now(error));
+            }
+            engine(vec![get(key)], |mut a, counters| match read_value(a.remove(0)) {
+                Ok(value) => match value.map(|v| v.get_string()).transpose() {
+                    Ok(Some(Some(bytes))) => {
+                        counters.hits.fetch_add(1, Ordering::Relaxed);
+                        Reply::Bulk(bytes)
+                    }
+                    Ok(_) => {
+                        counters.misses.fetch_add(1, Ordering::Relaxed);
+                        Reply::Nil
+                    }
+                    Err(wrong) => Reply::Error(wrong.into()),
+                },
+                Err(reply) => reply,
+            })
+        }
+        "set" => match rest {
+            [key, value] => {
+                if let Some(error) = check_sizes(conn, key, Some(value)) {
+                    return Some(Plan::Now(error));
+                }
+                engine(vec![apply(key, RedisOp::Set(value.clone()))], |mut a, _| {
+                    applied(a.remove(0))
+                })
+            }
+            [_, _, option, ..] => Plan::Now(Reply::Error(format!(
+                "ERR SET option '{}' is not supported by anna-server (EX, PX, NX, XX, GET, KEEPTTL: no expiry or conditional writes in a coordination-free store); use plain SET key value",
+                String::from_utf8_lossy(option)
+            ))),
+            _ => Plan::Now(arity(name)),
+        },
+        "mget" => {
+            if rest.is_empty() {
+                return Some(Plan::Now(arity(name)));
+            }
+            if let Some(error) = rest.iter().find_map(|k| check_sizes(conn, k, None)) {
+                return Some(Plan::Now(error));
+            }
+            engine(rest.iter().map(get).collect(), |answers, _| {
+                Reply::Array(
+                    answers
+                        .into_iter()
+                        .map(|a| match read_value(a) {
+                            Ok(Some(v)) => {
+                                v.get_string().ok().flatten().map_or(Reply::Nil, Reply::Bulk)
+                            }
+                            _ => Reply::Nil,
+                        })
+                        .collect(),
+                )
+            })
+        }
+        "mset" => {
+            if rest.is_empty() || !rest.len().is_multiple_of(2) {
+                return Some(Plan::Now(arity(name)));
+            }
+            if let Some(error) =
+                rest.chunks(2).find_map(|kv| check_sizes(conn, &kv[0], Some(&kv[1])))
+            {
+                return Some(Plan::Now(error));
+            }
+            engine(
+                rest.chunks(2).map(|kv| apply(&kv[0], RedisOp::Set(kv[1].clone()))).collect(),
+                |answers, _| {
+                    answers
+                        .into_iter()
+                        .map(applied)
+                        .find(|r| matches!(r, Reply::Error(_)))
+                        .unwrap_or_else(Reply::ok)
+                },
+            )
+        }
+        "del" | "unlink" => {
+            if rest.is_empty() {
+                return Some(Plan::Now(arity(name)));
+            }
+            let mut requests = Vec::new();
+            for key in rest {
+                requests.push(get(key));
+                requests.push(Request::Delete { key: key.clone() });
+            }
+            engine(requests, |answers, _| {
+                let mut existed = 0;
+                for pair in answers.chunks(2) {
+                    if let [Ok(Response::Value(Some(v))), _] = pair
+                        && !crate::KvsValue::is_deleted(v)
+                    {
+                        existed += 1;
+                    }
+                }
+                Reply::Int(existed)
+            })
+        }
+        "exists" => {
+            if rest.is_empty() {
+                return Some(Plan::Now(arity(name)));
+            }
+            engine(rest.iter().map(get).collect(), |answers, _| {
+                Reply::Int(
+                    answers
+                        .into_iter()
+                        .filter(|a| matches!(a, Ok(Response::Value(Some(_)))))
+                        .count() as i64,
+                )
+            })
+        }
+        "incr" => incr(conn, name, rest, 1, false),
+        "decr" => incr(conn, name, rest, -1, false),
+        "incrby" => incr(conn, name, rest, 1, true),
+        "decrby" => incr(conn, name, rest, -1, true),
+        "sadd" | "srem" => {
+            if rest.len() < 2 {
+                return Some(Plan::Now(arity(name)));
+            }
+            if let Some(error) = rest[1..].iter().find_map(|m| check_sizes(conn, &rest[0], Some(m)))
+            {
+                return Some(Plan::Now(error));
+            }
+            let members = rest[1..].to_vec();
+            let op = if name == "sadd" { RedisOp::SAdd(members) } else { RedisOp::SRem(members) };
+            engine(vec![apply(&rest[0], op)], |mut a, _| applied(a.remove(0)))
+        }
+        "smembers" | "scard" => {
+            let [key] = rest else { return Some(Plan::Now(arity(name))) };
+            let count_only = name == "scard";
+            engine(vec![get(key)], move |mut a, _| match read_value(a.remove(0)) {
+                Ok(value) => match value.map_or(Ok(Vec::new()), |v| v.members()) {
+                    Ok(members) if count_only => Reply::Int(members.len() as i64),
+                    Ok(members) => Reply::Set(members.into_iter().map(Reply::Bulk).collect()),
+                    Err(wrong) => Reply::Error(wrong.into()),
+                },
+                Err(reply) => reply,
+            })
+        }
+        "sismember" => {
+            let [key, member] = rest else { return Some(Plan::Now(arity(name))) };
+            let member = member.clone();
+            engine(vec![get(key)], move |mut a, _| match read_value(a.remove(0)) {
+                Ok(value) => match value.map_or(Ok(Vec::new()), |v| v.members()) {
+                    Ok(members) => Reply::Int(i64::from(members.contains(&member))),
+                    Err(wrong) => Reply::Error(wrong.into()),
+                },
+                Err(reply) => reply,
+            })
+        }
+        "type" => {
+            let [key] = rest else { return Some(Plan::Now(arity(name))) };
+            engine(vec![get(key)], |mut a, _| match read_value(a.remove(0)) {
+                Ok(Some(v)) => Reply::Simple(
+                    match v.kind() {
+                        Some(super::value::Kind::Set) => "set",
+                        Some(_) => "string",
+                        None => "none",
+                    }
+                    .into(),
+                ),
+                Ok(None) => Reply::Simple("none".into()),
+                Err(reply) => reply,
+            })
+        }
+        "dbsize" if rest.is_empty() => Plan::Now(Reply::Int(dbsize(&conn.shared) as i64)),
+        "dbsize" => Plan::Now(arity(name)),
+        "info" => Plan::Now(Reply::text(info(&conn.shared, rest.first()))),
+        "config" => Plan::Now(config(conn, rest)),
+        "command" => Plan::Now(command(rest)),
+        _ => return None,
+    };
+    Some(plan)
+}
+
+fn auth(conn: &mut Connection, rest: &[Bytes]) -> Reply {
+    let (user, password) = match rest {
+        [password] => (None, password),
+        [user, password] => (Some(user), password),
+        _ => return arity("auth"),
+    };
+    let Some(expected) = &conn.shared.config.requirepass else {
+        return Reply::Error(
+            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?".into(),
+        );
+    };
+    let user_ok = user.is_none_or(|u| constant_time_eq(u, b"default"));
+    if user_ok && constant_time_eq(password, expected.as_bytes()) {
+        conn.authenticated = true;
+        Reply::ok()
+    } else {
+        Reply::Error("WRONGPASS invalid username-password pair or user is disabled.".into())
+    }
+}
+
+fn hello(conn: &mut Connection, rest: &[Bytes]) -> Reply {
+    let mut args = rest.iter();
+    if let Some(version) = args.next() {
+        match parse_i64(version) {
+            Some(2) => conn.resp3 = false,
+            Some(3) => conn.resp3 = true,
+            _ => return Reply::Error("NOPROTO unsupported protocol version".into()),
+        }
+    }
+    while let Some(option) = args.next() {
+        match option.to_ascii_lowercase().as_slice() {
+            b"auth" => {
+                let (Some(user), Some(password)) = (args.next(), args.next()) else {
+                    return Reply::Error("ERR Syntax error in HELLO option 'auth'".into());
+                };
+                if let Reply::Error(e) = auth(conn, &[user.clone(), password.clone()]) {
+                    return Reply::Error(e);
+                }
+            }
+            b"setname" => {
+                let Some(name) = args.next() else {
+                    return Reply::Error("ERR Syntax error in HELLO option 'setname'".into());
+                };
+                conn.name = Some(name.clone());
+            }
+            other => {
+                return Reply::Error(format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(other)
+                ));
+            }
+        }
+    }
+    if !conn.authenticated {
+        return Reply::Error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into());
+    }
+    Reply::Map(vec![
+        (Reply::text("server"), Reply::text("anna")),
+        (Reply::text("version"), Reply::text(env!("CARGO_PKG_VERSION"))),
+        (Reply::text("proto"), Reply::Int(if conn.resp3 { 3 } else { 2 })),
+        (Reply::text("id"), Reply::Int(conn.id as i64)),
+        (Reply::text("mode"), Reply::text("standalone")),
+        (Reply::text("role"), Reply::text("master")),
+        (Reply::text("modules"), Reply::Array(Vec::new())),
+    ])
+}
+
+fn client(conn: &mut Connection, rest: &[Bytes]) -> Reply {
+    let Some(sub) = rest.first() else { return arity("client") };
+    match sub.to_ascii_lowercase().as_slice() {
+        b"setname" if rest.len() == 2 => {
+            if rest[1].iter().any(|b| b.is_ascii_whitespace()) {
+                return Reply::Error(
+                    "ERR Client names cannot contain spaces, newlines or special characters."
+                        .into(),
+                );
+            }
+            conn.name = if rest[1].is_empty() { None } else { Some(rest[1].clone()) };
+            Reply::ok()
+        }
+        b"getname" if rest.len() == 1 => conn.name.clone().map_or(Reply::Nil, Reply::Bulk),
+        b"id" if rest.len() == 1 => Reply::Int(conn.id as i64),
+        b"setinfo" if rest.len() == 3 => Reply::ok(),
+        _ => Reply::Error(format!(
+            "ERR unknown subcommand '{}'. Try CLIENT SETNAME, GETNAME, ID or SETINFO.",
+            String::from_utf8_lossy(sub)
+        )),
+    }
+}
+
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    match (pattern.first(), text.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => {
+            glob(&pattern[1..], text) || (!text.is_empty() && glob(pattern, &text[1..]))
+        }
+        (Some(b'?'), Some(_)) => glob(&pattern[1..], &text[1..]),
+        (Some(p), Some(t)) if p.eq_ignore_ascii_case(t) => glob(&pattern[1..], &text[1..]),
+        _ => false,
+    }
+}
+
+fn config(conn: &Connection, rest: &[Bytes]) -> Reply {
+    let Some(sub) = rest.first() else { return arity("config") };
+    if !sub.eq_ignore_ascii_case(b"get") || rest.len() < 2 {
+        return Reply::Error(
+            "ERR only CONFIG GET <pattern> is supported; anna-server is configured at start-up"
+                .into(),
+        );
+    }
+    let settings: Vec<(&str, String)> = vec![
+        ("bind", conn.shared.config.bind.clone()),
+        ("port", conn.shared.port.to_string()),
+        ("maxclients", conn.shared.config.maxclients.to_string()),
+        ("timeout", conn.shared.config.idle_timeout.map_or(0, |d| d.as_secs()).to_string()),
+        ("databases", "1".into()),
+        ("save", String::new()),
+        ("appendonly", "no".into()),
+        ("proto-max-bulk-len", conn.shared.config.node.max_value_bytes.to_string()),
+        (
+            "requirepass",
+            if conn.shared.config.requirepass.is_some() { "(set)".into() } else { String::new() },
+        ),
+    ];
+    let mut pairs = Vec::new();
+    for pattern in &rest[1..] {
+        for (name, value) in &settings {
+            if glob(pattern, name.as_bytes())
+                && !pairs.iter().any(|(n, _): &(Reply, Reply)| *n == Reply::text(*name))
+            {
+                pairs.push((Reply::text(*name), Reply::text(value.clone())));
+            }
+        }
+    }
+    Reply::Map(pairs)
+}
+
+const COMMANDS: &[(&str, i64)] = &[
+    ("ping", -1),
+    ("echo", 2),
+    ("quit", 1),
+    ("hello", -1),
+    ("auth", -2),
+    ("select", 2),
+    ("get", 2),
+    ("set", -3),
+    ("mget", -2),
+    ("mset", -3),
+    ("del", -2),
+    ("unlink", -2),
+    ("exists", -2),
+    ("incr", 2),
+    ("decr", 2),
+    ("incrby", 3),
+    ("decrby", 3),
+    ("sadd", -3),
+    ("srem", -3),
+    ("smembers", 2),
+    ("sismember", 3),
+    ("scard", 2),
+    ("type", 2),
+    ("dbsize", 1),
+    ("info", -1),
+    ("config", -2),
+    ("command", -1),
+    ("client", -2),
+];
+
+fn command(rest: &[Bytes]) -> Reply {
+    let entry = |name: &str, arity: i64| {
+        Reply::Array(vec![
+            Reply::text(name),
+            Reply::Int(arity),
+            Reply::Set(Vec::new()),
+            Reply::Int(i64::from(!matches!(
+                name,
+                "ping"
+                    | "echo"
+                    | "quit"
+                    | "hello"
+                    | "auth"
+                    | "select"
+                    | "dbsize"
+                    | "info"
+                    | "config"
+                    | "command"
+                    | "client"
+                    | "mset"
+            ))),
+            Reply::Int(if matches!(name, "mget" | "del" | "unlink" | "exists") { -1 } else { 1 }),
+            Reply::Int(1),
+        ])
+    };
+    match rest.first().map(|s| s.to_ascii_lowercase()) {
+        None => Reply::Array(COMMANDS.iter().map(|&(n, a)| entry(n, a)).collect()),
+        Some(sub) if sub == b"count" => Reply::Int(COMMANDS.len() as i64),
+        // redis-cli asks for documentation to show hints; it works without any.
+        Some(sub) if sub == b"docs" => Reply::Map(Vec::new()),
+        Some(sub) if sub == b"info" => Reply::Array(
+            rest[1..]
+                .iter()
+                .map(|name| {
+                    let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+                    COMMANDS
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map_or(Reply::Nil, |&(n, a)| entry(n, a))
+                })
+                .collect(),
+        ),
+        Some(sub) => {
+            Reply::Error(format!("ERR unknown subcommand '{}'", String::from_utf8_lossy(&sub)))
+        }
+    }
+}
+
+fn dbsize(shared: &Shared) -> u64 {
+    let reports = shared.node.reports();
+    if shared.node.topology().is_full() {
+        reports.iter().map(|r| r.stats.keys).max().unwrap_or(0)
+    } else {
+        reports.iter().map(|r| r.stats.keys).sum()
+    }
+}
+
+fn info(shared: &Shared, section: Option<&Bytes>) -> String {
+    let wanted = section.map(|s| String::from_utf8_lossy(s).to_ascii_lowercase());
+    let show = |name: &str| {
+        wanted
+            .as_deref()
+            .is_none_or(|w| w == name || w == "all" || w == "default" || w == "everything")
+    };
+    let reports = shared.node.reports();
+    let topology = shared.node.topology();
+    let counters = &shared.counters;
+    let uptime = shared.started.elapsed().as_secs();
+    let mut out = String::new();
+    if show("server") {
+        out.push_str(&format!(
+            "# Server\r\nredis_version:7.0.0\r\nanna_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nanna_actors:{}\r\nanna_epoch_ms:{}\r\nanna_consistency:eventual\r\n\r\n",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+            std::process::id(),
+            shared.port,
+            uptime / 86_400,
+            reports.len(),
+            shared.config.node.epoch.as_millis(),
+        ));
+    }
+    if show("clients") {
+        out.push_str(&format!(
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n\r\n",
+            counters.connected.load(Ordering::Relaxed),
+            shared.config.maxclients
+        ));
+    }
+    if show("stats") {
+        let sum = |f: &dyn Fn(&crate::node::ActorReport) -> u64| reports.iter().map(f).sum::<u64>();
+        out.push_str(&format!(
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nprotocol_errors:{}\r\nanna_gets:{}\r\nanna_writes:{}\r\nanna_deletes:{}\r\nanna_forwarded:{}\r\nanna_gossip_batches_out:{}\r\nanna_gossip_entries_out:{}\r\nanna_gossip_batches_in:{}\r\nanna_merges:{}\r\nanna_reclaimed_keys:{}\r\nanna_request_ms:{}\r\nanna_gossip_ms:{}\r\nanna_idle_ms:{}\r\n\r\n",
+            counters.connections_received.load(Ordering::Relaxed),
+            counters.commands.load(Ordering::Relaxed),
+            counters.rejected.load(Ordering::Relaxed),
+            counters.hits.load(Ordering::Relaxed),
+            counters.misses.load(Ordering::Relaxed),
+            counters.protocol_errors.load(Ordering::Relaxed),
+            sum(&|r| r.stats.gets),
+            sum(&|r| r.stats.puts),
+            sum(&|r| r.stats.deletes),
+            sum(&|r| r.stats.forwarded),
+            sum(&|r| r.stats.gossip_out),
+            sum(&|r| r.stats.gossip_entries_out),
+            sum(&|r| r.stats.gossip_in),
+            sum(&|r| r.stats.merges),
+            sum(&|r| r.stats.reclaimed),
+            sum(&|r| r.request_ns) / 1_000_000,
+            sum(&|r| r.gossip_ns) / 1_000_000,
+            sum(&|r| r.idle_ns) / 1_000_000,
+        ));
+    }
+    if show("replication") {
+        let replication = topology.replication();
+        out.push_str(&format!(
+            "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nanna_nodes:{}\r\nanna_replication_global:{:?}\r\nanna_replication_local:{:?}\r\n\r\n",
+            topology.nodes().len(),
+            replication.global,
+            replication.local
+        ));
+    }
+    if show("keyspace") {
+        out.push_str("# Keyspace\r\n");
+        let keys = dbsize(shared);
+        if keys > 0 {
+            out.push_str(&format!("db0:keys={keys},expires=0,avg_ttl=0\r\n"));
+        }
+    }
+    out
+}

@@ -1,0 +1,271 @@
+//! The value stored under a key by the Redis front end: strings, counters and sets, as one
+//! product lattice with Redis' "a key has one type" semantics layered on top.
+//!
+//! Each component remembers the stamp of its last write, and a DEL records its stamp. The
+//! key's visible type is the component written most recently after the last DEL. So `SET`
+//! over a set key replaces it (as in Redis), `SADD` on a string key is `WRONGTYPE`, `INCR` on
+//! a string holding an integer continues from that integer, and replicas that see the same
+//! writes in any order agree on the type and the value.
+
+use bytes::Bytes;
+use lattice_core::{Lattice, Lww, Max, OrSet, PNCounter, Stamp};
+use serde::{Deserialize, Serialize};
+
+use crate::value::KvsValue;
+
+/// A Redis key's state.
+#[derive(Lattice, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RedisValue {
+    /// `SET`: last writer wins.
+    string: Lww<Option<Bytes>>,
+    /// `INCR` family.
+    counter: PNCounter,
+    /// Stamp of the last counter write, as `(time, writer)`.
+    counter_at: Max<(u64, u64)>,
+    /// `SADD`/`SREM`: add-wins observed-remove set.
+    set: OrSet<Bytes>,
+    /// Stamp of the last set write.
+    set_at: Max<(u64, u64)>,
+    /// Stamp of the last `DEL`.
+    deleted_at: Max<(u64, u64)>,
+}
+
+/// The type a key shows to commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A string (`SET`).
+    String,
+    /// An integer counter (`INCR`), read as a string.
+    Counter,
+    /// A set (`SADD`).
+    Set,
+}
+
+/// A Redis write that depends on the key's current state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum RedisOp {
+    /// `SET key value`.
+    Set(Bytes),
+    /// `INCRBY key delta` (and `INCR`, `DECR`, `DECRBY`).
+    IncrBy(i64),
+    /// `SADD key member...`.
+    SAdd(Vec<Bytes>),
+    /// `SREM key member...`.
+    SRem(Vec<Bytes>),
+}
+
+/// What a [`RedisOp`] answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RedisOpOutput {
+    /// `+OK`.
+    Ok,
+    /// An integer reply.
+    Int(i64),
+}
+
+/// The message Redis gives for a command on a key of the wrong type.
+pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+
+fn stamp_pair(stamp: Stamp) -> (u64, u64) {
+    (stamp.time, stamp.writer)
+}
+
+impl RedisValue {
+    /// The key's visible type, or `None` if it reads as absent.
+    pub fn kind(&self) -> Option<Kind> {
+        let deleted = *self.deleted_at.get();
+        let mut best: Option<((u64, u64), Kind)> = None;
+        let mut consider = |at: (u64, u64), kind: Kind| {
+            if at > deleted && best.is_none_or(|(b, _)| at > b) {
+                best = Some((at, kind));
+            }
+        };
+        if let Some((stamp, Some(_))) = self.string.as_parts() {
+            consider(stamp_pair(stamp), Kind::String);
+        }
+        consider(*self.counter_at.get(), Kind::Counter);
+        if !self.set.is_empty() {
+            consider(*self.set_at.get(), Kind::Set);
+        }
+        best.map(|(_, kind)| kind)
+    }
+
+    /// The value as `GET` sees it: a string, or a counter rendered in decimal.
+    ///
+    /// # Errors
+    /// [`WRONGTYPE`] for a set.
+    pub fn get_string(&self) -> Result<Option<Bytes>, &'static str> {
+        match self.kind() {
+            None => Ok(None),
+            Some(Kind::String) => Ok(self.string.value().cloned().flatten()),
+            Some(Kind::Counter) => Ok(Some(Bytes::from(self.counter.value().to_string()))),
+            Some(Kind::Set) => Err(WRONGTYPE),
+        }
+    }
+
+    /// The members, as `SMEMBERS` sees them.
+    ///
+    /// # Errors
+    /// [`WRONGTYPE`] for strings and counters.
+    pub fn members(&self) -> Result<Vec<Bytes>, &'static str> {
+        match self.kind() {
+            None => Ok(Vec::new()),
+            Some(Kind::Set) => Ok(self.set.iter().cloned().collect()),
+            Some(_) => Err(WRONGTYPE),
+        }
+    }
+
+    fn integer(&self) -> Result<i64, String> {
+        match self.kind() {
+            None => Ok(0),
+            Some(Kind::Counter) => i64::try_from(self.counter.value())
+                .map_err(|_| "ERR increment or decrement would overflow".to_owned()),
+            Some(Kind::String) => {
+                let raw = self.string.value().cloned().flatten().unwrap_or_default();
+                std::str::from_utf8(&raw)
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .ok_or_else(|| "ERR value is not an integer or out of range".to_owned())
+            }
+            Some(Kind::Set) => Err(WRONGTYPE.to_owned()),
+        }
+    }
+}
+
+impl KvsValue for RedisValue {
+    const TYPE_NAME: &'static str = "redis-value-v1";
+    type Op = RedisOp;
+    type OpOutput = RedisOpOutput;
+
+    fn apply(
+        &mut self,
+        op: RedisOp,
+        stamp: Stamp,
+        writer: u64,
+    ) -> Result<(bool, RedisOpOutput), String> {
+        match op {
+            RedisOp::Set(value) => {
+                let changed = self.string.merge(Lww::new(stamp, Some(value)));
+                Ok((changed, RedisOpOutput::Ok))
+            }
+            RedisOp::IncrBy(delta) => {
+                let current = self.integer()?;
+                let target = current
+                    .checked_add(delta)
+                    .ok_or_else(|| "ERR increment or decrement would overflow".to_owned())?;
+                // Move the counter to exactly `target` (a string's integer, or a reset after DEL
+                // or SET, becomes the counter's value); concurrent increments elsewhere still add.
+                let counted = i64::try_from(self.counter.value()).unwrap_or(0);
+                let step = i128::from(target) - i128::from(counted);
+                if step >= 0 {
+                    self.counter.increment(writer, u64::try_from(step).unwrap_or(u64::MAX));
+                } else {
+                    self.counter.decrement(writer, u64::try_from(-step).unwrap_or(u64::MAX));
+                }
+                self.counter_at.merge(Max::new(stamp_pair(stamp)));
+                Ok((true, RedisOpOutput::Int(target)))
+            }
+            RedisOp::SAdd(members) => {
+                if matches!(self.kind(), Some(Kind::String | Kind::Counter)) {
+                    return Err(WRONGTYPE.to_owned());
+                }
+                let mut added = 0;
+                for member in members {
+                    if !self.set.contains(&member) {
+                        added += 1;
+                    }
+                    self.set.add(writer, member);
+                }
+                self.set_at.merge(Max::new(stamp_pair(stamp)));
+                Ok((true, RedisOpOutput::Int(added)))
+            }
+            RedisOp::SRem(members) => {
+                if matches!(self.kind(), Some(Kind::String | Kind::Counter)) {
+                    return Err(WRONGTYPE.to_owned());
+                }
+                let mut removed = 0;
+                for member in &members {
+                    if self.set.remove(member) {
+                        removed += 1;
+                    }
+                }
+                Ok((removed > 0, RedisOpOutput::Int(removed)))
+            }
+        }
+    }
+
+    fn delete(&mut self, stamp: Stamp, writer: u64) -> bool {
+        let mut changed = self.deleted_at.merge(Max::new(stamp_pair(stamp)));
+        changed |= self.string.merge(Lww::new(stamp, None));
+        changed |= KvsValue::delete(&mut self.set, stamp, writer);
+        changed |= KvsValue::delete(&mut self.counter, stamp, writer);
+        changed
+    }
+
+    fn is_deleted(&self) -> bool {
+        self.kind().is_none()
+    }
+
+    fn tombstone_stamp(&self) -> Option<Stamp> {
+        // Only a key that was never a counter or a set is a plain timestamped tombstone.
+        if self.counter.is_bottom() && self.set.is_bottom() && self.kind().is_none() {
+            self.string.tombstone_stamp()
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(t: u64) -> Stamp {
+        Stamp::new(t, 1)
+    }
+
+    #[test]
+    fn redis_values_obey_the_lattice_laws() {
+        let mut a = RedisValue::default();
+        a.apply(RedisOp::Set("x".into()), s(1), 1).unwrap();
+        let mut b = RedisValue::default();
+        b.apply(RedisOp::IncrBy(5), s(2), 2).unwrap();
+        let mut c = RedisValue::default();
+        c.apply(RedisOp::SAdd(vec!["m".into()]), s(3), 3).unwrap();
+        let mut d = a.clone();
+        d.delete(s(4), 1);
+        lattice_core::laws::check_all(&[a, b, c, d]);
+    }
+
+    #[test]
+    fn types_follow_redis() {
+        let mut v = RedisValue::default();
+        v.apply(RedisOp::Set("10".into()), s(1), 1).unwrap();
+        assert_eq!(v.apply(RedisOp::IncrBy(5), s(2), 1).unwrap().1, RedisOpOutput::Int(15));
+        assert_eq!(v.get_string().unwrap().as_deref(), Some(&b"15"[..]));
+        assert_eq!(v.apply(RedisOp::SAdd(vec!["a".into()]), s(3), 1), Err(WRONGTYPE.to_owned()));
+        v.apply(RedisOp::Set("hello".into()), s(4), 1).unwrap();
+        assert!(v.apply(RedisOp::IncrBy(1), s(5), 1).is_err());
+        v.delete(s(6), 1);
+        assert_eq!(v.kind(), None);
+        assert_eq!(v.apply(RedisOp::IncrBy(1), s(7), 1).unwrap().1, RedisOpOutput::Int(1));
+        v.delete(s(8), 1);
+        assert_eq!(
+            v.apply(RedisOp::SAdd(vec!["a".into(), "b".into()]), s(9), 1).unwrap().1,
+            RedisOpOutput::Int(2)
+        );
+        assert_eq!(v.members().unwrap().len(), 2);
+        assert_eq!(v.get_string(), Err(WRONGTYPE));
+    }
+
+    #[test]
+    fn concurrent_increments_on_two_replicas_add_up() {
+        let mut a = RedisValue::default();
+        a.apply(RedisOp::IncrBy(1), s(1), 1).unwrap();
+        let mut b = a.clone();
+        a.apply(RedisOp::IncrBy(1), s(2), 1).unwrap();
+        b.apply(RedisOp::IncrBy(1), s(2), 2).unwrap();
+        let merged = a.join(b);
+        assert_eq!(merged.get_string().unwrap().as_deref(), Some(&b"3"[..]));
+    }
+}

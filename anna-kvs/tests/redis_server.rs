@@ -1,0 +1,335 @@
+//! anna-server's Redis front end against real clients: the `redis` crate and the real
+//! `redis-cli` (from Debian's redis-tools, installed by `.ci/run`), on a server started on a
+//! free port. Every command, pipelining, AUTH, RESP3, error replies; then bad input, each time
+//! checking that other clients are still served.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use anna_kvs::node::NodeConfig;
+use anna_kvs::redis::{RunningServer, ServerConfig, ServerError};
+use redis::{RedisResult, Value};
+
+fn server_with(configure: impl FnOnce(&mut ServerConfig)) -> RunningServer {
+    let mut config = ServerConfig {
+        port: 0,
+        node: NodeConfig {
+            threads: 2,
+            pin_threads: false,
+            epoch: Duration::from_millis(20),
+            ..ServerConfig::default().node
+        },
+        ..ServerConfig::default()
+    };
+    configure(&mut config);
+    RunningServer::start(config).expect("server starts")
+}
+
+fn server() -> RunningServer {
+    server_with(|_| {})
+}
+
+fn connect(addr: SocketAddr) -> redis::Connection {
+    redis::Client::open(format!("redis://{addr}/")).unwrap().get_connection().unwrap()
+}
+
+fn cmd<T: redis::FromRedisValue>(con: &mut redis::Connection, args: &[&str]) -> RedisResult<T> {
+    let mut command = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        command.arg(*arg);
+    }
+    command.query(con)
+}
+
+fn error_text(result: RedisResult<Value>) -> String {
+    let error = result.expect_err("expected an error reply");
+    format!("{} {}", error.code().unwrap_or_default(), error.detail().unwrap_or_default())
+}
+
+#[test]
+fn strings_counters_sets_and_keys() {
+    let server = server();
+    let mut con = connect(server.addr);
+    assert_eq!(cmd::<String>(&mut con, &["PING"]).unwrap(), "PONG");
+    assert_eq!(cmd::<String>(&mut con, &["PING", "hi"]).unwrap(), "hi");
+    assert_eq!(cmd::<String>(&mut con, &["ECHO", "echo me"]).unwrap(), "echo me");
+    assert_eq!(cmd::<String>(&mut con, &["SELECT", "0"]).unwrap(), "OK");
+    assert!(error_text(cmd(&mut con, &["SELECT", "1"])).contains("out of range"));
+
+    assert_eq!(cmd::<String>(&mut con, &["SET", "k", "v"]).unwrap(), "OK");
+    assert_eq!(cmd::<Option<String>>(&mut con, &["GET", "k"]).unwrap().as_deref(), Some("v"));
+    assert_eq!(cmd::<Option<String>>(&mut con, &["GET", "missing"]).unwrap(), None);
+    assert_eq!(cmd::<String>(&mut con, &["SET", "empty", ""]).unwrap(), "OK");
+    assert_eq!(cmd::<Option<String>>(&mut con, &["GET", "empty"]).unwrap().as_deref(), Some(""));
+    assert!(error_text(cmd(&mut con, &["SET", "k", "v", "EX", "10"])).contains("not supported"));
+    assert_eq!(cmd::<String>(&mut con, &["MSET", "a", "1", "b", "2"]).unwrap(), "OK");
+    assert_eq!(
+        cmd::<Vec<Option<String>>>(&mut con, &["MGET", "a", "b", "nope"]).unwrap(),
+        vec![Some("1".into()), Some("2".into()), None]
+    );
+    assert_eq!(cmd::<i64>(&mut con, &["EXISTS", "a", "b", "nope"]).unwrap(), 2);
+
+    assert_eq!(cmd::<i64>(&mut con, &["INCR", "n"]).unwrap(), 1);
+    assert_eq!(cmd::<i64>(&mut con, &["INCRBY", "n", "41"]).unwrap(), 42);
+    assert_eq!(cmd::<i64>(&mut con, &["DECR", "n"]).unwrap(), 41);
+    assert_eq!(cmd::<i64>(&mut con, &["DECRBY", "n", "50"]).unwrap(), -9);
+    assert_eq!(cmd::<Option<String>>(&mut con, &["GET", "n"]).unwrap().as_deref(), Some("-9"));
+    assert_eq!(
+        cmd::<i64>(&mut con, &["INCRBY", "a", "10"]).unwrap(),
+        11,
+        "INCR continues a string integer"
+    );
+    assert!(error_text(cmd(&mut con, &["INCR", "k"])).contains("not an integer"));
+    assert!(error_text(cmd(&mut con, &["INCRBY", "n", "x"])).contains("not an integer"));
+
+    assert_eq!(cmd::<i64>(&mut con, &["SADD", "s", "x", "y", "z"]).unwrap(), 3);
+    assert_eq!(cmd::<i64>(&mut con, &["SADD", "s", "x"]).unwrap(), 0);
+    assert_eq!(cmd::<i64>(&mut con, &["SREM", "s", "z", "nope"]).unwrap(), 1);
+    assert_eq!(cmd::<i64>(&mut con, &["SCARD", "s"]).unwrap(), 2);
+    assert_eq!(cmd::<i64>(&mut con, &["SISMEMBER", "s", "x"]).unwrap(), 1);
+    assert_eq!(cmd::<i64>(&mut con, &["SISMEMBER", "s", "z"]).unwrap(), 0);
+    let mut members: Vec<String> = cmd(&mut con, &["SMEMBERS", "s"]).unwrap();
+    members.sort();
+    assert_eq!(members, ["x", "y"]);
+    assert!(error_text(cmd(&mut con, &["GET", "s"])).starts_with("WRONGTYPE"));
+    assert!(error_text(cmd(&mut con, &["SADD", "k", "m"])).starts_with("WRONGTYPE"));
+    assert!(error_text(cmd(&mut con, &["SMEMBERS", "k"])).starts_with("WRONGTYPE"));
+    assert!(error_text(cmd(&mut con, &["INCR", "s"])).starts_with("WRONGTYPE"));
+
+    assert_eq!(cmd::<i64>(&mut con, &["DEL", "k", "s", "nope"]).unwrap(), 2);
+    assert_eq!(cmd::<Option<String>>(&mut con, &["GET", "k"]).unwrap(), None);
+    assert_eq!(cmd::<i64>(&mut con, &["SCARD", "s"]).unwrap(), 0);
+    assert_eq!(
+        cmd::<i64>(&mut con, &["SADD", "k", "now-a-set"]).unwrap(),
+        1,
+        "a deleted key takes any type"
+    );
+
+    std::thread::sleep(Duration::from_millis(100)); // DBSIZE and INFO read per-epoch reports
+    let keys: i64 = cmd(&mut con, &["DBSIZE"]).unwrap();
+    assert!(keys >= 5, "dbsize {keys}");
+    let info: String = cmd(&mut con, &["INFO"]).unwrap();
+    for section in [
+        "# Server",
+        "# Clients",
+        "# Stats",
+        "# Replication",
+        "# Keyspace",
+        "connected_clients:1",
+        "db0:keys=",
+    ] {
+        assert!(info.contains(section), "INFO lacks {section}: {info}");
+    }
+    let stats: String = cmd(&mut con, &["INFO", "stats"]).unwrap();
+    assert!(stats.contains("total_commands_processed") && !stats.contains("# Server"));
+    assert!(
+        error_text(cmd(&mut con, &["NOSUCHCOMMAND", "arg"]))
+            .contains("unknown command 'NOSUCHCOMMAND'")
+    );
+    assert!(error_text(cmd(&mut con, &["GET"])).contains("wrong number of arguments for 'get'"));
+}
+
+#[test]
+fn client_config_and_command_introspection() {
+    let server = server();
+    let mut con = connect(server.addr);
+    assert_eq!(cmd::<Option<String>>(&mut con, &["CLIENT", "GETNAME"]).unwrap(), None);
+    assert_eq!(cmd::<String>(&mut con, &["CLIENT", "SETNAME", "tester"]).unwrap(), "OK");
+    assert_eq!(
+        cmd::<Option<String>>(&mut con, &["CLIENT", "GETNAME"]).unwrap().as_deref(),
+        Some("tester")
+    );
+    let save: Vec<String> = cmd(&mut con, &["CONFIG", "GET", "save"]).unwrap();
+    assert_eq!(save, ["save", ""]);
+    let many: Vec<String> = cmd(&mut con, &["CONFIG", "GET", "max*"]).unwrap();
+    assert_eq!(many, ["maxclients", "10000"]);
+    let count: i64 = cmd(&mut con, &["COMMAND", "COUNT"]).unwrap();
+    let all: Vec<Value> = cmd(&mut con, &["COMMAND"]).unwrap();
+    assert_eq!(all.len() as i64, count);
+    assert!(cmd::<Value>(&mut con, &["COMMAND", "DOCS"]).is_ok());
+}
+
+#[test]
+fn pipelining_answers_in_order() {
+    let server = server();
+    let mut con = connect(server.addr);
+    let mut pipe = redis::pipe();
+    for i in 0..500 {
+        pipe.cmd("SET").arg(format!("p{i}")).arg(i).ignore();
+        pipe.cmd("INCR").arg("pipelined-counter").ignore();
+    }
+    for i in 0..500 {
+        pipe.cmd("GET").arg(format!("p{i}"));
+    }
+    let values: Vec<i64> = pipe.query(&mut con).unwrap();
+    assert_eq!(values, (0..500).collect::<Vec<_>>());
+    assert_eq!(cmd::<i64>(&mut con, &["GET", "pipelined-counter"]).unwrap(), 500);
+}
+
+#[test]
+fn auth_is_required_when_a_password_is_set() {
+    let server = server_with(|c| c.requirepass = Some("s3cret".into()));
+    let mut con = connect(server.addr);
+    assert!(error_text(cmd(&mut con, &["GET", "k"])).starts_with("NOAUTH"));
+    assert!(error_text(cmd(&mut con, &["AUTH", "wrong"])).starts_with("WRONGPASS"));
+    assert!(error_text(cmd(&mut con, &["AUTH", "someone", "s3cret"])).starts_with("WRONGPASS"));
+    assert_eq!(cmd::<String>(&mut con, &["AUTH", "s3cret"]).unwrap(), "OK");
+    assert_eq!(cmd::<String>(&mut con, &["SET", "k", "v"]).unwrap(), "OK");
+    // The URL form authenticates through the client library.
+    let mut other = redis::Client::open(format!("redis://:s3cret@{}/", server.addr))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    assert_eq!(cmd::<Option<String>>(&mut other, &["GET", "k"]).unwrap().as_deref(), Some("v"));
+    // Without a password configured, AUTH says so.
+    let open = self::server();
+    let mut con = connect(open.addr);
+    assert!(error_text(cmd(&mut con, &["AUTH", "x"])).contains("without any password configured"));
+}
+
+#[test]
+fn resp3_through_hello() {
+    let server = server();
+    let client = redis::Client::open(format!("redis://{}/?protocol=resp3", server.addr)).unwrap();
+    let mut con = client.get_connection().unwrap();
+    assert_eq!(cmd::<String>(&mut con, &["SET", "k", "v"]).unwrap(), "OK");
+    assert_eq!(cmd::<Option<String>>(&mut con, &["GET", "missing"]).unwrap(), None);
+    let hello: Value = cmd(&mut con, &["HELLO", "3"]).unwrap();
+    assert!(matches!(hello, Value::Map(_)), "HELLO 3 answers a RESP3 map: {hello:?}");
+    let members: Value = cmd(&mut con, &["SMEMBERS", "missing-set"]).unwrap();
+    assert!(matches!(members, Value::Set(_)), "{members:?}");
+    let mut raw = connect(server.addr);
+    assert!(error_text(cmd(&mut raw, &["HELLO", "4"])).starts_with("NOPROTO"));
+}
+
+fn redis_cli(addr: SocketAddr, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli must be installed (Debian: redis-tools; .ci/run installs it)");
+    assert!(
+        output.status.success(),
+        "redis-cli {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim_end().to_owned()
+}
+
+#[test]
+fn the_real_redis_cli_works() {
+    let server = server();
+    let addr = server.addr;
+    assert_eq!(redis_cli(addr, &["PING"]), "PONG");
+    assert_eq!(redis_cli(addr, &["SET", "greeting", "hello anna"]), "OK");
+    assert_eq!(redis_cli(addr, &["GET", "greeting"]), "hello anna");
+    assert_eq!(redis_cli(addr, &["INCRBY", "visits", "5"]), "5");
+    assert_eq!(redis_cli(addr, &["SADD", "team", "ann", "bob"]), "2");
+    assert_eq!(redis_cli(addr, &["SCARD", "team"]), "2");
+    assert_eq!(
+        redis_cli(addr, &["GET", "team"]),
+        "WRONGTYPE Operation against a key holding the wrong kind of value"
+    );
+    assert_eq!(redis_cli(addr, &["DEL", "greeting"]), "1");
+    assert_eq!(redis_cli(addr, &["EXISTS", "greeting"]), "0");
+    assert!(redis_cli(addr, &["INFO", "server"]).contains("redis_version"));
+    assert!(redis_cli(addr, &["-3", "HELLO", "3"]).starts_with("server"));
+    // Interactive mode reads commands from stdin, as a person typing would.
+    let mut child = Command::new("redis-cli")
+        .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"SET typed yes\nGET typed\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), "OK\nyes");
+}
+
+/// Sends raw bytes on a fresh connection and returns what the server answers before closing.
+fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    stream.write_all(bytes).unwrap();
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn bad_input_gets_an_error_or_a_closed_connection_and_others_are_unaffected() {
+    let server = server_with(|c| c.node.max_value_bytes = 1024);
+    let mut bystander = connect(server.addr);
+    assert_eq!(cmd::<String>(&mut bystander, &["SET", "safe", "yes"]).unwrap(), "OK");
+    let cases: &[(&[u8], &str)] = &[
+        (b"*-5\r\n*1\r\n$4\r\nPING\r\n", "+PONG"),
+        (b"*1\r\n$99999999999\r\n", "-ERR Protocol error"),
+        (b"*99999999999\r\n", "-ERR Protocol error"),
+        (b"*2\r\n$3\r\nGET\r\n$-7\r\n", "-ERR Protocol error"),
+        (b"*abc\r\n", "-ERR Protocol error"),
+        (b"*2\r\n$3\r\nGET\r\n:12\r\n", "-ERR Protocol error"),
+        (b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\n", "-ERR Protocol error"),
+        (b"*2\r\n$3\r\nGET\r\n$10\r\nshort", ""),
+        (b"\x00\xff\xfe garbage \x01\x02\r\n", "-ERR unknown command"),
+    ];
+    for (input, expected) in cases {
+        let answer = raw(server.addr, input);
+        assert!(
+            answer.starts_with(expected),
+            "{:?} answered {answer:?}, expected {expected:?}",
+            input.escape_ascii().to_string()
+        );
+        assert_eq!(
+            cmd::<Option<String>>(&mut bystander, &["GET", "safe"]).unwrap().as_deref(),
+            Some("yes")
+        );
+    }
+    let big = "x".repeat(2000);
+    assert!(
+        error_text(cmd(&mut bystander, &["SET", "big", &big]))
+            .contains("exceeds max-value-bytes 1024")
+    );
+    assert_eq!(cmd::<Option<String>>(&mut bystander, &["GET", "big"]).unwrap(), None);
+    let garbage: Vec<u8> =
+        (0..200_000_u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let _ = raw(server.addr, &garbage);
+    assert_eq!(
+        cmd::<Option<String>>(&mut bystander, &["GET", "safe"]).unwrap().as_deref(),
+        Some("yes")
+    );
+}
+
+#[test]
+fn unauthenticated_clients_get_tight_limits() {
+    let server = server_with(|c| c.requirepass = Some("pw".into()));
+    let answer = raw(server.addr, b"*20\r\n");
+    assert!(answer.starts_with("-ERR Protocol error"), "{answer}");
+    let answer = raw(server.addr, b"*2\r\n$4\r\nAUTH\r\n$100000\r\n");
+    assert!(answer.starts_with("-ERR Protocol error"), "{answer}");
+}
+
+#[test]
+fn connection_cap_and_idle_timeout() {
+    let server = server_with(|c| {
+        c.maxclients = 1;
+        c.idle_timeout = Some(Duration::from_millis(300));
+    });
+    let mut first = connect(server.addr);
+    assert_eq!(cmd::<String>(&mut first, &["PING"]).unwrap(), "PONG");
+    let refused = raw(server.addr, b"PING\r\n");
+    assert!(refused.starts_with("-ERR max number of clients reached"), "{refused}");
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(cmd::<String>(&mut first, &["PING"]).is_err(), "an idle client is disconnected");
+}
+
+#[test]
+fn public_addresses_need_a_password() {
+    let config = ServerConfig { bind: "0.0.0.0".into(), port: 0, ..ServerConfig::default() };
+    match RunningServer::start(config) {
+        Err(ServerError::PublicWithoutPassword(addr)) => assert_eq!(addr, "0.0.0.0"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
