@@ -34,4 +34,5 @@ pub use node::{ActorReport, Node, NodeConfig, NodeError, NodeHandle, PeerSpec};
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct RepositoryReadmeDoctests;
+pub mod levels;
 pub mod redis;

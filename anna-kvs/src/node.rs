@@ -855,3 +855,25 @@ impl<V: KvsValue> Driver<V> {
         }
     }
 }
+
+impl<V: KvsValue> crate::levels::Store<V> for NodeHandle<V> {
+    fn get(&mut self, key: &Key) -> Result<Option<V>, RequestError> {
+        NodeHandle::get(self, key.clone())
+    }
+    fn put(&mut self, key: &Key, value: V) -> Result<(), RequestError> {
+        NodeHandle::put(self, key.clone(), value, false)
+    }
+    fn put_here(
+        &mut self,
+        key: &Key,
+        value: V,
+    ) -> Result<Option<lattice_core::Stamp>, RequestError> {
+        match self.request(Request::Put { key: key.clone(), value, stamp_here: true })? {
+            Response::Done(stamp) => Ok(stamp),
+            other => Err(unexpected(other)),
+        }
+    }
+    fn now(&self) -> u64 {
+        self.shared.clock.now_us()
+    }
+}

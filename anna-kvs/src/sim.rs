@@ -72,6 +72,8 @@ pub struct Sim<V: KvsValue> {
     /// Actors that cannot currently reach each other: each set is one side of a partition.
     partition: Option<BTreeSet<ActorId>>,
     replies: HashMap<Token, Response<V>>,
+    /// Per actor, how far its clock runs ahead of virtual time (clock skew), in µs.
+    skew: BTreeMap<ActorId, u64>,
     next_token: Token,
     scratch: Vec<Output<V>>,
     /// Messages lost to drops and partitions.
@@ -103,6 +105,7 @@ impl<V: KvsValue> Sim<V> {
             sent: 0,
             partition: None,
             replies: HashMap::new(),
+            skew: BTreeMap::new(),
             next_token: 1,
             scratch: Vec::new(),
             lost: 0,
@@ -128,6 +131,20 @@ impl<V: KvsValue> Sim<V> {
     /// Changes the faults from now on.
     pub fn set_faults(&mut self, faults: Faults) {
         self.faults = faults;
+    }
+
+    /// Gives every actor a clock running ahead of virtual time by a random amount up to
+    /// `max_us` (fixed per actor), so stamps from different actors disagree as real clocks do.
+    pub fn skew_clocks(&mut self, max_us: u64) {
+        let ids: Vec<ActorId> = self.actors.keys().copied().collect();
+        for id in ids {
+            let skew = self.rng.below(max_us.max(1));
+            self.skew.insert(id, skew);
+        }
+    }
+
+    fn skew_of(&self, id: ActorId) -> u64 {
+        self.skew.get(&id).copied().unwrap_or(0)
     }
 
     /// Cuts `side` off from every other actor (messages across are lost) until [`heal`](Self::heal).
@@ -159,7 +176,11 @@ impl<V: KvsValue> Sim<V> {
         let until = self.now + duration;
         loop {
             let next_message = self.queue.peek().map(|Reverse((at, _, _))| *at);
-            let next_epoch = self.actors.values().map(Actor::next_epoch_at).min();
+            let next_epoch = self
+                .actors
+                .iter()
+                .map(|(id, a)| a.next_epoch_at().saturating_sub(self.skew_of(*id)))
+                .min();
             let next = match (next_message, next_epoch) {
                 (Some(m), Some(e)) => m.min(e),
                 (Some(m), None) => m,
@@ -178,7 +199,7 @@ impl<V: KvsValue> Sim<V> {
                 let due: Vec<ActorId> = self
                     .actors
                     .iter()
-                    .filter(|(_, a)| a.next_epoch_at() <= self.now)
+                    .filter(|(id, a)| a.next_epoch_at() <= self.now + self.skew_of(**id))
                     .map(|(id, _)| *id)
                     .collect();
                 for id in due {
@@ -196,7 +217,7 @@ impl<V: KvsValue> Sim<V> {
 
     fn feed(&mut self, at: ActorId, input: Input<V>) {
         let mut out = std::mem::take(&mut self.scratch);
-        let now = self.now;
+        let now = self.now + self.skew_of(at);
         if let Some(actor) = self.actors.get_mut(&at) {
             actor.handle(now, input, &mut out);
         }
@@ -231,5 +252,62 @@ impl<V: KvsValue> Sim<V> {
         let id = self.sent;
         self.bodies.insert(id, message);
         self.queue.push(Reverse((self.now + delay, id, to)));
+    }
+}
+
+/// A synchronous [`Store`](crate::levels::Store) over a simulation, for running client
+/// sessions in it: each request goes to a random actor (so reads land on different, possibly
+/// stale replicas) and the simulation runs until the answer arrives or `timeout_us` passes.
+#[derive(Debug)]
+pub struct SimStore<'a, V: KvsValue> {
+    /// The simulation.
+    pub sim: &'a mut Sim<V>,
+    /// How long a request may take (virtual µs) before it counts as timed out.
+    pub timeout_us: u64,
+}
+
+impl<V: KvsValue> SimStore<'_, V> {
+    fn call(&mut self, request: Request<V>) -> Result<Response<V>, crate::RequestError> {
+        let actors: Vec<ActorId> = self.sim.actors().keys().copied().collect();
+        let at = actors[self.sim.rng().below(actors.len() as u64) as usize];
+        let token = self.sim.submit(at, request);
+        let deadline = self.sim.now() + self.timeout_us;
+        loop {
+            if let Some(response) = self.sim.reply(token) {
+                return match response {
+                    Response::Error(error) => Err(error),
+                    other => Ok(other),
+                };
+            }
+            if self.sim.now() >= deadline {
+                return Err(crate::RequestError::Timeout);
+            }
+            self.sim.run_for(2_000);
+        }
+    }
+}
+
+impl<V: KvsValue> crate::levels::Store<V> for SimStore<'_, V> {
+    fn get(&mut self, key: &crate::Key) -> Result<Option<V>, crate::RequestError> {
+        match self.call(Request::Get { key: key.clone() })? {
+            Response::Value(value) => Ok(value),
+            _ => Err(crate::RequestError::Timeout),
+        }
+    }
+    fn put(&mut self, key: &crate::Key, value: V) -> Result<(), crate::RequestError> {
+        self.call(Request::Put { key: key.clone(), value, stamp_here: false }).map(|_| ())
+    }
+    fn put_here(
+        &mut self,
+        key: &crate::Key,
+        value: V,
+    ) -> Result<Option<lattice_core::Stamp>, crate::RequestError> {
+        match self.call(Request::Put { key: key.clone(), value, stamp_here: true })? {
+            Response::Done(stamp) => Ok(stamp),
+            _ => Err(crate::RequestError::Timeout),
+        }
+    }
+    fn now(&self) -> u64 {
+        self.sim.now()
     }
 }
