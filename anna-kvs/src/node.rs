@@ -380,6 +380,8 @@ pub struct NodeHandle<V: KvsValue> {
     /// The local actor this handle prefers when it owns the key (see
     /// [`NodeHandle::with_affinity`]).
     affinity: Option<usize>,
+    /// Reused buffer for a key's owners.
+    owners: Vec<ActorId>,
 }
 
 impl<V: KvsValue> std::fmt::Debug for NodeHandle<V> {
@@ -397,7 +399,7 @@ impl<V: KvsValue> Clone for NodeHandle<V> {
 impl<V: KvsValue> NodeHandle<V> {
     fn new(shared: Arc<Shared<V>>) -> Self {
         let bells = (0..shared.mailboxes.len()).map(|_| None).collect();
-        Self { shared, bells, next: 0, pinned: None, affinity: None }
+        Self { shared, bells, next: 0, pinned: None, affinity: None, owners: Vec::new() }
     }
 
     /// Reads `key`.
@@ -569,14 +571,14 @@ impl<V: KvsValue> NodeHandle<V> {
         if topology.is_full() {
             return self.affinity.unwrap_or(0);
         }
-        let owners = topology.owners(key, None);
-        let local: Vec<ActorId> = owners.into_iter().filter(|a| a.node == self.shared.me).collect();
+        topology.owners_into(key, None, &mut self.owners);
+        let me = self.shared.me;
         if let Some(thread) = self.affinity
-            && local.iter().any(|a| usize::from(a.thread) == thread)
+            && self.owners.iter().any(|a| a.node == me && usize::from(a.thread) == thread)
         {
             return thread;
         }
-        match local.first() {
+        match self.owners.iter().find(|a| a.node == me) {
             Some(owner) => usize::from(owner.thread),
             None => {
                 self.next = self.next.wrapping_add(1);

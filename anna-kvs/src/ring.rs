@@ -111,21 +111,15 @@ impl Ring {
         Self { points, members: labels.len() }
     }
 
-    /// The first `count` distinct members clockwise from `position`.
-    fn successors(&self, position: u32, count: usize, out: &mut Vec<u16>) {
-        out.clear();
-        if self.members == 0 {
+    /// Visits members clockwise from `position` (with repeats) while `visit` returns `true`.
+    fn walk(&self, position: u32, mut visit: impl FnMut(u16) -> bool) {
+        if self.points.is_empty() {
             return;
         }
-        let count = count.min(self.members);
         let start = self.points.partition_point(|&(p, _)| p < position);
         for i in 0..self.points.len() {
-            let (_, member) = self.points[(start + i) % self.points.len()];
-            if !out.contains(&member) {
-                out.push(member);
-                if out.len() == count {
-                    break;
-                }
+            if !visit(self.points[(start + i) % self.points.len()].1) {
+                return;
             }
         }
     }
@@ -199,27 +193,32 @@ impl Topology {
 
     /// [`owners`](Self::owners) into a reused buffer.
     pub fn owners_into(&self, key: &[u8], local_override: Option<u32>, out: &mut Vec<ActorId>) {
+        // Allocation-free: the chosen nodes are first collected in `out` as placeholders,
+        // then each node's actors are appended and the placeholders removed.
         out.clear();
         let position = crc32fast::hash(key);
-        let mut nodes = Vec::new();
-        self.global.successors(
-            position,
-            self.replication.global.resolve(self.nodes.len()),
-            &mut nodes,
-        );
-        let mut threads = Vec::new();
-        for node in nodes {
+        let wanted = self.replication.global.resolve(self.nodes.len());
+        self.global.walk(position, |node| {
+            if !out.iter().any(|a| a.node == node) {
+                out.push(ActorId::new(node, ThreadIndex::MAX));
+            }
+            out.len() < wanted
+        });
+        let chosen = out.len();
+        for i in 0..chosen {
+            let node = out[i].node;
             let ring = &self.local[usize::from(node)];
-            let per_node = match local_override {
-                Some(n) => {
-                    let base = self.replication.local.resolve(ring.members);
-                    (n as usize).clamp(base, ring.members)
+            let base = self.replication.local.resolve(ring.members);
+            let per_node = local_override.map_or(base, |n| (n as usize).clamp(base, ring.members));
+            let first = out.len();
+            ring.walk(position, |thread| {
+                if !out[first..].iter().any(|a| a.thread == thread) {
+                    out.push(ActorId::new(node, thread));
                 }
-                None => self.replication.local.resolve(ring.members),
-            };
-            ring.successors(position, per_node, &mut threads);
-            out.extend(threads.iter().map(|&thread| ActorId::new(node, thread)));
+                out.len() - first < per_node
+            });
         }
+        out.drain(..chosen);
     }
 
     /// `true` if `actor` owns `key`.
