@@ -11,9 +11,10 @@
 //! of connections is capped.
 
 use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -176,42 +177,39 @@ impl Server {
     pub fn run(self) {
         let Self { listener, shared } = self;
         tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "anna-server ready to accept connections");
-        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::new(Mutex::new(Vec::new()));
-        while !shared.stop.load(Ordering::Relaxed) {
+        // One I/O thread per actor; each multiplexes many connections and sends the commands of
+        // all its ready connections to the actors in one batch per round.
+        let io_threads = shared.node.reports().len().max(1);
+        let mut inboxes = Vec::new();
+        let mut threads = Vec::new();
+        for n in 0..io_threads {
+            let (tx, rx) = crossbeam_channel::unbounded::<TcpStream>();
+            let io_shared = Arc::clone(&shared);
+            match std::thread::Builder::new().name(format!("anna-io-{n}")).spawn(move || IoThread::new(io_shared, rx).run()) {
+                Ok(handle) => {
+                    inboxes.push(tx);
+                    threads.push(handle);
+                }
+                Err(error) => tracing::warn!(%error, "cannot spawn an I/O thread"),
+            }
+        }
+        let mut next = 0_usize;
+        while !shared.stop.load(Ordering::Relaxed) && !inboxes.is_empty() {
             match listener.accept() {
-                Ok((stream, peer)) => {
+                Ok((mut stream, _peer)) => {
                     shared.counters.connections_received.fetch_add(1, Ordering::Relaxed);
-                    if shared.counters.connected.load(Ordering::Relaxed) >= shared.config.maxclients
-                    {
+                    if shared.counters.connected.load(Ordering::Relaxed) >= shared.config.maxclients {
                         shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                        let mut stream = stream;
                         let _ = stream.write_all(b"-ERR max number of clients reached\r\n");
                         continue;
                     }
                     shared.counters.connected.fetch_add(1, Ordering::Relaxed);
-                    let conn_shared = Arc::clone(&shared);
-                    let spawned = std::thread::Builder::new()
-                        .name(format!("anna-conn-{peer}"))
-                        .spawn(move || {
-                            Connection::new(conn_shared.clone(), stream).serve();
-                            conn_shared.counters.connected.fetch_sub(1, Ordering::Relaxed);
-                        });
-                    match spawned {
-                        Ok(handle) => {
-                            if let Ok(mut list) = connections.lock() {
-                                list.retain(|h| !h.is_finished());
-                                list.push(handle);
-                            }
-                        }
-                        Err(error) => {
-                            shared.counters.connected.fetch_sub(1, Ordering::Relaxed);
-                            tracing::warn!(%error, "cannot spawn a connection thread");
-                        }
+                    next = next.wrapping_add(1);
+                    if inboxes[next % inboxes.len()].send(stream).is_err() {
+                        shared.counters.connected.fetch_sub(1, Ordering::Relaxed);
                     }
                 }
-                Err(error) if error.kind() == ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
                 Err(error) => {
                     tracing::warn!(%error, "accept failed");
                     std::thread::sleep(Duration::from_millis(20));
@@ -220,8 +218,8 @@ impl Server {
         }
         tracing::info!("shutting down: closing connections");
         drop(listener);
-        let handles = connections.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
-        for handle in handles {
+        drop(inboxes);
+        for handle in threads {
             let _ = handle.join();
         }
         match Arc::try_unwrap(shared) {
@@ -229,6 +227,109 @@ impl Server {
             Err(_) => tracing::warn!("connections still hold the engine; it stops when they end"),
         }
         tracing::info!("anna-server stopped");
+    }
+}
+
+/// Most reply bytes buffered for a client that does not read them; beyond it, it is dropped.
+const MAX_PENDING_OUTPUT: usize = 64 << 20;
+
+/// One I/O thread: its connections, polled together; one engine round trip per round.
+struct IoThread {
+    shared: Arc<Shared>,
+    incoming: crossbeam_channel::Receiver<TcpStream>,
+    handle: NodeHandle<RedisValue>,
+    conns: Vec<Connection>,
+}
+
+impl IoThread {
+    fn new(shared: Arc<Shared>, incoming: crossbeam_channel::Receiver<TcpStream>) -> Self {
+        let handle = shared.node.handle();
+        Self { shared, incoming, handle, conns: Vec::new() }
+    }
+
+    fn run(mut self) {
+        let mut chunk = vec![0_u8; 64 * 1024];
+        let mut more_buffered = false;
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            while let Ok(stream) = self.incoming.try_recv() {
+                if stream.set_nonblocking(true).is_ok() {
+                    let _ = stream.set_nodelay(true);
+                    self.conns.push(Connection::new(Arc::clone(&self.shared), stream));
+                } else {
+                    self.shared.counters.connected.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            if self.conns.is_empty() {
+                match self.incoming.recv_timeout(Duration::from_millis(50)) {
+                    Ok(stream) => {
+                        if stream.set_nonblocking(true).is_ok() {
+                            let _ = stream.set_nodelay(true);
+                            self.conns.push(Connection::new(Arc::clone(&self.shared), stream));
+                        } else {
+                            self.shared.counters.connected.fetch_sub(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                }
+                continue;
+            }
+            // Wait for input (or room to write), unless commands are already buffered.
+            let ready: Vec<(bool, bool)> = {
+                let mut items: Vec<zmq::PollItem<'static>> = self
+                    .conns
+                    .iter()
+                    .map(|c| {
+                        let events = if c.out.is_empty() { zmq::POLLIN } else { zmq::POLLIN | zmq::POLLOUT };
+                        zmq::PollItem::from_fd(c.stream.as_raw_fd(), events)
+                    })
+                    .collect();
+                let timeout = if more_buffered { 0 } else { 50 };
+                if zmq::poll(&mut items, timeout).is_err() {
+                    continue;
+                }
+                items.iter().map(|i| (i.is_readable(), i.is_writable())).collect()
+            };
+            for (conn, (readable, writable)) in self.conns.iter_mut().zip(ready) {
+                if writable {
+                    conn.flush();
+                }
+                if readable {
+                    conn.fill(&mut chunk);
+                }
+            }
+            // Plan every connection's complete commands, run them all in one engine batch.
+            more_buffered = false;
+            let mut requests = Vec::new();
+            for conn in &mut self.conns {
+                if conn.dead || conn.out.len() > MAX_PENDING_OUTPUT / 2 {
+                    continue;
+                }
+                more_buffered |= conn.plan_buffered();
+                for plan in &conn.plans {
+                    if let Plan::Engine(reqs, _) = plan {
+                        requests.extend(reqs.iter().cloned());
+                    }
+                }
+            }
+            let mut answers =
+                if requests.is_empty() { Vec::new() } else { self.handle.request_batch(requests) }.into_iter();
+            for conn in &mut self.conns {
+                conn.finish_plans(&mut answers);
+                conn.flush();
+            }
+            let counters = &self.shared.counters;
+            self.conns.retain(|c| {
+                let keep = !c.finished();
+                if !keep {
+                    counters.connected.fetch_sub(1, Ordering::Relaxed);
+                }
+                keep
+            });
+        }
+        for _ in self.conns.drain(..) {
+            self.shared.counters.connected.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -288,20 +389,46 @@ type Finish = Box<dyn FnOnce(Answers, &Counters) -> Reply + Send>;
 struct Connection {
     shared: Arc<Shared>,
     stream: TcpStream,
-    handle: NodeHandle<RedisValue>,
     id: u64,
     authenticated: bool,
     resp3: bool,
     name: Option<Bytes>,
     quit: bool,
+    /// Bytes read and not yet parsed.
+    buf: BytesMut,
+    /// Encoded replies not yet written.
+    out: Vec<u8>,
+    /// This round's commands, in order.
+    plans: Vec<Plan>,
+    /// A protocol error to send after this round's replies; the connection then closes.
+    fatal: Option<String>,
+    /// The peer closed, or the socket failed: drop without writing.
+    dead: bool,
+    last_read: Instant,
+    /// When output first got stuck (the client stopped reading).
+    stalled_since: Option<Instant>,
 }
 
 impl Connection {
     fn new(shared: Arc<Shared>, stream: TcpStream) -> Self {
         let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
-        let handle = shared.node.handle().with_affinity(id as usize);
         let authenticated = shared.config.requirepass.is_none();
-        Self { shared, stream, handle, id, authenticated, resp3: false, name: None, quit: false }
+        Self {
+            shared,
+            stream,
+            id,
+            authenticated,
+            resp3: false,
+            name: None,
+            quit: false,
+            buf: BytesMut::with_capacity(16 * 1024),
+            out: Vec::new(),
+            plans: Vec::new(),
+            fatal: None,
+            dead: false,
+            last_read: Instant::now(),
+            stalled_since: None,
+        }
     }
 
     fn limits(&self) -> Limits {
@@ -322,91 +449,62 @@ impl Connection {
         limits.max_bulk.saturating_mul(2).saturating_add(1 << 20)
     }
 
-    fn serve(mut self) {
-        let _ = self.stream.set_nodelay(true);
-        let _ = self.stream.set_read_timeout(Some(Duration::from_millis(100)));
-        let _ = self.stream.set_write_timeout(Some(self.shared.config.write_timeout));
-        let mut buf = BytesMut::with_capacity(16 * 1024);
-        let mut chunk = vec![0_u8; 16 * 1024];
-        let mut last_activity = Instant::now();
-        let mut out = Vec::with_capacity(16 * 1024);
-        while !self.quit && !self.shared.stop.load(Ordering::Relaxed) {
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return,
-                Ok(n) => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    last_activity = Instant::now();
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                    ) =>
-                {
-                    if let Some(limit) = self.shared.config.idle_timeout
-                        && last_activity.elapsed() > limit
-                    {
-                        return;
-                    }
-                    continue;
-                }
-                Err(_) => return,
-            }
-            // Parse and run every complete command, a batch at a time.
-            loop {
-                let mut plans = Vec::new();
-                let mut fatal = None;
-                while plans.len() < self.shared.config.max_batch && !self.quit {
-                    match parse_command(&mut buf, &self.limits()) {
-                        Ok(args) if args.is_empty() => continue,
-                        Ok(args) => plans.push(self.plan(args)),
-                        Err(ParseError::Incomplete) => {
-                            if buf.len() > self.query_buffer_limit() {
-                                fatal = Some(
-                                    "ERR Protocol error: query buffer limit exceeded".to_owned(),
-                                );
-                            }
-                            break;
-                        }
-                        Err(ParseError::Protocol(message)) => {
-                            fatal = Some(format!("ERR Protocol error: {message}"));
-                            break;
-                        }
-                    }
-                }
-                let planned = plans.len();
-                self.execute(plans, &mut out);
-                if let Some(message) = &fatal {
-                    self.shared.counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                    Reply::Error(message.clone()).encode(&mut out, self.resp3);
-                }
-                if !out.is_empty() {
-                    if self.stream.write_all(&out).is_err() {
-                        return;
-                    }
-                    out.clear();
-                }
-                if fatal.is_some() {
+    /// Reads what the socket has (without blocking).
+    fn fill(&mut self, chunk: &mut [u8]) {
+        loop {
+            match self.stream.read(chunk) {
+                Ok(0) => {
+                    self.dead = true;
                     return;
                 }
-                if planned < self.shared.config.max_batch || self.quit {
-                    break;
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    self.last_read = Instant::now();
+                    if self.buf.len() > self.query_buffer_limit() || n < chunk.len() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.dead = true;
+                    return;
                 }
             }
         }
     }
 
-    fn execute(&mut self, plans: Vec<Plan>, out: &mut Vec<u8>) {
-        let mut requests = Vec::new();
-        for plan in &plans {
-            if let Plan::Engine(reqs, _) = plan {
-                requests.extend(reqs.iter().cloned());
+    /// Plans up to one batch of buffered commands; `true` if more complete commands may remain.
+    fn plan_buffered(&mut self) -> bool {
+        if self.quit || self.fatal.is_some() {
+            return false;
+        }
+        while self.plans.len() < self.shared.config.max_batch && !self.quit {
+            let limits = self.limits();
+            match parse_command(&mut self.buf, &limits) {
+                Ok(args) if args.is_empty() => {}
+                Ok(args) => {
+                    let plan = self.plan(args);
+                    self.plans.push(plan);
+                }
+                Err(ParseError::Incomplete) => {
+                    if self.buf.len() > self.query_buffer_limit() {
+                        self.fatal = Some("ERR Protocol error: query buffer limit exceeded".to_owned());
+                    }
+                    return false;
+                }
+                Err(ParseError::Protocol(message)) => {
+                    self.fatal = Some(format!("ERR Protocol error: {message}"));
+                    return false;
+                }
             }
         }
-        let mut answers =
-            if requests.is_empty() { Vec::new() } else { self.handle.request_batch(requests) }
-                .into_iter();
-        for plan in plans {
+        !self.quit
+    }
+
+    /// Turns this round's plans and their engine answers into encoded replies.
+    fn finish_plans(&mut self, answers: &mut impl Iterator<Item = Result<Response<RedisValue>, RequestError>>) {
+        for plan in std::mem::take(&mut self.plans) {
             let reply = match plan {
                 Plan::Now(reply) => reply,
                 Plan::Engine(reqs, finish) => {
@@ -414,8 +512,44 @@ impl Connection {
                     finish(mine, &self.shared.counters)
                 }
             };
-            reply.encode(out, self.resp3);
+            reply.encode(&mut self.out, self.resp3);
         }
+        if let Some(message) = &self.fatal {
+            if !self.quit {
+                self.shared.counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                Reply::Error(message.clone()).encode(&mut self.out, self.resp3);
+            }
+            self.quit = true;
+        }
+    }
+
+    /// Writes as much pending output as the socket takes now.
+    fn flush(&mut self) {
+        while !self.out.is_empty() && !self.dead {
+            match self.stream.write(&self.out) {
+                Ok(0) => self.dead = true,
+                Ok(n) => {
+                    self.out.drain(..n);
+                    self.stalled_since = None;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.stalled_since.get_or_insert_with(Instant::now);
+                    return;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => self.dead = true,
+            }
+        }
+    }
+
+    /// `true` once the connection should be closed.
+    fn finished(&self) -> bool {
+        let config = &self.shared.config;
+        self.dead
+            || (self.quit && self.out.is_empty())
+            || self.out.len() > MAX_PENDING_OUTPUT
+            || self.stalled_since.is_some_and(|t| t.elapsed() > config.write_timeout)
+            || config.idle_timeout.is_some_and(|limit| self.last_read.elapsed() > limit && self.out.is_empty())
     }
 
     fn plan(&mut self, args: Vec<Bytes>) -> Plan {
