@@ -105,7 +105,23 @@ fn zmq_err(context: impl Into<String>) -> impl FnOnce(zmq::Error) -> NodeError {
 /// What travels in a local actor's mailbox.
 enum Mail<V: KvsValue> {
     Client { request: Request<V>, reply: Sender<Response<V>> },
+    /// Many requests answered together: one message in, one message out.
+    Batch { requests: Vec<(usize, Request<V>)>, reply: Sender<Vec<(usize, Response<V>)>> },
     Peer(PeerMessage<V>),
+}
+
+/// Where an actor's answer to a client token goes.
+enum ReplyTo<V: KvsValue> {
+    One(Sender<Response<V>>),
+    /// Slot `index` of batch `batch`.
+    Batch(u64, usize),
+}
+
+/// A batch being answered.
+struct PendingBatch<V: KvsValue> {
+    reply: Sender<Vec<(usize, Response<V>)>>,
+    answers: Vec<(usize, Response<V>)>,
+    outstanding: usize,
 }
 
 /// An actor's counters plus where its time went (the paper's Fig. 5 breakdown).
@@ -511,54 +527,60 @@ impl<V: KvsValue> NodeHandle<V> {
 
     /// Sends every request, then waits for every answer: one doorbell per actor for the whole
     /// batch (pipelined commands). Answers come back in request order.
-    pub fn request_batch(
-        &mut self,
-        requests: Vec<Request<V>>,
-    ) -> Vec<Result<Response<V>, RequestError>> {
+    pub fn request_batch(&mut self, requests: Vec<Request<V>>) -> Vec<Result<Response<V>, RequestError>> {
         let shared = Arc::clone(&self.shared);
         let config = &shared.config;
         let deadline = Instant::now() + config.request_timeout;
-        let mut waiting = Vec::with_capacity(requests.len());
-        let mut to_ring = vec![false; shared.mailboxes.len()];
-        for request in requests {
+        let mut results: Vec<Result<Response<V>, RequestError>> =
+            (0..requests.len()).map(|_| Err(RequestError::Timeout)).collect();
+        let mut per_actor: Vec<Vec<(usize, Request<V>)>> =
+            (0..shared.mailboxes.len()).map(|_| Vec::new()).collect();
+        for (index, request) in requests.into_iter().enumerate() {
             if request.key().len() > config.max_key_bytes {
-                waiting.push(Err(RequestError::TooLarge {
+                results[index] = Err(RequestError::TooLarge {
                     what: "key".into(),
                     size: request.key().len(),
                     limit: config.max_key_bytes,
-                }));
-                continue;
-            }
-            if shared.stop.load(Ordering::Relaxed) {
-                waiting.push(Err(RequestError::ShuttingDown));
-                continue;
-            }
-            let thread = self.pick_actor(request.key());
-            let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
-            match shared.mailboxes[thread]
-                .send_deadline(Mail::Client { request, reply: reply_tx }, deadline)
-            {
-                Ok(()) => {
-                    to_ring[thread] = true;
-                    waiting.push(Ok(reply_rx));
-                }
-                Err(_) => waiting.push(Err(RequestError::Timeout)),
+                });
+            } else if shared.stop.load(Ordering::Relaxed) {
+                results[index] = Err(RequestError::ShuttingDown);
+            } else {
+                let thread = self.pick_actor(request.key());
+                per_actor[thread].push((index, request));
             }
         }
-        for (thread, ring) in to_ring.into_iter().enumerate() {
-            if ring {
+        let (reply_tx, reply_rx) = crossbeam_channel::unbounded();
+        let mut expected = 0;
+        for (thread, batch) in per_actor.into_iter().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            let mail = Mail::Batch { requests: batch, reply: reply_tx.clone() };
+            if shared.mailboxes[thread].send_deadline(mail, deadline).is_ok() {
+                expected += 1;
                 self.ring(thread);
             }
         }
-        waiting
-            .into_iter()
-            .map(|slot| match slot?.recv_deadline(deadline) {
-                Ok(Response::Error(error)) => Err(error),
-                Ok(response) => Ok(response),
-                Err(_) if shared.stop.load(Ordering::Relaxed) => Err(RequestError::ShuttingDown),
-                Err(_) => Err(RequestError::Timeout),
-            })
-            .collect()
+        drop(reply_tx);
+        for _ in 0..expected {
+            let Ok(answers) = reply_rx.recv_deadline(deadline) else {
+                if shared.stop.load(Ordering::Relaxed) {
+                    for result in &mut results {
+                        if matches!(result, Err(RequestError::Timeout)) {
+                            *result = Err(RequestError::ShuttingDown);
+                        }
+                    }
+                }
+                break;
+            };
+            for (index, response) in answers {
+                results[index] = match response {
+                    Response::Error(error) => Err(error),
+                    other => Ok(other),
+                };
+            }
+        }
+        results
     }
 
     /// The handle's affinity actor if it owns `key`, else a local owner chosen by the key (so
@@ -633,7 +655,10 @@ struct Driver<V: KvsValue> {
     /// PUSH sockets to remote actors (lazily connected).
     remotes: HashMap<ActorId, RemoteLink>,
     /// Clients waiting for an answer, by the token given to the actor.
-    waiting: HashMap<Token, Sender<Response<V>>>,
+    waiting: HashMap<Token, ReplyTo<V>>,
+    /// Batches not fully answered yet (some requests were forwarded), by batch number.
+    batches: HashMap<u64, PendingBatch<V>>,
+    next_batch: u64,
     next_token: Token,
     outputs: Vec<Output<V>>,
     report: ActorReport,
@@ -659,6 +684,8 @@ impl<V: KvsValue> Driver<V> {
             local_bells: HashMap::new(),
             remotes: HashMap::new(),
             waiting: HashMap::new(),
+            batches: HashMap::new(),
+            next_batch: 0,
             next_token: 1,
             outputs: Vec::new(),
             report: ActorReport { id: Some(id), ..ActorReport::default() },
@@ -712,8 +739,25 @@ impl<V: KvsValue> Driver<V> {
                 Mail::Client { request, reply } => {
                     let token = self.next_token;
                     self.next_token += 1;
-                    self.waiting.insert(token, reply);
+                    self.waiting.insert(token, ReplyTo::One(reply));
                     self.actor.handle(now, Input::Client { token, request }, &mut self.outputs);
+                    self.deliver();
+                    self.report.request_ns += start.elapsed().as_nanos() as u64;
+                }
+                Mail::Batch { requests, reply } => {
+                    let batch = self.next_batch;
+                    self.next_batch += 1;
+                    let outstanding = requests.len();
+                    self.batches.insert(
+                        batch,
+                        PendingBatch { reply, answers: Vec::with_capacity(outstanding), outstanding },
+                    );
+                    for (index, request) in requests {
+                        let token = self.next_token;
+                        self.next_token += 1;
+                        self.waiting.insert(token, ReplyTo::Batch(batch, index));
+                        self.actor.handle(now, Input::Client { token, request }, &mut self.outputs);
+                    }
                     self.deliver();
                     self.report.request_ns += start.elapsed().as_nanos() as u64;
                 }
@@ -772,11 +816,23 @@ impl<V: KvsValue> Driver<V> {
         let mut outputs = std::mem::take(&mut self.outputs);
         for output in outputs.drain(..) {
             match output {
-                Output::Reply { token, response } => {
-                    if let Some(client) = self.waiting.remove(&token) {
+                Output::Reply { token, response } => match self.waiting.remove(&token) {
+                    Some(ReplyTo::One(client)) => {
                         let _ = client.try_send(response);
                     }
-                }
+                    Some(ReplyTo::Batch(batch, index)) => {
+                        if let Some(pending) = self.batches.get_mut(&batch) {
+                            pending.answers.push((index, response));
+                            pending.outstanding -= 1;
+                            if pending.outstanding == 0
+                                && let Some(done) = self.batches.remove(&batch)
+                            {
+                                let _ = done.reply.send(done.answers);
+                            }
+                        }
+                    }
+                    None => {}
+                },
                 Output::Send { to, message } => self.send(to, message),
             }
         }
