@@ -104,9 +104,15 @@ fn zmq_err(context: impl Into<String>) -> impl FnOnce(zmq::Error) -> NodeError {
 
 /// What travels in a local actor's mailbox.
 enum Mail<V: KvsValue> {
-    Client { request: Request<V>, reply: Sender<Response<V>> },
+    Client {
+        request: Request<V>,
+        reply: Sender<Response<V>>,
+    },
     /// Many requests answered together: one message in, one message out.
-    Batch { requests: Vec<(usize, Request<V>)>, reply: Sender<Vec<(usize, Response<V>)>> },
+    Batch {
+        requests: Vec<(usize, Request<V>)>,
+        reply: Sender<Vec<(usize, Response<V>)>>,
+    },
     Peer(PeerMessage<V>),
 }
 
@@ -527,7 +533,10 @@ impl<V: KvsValue> NodeHandle<V> {
 
     /// Sends every request, then waits for every answer: one doorbell per actor for the whole
     /// batch (pipelined commands). Answers come back in request order.
-    pub fn request_batch(&mut self, requests: Vec<Request<V>>) -> Vec<Result<Response<V>, RequestError>> {
+    pub fn request_batch(
+        &mut self,
+        requests: Vec<Request<V>>,
+    ) -> Vec<Result<Response<V>, RequestError>> {
         let shared = Arc::clone(&self.shared);
         let config = &shared.config;
         let deadline = Instant::now() + config.request_timeout;
@@ -750,7 +759,11 @@ impl<V: KvsValue> Driver<V> {
                     let outstanding = requests.len();
                     self.batches.insert(
                         batch,
-                        PendingBatch { reply, answers: Vec::with_capacity(outstanding), outstanding },
+                        PendingBatch {
+                            reply,
+                            answers: Vec::with_capacity(outstanding),
+                            outstanding,
+                        },
                     );
                     for (index, request) in requests {
                         let token = self.next_token;

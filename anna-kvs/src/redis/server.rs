@@ -11,10 +11,10 @@
 //! of connections is capped.
 
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::AsRawFd;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -185,7 +185,10 @@ impl Server {
         for n in 0..io_threads {
             let (tx, rx) = crossbeam_channel::unbounded::<TcpStream>();
             let io_shared = Arc::clone(&shared);
-            match std::thread::Builder::new().name(format!("anna-io-{n}")).spawn(move || IoThread::new(io_shared, rx).run()) {
+            match std::thread::Builder::new()
+                .name(format!("anna-io-{n}"))
+                .spawn(move || IoThread::new(io_shared, rx).run())
+            {
                 Ok(handle) => {
                     inboxes.push(tx);
                     threads.push(handle);
@@ -198,7 +201,8 @@ impl Server {
             match listener.accept() {
                 Ok((mut stream, _peer)) => {
                     shared.counters.connections_received.fetch_add(1, Ordering::Relaxed);
-                    if shared.counters.connected.load(Ordering::Relaxed) >= shared.config.maxclients {
+                    if shared.counters.connected.load(Ordering::Relaxed) >= shared.config.maxclients
+                    {
                         shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
                         let _ = stream.write_all(b"-ERR max number of clients reached\r\n");
                         continue;
@@ -209,7 +213,9 @@ impl Server {
                         shared.counters.connected.fetch_sub(1, Ordering::Relaxed);
                     }
                 }
-                Err(error) if error.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
                 Err(error) => {
                     tracing::warn!(%error, "accept failed");
                     std::thread::sleep(Duration::from_millis(20));
@@ -280,7 +286,8 @@ impl IoThread {
                     .conns
                     .iter()
                     .map(|c| {
-                        let events = if c.out.is_empty() { zmq::POLLIN } else { zmq::POLLIN | zmq::POLLOUT };
+                        let events =
+                            if c.out.is_empty() { zmq::POLLIN } else { zmq::POLLIN | zmq::POLLOUT };
                         zmq::PollItem::from_fd(c.stream.as_raw_fd(), events)
                     })
                     .collect();
@@ -306,14 +313,16 @@ impl IoThread {
                     continue;
                 }
                 more_buffered |= conn.plan_buffered();
-                for plan in &conn.plans {
-                    if let Plan::Engine(reqs, _) = plan {
-                        requests.extend(reqs.iter().cloned());
+                for plan in &mut conn.plans {
+                    if let Plan::Engine(reqs, count, _) = plan {
+                        *count = reqs.len();
+                        requests.append(reqs);
                     }
                 }
             }
             let mut answers =
-                if requests.is_empty() { Vec::new() } else { self.handle.request_batch(requests) }.into_iter();
+                if requests.is_empty() { Vec::new() } else { self.handle.request_batch(requests) }
+                    .into_iter();
             for conn in &mut self.conns {
                 conn.finish_plans(&mut answers);
                 conn.flush();
@@ -380,7 +389,8 @@ impl Drop for RunningServer {
 /// A command's plan: an answer now, or engine requests and how to turn their answers into one.
 enum Plan {
     Now(Reply),
-    Engine(Vec<Request<RedisValue>>, Finish),
+    /// Requests (moved into the round's batch, leaving their count), and how to answer.
+    Engine(Vec<Request<RedisValue>>, usize, Finish),
 }
 
 type Answers = Vec<Result<Response<RedisValue>, RequestError>>;
@@ -489,7 +499,8 @@ impl Connection {
                 }
                 Err(ParseError::Incomplete) => {
                     if self.buf.len() > self.query_buffer_limit() {
-                        self.fatal = Some("ERR Protocol error: query buffer limit exceeded".to_owned());
+                        self.fatal =
+                            Some("ERR Protocol error: query buffer limit exceeded".to_owned());
                     }
                     return false;
                 }
@@ -503,12 +514,15 @@ impl Connection {
     }
 
     /// Turns this round's plans and their engine answers into encoded replies.
-    fn finish_plans(&mut self, answers: &mut impl Iterator<Item = Result<Response<RedisValue>, RequestError>>) {
+    fn finish_plans(
+        &mut self,
+        answers: &mut impl Iterator<Item = Result<Response<RedisValue>, RequestError>>,
+    ) {
         for plan in std::mem::take(&mut self.plans) {
             let reply = match plan {
                 Plan::Now(reply) => reply,
-                Plan::Engine(reqs, finish) => {
-                    let mine: Answers = answers.by_ref().take(reqs.len()).collect();
+                Plan::Engine(_, count, finish) => {
+                    let mine: Answers = answers.by_ref().take(count).collect();
                     finish(mine, &self.shared.counters)
                 }
             };
@@ -549,7 +563,9 @@ impl Connection {
             || (self.quit && self.out.is_empty())
             || self.out.len() > MAX_PENDING_OUTPUT
             || self.stalled_since.is_some_and(|t| t.elapsed() > config.write_timeout)
-            || config.idle_timeout.is_some_and(|limit| self.last_read.elapsed() > limit && self.out.is_empty())
+            || config
+                .idle_timeout
+                .is_some_and(|limit| self.last_read.elapsed() > limit && self.out.is_empty())
     }
 
     fn plan(&mut self, args: Vec<Bytes>) -> Plan {
@@ -624,7 +640,8 @@ fn engine(
     requests: Vec<Request<RedisValue>>,
     finish: impl FnOnce(Answers, &Counters) -> Reply + Send + 'static,
 ) -> Plan {
-    Plan::Engine(requests, Box::new(finish))
+    let count = requests.len();
+    Plan::Engine(requests, count, Box::new(finish))
 }
 
 fn check_sizes(conn: &Connection, key: &Bytes, value: Option<&Bytes>) -> Option<Reply> {
