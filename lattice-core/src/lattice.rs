@@ -123,3 +123,78 @@ impl Lattice for () {
         true
     }
 }
+
+/// `None` is ⊥; `Some(a) ⊔ Some(b) = Some(a ⊔ b)`. A present value is above an absent one
+/// even if it is ⊥ itself (as a key present in a map is). Handy for large, rarely used parts of
+/// a state: `Option<Box<L>>` costs one pointer until first written.
+impl<L: Lattice> Lattice for Option<L> {
+    fn merge(&mut self, other: Self) -> bool {
+        match (self.as_mut(), other) {
+            (_, None) => false,
+            (None, Some(theirs)) => {
+                *self = Some(theirs);
+                true
+            }
+            (Some(mine), Some(theirs)) => mine.merge(theirs),
+        }
+    }
+    fn merge_ref(&mut self, other: &Self) -> bool {
+        match (self.as_mut(), other) {
+            (_, None) => false,
+            (None, Some(theirs)) => {
+                *self = Some(theirs.clone());
+                true
+            }
+            (Some(mine), Some(theirs)) => mine.merge_ref(theirs),
+        }
+    }
+    fn bottom() -> Self {
+        None
+    }
+    fn is_bottom(&self) -> bool {
+        self.is_none()
+    }
+    fn leq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(mine), Some(theirs)) => mine.leq(theirs),
+        }
+    }
+}
+
+/// A boxed lattice is the lattice itself, on the heap.
+impl<L: Lattice> Lattice for Box<L> {
+    fn merge(&mut self, other: Self) -> bool {
+        (**self).merge(*other)
+    }
+    fn merge_ref(&mut self, other: &Self) -> bool {
+        (**self).merge_ref(other)
+    }
+    fn bottom() -> Self {
+        Box::new(L::bottom())
+    }
+    fn is_bottom(&self) -> bool {
+        (**self).is_bottom()
+    }
+    fn leq(&self, other: &Self) -> bool {
+        (**self).leq(other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::laws::check_all;
+    use crate::{Max, SetUnion};
+
+    #[test]
+    fn option_and_box_obey_the_laws() {
+        check_all(&[None, Some(Max::new(0_u8)), Some(Max::new(3)), Some(Max::new(255))]);
+        check_all(&[
+            None,
+            Some(Box::new(SetUnion::new())),
+            Some(Box::new(SetUnion::from_iter([1_u8]))),
+            Some(Box::new(SetUnion::from_iter([2_u8, 3]))),
+        ]);
+    }
+}

@@ -33,6 +33,8 @@ lattice_law_tests!(or_set_bool, OrSet<bool, bool>);
 lattice_law_tests!(priority, Priority<u8, bool>);
 lattice_law_tests!(priority_f64, Priority<TotalF64, u8>);
 lattice_law_tests!(nested_map_of_or_sets, MapLattice<bool, OrSet<bool, bool>>);
+lattice_law_tests!(option_of_sets, Option<SetUnion<u8>>);
+lattice_law_tests!(option_of_boxed_counters, Option<Box<PNCounter<bool>>>);
 
 macro_rules! quickcheck_suite {
     ($($name:ident: $ty:ty;)+) => {

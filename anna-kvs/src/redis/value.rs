@@ -18,6 +18,16 @@ use crate::value::KvsValue;
 pub struct RedisValue {
     /// `SET`: last writer wins.
     string: Lww<Option<Bytes>>,
+    /// Stamp of the last `DEL`.
+    deleted_at: Max<(u64, u64)>,
+    /// Counter and set state, boxed: most keys are plain strings, and a small table entry
+    /// keeps the store's hash table dense.
+    typed: Option<Box<Typed>>,
+}
+
+/// The parts of a key's state only counters and sets use.
+#[derive(Lattice, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Typed {
     /// `INCR` family.
     counter: PNCounter,
     /// Stamp of the last counter write, as `(time, writer)`.
@@ -26,8 +36,6 @@ pub struct RedisValue {
     set: OrSet<Bytes>,
     /// Stamp of the last set write.
     set_at: Max<(u64, u64)>,
-    /// Stamp of the last `DEL`.
-    deleted_at: Max<(u64, u64)>,
 }
 
 /// The type a key shows to commands.
@@ -83,11 +91,21 @@ impl RedisValue {
         if let Some((stamp, Some(_))) = self.string.as_parts() {
             consider(stamp_pair(stamp), Kind::String);
         }
-        consider(*self.counter_at.get(), Kind::Counter);
-        if !self.set.is_empty() {
-            consider(*self.set_at.get(), Kind::Set);
+        if let Some(typed) = &self.typed {
+            consider(*typed.counter_at.get(), Kind::Counter);
+            if !typed.set.is_empty() {
+                consider(*typed.set_at.get(), Kind::Set);
+            }
         }
         best.map(|(_, kind)| kind)
+    }
+
+    fn typed_mut(&mut self) -> &mut Typed {
+        self.typed.get_or_insert_with(Box::default)
+    }
+
+    fn counter_value(&self) -> i128 {
+        self.typed.as_ref().map_or(0, |t| t.counter.value())
     }
 
     /// The value as `GET` sees it: a string, or a counter rendered in decimal.
@@ -98,7 +116,7 @@ impl RedisValue {
         match self.kind() {
             None => Ok(None),
             Some(Kind::String) => Ok(self.string.value().cloned().flatten()),
-            Some(Kind::Counter) => Ok(Some(Bytes::from(self.counter.value().to_string()))),
+            Some(Kind::Counter) => Ok(Some(Bytes::from(self.counter_value().to_string()))),
             Some(Kind::Set) => Err(WRONGTYPE),
         }
     }
@@ -110,7 +128,7 @@ impl RedisValue {
     pub fn members(&self) -> Result<Vec<Bytes>, &'static str> {
         match self.kind() {
             None => Ok(Vec::new()),
-            Some(Kind::Set) => Ok(self.set.iter().cloned().collect()),
+            Some(Kind::Set) => Ok(self.typed.iter().flat_map(|t| t.set.iter().cloned()).collect()),
             Some(_) => Err(WRONGTYPE),
         }
     }
@@ -118,7 +136,7 @@ impl RedisValue {
     fn integer(&self) -> Result<i64, String> {
         match self.kind() {
             None => Ok(0),
-            Some(Kind::Counter) => i64::try_from(self.counter.value())
+            Some(Kind::Counter) => i64::try_from(self.counter_value())
                 .map_err(|_| "ERR increment or decrement would overflow".to_owned()),
             Some(Kind::String) => {
                 let raw = self.string.value().cloned().flatten().unwrap_or_default();
@@ -155,14 +173,15 @@ impl KvsValue for RedisValue {
                     .ok_or_else(|| "ERR increment or decrement would overflow".to_owned())?;
                 // Move the counter to exactly `target` (a string's integer, or a reset after DEL
                 // or SET, becomes the counter's value); concurrent increments elsewhere still add.
-                let counted = i64::try_from(self.counter.value()).unwrap_or(0);
+                let counted = i64::try_from(self.counter_value()).unwrap_or(0);
                 let step = i128::from(target) - i128::from(counted);
+                let typed = self.typed_mut();
                 if step >= 0 {
-                    self.counter.increment(writer, u64::try_from(step).unwrap_or(u64::MAX));
+                    typed.counter.increment(writer, u64::try_from(step).unwrap_or(u64::MAX));
                 } else {
-                    self.counter.decrement(writer, u64::try_from(-step).unwrap_or(u64::MAX));
+                    typed.counter.decrement(writer, u64::try_from(-step).unwrap_or(u64::MAX));
                 }
-                self.counter_at.merge(Max::new(stamp_pair(stamp)));
+                typed.counter_at.merge(Max::new(stamp_pair(stamp)));
                 Ok((true, RedisOpOutput::Int(target)))
             }
             RedisOp::SAdd(members) => {
@@ -170,13 +189,14 @@ impl KvsValue for RedisValue {
                     return Err(WRONGTYPE.to_owned());
                 }
                 let mut added = 0;
+                let typed = self.typed_mut();
                 for member in members {
-                    if !self.set.contains(&member) {
+                    if !typed.set.contains(&member) {
                         added += 1;
                     }
-                    self.set.add(writer, member);
+                    typed.set.add(writer, member);
                 }
-                self.set_at.merge(Max::new(stamp_pair(stamp)));
+                typed.set_at.merge(Max::new(stamp_pair(stamp)));
                 Ok((true, RedisOpOutput::Int(added)))
             }
             RedisOp::SRem(members) => {
@@ -184,9 +204,11 @@ impl KvsValue for RedisValue {
                     return Err(WRONGTYPE.to_owned());
                 }
                 let mut removed = 0;
-                for member in &members {
-                    if self.set.remove(member) {
-                        removed += 1;
+                if let Some(typed) = &mut self.typed {
+                    for member in &members {
+                        if typed.set.remove(member) {
+                            removed += 1;
+                        }
                     }
                 }
                 Ok((removed > 0, RedisOpOutput::Int(removed)))
@@ -197,8 +219,10 @@ impl KvsValue for RedisValue {
     fn delete(&mut self, stamp: Stamp, writer: u64) -> bool {
         let mut changed = self.deleted_at.merge(Max::new(stamp_pair(stamp)));
         changed |= self.string.merge(Lww::new(stamp, None));
-        changed |= KvsValue::delete(&mut self.set, stamp, writer);
-        changed |= KvsValue::delete(&mut self.counter, stamp, writer);
+        if let Some(typed) = &mut self.typed {
+            changed |= KvsValue::delete(&mut typed.set, stamp, writer);
+            changed |= KvsValue::delete(&mut typed.counter, stamp, writer);
+        }
         changed
     }
 
@@ -208,7 +232,7 @@ impl KvsValue for RedisValue {
 
     fn tombstone_stamp(&self) -> Option<Stamp> {
         // Only a key that was never a counter or a set is a plain timestamped tombstone.
-        if self.counter.is_bottom() && self.set.is_bottom() && self.kind().is_none() {
+        if self.typed.is_none() && self.kind().is_none() {
             self.string.tombstone_stamp()
         } else {
             None
