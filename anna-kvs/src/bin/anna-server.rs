@@ -44,6 +44,10 @@ struct Args {
     /// Gossip port for a cluster (actor t listens on port + t); no TCP gossip without it.
     #[arg(long = "gossip-port")]
     gossip_port: Option<u16>,
+    /// Other nodes of a static cluster: their gossip addresses, `host:port[/threads]`,
+    /// comma-separated (each node lists all the others; needs --gossip-port).
+    #[arg(long, value_delimiter = ',')]
+    peers: Vec<String>,
     /// Most simultaneous clients [default: 10000].
     #[arg(long)]
     maxclients: Option<usize>,
@@ -133,7 +137,11 @@ fn build(args: Args) -> Result<(ServerConfig, String), String> {
     if let Some(port) = args.gossip_port.or(file.gossip_port) {
         config.node.gossip_addr = Some(format!("{}:{port}", config.bind));
     }
-    for peer in file.peers.unwrap_or_default() {
+    let peers = if args.peers.is_empty() { file.peers.unwrap_or_default() } else { args.peers };
+    if !peers.is_empty() && config.node.gossip_addr.is_none() {
+        return Err("--peers needs --gossip-port (the port this node's peers reach it on)".into());
+    }
+    for peer in peers {
         let (addr, threads) = match peer.rsplit_once('/') {
             Some((addr, threads)) => {
                 (addr.to_owned(), threads.parse().map_err(|_| format!("bad peer {peer:?}"))?)
