@@ -460,54 +460,49 @@ impl<V: KvsValue> Actor<V> {
         self.stats.deletes += 1;
         let stamp = self.next_stamp(now);
         let writer = self.id.writer_id();
-        match self.store.get_mut(&key) {
-            Some(slot) => {
-                if slot.value.delete(stamp, writer) && !slot.dirty {
-                    slot.dirty = true;
-                    self.changeset.push(key);
-                }
-            }
-            None => {
-                let mut value = V::bottom();
-                if value.delete(stamp, writer) {
-                    self.store.insert(key.clone(), Slot { value, dirty: true });
-                    self.changeset.push(key);
-                }
-            }
-        }
+        let _ = self.update(key, |value| Ok::<_, ()>((value.delete(stamp, writer), ())));
         Response::Done(Some(stamp))
     }
 
     fn apply(&mut self, now: u64, key: Key, op: V::Op) -> Response<V> {
         let stamp = self.next_stamp(now);
         let writer = self.id.writer_id();
-        let (changed, output) = match self.store.get_mut(&key) {
-            Some(slot) => match slot.value.apply(op, stamp, writer) {
-                Ok((changed, output)) => {
-                    if changed && !slot.dirty {
-                        slot.dirty = true;
-                        self.changeset.push(key);
-                    }
-                    (changed, output)
+        match self.update(key, |value| value.apply(op, stamp, writer)) {
+            Ok((changed, output)) => {
+                self.stats.puts += u64::from(changed);
+                Response::Applied(output)
+            }
+            Err(message) => Response::Error(RequestError::Op(message)),
+        }
+    }
+
+    /// Changes the state of `key` in place with `change` (starting from ⊥ for an absent key,
+    /// which is stored only if it moved above ⊥), and marks the key for the next epoch if it
+    /// changed. A refusal leaves the store untouched.
+    fn update<T, E>(
+        &mut self,
+        key: Key,
+        change: impl FnOnce(&mut V) -> Result<(bool, T), E>,
+    ) -> Result<(bool, T), E> {
+        match self.store.get_mut(&key) {
+            Some(slot) => {
+                let (changed, output) = change(&mut slot.value)?;
+                if changed && !slot.dirty {
+                    slot.dirty = true;
+                    self.changeset.push(key);
                 }
-                Err(message) => return Response::Error(RequestError::Op(message)),
-            },
+                Ok((changed, output))
+            }
             None => {
                 let mut value = V::bottom();
-                match value.apply(op, stamp, writer) {
-                    Ok((changed, output)) => {
-                        if changed && !value.is_bottom() {
-                            self.store.insert(key.clone(), Slot { value, dirty: true });
-                            self.changeset.push(key);
-                        }
-                        (changed, output)
-                    }
-                    Err(message) => return Response::Error(RequestError::Op(message)),
+                let (changed, output) = change(&mut value)?;
+                if changed && !value.is_bottom() {
+                    self.store.insert(key.clone(), Slot { value, dirty: true });
+                    self.changeset.push(key);
                 }
+                Ok((changed, output))
             }
-        };
-        self.stats.puts += u64::from(changed);
-        Response::Applied(output)
+        }
     }
 
     fn peer(&mut self, now: u64, message: PeerMessage<V>, out: &mut Vec<Output<V>>) {
