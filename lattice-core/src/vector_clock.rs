@@ -181,20 +181,40 @@ impl<A: Ord + Clone> Lattice for VectorClock<A> {
         changed
     }
     fn merge_ref(&mut self, other: &Self) -> bool {
+        if other.counters.is_empty() {
+            return false;
+        }
+        if self.counters.is_empty() {
+            self.counters.clone_from(&other.counters);
+            return true;
+        }
+        // One pass over both sorted maps, updating counters in place; only actors new to
+        // `self` are inserted afterwards.
         let mut changed = false;
-        for (actor, &counter) in &other.counters {
-            match self.counters.get_mut(actor) {
-                Some(slot) if *slot < counter => {
-                    *slot = counter;
-                    changed = true;
-                }
-                Some(_) => {}
-                None => {
-                    self.counters.insert(actor.clone(), counter);
-                    changed = true;
+        let mut missing: Vec<(A, u64)> = Vec::new();
+        let mut theirs = other.counters.iter().peekable();
+        for (actor, count) in &mut self.counters {
+            while let Some(&(b, &y)) = theirs.peek() {
+                match b.cmp(actor) {
+                    core::cmp::Ordering::Less => {
+                        missing.push((b.clone(), y));
+                        theirs.next();
+                    }
+                    core::cmp::Ordering::Equal => {
+                        if y > *count {
+                            *count = y;
+                            changed = true;
+                        }
+                        theirs.next();
+                        break;
+                    }
+                    core::cmp::Ordering::Greater => break,
                 }
             }
         }
+        missing.extend(theirs.map(|(b, &y)| (b.clone(), y)));
+        changed |= !missing.is_empty();
+        self.counters.extend(missing);
         changed
     }
     fn bottom() -> Self {
