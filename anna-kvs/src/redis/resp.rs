@@ -190,12 +190,12 @@ impl Reply {
             }
             Self::Int(n) => {
                 out.push(b':');
-                out.extend_from_slice(n.to_string().as_bytes());
+                push_decimal(out, *n);
                 out.extend_from_slice(b"\r\n");
             }
             Self::Bulk(bytes) => {
                 out.push(b'$');
-                out.extend_from_slice(bytes.len().to_string().as_bytes());
+                push_decimal(out, bytes.len() as i64);
                 out.extend_from_slice(b"\r\n");
                 out.extend_from_slice(bytes);
                 out.extend_from_slice(b"\r\n");
@@ -230,8 +230,27 @@ impl Reply {
 
 fn header(out: &mut Vec<u8>, kind: u8, len: usize) {
     out.push(kind);
-    out.extend_from_slice(len.to_string().as_bytes());
+    push_decimal(out, len as i64);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `n` in decimal without allocating (replies are encoded once per command).
+fn push_decimal(out: &mut Vec<u8>, n: i64) {
+    let mut digits = [0_u8; 20];
+    let mut at = digits.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 #[cfg(test)]

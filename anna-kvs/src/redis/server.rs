@@ -187,7 +187,7 @@ impl Server {
             let io_shared = Arc::clone(&shared);
             match std::thread::Builder::new()
                 .name(format!("anna-io-{n}"))
-                .spawn(move || IoThread::new(io_shared, rx).run())
+                .spawn(move || IoThread::new(io_shared, rx, n).run())
             {
                 Ok(handle) => {
                     inboxes.push(tx);
@@ -248,8 +248,14 @@ struct IoThread {
 }
 
 impl IoThread {
-    fn new(shared: Arc<Shared>, incoming: crossbeam_channel::Receiver<TcpStream>) -> Self {
-        let handle = shared.node.handle();
+    fn new(
+        shared: Arc<Shared>,
+        incoming: crossbeam_channel::Receiver<TcpStream>,
+        index: usize,
+    ) -> Self {
+        // With every actor a replica of every key (`--replication full`), I/O thread `index`
+        // uses actor `index`: the load spreads and each connection still reads its own writes.
+        let handle = shared.node.handle().with_affinity(index);
         Self { shared, incoming, handle, conns: Vec::new() }
     }
 
