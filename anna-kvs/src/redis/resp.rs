@@ -337,4 +337,16 @@ mod tests {
             b"$-1\r\n_\r\n*2\r\n$1\r\na\r\n:1\r\n%1\r\n$1\r\na\r\n:1\r\n-ERR badinjected\r\n"
         );
     }
+
+    #[test]
+    fn integers_and_lengths_encode_in_decimal() {
+        for n in [0, 7, -7, 10, 1_234_567_890, i64::MIN, i64::MAX] {
+            let mut out = Vec::new();
+            Reply::Int(n).encode(&mut out, false);
+            assert_eq!(out, format!(":{n}\r\n").into_bytes());
+        }
+        let mut out = Vec::new();
+        Reply::Bulk(Bytes::from(vec![b'x'; 1234])).encode(&mut out, false);
+        assert!(out.starts_with(b"$1234\r\n"));
+    }
 }
