@@ -312,18 +312,7 @@ impl<V: KvsValue> Actor<V> {
     pub fn handle(&mut self, now: u64, input: Input<V>, out: &mut Vec<Output<V>>) {
         match input {
             Input::Client { token, request } => {
-                // The hot path: an owner serving a write or read, answered in place.
-                if self.owns(request.key()) {
-                    let response = match request {
-                        Request::Put { key, value, stamp_here } => {
-                            self.put(now, key, value, stamp_here)
-                        }
-                        Request::Get { key } => self.get(&key),
-                        Request::Delete { key } => self.delete(now, key),
-                        Request::Apply { key, op } => self.apply(now, key, op),
-                    };
-                    out.push(Output::Reply { token, response });
-                } else if let Some(response) = self.client(now, token, request, 0, None, out) {
+                if let Some(response) = self.serve(now, token, request, out) {
                     out.push(Output::Reply { token, response });
                 }
             }
@@ -339,6 +328,28 @@ impl<V: KvsValue> Actor<V> {
                 }
             }
         }
+    }
+
+    /// Serves a client request: the answer if this actor owns the key (the hot path: one
+    /// lookup, one merge, no output), otherwise `None` after queueing a forward to an owner in
+    /// `out` (the answer then arrives as an [`Output::Reply`] with `token`).
+    #[inline]
+    pub fn serve(
+        &mut self,
+        now: u64,
+        token: Token,
+        request: Request<V>,
+        out: &mut Vec<Output<V>>,
+    ) -> Option<Response<V>> {
+        if !self.owns(request.key()) {
+            return self.client(now, token, request, 0, None, out);
+        }
+        Some(match request {
+            Request::Put { key, value, stamp_here } => self.put(now, key, value, stamp_here),
+            Request::Get { key } => self.get(&key),
+            Request::Delete { key } => self.delete(now, key),
+            Request::Apply { key, op } => self.apply(now, key, op),
+        })
     }
 
     /// A stamp for a write made now: strictly increasing per actor, newer than any freed

@@ -754,22 +754,27 @@ impl<V: KvsValue> Driver<V> {
                     self.report.request_ns += start.elapsed().as_nanos() as u64;
                 }
                 Mail::Batch { requests, reply } => {
+                    // Owned keys are answered on the spot; forwarded ones complete the batch
+                    // later, when their replies come back.
+                    let mut answers = Vec::with_capacity(requests.len());
                     let batch = self.next_batch;
-                    self.next_batch += 1;
-                    let outstanding = requests.len();
-                    self.batches.insert(
-                        batch,
-                        PendingBatch {
-                            reply,
-                            answers: Vec::with_capacity(outstanding),
-                            outstanding,
-                        },
-                    );
+                    let mut outstanding = 0;
                     for (index, request) in requests {
                         let token = self.next_token;
                         self.next_token += 1;
-                        self.waiting.insert(token, ReplyTo::Batch(batch, index));
-                        self.actor.handle(now, Input::Client { token, request }, &mut self.outputs);
+                        match self.actor.serve(now, token, request, &mut self.outputs) {
+                            Some(response) => answers.push((index, response)),
+                            None => {
+                                self.waiting.insert(token, ReplyTo::Batch(batch, index));
+                                outstanding += 1;
+                            }
+                        }
+                    }
+                    if outstanding == 0 {
+                        let _ = reply.send(answers);
+                    } else {
+                        self.next_batch += 1;
+                        self.batches.insert(batch, PendingBatch { reply, answers, outstanding });
                     }
                     self.deliver();
                     self.report.request_ns += start.elapsed().as_nanos() as u64;
