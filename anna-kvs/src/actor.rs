@@ -189,6 +189,8 @@ pub struct Actor<V: KvsValue> {
     tombstones: Vec<PendingTombstone>,
     /// Newest stamp of a freed tombstone: client writes must be newer.
     floor: Option<Stamp>,
+    /// Every key has exactly one replica cluster-wide (this one): nothing to gossip.
+    solo: bool,
     /// Keys freed in the last few epochs, with their tombstone's stamp: late echoes of the same
     /// tombstone from other replicas are ignored instead of re-creating the key (which would
     /// make two replicas free and re-learn it from each other forever).
@@ -208,7 +210,9 @@ impl<V: KvsValue> Actor<V> {
     /// A new, empty actor `id` in `topology`, starting its epochs at time `now` (µs).
     pub fn new(id: ActorId, topology: Arc<Topology>, config: ActorConfig, now: u64) -> Self {
         let next_epoch_at = now + config.epoch_us;
+        let solo = topology.max_replicas() == 1;
         Self {
+            solo,
             id,
             topology,
             config,
@@ -450,9 +454,13 @@ impl<V: KvsValue> Actor<V> {
     /// Merges a client's write into the replica and marks the key for the next epoch.
     #[inline]
     fn merge_local(&mut self, key: Key, value: V) {
+        let gossiped = self.gossiped();
         match self.store.get_mut(&key) {
             Some(slot) => {
-                if slot.value.merge(value) && !slot.dirty {
+                if slot.value.merge(value)
+                    && !slot.dirty
+                    && (gossiped || slot.value.tombstone_stamp().is_some())
+                {
                     slot.dirty = true;
                     self.changeset.push(key);
                 }
@@ -461,10 +469,21 @@ impl<V: KvsValue> Actor<V> {
                 if value.is_bottom() {
                     return;
                 }
-                self.store.insert(key.clone(), Slot { value, dirty: true });
-                self.changeset.push(key);
+                let dirty = gossiped || value.tombstone_stamp().is_some();
+                self.store.insert(key.clone(), Slot { value, dirty });
+                if dirty {
+                    self.changeset.push(key);
+                }
             }
         }
+    }
+
+    /// `false` when every key has this actor as its only replica (replication 1 on one node,
+    /// no hot-key overrides): writes then need no changeset at all, except tombstones, which
+    /// the epoch frees.
+    #[inline]
+    fn gossiped(&self) -> bool {
+        !self.solo || !self.overrides.is_empty()
     }
 
     fn delete(&mut self, now: u64, key: Key) -> Response<V> {
@@ -495,10 +514,11 @@ impl<V: KvsValue> Actor<V> {
         key: Key,
         change: impl FnOnce(&mut V) -> Result<(bool, T), E>,
     ) -> Result<(bool, T), E> {
+        let gossiped = self.gossiped();
         match self.store.get_mut(&key) {
             Some(slot) => {
                 let (changed, output) = change(&mut slot.value)?;
-                if changed && !slot.dirty {
+                if changed && !slot.dirty && (gossiped || slot.value.tombstone_stamp().is_some()) {
                     slot.dirty = true;
                     self.changeset.push(key);
                 }
@@ -508,8 +528,11 @@ impl<V: KvsValue> Actor<V> {
                 let mut value = V::bottom();
                 let (changed, output) = change(&mut value)?;
                 if changed && !value.is_bottom() {
-                    self.store.insert(key.clone(), Slot { value, dirty: true });
-                    self.changeset.push(key);
+                    let dirty = gossiped || value.tombstone_stamp().is_some();
+                    self.store.insert(key.clone(), Slot { value, dirty });
+                    if dirty {
+                        self.changeset.push(key);
+                    }
                 }
                 Ok((changed, output))
             }

@@ -229,6 +229,15 @@ impl Topology {
         self.owners(key, local_override).contains(&actor)
     }
 
+    /// The most replicas any key has under the default replication (overrides aside).
+    pub fn max_replicas(&self) -> usize {
+        let nodes = self.replication.global.resolve(self.nodes.len());
+        let mut per_node: Vec<usize> =
+            self.local.iter().map(|ring| self.replication.local.resolve(ring.members)).collect();
+        per_node.sort_unstable_by(|a, b| b.cmp(a));
+        per_node.iter().take(nodes).sum()
+    }
+
     /// `true` if every actor owns every key (no ring walk needed).
     pub fn is_full(&self) -> bool {
         self.replication == Replication::FULL
