@@ -689,17 +689,9 @@ impl<V: KvsValue> Actor<V> {
                 self.stats.gossip_given_up += 1;
             }
             sent_seq.insert(to, seq);
-            self.stats.gossip_out += 1;
-            self.stats.gossip_entries_out += updates.len() as u64;
-            out.push(Output::Send {
-                to,
-                message: PeerMessage::Gossip(Gossip {
-                    from: self.id,
-                    seq,
-                    updates,
-                    overrides: override_changes.clone(),
-                }),
-            });
+            let gossip =
+                Gossip { from: self.id, seq, updates, overrides: override_changes.clone() };
+            send_gossip(&mut self.stats, out, to, gossip);
         }
 
         if self.config.reclaim_tombstones {
@@ -734,17 +726,8 @@ impl<V: KvsValue> Actor<V> {
                     .filter_map(|k| self.store.get(k).map(|slot| (k.clone(), slot.value.clone())))
                     .collect();
                 self.stats.gossip_resent += 1;
-                self.stats.gossip_out += 1;
-                self.stats.gossip_entries_out += updates.len() as u64;
-                out.push(Output::Send {
-                    to,
-                    message: PeerMessage::Gossip(Gossip {
-                        from: self.id,
-                        seq,
-                        updates,
-                        overrides: Vec::new(),
-                    }),
-                });
+                let gossip = Gossip { from: self.id, seq, updates, overrides: Vec::new() };
+                send_gossip(&mut self.stats, out, to, gossip);
             }
         }
     }
@@ -786,4 +769,16 @@ impl<V: KvsValue> Actor<V> {
     pub fn floor(&self) -> Option<Stamp> {
         self.floor
     }
+}
+
+/// Queues a gossip batch for `to` and counts it.
+fn send_gossip<V: KvsValue>(
+    stats: &mut ActorStats,
+    out: &mut Vec<Output<V>>,
+    to: ActorId,
+    gossip: Gossip<V>,
+) {
+    stats.gossip_out += 1;
+    stats.gossip_entries_out += gossip.updates.len() as u64;
+    out.push(Output::Send { to, message: PeerMessage::Gossip(gossip) });
 }
