@@ -348,12 +348,18 @@ impl<V: KvsValue> Actor<V> {
         if !self.owns(request.key()) {
             return self.client(now, token, request, 0, None, out);
         }
-        Some(match request {
+        Some(self.execute(now, request))
+    }
+
+    /// Executes a request for a key this actor owns.
+    #[inline]
+    fn execute(&mut self, now: u64, request: Request<V>) -> Response<V> {
+        match request {
             Request::Put { key, value, stamp_here } => self.put(now, key, value, stamp_here),
             Request::Get { key } => self.get(&key),
             Request::Delete { key } => self.delete(now, key),
             Request::Apply { key, op } => self.apply(now, key, op),
-        })
+        }
     }
 
     /// A stamp for a write made now: strictly increasing per actor, newer than any freed
@@ -415,12 +421,7 @@ impl<V: KvsValue> Actor<V> {
             });
             return None;
         }
-        Some(match request {
-            Request::Get { key } => self.get(&key),
-            Request::Put { key, value, stamp_here } => self.put(now, key, value, stamp_here),
-            Request::Delete { key } => self.delete(now, key),
-            Request::Apply { key, op } => self.apply(now, key, op),
-        })
+        Some(self.execute(now, request))
     }
 
     fn get(&mut self, key: &[u8]) -> Response<V> {

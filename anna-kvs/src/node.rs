@@ -104,23 +104,12 @@ fn zmq_err(context: impl Into<String>) -> impl FnOnce(zmq::Error) -> NodeError {
 
 /// What travels in a local actor's mailbox.
 enum Mail<V: KvsValue> {
-    Client {
-        request: Request<V>,
-        reply: Sender<Response<V>>,
-    },
-    /// Many requests answered together: one message in, one message out.
+    /// Client requests, answered together: one message in, one message out.
     Batch {
         requests: Vec<(usize, Request<V>)>,
         reply: Sender<Vec<(usize, Response<V>)>>,
     },
     Peer(PeerMessage<V>),
-}
-
-/// Where an actor's answer to a client token goes.
-enum ReplyTo<V: KvsValue> {
-    One(Sender<Response<V>>),
-    /// Slot `index` of batch `batch`.
-    Batch(u64, usize),
 }
 
 /// A batch being answered.
@@ -468,42 +457,7 @@ impl<V: KvsValue> NodeHandle<V> {
     /// # Errors
     /// See [`RequestError`].
     pub fn request(&mut self, request: Request<V>) -> Result<Response<V>, RequestError> {
-        let shared = Arc::clone(&self.shared);
-        let config = &shared.config;
-        if request.key().len() > config.max_key_bytes {
-            return Err(RequestError::TooLarge {
-                what: "key".into(),
-                size: request.key().len(),
-                limit: config.max_key_bytes,
-            });
-        }
-        if let Request::Put { value, .. } = &request {
-            let size = bincode::serde::encode_to_vec(value, bincode::config::standard())
-                .map_or(usize::MAX, |v| v.len());
-            if size > config.max_value_bytes {
-                return Err(RequestError::TooLarge {
-                    what: "value".into(),
-                    size,
-                    limit: config.max_value_bytes,
-                });
-            }
-        }
-        if self.shared.stop.load(Ordering::Relaxed) {
-            return Err(RequestError::ShuttingDown);
-        }
-        let thread = self.pick_actor(request.key());
-        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
-        let mail = Mail::Client { request, reply: reply_tx };
-        self.shared.mailboxes[thread]
-            .send_timeout(mail, config.request_timeout)
-            .map_err(|_| RequestError::Timeout)?;
-        self.ring(thread);
-        match reply_rx.recv_timeout(config.request_timeout) {
-            Ok(Response::Error(error)) => Err(error),
-            Ok(response) => Ok(response),
-            Err(_) if self.shared.stop.load(Ordering::Relaxed) => Err(RequestError::ShuttingDown),
-            Err(_) => Err(RequestError::Timeout),
-        }
+        self.request_batch(vec![request]).pop().unwrap_or(Err(RequestError::Timeout))
     }
 
     /// Sends `request` to local actor `thread` whether or not it owns the key (a non-owner
@@ -545,17 +499,15 @@ impl<V: KvsValue> NodeHandle<V> {
         let mut per_actor: Vec<Vec<(usize, Request<V>)>> =
             (0..shared.mailboxes.len()).map(|_| Vec::new()).collect();
         for (index, request) in requests.into_iter().enumerate() {
-            if request.key().len() > config.max_key_bytes {
-                results[index] = Err(RequestError::TooLarge {
-                    what: "key".into(),
-                    size: request.key().len(),
-                    limit: config.max_key_bytes,
-                });
-            } else if shared.stop.load(Ordering::Relaxed) {
-                results[index] = Err(RequestError::ShuttingDown);
-            } else {
-                let thread = self.pick_actor(request.key());
-                per_actor[thread].push((index, request));
+            match check_limits(config, &request) {
+                Err(error) => results[index] = Err(error),
+                Ok(()) if shared.stop.load(Ordering::Relaxed) => {
+                    results[index] = Err(RequestError::ShuttingDown);
+                }
+                Ok(()) => {
+                    let thread = self.pick_actor(request.key());
+                    per_actor[thread].push((index, request));
+                }
             }
         }
         let (reply_tx, reply_rx) = crossbeam_channel::unbounded();
@@ -630,6 +582,34 @@ impl<V: KvsValue> NodeHandle<V> {
     }
 }
 
+/// Refuses keys (and PUT values) over the configured sizes before they reach an actor.
+fn check_limits<V: KvsValue>(
+    config: &NodeConfig,
+    request: &Request<V>,
+) -> Result<(), RequestError> {
+    let key = request.key().len();
+    if key > config.max_key_bytes {
+        return Err(RequestError::TooLarge {
+            what: "key".into(),
+            size: key,
+            limit: config.max_key_bytes,
+        });
+    }
+    if let Request::Put { value, .. } = request {
+        // The encoded size is what travels and what is stored; measure it only for PUTs.
+        let size = bincode::serde::encode_to_vec(value, bincode::config::standard())
+            .map_or(usize::MAX, |v| v.len());
+        if size > config.max_value_bytes {
+            return Err(RequestError::TooLarge {
+                what: "value".into(),
+                size,
+                limit: config.max_value_bytes,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A PUSH socket to a local actor's doorbell.
 fn connect_doorbell(context: &zmq::Context, uid: u64, thread: ThreadIndex) -> Option<zmq::Socket> {
     let socket = context.socket(zmq::PUSH).ok()?;
@@ -664,7 +644,8 @@ struct Driver<V: KvsValue> {
     /// PUSH sockets to remote actors (lazily connected).
     remotes: HashMap<ActorId, RemoteLink>,
     /// Clients waiting for an answer, by the token given to the actor.
-    waiting: HashMap<Token, ReplyTo<V>>,
+    /// (batch number, slot) of each forwarded client request.
+    waiting: HashMap<Token, (u64, usize)>,
     /// Batches not fully answered yet (some requests were forwarded), by batch number.
     batches: HashMap<u64, PendingBatch<V>>,
     next_batch: u64,
@@ -745,14 +726,6 @@ impl<V: KvsValue> Driver<V> {
             let start = Instant::now();
             let now = self.shared.clock.now_us();
             match mail {
-                Mail::Client { request, reply } => {
-                    let token = self.next_token;
-                    self.next_token += 1;
-                    self.waiting.insert(token, ReplyTo::One(reply));
-                    self.actor.handle(now, Input::Client { token, request }, &mut self.outputs);
-                    self.deliver();
-                    self.report.request_ns += start.elapsed().as_nanos() as u64;
-                }
                 Mail::Batch { requests, reply } => {
                     // Owned keys are answered on the spot; forwarded ones complete the batch
                     // later, when their replies come back.
@@ -765,7 +738,7 @@ impl<V: KvsValue> Driver<V> {
                         match self.actor.serve(now, token, request, &mut self.outputs) {
                             Some(response) => answers.push((index, response)),
                             None => {
-                                self.waiting.insert(token, ReplyTo::Batch(batch, index));
+                                self.waiting.insert(token, (batch, index));
                                 outstanding += 1;
                             }
                         }
@@ -834,23 +807,20 @@ impl<V: KvsValue> Driver<V> {
         let mut outputs = std::mem::take(&mut self.outputs);
         for output in outputs.drain(..) {
             match output {
-                Output::Reply { token, response } => match self.waiting.remove(&token) {
-                    Some(ReplyTo::One(client)) => {
-                        let _ = client.try_send(response);
-                    }
-                    Some(ReplyTo::Batch(batch, index)) => {
-                        if let Some(pending) = self.batches.get_mut(&batch) {
-                            pending.answers.push((index, response));
-                            pending.outstanding -= 1;
-                            if pending.outstanding == 0
-                                && let Some(done) = self.batches.remove(&batch)
-                            {
-                                let _ = done.reply.send(done.answers);
-                            }
+                Output::Reply { token, response } => {
+                    // A forwarded request came back: fill its slot, and answer the batch once
+                    // every slot is filled. (Replies for abandoned tokens are dropped.)
+                    let Some((batch, index)) = self.waiting.remove(&token) else { continue };
+                    if let Some(pending) = self.batches.get_mut(&batch) {
+                        pending.answers.push((index, response));
+                        pending.outstanding -= 1;
+                        if pending.outstanding == 0
+                            && let Some(done) = self.batches.remove(&batch)
+                        {
+                            let _ = done.reply.send(done.answers);
                         }
                     }
-                    None => {}
-                },
+                }
                 Output::Send { to, message } => self.send(to, message),
             }
         }

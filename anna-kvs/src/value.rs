@@ -67,6 +67,24 @@ pub trait KvsValue:
     }
 }
 
+/// The `KvsValue` items of a value with no operations of its own: `Op` and `OpOutput` are
+/// [`NoOp`], and `apply` cannot be called.
+macro_rules! no_ops {
+    () => {
+        type Op = $crate::value::NoOp;
+        type OpOutput = $crate::value::NoOp;
+        fn apply(
+            &mut self,
+            op: $crate::value::NoOp,
+            _: lattice_core::Stamp,
+            _: u64,
+        ) -> Result<(bool, $crate::value::NoOp), String> {
+            match op {}
+        }
+    };
+}
+pub(crate) use no_ops;
+
 /// The operation type of values without operations: it has no values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum NoOp {}
@@ -81,12 +99,7 @@ pub type Eventual = Lww<Option<Bytes>>;
 
 impl KvsValue for Lww<Option<Bytes>> {
     const TYPE_NAME: &'static str = "lww-bytes";
-    type Op = NoOp;
-    type OpOutput = NoOp;
-
-    fn apply(&mut self, op: NoOp, _: Stamp, _: u64) -> Result<(bool, NoOp), String> {
-        match op {}
-    }
+    no_ops!();
 
     fn delete(&mut self, stamp: Stamp, _writer: u64) -> bool {
         self.merge(Lww::new(stamp, None))
@@ -116,12 +129,7 @@ pub type Set = OrSet<Bytes>;
 
 impl KvsValue for OrSet<Bytes> {
     const TYPE_NAME: &'static str = "or-set-bytes";
-    type Op = NoOp;
-    type OpOutput = NoOp;
-
-    fn apply(&mut self, op: NoOp, _: Stamp, _: u64) -> Result<(bool, NoOp), String> {
-        match op {}
-    }
+    no_ops!();
 
     fn delete(&mut self, _stamp: Stamp, _writer: u64) -> bool {
         let present: Vec<Bytes> = self.iter().cloned().collect();
@@ -142,12 +150,7 @@ pub type Counter = PNCounter;
 
 impl KvsValue for PNCounter {
     const TYPE_NAME: &'static str = "pn-counter";
-    type Op = NoOp;
-    type OpOutput = NoOp;
-
-    fn apply(&mut self, op: NoOp, _: Stamp, _: u64) -> Result<(bool, NoOp), String> {
-        match op {}
-    }
+    no_ops!();
 
     fn delete(&mut self, _stamp: Stamp, writer: u64) -> bool {
         let value = self.value();

@@ -25,10 +25,10 @@
 //! | level | server side (lattice + KvsValue impl) | client side (session) |
 //! |---|---|---|
 //! | eventual (baseline) | 0 | 24 |
-//! | causal | 17 | 35 |
-//! | read uncommitted | 15 | 38 |
-//! | read committed | 15 | 41 |
-//! | item-cut isolation | 15 | 40 |
+//! | causal | 13 | 35 |
+//! | read uncommitted | 11 | 38 |
+//! | read committed | 11 | 41 |
+//! | item-cut isolation | 11 | 40 |
 //! | monotonic reads | 0 | 28 |
 //! | monotonic writes | 0 | 27 |
 //! | read-your-writes | 0 | 31 |

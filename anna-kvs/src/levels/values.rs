@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use lattice_core::{DomPair, Lattice, Lww, MultiValue, Stamp, VectorClock};
 
-use crate::value::{KvsValue, NoOp};
+use crate::value::{KvsValue, no_ops};
 
 // level:causal:server:begin
 /// Causal consistency: a multi-value register of optional bytes (`None` = deleted).
@@ -13,11 +13,7 @@ pub type Causal = MultiValue<Option<Bytes>>;
 
 impl KvsValue for MultiValue<Option<Bytes>> {
     const TYPE_NAME: &'static str = "causal-v1";
-    type Op = NoOp;
-    type OpOutput = NoOp;
-    fn apply(&mut self, op: NoOp, _: Stamp, _: u64) -> Result<(bool, NoOp), String> {
-        match op {}
-    }
+    no_ops!();
     fn delete(&mut self, _stamp: Stamp, writer: u64) -> bool {
         let before = self.clone();
         self.write(writer, None);
@@ -41,11 +37,7 @@ pub type Transactional = DomPair<TxnId, Lww<Option<Bytes>>>;
 
 impl KvsValue for DomPair<TxnId, Lww<Option<Bytes>>> {
     const TYPE_NAME: &'static str = "txn-lww-v1";
-    type Op = NoOp;
-    type OpOutput = NoOp;
-    fn apply(&mut self, op: NoOp, _: Stamp, _: u64) -> Result<(bool, NoOp), String> {
-        match op {}
-    }
+    no_ops!();
     fn delete(&mut self, stamp: Stamp, writer: u64) -> bool {
         self.merge(DomPair::new((stamp.time, writer, u64::MAX), Lww::new(stamp, None)))
     }
