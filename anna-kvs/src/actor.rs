@@ -64,7 +64,7 @@ impl Default for ActorConfig {
 }
 
 /// Counters an actor keeps about its own work.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ActorStats {
     /// GET requests served.
     pub gets: u64,

@@ -34,5 +34,7 @@ pub use node::{ActorReport, Node, NodeConfig, NodeError, NodeHandle, PeerSpec};
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct RepositoryReadmeDoctests;
+pub mod client;
 pub mod levels;
+pub mod native;
 pub mod redis;

@@ -120,7 +120,7 @@ struct PendingBatch<V: KvsValue> {
 }
 
 /// An actor's counters plus where its time went (the paper's Fig. 5 breakdown).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ActorReport {
     /// The actor.
     pub id: Option<ActorId>,
@@ -155,6 +155,12 @@ struct Shared<V: KvsValue> {
     reports: Vec<Mutex<ActorReport>>,
     config: NodeConfig,
     clock: Clock,
+}
+
+impl<V: KvsValue> Shared<V> {
+    fn reports(&self) -> Vec<ActorReport> {
+        self.reports.iter().map(|r| r.lock().map(|r| r.clone()).unwrap_or_default()).collect()
+    }
 }
 
 /// Microseconds of wall-clock time, advancing monotonically from the node's start (so epochs
@@ -343,11 +349,7 @@ impl<V: KvsValue> Node<V> {
 
     /// Per-actor counters and time breakdown, as of each actor's last epoch.
     pub fn reports(&self) -> Vec<ActorReport> {
-        self.shared
-            .reports
-            .iter()
-            .map(|r| r.lock().map(|r| r.clone()).unwrap_or_default())
-            .collect()
+        self.shared.reports()
     }
 
     /// Stops every actor and waits for its thread to finish.
@@ -411,6 +413,21 @@ impl<V: KvsValue> NodeHandle<V> {
     fn new(shared: Arc<Shared<V>>) -> Self {
         let bells = (0..shared.mailboxes.len()).map(|_| None).collect();
         Self { shared, bells, next: 0, pinned: None, affinity: None, owners: Vec::new() }
+    }
+
+    /// Per-actor counters of the node, as of each actor's last epoch.
+    pub fn reports(&self) -> Vec<ActorReport> {
+        self.shared.reports()
+    }
+
+    /// The cluster topology the node routes with.
+    pub fn topology(&self) -> Arc<Topology> {
+        Arc::clone(&self.shared.topology)
+    }
+
+    /// The node's index in the cluster.
+    pub fn index(&self) -> NodeIndex {
+        self.shared.me
     }
 
     /// Reads `key`.

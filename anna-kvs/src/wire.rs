@@ -68,15 +68,38 @@ pub fn type_id<V: KvsValue>() -> u32 {
     crc32fast::hash(V::TYPE_NAME.as_bytes())
 }
 
-/// Encodes a message into the envelope.
+/// Encodes a message between nodes into the envelope.
 ///
 /// # Errors
 /// [`WireError::TooLarge`] if the result would exceed [`MAX_MESSAGE_BYTES`].
 pub fn encode<V: KvsValue>(message: &PeerMessage<V>) -> Result<Vec<u8>, WireError> {
+    encode_envelope(MAGIC, type_id::<V>(), message)
+}
+
+/// Decodes a message between nodes.
+///
+/// # Errors
+/// Every way the bytes can be wrong has its [`WireError`]; nothing panics.
+pub fn decode<V: KvsValue>(bytes: &[u8]) -> Result<PeerMessage<V>, WireError> {
+    let (got, payload) = open_envelope(MAGIC, bytes)?;
+    check_type::<V>(got)?;
+    decode_payload(payload)
+}
+
+/// Encodes any serde message into an envelope with the given magic bytes and type id (the
+/// native client protocol uses its own magic, so neither port mistakes the other's messages).
+///
+/// # Errors
+/// [`WireError::TooLarge`] if the result would exceed [`MAX_MESSAGE_BYTES`].
+pub fn encode_envelope<M: serde::Serialize + ?Sized>(
+    magic: &[u8; 4],
+    type_id: u32,
+    message: &M,
+) -> Result<Vec<u8>, WireError> {
     let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(magic);
     out.push(VERSION);
-    out.extend_from_slice(&type_id::<V>().to_le_bytes());
+    out.extend_from_slice(&type_id.to_le_bytes());
     bincode::serde::encode_into_std_write(message, &mut out, config())
         .map_err(|e| WireError::Malformed(e.to_string()))?;
     if out.len() > MAX_MESSAGE_BYTES {
@@ -85,38 +108,49 @@ pub fn encode<V: KvsValue>(message: &PeerMessage<V>) -> Result<Vec<u8>, WireErro
     Ok(out)
 }
 
-/// Decodes an envelope.
+/// Checks an envelope's size, magic and version; returns its type id and payload.
 ///
 /// # Errors
-/// Every way the bytes can be wrong has its [`WireError`]; nothing panics.
-pub fn decode<V: KvsValue>(bytes: &[u8]) -> Result<PeerMessage<V>, WireError> {
+/// [`WireError::TooLarge`], [`WireError::Truncated`], [`WireError::BadMagic`],
+/// [`WireError::UnsupportedVersion`].
+pub fn open_envelope<'a>(magic: &[u8; 4], bytes: &'a [u8]) -> Result<(u32, &'a [u8]), WireError> {
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(WireError::TooLarge(bytes.len()));
     }
     if bytes.len() < HEADER {
         return Err(WireError::Truncated(bytes.len()));
     }
-    if &bytes[..4] != MAGIC {
+    if &bytes[..4] != magic {
         return Err(WireError::BadMagic);
     }
     if bytes[4] != VERSION {
         return Err(WireError::UnsupportedVersion(bytes[4]));
     }
-    let got = u32::from_le_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]);
-    if got != type_id::<V>() {
-        return Err(WireError::WrongValueType {
-            expected: V::TYPE_NAME,
-            expected_id: type_id::<V>(),
-            got,
-        });
+    Ok((u32::from_le_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]), &bytes[HEADER..]))
+}
+
+/// Refuses a type id that is not `V`'s.
+///
+/// # Errors
+/// [`WireError::WrongValueType`].
+pub fn check_type<V: KvsValue>(got: u32) -> Result<(), WireError> {
+    if got == type_id::<V>() {
+        Ok(())
+    } else {
+        Err(WireError::WrongValueType { expected: V::TYPE_NAME, expected_id: type_id::<V>(), got })
     }
-    let (message, used) = bincode::serde::decode_from_slice(&bytes[HEADER..], config())
+}
+
+/// Decodes a payload that must be consumed exactly, with every length bounded by
+/// [`MAX_MESSAGE_BYTES`].
+///
+/// # Errors
+/// [`WireError::Malformed`].
+pub fn decode_payload<M: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<M, WireError> {
+    let (message, used) = bincode::serde::decode_from_slice(payload, config())
         .map_err(|e| WireError::Malformed(e.to_string()))?;
-    if used != bytes.len() - HEADER {
-        return Err(WireError::Malformed(format!(
-            "{} trailing bytes",
-            bytes.len() - HEADER - used
-        )));
+    if used != payload.len() {
+        return Err(WireError::Malformed(format!("{} trailing bytes", payload.len() - used)));
     }
     Ok(message)
 }

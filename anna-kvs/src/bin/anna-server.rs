@@ -1,14 +1,17 @@
-//! `anna-server`: one Anna node speaking the Redis protocol.
+//! `anna-server`: one Anna node speaking the Redis protocol and Anna's native protocol.
 //!
-//! With no arguments it runs the embedded default: listen on 127.0.0.1:6379, one actor per
-//! core, eventual consistency, each key on one actor of every node (`--replication full:1`),
-//! 100 ms epochs, no cluster. Flags override a TOML file given with `--config`, which overrides the defaults.
+//! With no arguments it runs the embedded default: listen on 127.0.0.1, Redis protocol on port
+//! 6379, native protocol (for `anna-cli` and the Rust client) on port 6450, one actor per core,
+//! eventual consistency, each key on one actor of every node (`--replication full:1`), 100 ms
+//! epochs, no cluster. Flags override a TOML file given with `--config`, which overrides the defaults.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use anna_kvs::levels::{Causal, Transactional};
+use anna_kvs::native::{self, FrontEndConfig};
 use anna_kvs::node::PeerSpec;
 use anna_kvs::redis::{Server, ServerConfig};
 use anna_kvs::{Factor, Replication};
@@ -19,6 +22,16 @@ use serde::Deserialize;
 #[derive(Parser, Debug)]
 #[command(name = "anna-server", version, about)]
 struct Args {
+    /// Consistency level, which fixes the value lattice the node stores: `eventual` (and the
+    /// session levels monotonic-reads, monotonic-writes, read-your-writes, pram,
+    /// writes-follow-reads) keeps Redis values and serves both protocols; `causal`,
+    /// `read-uncommitted`, `read-committed` and `item-cut` serve the native protocol only
+    /// [default: eventual].
+    #[arg(long)]
+    consistency: Option<String>,
+    /// Native-protocol port (0 = off) [default: 6450].
+    #[arg(long = "native-port")]
+    native_port: Option<u16>,
     /// TOML configuration file (flags given on the command line win).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -44,8 +57,9 @@ struct Args {
     /// Gossip port for a cluster (actor t listens on port + t); no TCP gossip without it.
     #[arg(long = "gossip-port")]
     gossip_port: Option<u16>,
-    /// Other nodes of a static cluster: their gossip addresses, `host:port[/threads]`,
-    /// comma-separated (each node lists all the others; needs --gossip-port).
+    /// Other nodes of a static cluster: `host:gossip-port[/threads[/native-port]]`,
+    /// comma-separated (each node lists all the others; needs --gossip-port). With the native
+    /// port, clients route requests straight to that node.
     #[arg(long, value_delimiter = ',')]
     peers: Vec<String>,
     /// Most simultaneous clients [default: 10000].
@@ -72,6 +86,8 @@ struct Args {
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct FileConfig {
+    consistency: Option<String>,
+    native_port: Option<u16>,
     port: Option<u16>,
     bind: Option<String>,
     threads: Option<usize>,
@@ -105,7 +121,43 @@ fn parse_replication(text: &str) -> Result<Replication, String> {
     }
 }
 
-fn build(args: Args) -> Result<(ServerConfig, String), String> {
+/// The value lattice a consistency level stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Storage {
+    /// Redis values (last-writer-wins strings, counters, sets): both protocols.
+    Redis,
+    /// Multi-value registers with vector clocks.
+    Causal,
+    /// Transaction-stamped registers.
+    Transactional,
+}
+
+fn parse_consistency(text: &str) -> Result<Storage, String> {
+    match text.to_ascii_lowercase().replace('_', "-").as_str() {
+        "eventual"
+        | "monotonic-reads"
+        | "monotonic-writes"
+        | "read-your-writes"
+        | "pram"
+        | "writes-follow-reads" => Ok(Storage::Redis),
+        "causal" => Ok(Storage::Causal),
+        "read-uncommitted" | "read-committed" | "item-cut" | "item-cut-isolation"
+        | "transactional" => Ok(Storage::Transactional),
+        other => Err(format!(
+            "unknown consistency level {other:?} (eventual, monotonic-reads, monotonic-writes, \
+             read-your-writes, pram, writes-follow-reads, causal, read-uncommitted, \
+             read-committed, item-cut)"
+        )),
+    }
+}
+
+struct Built {
+    config: ServerConfig,
+    log: String,
+    storage: Storage,
+}
+
+fn build(args: Args) -> Result<Built, String> {
     let file: FileConfig = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -141,15 +193,34 @@ fn build(args: Args) -> Result<(ServerConfig, String), String> {
     if !peers.is_empty() && config.node.gossip_addr.is_none() {
         return Err("--peers needs --gossip-port (the port this node's peers reach it on)".into());
     }
+    let level = args.consistency.or(file.consistency).unwrap_or_else(|| "eventual".into());
+    let storage = parse_consistency(&level)?;
+    let native_port = args.native_port.or(file.native_port).unwrap_or(native::DEFAULT_PORT);
+    let mut native = FrontEndConfig {
+        bind: config.bind.clone(),
+        port: native_port,
+        ..FrontEndConfig::default()
+    };
     for peer in peers {
-        let (addr, threads) = match peer.rsplit_once('/') {
-            Some((addr, threads)) => {
-                (addr.to_owned(), threads.parse().map_err(|_| format!("bad peer {peer:?}"))?)
-            }
-            None => (peer.clone(), 0),
+        let bad =
+            || format!("bad peer {peer:?} (expected host:gossip-port[/threads[/native-port]])");
+        let mut parts = peer.split('/');
+        let addr = parts.next().unwrap_or_default().to_owned();
+        let threads = match parts.next() {
+            Some(t) => t.parse().map_err(|_| bad())?,
+            None => 0,
         };
+        if let Some(port) = parts.next() {
+            let port: u16 = port.parse().map_err(|_| bad())?;
+            let host = addr.rsplit_once(':').map(|(h, _)| h).ok_or_else(bad)?;
+            native.peer_client_addrs.push((addr.clone(), format!("{host}:{port}")));
+        }
+        if parts.next().is_some() {
+            return Err(bad());
+        }
         config.node.peers.push(PeerSpec { gossip_addr: addr, threads });
     }
+    config.native = (native_port != 0).then_some(native);
     if let Some(max) = args.maxclients.or(file.maxclients) {
         config.maxclients = max;
     }
@@ -175,11 +246,11 @@ fn build(args: Args) -> Result<(ServerConfig, String), String> {
         .log_level
         .or(file.log_level)
         .unwrap_or_else(|| std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
-    Ok((config, log))
+    Ok(Built { config, log, storage })
 }
 
 fn main() {
-    let (config, log) = match build(Args::parse()) {
+    let Built { config, log, storage } = match build(Args::parse()) {
         Ok(built) => built,
         Err(message) => {
             eprintln!("anna-server: {message}");
@@ -201,19 +272,41 @@ fn main() {
     tracing::info!(
         bind = %config.bind,
         port = config.port,
+        native_port = config.native.as_ref().map(|n| n.port),
+        storage = ?storage,
         threads = config.node.threads,
         epoch_ms = config.node.epoch.as_millis() as u64,
         replication = ?config.node.replication,
         gossip = ?config.node.gossip_addr,
         "starting anna-server"
     );
-    let server = match Server::bind(config, stop) {
-        Ok(server) => server,
-        Err(error) => {
-            tracing::error!(%error, "anna-server cannot start");
-            eprintln!("anna-server: {error}");
-            std::process::exit(1);
-        }
+    let fail = |error: &dyn std::fmt::Display| -> ! {
+        tracing::error!(%error, "anna-server cannot start");
+        eprintln!("anna-server: {error}");
+        std::process::exit(1);
     };
-    server.run();
+    if storage == Storage::Redis {
+        match Server::bind(config, stop) {
+            Ok(server) => server.run(),
+            Err(error) => fail(&error),
+        }
+        return;
+    }
+    // The other levels store lattices the Redis commands cannot express: native protocol only.
+    let Some(mut front_end) = config.native else {
+        fail(
+            &"this consistency level is served by the native protocol: --native-port must not be 0",
+        )
+    };
+    front_end.bind = config.bind.clone();
+    front_end.password = config.requirepass.clone();
+    tracing::info!("{storage:?} consistency: the Redis port is not served (native protocol only)");
+    let result = match storage {
+        Storage::Causal => native::serve::<Causal>(config.node, &front_end, stop),
+        _ => native::serve::<Transactional>(config.node, &front_end, stop),
+    };
+    if let Err(error) = result {
+        fail(&error);
+    }
+    tracing::info!("anna-server stopped");
 }

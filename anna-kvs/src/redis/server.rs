@@ -23,6 +23,7 @@ use bytes::{Bytes, BytesMut};
 use super::resp::{Limits, ParseError, Reply, parse_command};
 use super::value::{RedisOp, RedisOpOutput, RedisValue};
 use crate::message::{Request, RequestError, Response};
+use crate::native::{FrontEnd, FrontEndConfig};
 use crate::node::{Node, NodeConfig, NodeError, NodeHandle};
 use crate::ring::Factor;
 
@@ -45,6 +46,9 @@ pub struct ServerConfig {
     pub max_batch: usize,
     /// The engine node.
     pub node: NodeConfig,
+    /// The native-protocol client port on the same node (`anna-server` turns it on at port
+    /// 6450; off by default when embedding). Its password is `requirepass`.
+    pub native: Option<FrontEndConfig>,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +68,7 @@ impl Default for ServerConfig {
                 replication: crate::ring::Replication::new(Factor::Full, Factor::Count(1)),
                 ..NodeConfig::default()
             },
+            native: None,
         }
     }
 }
@@ -115,6 +120,7 @@ struct Shared {
 pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
+    native: Option<FrontEnd<RedisValue>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -123,7 +129,8 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-fn is_loopback(bind: &str) -> bool {
+/// Whether `bind` only accepts connections from this machine.
+pub(crate) fn is_loopback(bind: &str) -> bool {
     bind == "localhost" || bind.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
@@ -153,7 +160,19 @@ impl Server {
         listener.set_nonblocking(true).map_err(|source| ServerError::Bind { addr, source })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(config.port);
         let node = Node::start(config.node.clone())?;
+        let native = match &config.native {
+            Some(native) => {
+                let native = FrontEndConfig {
+                    bind: config.bind.clone(),
+                    password: config.requirepass.clone(),
+                    ..native.clone()
+                };
+                Some(FrontEnd::bind(&native, node.handle(), Arc::clone(&stop))?)
+            }
+            None => None,
+        };
         Ok(Self {
+            native,
             listener,
             shared: Arc::new(Shared {
                 config,
@@ -172,10 +191,22 @@ impl Server {
         self.listener.local_addr().expect("bound listener has an address")
     }
 
+    /// Where native-protocol clients connect, `host:port`, if that port is on.
+    pub fn native_addr(&self) -> Option<&str> {
+        self.native.as_ref().map(FrontEnd::local_addr)
+    }
+
     /// Serves clients until the stop flag is set, then closes every connection, joins every
     /// thread and shuts the engine down.
     pub fn run(self) {
-        let Self { listener, shared } = self;
+        let Self { listener, shared, native } = self;
+        let native = native.and_then(|front_end| match front_end.spawn() {
+            Ok(thread) => Some(thread),
+            Err(error) => {
+                tracing::warn!(%error, "cannot spawn the native-protocol thread");
+                None
+            }
+        });
         tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "anna-server ready to accept connections");
         // One I/O thread per actor; each multiplexes many connections and sends the commands of
         // all its ready connections to the actors in one batch per round.
@@ -225,7 +256,7 @@ impl Server {
         tracing::info!("shutting down: closing connections");
         drop(listener);
         drop(inboxes);
-        for handle in threads {
+        for handle in threads.into_iter().chain(native) {
             let _ = handle.join();
         }
         match Arc::try_unwrap(shared) {
@@ -353,6 +384,8 @@ impl IoThread {
 pub struct RunningServer {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where native-protocol clients connect, if that port is on.
+    pub native_addr: Option<String>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -366,11 +399,12 @@ impl RunningServer {
         let stop = Arc::new(AtomicBool::new(false));
         let server = Server::bind(config, Arc::clone(&stop))?;
         let addr = server.local_addr();
+        let native_addr = server.native_addr().map(str::to_owned);
         let thread = std::thread::Builder::new()
             .name("anna-server".into())
             .spawn(move || server.run())
             .map_err(|source| ServerError::Bind { addr: addr.to_string(), source })?;
-        Ok(Self { addr, stop, thread: Some(thread) })
+        Ok(Self { addr, native_addr, stop, thread: Some(thread) })
     }
 
     /// Stops it and waits until every thread has finished.

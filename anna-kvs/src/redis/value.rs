@@ -100,6 +100,32 @@ impl RedisValue {
         best.map(|(_, kind)| kind)
     }
 
+    /// The key as a last-writer-wins string register (stamp included, tombstones too), for
+    /// the register sessions of the consistency levels.
+    ///
+    /// # Errors
+    /// [`WRONGTYPE`] for counters and sets.
+    pub fn string_register(&self) -> Result<Lww<Option<Bytes>>, &'static str> {
+        match self.kind() {
+            None | Some(Kind::String) => Ok(self.string.clone()),
+            Some(_) => Err(WRONGTYPE),
+        }
+    }
+
+    /// A key written as a register: a stamped string, or a stamped delete of whatever the key
+    /// held (by `writer`).
+    pub fn from_register(register: Lww<Option<Bytes>>, writer: u64) -> Self {
+        let mut value = Self::default();
+        match register.into_parts() {
+            Some((stamp, Some(bytes))) => value.string = Lww::new(stamp, Some(bytes)),
+            Some((stamp, None)) => {
+                value.delete(stamp, writer);
+            }
+            None => {}
+        }
+        value
+    }
+
     fn typed_mut(&mut self) -> &mut Typed {
         self.typed.get_or_insert_with(Box::default)
     }

@@ -1,0 +1,278 @@
+//! The node side of the native protocol: one thread with a ZeroMQ `ROUTER` socket.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ClientMessage, RingInfo, ServerMessage};
+use crate::message::{Request, Response};
+use crate::node::{NodeError, NodeHandle};
+use crate::redis::server::constant_time_eq;
+use crate::value::KvsValue;
+use crate::wire::MAX_MESSAGE_BYTES;
+
+/// Where and how the client port listens.
+#[derive(Clone, Debug)]
+pub struct FrontEndConfig {
+    /// Address to bind (default `127.0.0.1`).
+    pub bind: String,
+    /// Port; `0` picks a free one.
+    pub port: u16,
+    /// The client addresses of the other members, by their ring name (gossip address), so
+    /// clients can route to them directly.
+    pub peer_client_addrs: Vec<(String, String)>,
+    /// Most client messages read before the engine is asked (one engine round trip each).
+    pub max_round: usize,
+    /// Password every message must carry; required on a non-loopback address.
+    pub password: Option<String>,
+}
+
+impl Default for FrontEndConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1".into(),
+            port: super::DEFAULT_PORT,
+            peer_client_addrs: Vec::new(),
+            max_round: 256,
+            password: None,
+        }
+    }
+}
+
+/// The client port's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrontEndStats {
+    /// Messages read.
+    pub messages: u64,
+    /// Requests handed to the engine.
+    pub requests: u64,
+    /// Messages refused as malformed (bad envelope, wrong lattice type, undecodable).
+    pub malformed: u64,
+    /// Messages refused for a missing or wrong password.
+    pub unauthenticated: u64,
+    /// Answers that could not be sent (the client's queue was full or it left).
+    pub send_failures: u64,
+}
+
+/// The client port of a node: decodes messages, hands their requests to the actors, answers.
+pub struct FrontEnd<V: KvsValue> {
+    _context: zmq::Context,
+    socket: zmq::Socket,
+    handle: NodeHandle<V>,
+    ring: RingInfo,
+    addr: String,
+    max_round: usize,
+    password: Option<String>,
+    stop: Arc<AtomicBool>,
+    stats: FrontEndStats,
+}
+
+impl<V: KvsValue> std::fmt::Debug for FrontEnd<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrontEnd").field("addr", &self.addr).finish()
+    }
+}
+
+fn zmq_err(context: &str) -> impl FnOnce(zmq::Error) -> NodeError + '_ {
+    move |source| NodeError::Zmq { context: context.to_owned(), source }
+}
+
+impl<V: KvsValue> FrontEnd<V> {
+    /// Binds the client port of the node behind `handle`. It serves once [`run`](Self::run)
+    /// or [`spawn`](Self::spawn) is called, until `stop` is set.
+    ///
+    /// # Errors
+    /// The socket cannot be created or bound (a port in use).
+    pub fn bind(
+        config: &FrontEndConfig,
+        handle: NodeHandle<V>,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Self, NodeError> {
+        if !crate::redis::server::is_loopback(&config.bind)
+            && config.password.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(NodeError::Config(format!(
+                "refusing to serve the native protocol on {} without a password",
+                config.bind
+            )));
+        }
+        let context = zmq::Context::new();
+        let socket = context.socket(zmq::ROUTER).map_err(zmq_err("create client socket"))?;
+        socket.set_maxmsgsize(MAX_MESSAGE_BYTES as i64).map_err(zmq_err("set ZMQ_MAXMSGSIZE"))?;
+        socket.set_linger(0).map_err(zmq_err("set ZMQ_LINGER"))?;
+        socket.set_sndhwm(10_000).map_err(zmq_err("set ZMQ_SNDHWM"))?;
+        socket.set_rcvhwm(10_000).map_err(zmq_err("set ZMQ_RCVHWM"))?;
+        let port = if config.port == 0 { "*".to_owned() } else { config.port.to_string() };
+        let endpoint = format!("tcp://{}:{port}", config.bind);
+        socket.bind(&endpoint).map_err(|source| NodeError::Zmq {
+            context: format!("bind client port {endpoint}"),
+            source,
+        })?;
+        let bound = socket
+            .get_last_endpoint()
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_else(|| endpoint.clone());
+        let addr = bound.trim_start_matches("tcp://").to_owned();
+        let topology = handle.topology();
+        let me = handle.index();
+        let client_addrs = topology
+            .nodes()
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                if i == usize::from(me) {
+                    Some(addr.clone())
+                } else {
+                    config.peer_client_addrs.iter().find(|(n, _)| n == name).map(|(_, a)| a.clone())
+                }
+            })
+            .collect();
+        let ring = RingInfo::new::<V>(&topology, me, client_addrs);
+        Ok(Self {
+            _context: context,
+            socket,
+            handle,
+            ring,
+            addr,
+            max_round: config.max_round.max(1),
+            password: config.password.clone().filter(|p| !p.is_empty()),
+            stop,
+            stats: FrontEndStats::default(),
+        })
+    }
+
+    /// Where clients reach it, `host:port`.
+    pub fn local_addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The ring it tells clients about.
+    pub fn ring(&self) -> &RingInfo {
+        &self.ring
+    }
+
+    /// Serves on a thread of its own.
+    ///
+    /// # Errors
+    /// The thread cannot be spawned.
+    pub fn spawn(self) -> std::io::Result<JoinHandle<()>> {
+        std::thread::Builder::new().name("anna-native".into()).spawn(move || self.run())
+    }
+
+    /// Serves until the stop flag is set. Each round reads every waiting message (up to the
+    /// configured bound), sends all their requests to the actors as one batch, and answers.
+    pub fn run(mut self) {
+        tracing::info!(addr = %self.addr, "native protocol ready");
+        while !self.stop.load(Ordering::Relaxed) {
+            let readable = {
+                let mut items = [self.socket.as_poll_item(zmq::POLLIN)];
+                zmq::poll(&mut items, 100).is_ok() && items[0].is_readable()
+            };
+            if readable {
+                self.round();
+            }
+        }
+        tracing::info!(addr = %self.addr, "native protocol stopped");
+    }
+
+    fn round(&mut self) {
+        // (envelope frames to answer with, batch id, how many requests)
+        let mut pending: Vec<(Vec<Vec<u8>>, u64, usize)> = Vec::new();
+        let mut requests: Vec<Request<V>> = Vec::new();
+        for _ in 0..self.max_round {
+            let mut frames = match self.socket.recv_multipart(zmq::DONTWAIT) {
+                Ok(frames) => frames,
+                Err(zmq::Error::EAGAIN) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "client socket receive failed");
+                    break;
+                }
+            };
+            self.stats.messages += 1;
+            // ROUTER prepends the sender's identity; a REQ client adds an empty delimiter. A
+            // client message is one frame: anything else is refused (to the sender alone).
+            let payload = match frames.len() {
+                2 => frames.pop(),
+                3 if frames[1].is_empty() => frames.pop(),
+                _ => None,
+            };
+            let Some(payload) = payload else {
+                self.stats.malformed += 1;
+                frames.truncate(1);
+                if !frames.is_empty() {
+                    self.send(frames, super::encode_error("ERR a client message is one frame"));
+                }
+                continue;
+            };
+            let message = match super::decode_client::<V>(&payload) {
+                Ok(frame) => {
+                    let given = frame.password.as_deref().unwrap_or("").as_bytes();
+                    match &self.password {
+                        Some(expected) if !constant_time_eq(given, expected.as_bytes()) => {
+                            self.stats.unauthenticated += 1;
+                            self.send(
+                                frames,
+                                super::encode_error("NOAUTH wrong or missing password"),
+                            );
+                            continue;
+                        }
+                        _ => Ok(frame.message),
+                    }
+                }
+                Err(error) => Err(error),
+            };
+            match message {
+                Ok(ClientMessage::Batch { id, requests: batch }) => {
+                    pending.push((frames, id, batch.len()));
+                    requests.extend(batch);
+                }
+                Ok(ClientMessage::Ring) => {
+                    let answer = ServerMessage::<V>::Ring(self.ring.clone());
+                    self.answer(frames, &answer);
+                }
+                Ok(ClientMessage::Stats) => {
+                    let answer = ServerMessage::<V>::Stats(super::NodeStats {
+                        node: self.ring.me,
+                        actors: self.handle.reports(),
+                        front_end: self.stats.clone(),
+                    });
+                    self.answer(frames, &answer);
+                }
+                Err(error) => {
+                    self.stats.malformed += 1;
+                    tracing::debug!(%error, "malformed client message");
+                    self.send(frames, super::encode_error(&format!("ERR {error}")));
+                }
+            }
+        }
+        if requests.is_empty() {
+            return;
+        }
+        self.stats.requests += requests.len() as u64;
+        let mut results = self.handle.request_batch(requests).into_iter();
+        for (frames, id, count) in pending {
+            let responses =
+                results.by_ref().take(count).map(|r| r.unwrap_or_else(Response::Error)).collect();
+            let answer = ServerMessage::Batch { id, ring_version: self.ring.version, responses };
+            self.answer(frames, &answer);
+        }
+    }
+
+    fn answer(&mut self, frames: Vec<Vec<u8>>, message: &ServerMessage<V>) {
+        match super::encode_server(message) {
+            Ok(bytes) => self.send(frames, bytes),
+            Err(error) => self.send(frames, super::encode_error(&format!("ERR {error}"))),
+        }
+    }
+
+    fn send(&mut self, mut frames: Vec<Vec<u8>>, payload: Vec<u8>) {
+        frames.push(payload);
+        // ROUTER never blocks: an answer to a gone or saturated client is dropped and counted.
+        if self.socket.send_multipart(frames, zmq::DONTWAIT).is_err() {
+            self.stats.send_failures += 1;
+        }
+    }
+}
