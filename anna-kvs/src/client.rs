@@ -82,7 +82,7 @@ pub enum ClientError {
     #[error("node refused the request: {0}")]
     Refused(String),
     /// The cluster stores another value lattice than this client speaks.
-    #[error("the cluster stores {server} values; this client speaks {client}")]
+    #[error("the cluster stores another value lattice ({server}); this client speaks {client}")]
     WrongLattice {
         /// The cluster's type.
         server: String,
@@ -212,6 +212,12 @@ impl<V: KvsValue> Client<V> {
             let index = client.conn_for(addr.as_ref())?;
             match client.fetch_ring(index) {
                 Ok(()) => return Ok(client),
+                Err(ClientError::Refused(message)) if message.contains("value type") => {
+                    return Err(ClientError::WrongLattice {
+                        server: message,
+                        client: V::TYPE_NAME,
+                    });
+                }
                 Err(error @ (ClientError::WrongLattice { .. } | ClientError::Refused(_))) => {
                     return Err(error);
                 }

@@ -51,6 +51,17 @@ fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     false
 }
 
+fn wait_up(nodes: &[Node]) {
+    for node in nodes {
+        assert!(
+            eventually(Duration::from_secs(10), || redis(node.redis_port, &["PING"]).as_deref()
+                == Some("PONG")),
+            "node on {} did not come up",
+            node.redis_port
+        );
+    }
+}
+
 #[test]
 fn three_anna_server_processes_replicate_and_survive_a_kill() {
     let mut taken = Vec::new();
@@ -74,6 +85,8 @@ fn three_anna_server_processes_replicate_and_survive_a_kill() {
                     &redis_ports[i].to_string(),
                     "--gossip-port",
                     &gossip[i].to_string(),
+                    "--native-port",
+                    "0",
                 ])
                 .args(["--threads", "2", "--no-pin", "--epoch-ms", "20", "--log-level", "warn"])
                 .args(["--peers", &peers.join(",")])
@@ -84,14 +97,7 @@ fn three_anna_server_processes_replicate_and_survive_a_kill() {
             Node { child, redis_port: redis_ports[i] }
         })
         .collect();
-    for node in &nodes {
-        assert!(
-            eventually(Duration::from_secs(10), || redis(node.redis_port, &["PING"]).as_deref()
-                == Some("PONG")),
-            "node on {} did not come up",
-            node.redis_port
-        );
-    }
+    wait_up(&nodes);
 
     // Writes through node 0 are read through nodes 1 and 2.
     assert_eq!(redis(nodes[0].redis_port, &["SET", "city", "Berkeley"]).as_deref(), Some("OK"));
@@ -127,4 +133,95 @@ fn three_anna_server_processes_replicate_and_survive_a_kill() {
             == Some("kill")),
         "the survivors stopped gossiping after a peer died"
     );
+}
+
+fn anna_cli(native: &str, args: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_anna-cli"))
+        .args(["--host", native, "--timeout-ms", "500"])
+        .args(args)
+        .output()
+        .expect("run anna-cli");
+    (output.status.success(), String::from_utf8_lossy(&output.stdout).trim_end().to_owned())
+}
+
+#[test]
+fn the_client_routes_to_owners_and_retries_past_a_killed_node() {
+    use anna_kvs::client::{Client, ClientConfig};
+    use anna_kvs::redis::{RedisOp, RedisValue};
+
+    let mut taken = Vec::new();
+    let mut port = || {
+        let p = free_ports(&taken);
+        taken.push(p);
+        p
+    };
+    let ports: Vec<(u16, u16, u16)> = (0..3).map(|_| (port(), port(), port())).collect();
+    let native: Vec<String> = ports.iter().map(|(_, _, n)| format!("127.0.0.1:{n}")).collect();
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            let peers: Vec<String> = (0..3)
+                .filter(|&j| j != i)
+                .map(|j| format!("127.0.0.1:{}/2/{}", ports[j].1, ports[j].2))
+                .collect();
+            let (redis_port, gossip, native_port) = ports[i];
+            let child = Command::new(env!("CARGO_BIN_EXE_anna-server"))
+                .args(["--port", &redis_port.to_string(), "--gossip-port", &gossip.to_string()])
+                .args(["--native-port", &native_port.to_string(), "--replication", "2:1"])
+                .args(["--threads", "2", "--no-pin", "--epoch-ms", "20", "--log-level", "warn"])
+                .args(["--peers", &peers.join(",")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start anna-server");
+            Node { child, redis_port }
+        })
+        .collect();
+    wait_up(&nodes);
+
+    // One seed is enough: the client learns all three members and their client addresses.
+    let config = ClientConfig { timeout: Duration::from_millis(500), ..ClientConfig::default() };
+    let mut client = Client::<RedisValue>::with_config(&[&native[0]], config).unwrap();
+    assert_eq!(client.ring().members.len(), 3);
+    assert!(client.ring().members.iter().all(|m| m.client_addr.is_some()));
+    let keys: Vec<String> = (0..60).map(|i| format!("key-{i}")).collect();
+    for key in &keys {
+        client.apply(anna_kvs::client::key(key), RedisOp::Set(key.clone().into())).unwrap();
+    }
+    // Each key lives on exactly two nodes (one actor each) once gossip has run.
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let stats = client.stats().unwrap();
+            let total: u64 = stats.iter().flat_map(|n| &n.actors).map(|a| a.stats.keys).sum();
+            stats.len() == 3 && total == 2 * keys.len() as u64
+        }),
+        "keys per node: {:?}",
+        client
+            .stats()
+            .unwrap()
+            .iter()
+            .map(|n| n.actors.iter().map(|a| a.stats.keys).sum::<u64>())
+            .collect::<Vec<_>>()
+    );
+    // The CLI, pointed at another node, reads them.
+    let (ok, text) = anna_cli(&native[1], &["get", "key-7"]);
+    assert!(ok && text.starts_with("\"key-7\""), "{text}");
+
+    // kill -9 one node: every key still has a live replica, and the client retries on it.
+    let killed = nodes.remove(2);
+    drop(killed);
+    for key in &keys {
+        let value = client.get(anna_kvs::client::key(key)).unwrap_or_else(|e| panic!("{key}: {e}"));
+        let value = value.unwrap_or_else(|| panic!("{key} lost"));
+        assert_eq!(value.get_string().unwrap().as_deref(), Some(key.as_bytes()));
+    }
+    for key in &keys[..20] {
+        client
+            .apply(anna_kvs::client::key(format!("{key}-after")), RedisOp::Set("new".into()))
+            .unwrap();
+    }
+    let (ok, text) = anna_cli(&native[0], &["get", "key-3-after"]);
+    assert!(ok && text.starts_with("\"new\""), "{text}");
+    let (ok, text) = anna_cli(&native[0], &["stats"]);
+    let live = text.lines().filter(|l| l.starts_with("node ")).count();
+    assert!(ok && live == 2, "stats of the two live nodes expected:\n{text}");
 }

@@ -6,4 +6,4 @@ pub mod server;
 pub mod value;
 
 pub use server::{RunningServer, Server, ServerConfig, ServerError};
-pub use value::{RedisOp, RedisOpOutput, RedisValue};
+pub use value::{Kind, RedisOp, RedisOpOutput, RedisValue};
