@@ -1,24 +1,23 @@
-//! Benchmarks of lattice-core and Anna. The criterion benches live in `benches/`:
+//! Benchmarks of lattice-core and Anna against the systems users would pick instead.
 //!
-//! - `lattice_merge`: lattice-core's collection lattices against the same operations in the
+//! - [`micro`]: the paper's single-node microbenchmark in process (Anna's actors against
+//!   dashmap, scc, a sharded `Mutex<HashMap>` and a thread-local bound).
+//! - [`loadgen`]: a Redis-protocol load generator (Zipf keys, YCSB mixes, pipelining, HDR
+//!   latency histograms); [`servers`] starts anna-server and redis-server and wraps
+//!   `redis-benchmark`.
+//! - The criterion bench `lattice_merge`: lattice-core's collection lattices against the
 //!   hydro-project `lattices` crate and the `crdts` crate, on the same data
 //!   (`cargo bench -p anna-bench --bench lattice_merge`).
+//! - [`report`] and [`plots`]: CSV, a Markdown report and SVG plots.
 //!
-//! The paper's in-process and over-the-wire experiments are planned in this crate (issue 8);
-//! until then `anna-kvs/examples/throughput.rs` and `anna-kvs/scripts/compare-redis.sh` give
-//! first numbers.
+//! `bash anna-bench/run.sh quick` runs everything in under 5 minutes on 2 cores.
 #![warn(missing_docs)]
 
-/// Deterministic pseudo-random `u64`s (SplitMix64), so every library merges the same data.
-pub fn numbers(seed: u64, count: usize) -> Vec<u64> {
-    let mut state = seed;
-    (0..count)
-        .map(|_| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        })
-        .collect()
-}
+pub mod loadgen;
+pub mod micro;
+pub mod plots;
+pub mod report;
+pub mod servers;
+pub mod workload;
+
+pub use workload::numbers;

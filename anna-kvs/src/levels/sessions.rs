@@ -65,6 +65,7 @@ impl ClientClock {
 }
 
 // level:eventual:client:begin
+// ANCHOR: eventual-client
 /// Eventual consistency: reads and writes go straight to a replica, which stamps the write
 /// with its own clock; no session state.
 #[derive(Clone, Debug)]
@@ -101,9 +102,11 @@ impl EventualSession {
         stamp.ok_or(RequestError::Timeout)
     }
 }
+// ANCHOR_END: eventual-client
 // level:eventual:client:end
 
 // level:monotonic-reads:client:begin
+// ANCHOR: monotonic-reads-client
 /// Monotonic reads: never read a version older than one this session already read.
 #[derive(Clone, Debug)]
 pub struct MonotonicReadsSession {
@@ -143,9 +146,11 @@ impl MonotonicReadsSession {
         self.inner.put(store, key, value)
     }
 }
+// ANCHOR_END: monotonic-reads-client
 // level:monotonic-reads:client:end
 
 // level:monotonic-writes:client:begin
+// ANCHOR: monotonic-writes-client
 /// Monotonic writes: this session's writes take effect in the order it made them, everywhere:
 /// its stamps strictly increase, so a later write always wins over an earlier one.
 #[derive(Clone, Debug)]
@@ -185,9 +190,11 @@ impl MonotonicWritesSession {
         Ok(stamp)
     }
 }
+// ANCHOR_END: monotonic-writes-client
 // level:monotonic-writes:client:end
 
 // level:read-your-writes:client:begin
+// ANCHOR: read-your-writes-client
 /// Read-your-writes: a read reflects every earlier write of this session.
 #[derive(Clone, Debug)]
 pub struct ReadYourWritesSession {
@@ -230,9 +237,11 @@ impl ReadYourWritesSession {
         Ok(stamp)
     }
 }
+// ANCHOR_END: read-your-writes-client
 // level:read-your-writes:client:end
 
 // level:pram:client:begin
+// ANCHOR: pram-client
 /// PRAM (pipelined RAM): monotonic reads + monotonic writes + read-your-writes.
 #[derive(Clone, Debug)]
 pub struct PramSession {
@@ -280,9 +289,11 @@ impl PramSession {
         Ok(stamp)
     }
 }
+// ANCHOR_END: pram-client
 // level:pram:client:end
 
 // level:writes-follow-reads:client:begin
+// ANCHOR: writes-follow-reads-client
 /// Writes-follow-reads: a write is ordered after every version this session read, so it
 /// supersedes them wherever it arrives.
 #[derive(Clone, Debug)]
@@ -323,9 +334,11 @@ impl WritesFollowReadsSession {
         self.writes.put(store, key, value)
     }
 }
+// ANCHOR_END: writes-follow-reads-client
 // level:writes-follow-reads:client:end
 
 // level:causal:client:begin
+// ANCHOR: causal-client
 /// Causal consistency (per key): reads return every concurrent sibling and advance the
 /// session's vector clock; a write carries the clock of what the session read, advanced at the
 /// client, so it supersedes exactly what was read.
@@ -376,6 +389,7 @@ impl CausalSession {
         Ok(clock.clone())
     }
 }
+// ANCHOR_END: causal-client
 // level:causal:client:end
 
 /// How a transaction ended.
@@ -388,6 +402,7 @@ pub enum TxnEnd {
 }
 
 // level:read-uncommitted:client:begin
+// ANCHOR: read-uncommitted-client
 /// Read uncommitted: writes go out at once, tagged with the transaction id, so a later
 /// transaction's writes win on every key together.
 #[derive(Clone, Debug)]
@@ -440,9 +455,11 @@ impl ReadUncommittedSession {
         TxnEnd::Committed
     }
 }
+// ANCHOR_END: read-uncommitted-client
 // level:read-uncommitted:client:end
 
 // level:read-committed:client:begin
+// ANCHOR: read-committed-client
 /// Read committed: writes are buffered at the client and sent only at commit, so no one ever
 /// reads a write of an uncommitted (or aborted) transaction.
 #[derive(Clone, Debug)]
@@ -499,9 +516,11 @@ impl ReadCommittedSession {
         TxnEnd::Aborted
     }
 }
+// ANCHOR_END: read-committed-client
 // level:read-committed:client:end
 
 // level:item-cut-isolation:client:begin
+// ANCHOR: item-cut-isolation-client
 /// Item-cut isolation: read committed, plus a per-transaction read cache, so reading a key
 /// twice in one transaction gives the same answer.
 #[derive(Clone, Debug)]
@@ -557,4 +576,5 @@ impl ItemCutSession {
         self.inner.abort()
     }
 }
+// ANCHOR_END: item-cut-isolation-client
 // level:item-cut-isolation:client:end

@@ -8,6 +8,7 @@ use lattice_core::{DomPair, Lattice, Lww, MultiValue, Stamp, VectorClock};
 use crate::value::{KvsValue, no_ops};
 
 // level:causal:server:begin
+// ANCHOR: causal-server
 /// Causal consistency: a multi-value register of optional bytes (`None` = deleted).
 pub type Causal = MultiValue<Option<Bytes>>;
 
@@ -23,6 +24,7 @@ impl KvsValue for MultiValue<Option<Bytes>> {
         self.values().all(Option::is_none)
     }
 }
+// ANCHOR_END: causal-server
 // level:causal:server:end
 
 /// A transaction id: `(timestamp, client id, per-client sequence number)`, unique across
@@ -31,6 +33,7 @@ impl KvsValue for MultiValue<Option<Bytes>> {
 pub type TxnId = (u64, u64, u64);
 
 // level:transactional:server:begin
+// ANCHOR: transactional-server
 /// Read uncommitted, read committed and item-cut isolation: the committing transaction's id
 /// dominates; writes of one transaction to one key merge last-writer-wins.
 pub type Transactional = DomPair<TxnId, Lww<Option<Bytes>>>;
@@ -45,6 +48,7 @@ impl KvsValue for DomPair<TxnId, Lww<Option<Bytes>>> {
         !matches!(self.value().value(), Some(Some(_)))
     }
 }
+// ANCHOR_END: transactional-server
 // level:transactional:server:end
 
 /// The causal context a reader of `value` has seen (the join of its siblings' clocks).
