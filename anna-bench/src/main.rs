@@ -44,6 +44,12 @@ struct Common {
     /// A name for this machine in the report.
     #[arg(long)]
     machine: Option<String>,
+    /// Zipf exponents of the in-process sweep [default: 0.5,4].
+    #[arg(long, value_delimiter = ',')]
+    zipf: Vec<f64>,
+    /// Only these in-process engines (anna, dashmap, scc, mutex-64, bound) [default: all].
+    #[arg(long, value_delimiter = ',')]
+    engines: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -100,13 +106,19 @@ fn median(mut values: Vec<f64>) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
-fn run_micro(suite: &Suite, threads: &[usize], report: &mut Report, progress: &Progress) {
-    let zipfs = [0.5, 4.0];
+fn run_micro(
+    suite: &Suite,
+    zipfs: &[f64],
+    threads: &[usize],
+    engines: &[Engine],
+    report: &mut Report,
+    progress: &Progress,
+) {
     let most = threads.iter().copied().max().unwrap_or(1);
-    for &zipf in &zipfs {
+    for &zipf in zipfs {
         let stream = micro::stream(1_000_000, zipf, suite.requests_per_thread * most);
         for &t in threads {
-            for engine in Engine::ALL {
+            for &engine in engines {
                 let reps: &[Rep] = if engine.uses_replication() { &Rep::ALL } else { &[Rep::Full] };
                 for &rep in reps {
                     // One thread owns every key whatever the replication: measure it once.
@@ -376,7 +388,27 @@ fn main() {
     let out = common.out.clone().unwrap_or_else(|| {
         PathBuf::from(format!("anna-bench/results/{}core-{}", machine.cores, suite.name))
     });
-    let micro_runs = if suite.micro && !common.no_micro { threads.len() * 2 * 9 } else { 0 };
+    let engines: Vec<Engine> = if common.engines.is_empty() {
+        Engine::ALL.to_vec()
+    } else {
+        let mut chosen = Vec::new();
+        for name in &common.engines {
+            match Engine::ALL.iter().find(|e| e.name().starts_with(name.as_str())) {
+                Some(&e) => chosen.push(e),
+                None => {
+                    eprintln!(
+                        "anna-bench: unknown engine {name:?} (anna, dashmap, scc, mutex-64, bound)"
+                    );
+                    std::process::exit(2);
+                }
+            }
+        }
+        chosen
+    };
+    let per_zipf: usize = engines.iter().map(|e| if e.uses_replication() { 3 } else { 1 }).sum();
+    let zipf_count = if common.zipf.is_empty() { 2 } else { common.zipf.len() };
+    let micro_runs =
+        if suite.micro && !common.no_micro { threads.len() * zipf_count * per_zipf } else { 0 };
     let wire_runs = if suite.wire && !common.no_redis {
         (1 + suite.redis_io_threads.len()) * (8 + 9 + 1)
     } else {
@@ -385,7 +417,8 @@ fn main() {
     let progress = Progress::new((micro_runs + wire_runs) as u64);
     let mut report = Report::new(suite.name, machine, threads.clone());
     if suite.micro && !common.no_micro {
-        run_micro(&suite, &threads, &mut report, &progress);
+        let zipfs = if common.zipf.is_empty() { vec![0.5, 4.0] } else { common.zipf.clone() };
+        run_micro(&suite, &zipfs, &threads, &engines, &mut report, &progress);
     }
     if suite.wire && !common.no_redis {
         run_wire(&suite, &mut report, &progress);

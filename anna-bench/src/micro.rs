@@ -63,7 +63,7 @@ impl Engine {
             Self::DashMap => "dashmap",
             Self::Scc => "scc",
             Self::MutexMap => "mutex-64",
-            Self::ThreadLocal => "thread-local bound",
+            Self::ThreadLocal => "bound (thread-local)",
         }
     }
 
@@ -318,13 +318,6 @@ fn anna_worker(
     stop: &AtomicBool,
     barrier: &Barrier,
 ) -> Worked {
-    // The keys this thread sees, as `Bytes` built once (a socket would hand them over).
-    let mut keys: HashMap<u32, Bytes> = HashMap::new();
-    for &(k, _) in share {
-        keys.entry(k).or_insert_with(|| key_bytes(k));
-    }
-    let requests: Vec<(Bytes, u8)> = share.iter().map(|&(k, v)| (keys[&k].clone(), v)).collect();
-    drop(keys);
     let clock = Instant::now();
     let now = || clock.elapsed().as_micros() as u64;
     let actor_config =
@@ -354,11 +347,18 @@ fn anna_worker(
     let started = Instant::now();
     t = now();
     'run: loop {
-        for chunk in requests.chunks(1024) {
-            for (key, v) in chunk {
+        for chunk in share.chunks(1024) {
+            // The chunk's keys arrive in one buffer, as a batch read off a socket would; each
+            // request's key is a slice of it (what the Redis front end hands the actors).
+            let mut buffer = bytes::BytesMut::with_capacity(chunk.len() * 8);
+            for &(k, _) in chunk {
+                buffer.extend_from_slice(&u64::from(k).to_be_bytes());
+            }
+            let buffer = buffer.freeze();
+            for (i, &(_, v)) in chunk.iter().enumerate() {
                 let request = Request::Put {
-                    key: key.clone(),
-                    value: Lww::new(Stamp::default(), Some(values[usize::from(*v)].clone())),
+                    key: buffer.slice(i * 8..i * 8 + 8),
+                    value: Lww::new(Stamp::default(), Some(values[usize::from(v)].clone())),
                     stamp_here: true,
                 };
                 std::hint::black_box(actor.serve(t, 0, request, &mut out));
@@ -393,10 +393,10 @@ fn anna_worker(
                 break 'run;
             }
         }
-        if requests.is_empty() && stop.load(Ordering::Relaxed) {
+        if share.is_empty() && stop.load(Ordering::Relaxed) {
             break;
         }
-        if requests.is_empty() {
+        if share.is_empty() {
             std::thread::sleep(Duration::from_millis(1));
         }
     }

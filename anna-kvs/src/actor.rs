@@ -30,6 +30,7 @@ use lattice_core::Stamp;
 
 use crate::message::{Gossip, Input, Output, PeerMessage, Request, RequestError, Response, Token};
 use crate::ring::{ActorId, Key, Topology};
+use crate::store_key::StoreKey;
 use crate::value::KvsValue;
 
 /// The hasher of the actor's store (fast, seeded per process).
@@ -170,7 +171,7 @@ pub struct Actor<V: KvsValue> {
     topology: Arc<Topology>,
     config: ActorConfig,
     /// The replica: every key this actor holds.
-    store: HashMap<Key, Slot<V>, StoreHasher>,
+    store: HashMap<StoreKey, Slot<V>, StoreHasher>,
     /// Keys written since the last epoch (those with `dirty` set).
     changeset: Vec<Key>,
     /// Hot-key replication overrides: key → actors per node (only grows; gossiped).
@@ -263,8 +264,8 @@ impl<V: KvsValue> Actor<V> {
     }
 
     /// Every key held (tombstones included), in no particular order.
-    pub fn keys(&self) -> impl Iterator<Item = &Key> {
-        self.store.keys()
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.store.keys().map(StoreKey::as_slice)
     }
 
     /// The hot-key override for `key`, if any.
@@ -374,14 +375,17 @@ impl<V: KvsValue> Actor<V> {
 
     #[inline]
     fn owns(&mut self, key: &[u8]) -> bool {
-        if self.topology.is_full() {
+        // A stored key is owned: keys are only stored by their owners, and ownership only
+        // grows (hot-key overrides add replicas, never remove them), so the ring walk is only
+        // needed for keys this actor does not hold yet.
+        if self.topology.is_full() || self.store.contains_key(key) {
             return true;
         }
         self.owns_slow(key)
     }
 
     fn owns_slow(&mut self, key: &[u8]) -> bool {
-        let over = self.overrides.get(key).copied();
+        let over = if self.overrides.is_empty() { None } else { self.overrides.get(key).copied() };
         let mut owners = std::mem::take(&mut self.owners_buf);
         self.topology.owners_into(key, over, &mut owners);
         let mine = owners.contains(&self.id);
@@ -456,7 +460,7 @@ impl<V: KvsValue> Actor<V> {
     #[inline]
     fn merge_local(&mut self, key: Key, value: V) {
         let gossiped = self.gossiped();
-        match self.store.get_mut(&key) {
+        match self.store.get_mut(&key[..]) {
             Some(slot) => {
                 if slot.value.merge(value)
                     && !slot.dirty
@@ -471,7 +475,7 @@ impl<V: KvsValue> Actor<V> {
                     return;
                 }
                 let dirty = gossiped || value.tombstone_stamp().is_some();
-                self.store.insert(key.clone(), Slot { value, dirty });
+                self.store.insert(StoreKey::new(&key), Slot { value, dirty });
                 if dirty {
                     self.changeset.push(key);
                 }
@@ -516,7 +520,7 @@ impl<V: KvsValue> Actor<V> {
         change: impl FnOnce(&mut V) -> Result<(bool, T), E>,
     ) -> Result<(bool, T), E> {
         let gossiped = self.gossiped();
-        match self.store.get_mut(&key) {
+        match self.store.get_mut(&key[..]) {
             Some(slot) => {
                 let (changed, output) = change(&mut slot.value)?;
                 if changed && !slot.dirty && (gossiped || slot.value.tombstone_stamp().is_some()) {
@@ -530,7 +534,7 @@ impl<V: KvsValue> Actor<V> {
                 let (changed, output) = change(&mut value)?;
                 if changed && !value.is_bottom() {
                     let dirty = gossiped || value.tombstone_stamp().is_some();
-                    self.store.insert(key.clone(), Slot { value, dirty });
+                    self.store.insert(StoreKey::new(&key), Slot { value, dirty });
                     if dirty {
                         self.changeset.push(key);
                     }
@@ -592,7 +596,7 @@ impl<V: KvsValue> Actor<V> {
         }
         for (key, value) in updates {
             self.stats.merges += 1;
-            let changed_to_tombstone = match self.store.get_mut(&key) {
+            let changed_to_tombstone = match self.store.get_mut(&key[..]) {
                 Some(slot) => {
                     let changed = slot.value.merge(value);
                     self.stats.merges_changed += u64::from(changed);
@@ -612,7 +616,7 @@ impl<V: KvsValue> Actor<V> {
                     } else {
                         self.stats.merges_changed += 1;
                         let tombstone = value.tombstone_stamp().is_some();
-                        self.store.insert(key.clone(), Slot { value, dirty: tombstone });
+                        self.store.insert(StoreKey::new(&key), Slot { value, dirty: tombstone });
                         tombstone
                     }
                 }
@@ -647,7 +651,7 @@ impl<V: KvsValue> Actor<V> {
         let changeset = std::mem::take(&mut self.changeset);
         let mut owners = std::mem::take(&mut self.owners_buf);
         for key in &changeset {
-            let Some(slot) = self.store.get_mut(key) else { continue };
+            let Some(slot) = self.store.get_mut(&key[..]) else { continue };
             slot.dirty = false;
             let over = self.overrides.get(key).copied();
             self.topology.owners_into(key, over, &mut owners);
@@ -724,7 +728,9 @@ impl<V: KvsValue> Actor<V> {
                 // The keys' current states: at least what was first sent, often more.
                 let updates: Vec<(Key, V)> = keys
                     .iter()
-                    .filter_map(|k| self.store.get(k).map(|slot| (k.clone(), slot.value.clone())))
+                    .filter_map(|k| {
+                        self.store.get(&k[..]).map(|slot| (k.clone(), slot.value.clone()))
+                    })
                     .collect();
                 self.stats.gossip_resent += 1;
                 let gossip = Gossip { from: self.id, seq, updates, overrides: Vec::new() };
@@ -751,11 +757,11 @@ impl<V: KvsValue> Actor<V> {
             if !safe {
                 return true;
             }
-            if let Some(slot) = store.get(&pending.key)
+            if let Some(slot) = store.get(&pending.key[..])
                 && !slot.dirty
                 && slot.value.tombstone_stamp() == Some(pending.stamp)
             {
-                store.remove(&pending.key);
+                store.remove(&pending.key[..]);
                 recently_freed.insert(pending.key.clone(), (pending.stamp, epoch));
                 floor = floor.max(Some(pending.stamp));
                 reclaimed += 1;

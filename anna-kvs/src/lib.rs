@@ -18,6 +18,7 @@ pub mod actor;
 pub mod message;
 pub mod ring;
 pub mod sim;
+mod store_key;
 pub mod value;
 pub mod wire;
 

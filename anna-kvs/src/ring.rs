@@ -134,6 +134,8 @@ pub struct Topology {
     global: Ring,
     local: Vec<Ring>,
     replication: Replication,
+    /// Every actor owns every key (full replication, or factors at least the cluster's size).
+    full: bool,
 }
 
 impl Topology {
@@ -146,14 +148,16 @@ impl Topology {
         assert_eq!(nodes.len(), threads.len(), "one thread count per node");
         assert!(threads.iter().all(|&t| t > 0), "every node needs at least one actor");
         let global = Ring::new(&nodes, DEFAULT_VIRTUAL_NODES);
-        let local = threads
+        let local: Vec<Ring> = threads
             .iter()
             .map(|&count| {
                 let labels: Vec<String> = (0..count).map(|t| format!("thread-{t}")).collect();
                 Ring::new(&labels, DEFAULT_VIRTUAL_NODES)
             })
             .collect();
-        Self { nodes, threads, global, local, replication }
+        let full = replication.global.resolve(nodes.len()) >= nodes.len()
+            && local.iter().all(|ring| replication.local.resolve(ring.members) >= ring.members);
+        Self { nodes, threads, global, local, replication, full }
     }
 
     /// A single node with `threads` actors.
@@ -223,7 +227,7 @@ impl Topology {
 
     /// `true` if `actor` owns `key`.
     pub fn is_owner(&self, actor: ActorId, key: &[u8], local_override: Option<u32>) -> bool {
-        if self.replication == Replication::FULL {
+        if self.full {
             return true;
         }
         self.owners(key, local_override).contains(&actor)
@@ -238,9 +242,10 @@ impl Topology {
         per_node.iter().take(nodes).sum()
     }
 
-    /// `true` if every actor owns every key (no ring walk needed).
+    /// `true` if every actor owns every key (no ring walk needed): full replication, or
+    /// factors at least as large as the cluster (e.g. one node of one thread).
     pub fn is_full(&self) -> bool {
-        self.replication == Replication::FULL
+        self.full
     }
 }
 
