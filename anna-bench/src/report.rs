@@ -469,10 +469,11 @@ impl Report {
                 .iter()
                 .filter(|l| l.mix == mix && l.zipf == zipf)
                 .map(|l| {
-                    let points = [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 1.0]
-                        .iter()
-                        .map(|&q| (l.result.percentile_us(q) as f64, q * 100.0))
-                        .collect();
+                    let quantiles =
+                        (0..=20).map(|i| f64::from(i) / 20.0).chain([0.99, 0.995, 0.999]);
+                    let mut points: Vec<(f64, f64)> =
+                        quantiles.map(|q| (l.result.percentile_us(q) as f64, q * 100.0)).collect();
+                    points.sort_by(|a, b| a.1.total_cmp(&b.1));
                     (l.server.clone(), points)
                 })
                 .collect();
