@@ -11,7 +11,7 @@
 //! insertion — operations that read the replica) is not idempotent, so it is never re-sent
 //! after a timeout; its caller gets [`ClientError::Timeout`] and decides.
 //!
-//! The client implements [`Store`](crate::levels::Store), so every consistency level's session
+//! The client implements [`Store`], so every consistency level's session
 //! runs over it unchanged:
 //!
 //! ```no_run

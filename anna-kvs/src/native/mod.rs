@@ -2,7 +2,7 @@
 //!
 //! A node binds a ZeroMQ `ROUTER` socket (default port [`DEFAULT_PORT`]); a client connects a
 //! `DEALER` socket and sends single-frame messages. Every message travels in the same
-//! versioned, size-limited envelope as gossip (see [`wire`](crate::wire)), with its own magic
+//! versioned, size-limited envelope as gossip (see [`wire`]), with its own magic
 //! bytes ([`MAGIC`]) so neither port mistakes the other's traffic:
 //!
 //! ```text
