@@ -13,7 +13,7 @@ anna_port=16380
 redis_port=16381
 
 cargo build --release --quiet --bin anna-server
-./target/release/anna-server --port "$anna_port" --log-level warn &
+./target/release/anna-server --port "$anna_port" --native-port 0 --log-level warn &
 anna=$!
 redis-server --port "$redis_port" --save '' --appendonly no --daemonize no --loglevel warning &
 redis=$!

@@ -656,6 +656,13 @@ fn apply(key: &Bytes, op: RedisOp) -> Request<RedisValue> {
     Request::Apply { key: key.clone(), op }
 }
 
+/// A copy of a value the store will keep. Arguments are slices of the connection's read
+/// buffer; storing a slice would keep that whole buffer alive for as long as the value lives
+/// (a few stored bytes pinning kilobytes), so stored bytes get an exact-size allocation.
+fn owned(bytes: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(bytes)
+}
+
 /// Reads a GET-style answer.
 fn read_value(
     answer: Result<Response<RedisValue>, RequestError>,
@@ -775,7 +782,7 @@ fn plan_command(conn: &mut Connection, name: &str, rest: &[Bytes]) -> Option<Pla
                 if let Some(error) = check_sizes(conn, key, Some(value)) {
                     return Some(Plan::Now(error));
                 }
-                engine(vec![apply(key, RedisOp::Set(value.clone()))], |mut a, _| {
+                engine(vec![apply(key, RedisOp::Set(owned(value)))], |mut a, _| {
                     applied(a.remove(0))
                 })
             }
@@ -816,7 +823,7 @@ fn plan_command(conn: &mut Connection, name: &str, rest: &[Bytes]) -> Option<Pla
                 return Some(Plan::Now(error));
             }
             engine(
-                rest.chunks(2).map(|kv| apply(&kv[0], RedisOp::Set(kv[1].clone()))).collect(),
+                rest.chunks(2).map(|kv| apply(&kv[0], RedisOp::Set(owned(&kv[1])))).collect(),
                 |answers, _| {
                     answers
                         .into_iter()
@@ -872,8 +879,11 @@ fn plan_command(conn: &mut Connection, name: &str, rest: &[Bytes]) -> Option<Pla
             {
                 return Some(Plan::Now(error));
             }
-            let members = rest[1..].to_vec();
-            let op = if name == "sadd" { RedisOp::SAdd(members) } else { RedisOp::SRem(members) };
+            let op = if name == "sadd" {
+                RedisOp::SAdd(rest[1..].iter().map(owned).collect())
+            } else {
+                RedisOp::SRem(rest[1..].to_vec())
+            };
             engine(vec![apply(&rest[0], op)], |mut a, _| applied(a.remove(0)))
         }
         "smembers" | "scard" => {

@@ -16,12 +16,11 @@ use crate::value::KvsValue;
 /// A Redis key's state.
 #[derive(Lattice, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RedisValue {
-    /// `SET`: last writer wins.
+    /// `SET`: last writer wins. A `DEL` writes `None` here too, so for a key that was only
+    /// ever a string this register alone records the delete.
     string: Lww<Option<Bytes>>,
-    /// Stamp of the last `DEL`.
-    deleted_at: Max<(u64, u64)>,
     /// Counter and set state, boxed: most keys are plain strings, and a small table entry
-    /// keeps the store's hash table dense.
+    /// keeps the store's hash table dense (a plain string key is 64 bytes).
     typed: Option<Box<Typed>>,
 }
 
@@ -36,6 +35,9 @@ struct Typed {
     set: OrSet<Bytes>,
     /// Stamp of the last set write.
     set_at: Max<(u64, u64)>,
+    /// Stamp of the last `DEL` seen while the key had counter or set state (a `DEL` of a plain
+    /// string is the string register's tombstone).
+    deleted_at: Max<(u64, u64)>,
 }
 
 /// The type a key shows to commands.
@@ -81,7 +83,13 @@ fn stamp_pair(stamp: Stamp) -> (u64, u64) {
 impl RedisValue {
     /// The key's visible type, or `None` if it reads as absent.
     pub fn kind(&self) -> Option<Kind> {
-        let deleted = *self.deleted_at.get();
+        // The latest DEL: recorded with the counter/set state, or as the string's tombstone.
+        let string_deleted = match self.string.as_parts() {
+            Some((stamp, None)) => stamp_pair(stamp),
+            _ => (0, 0),
+        };
+        let deleted =
+            self.typed.as_ref().map_or(string_deleted, |t| string_deleted.max(*t.deleted_at.get()));
         let mut best: Option<((u64, u64), Kind)> = None;
         let mut consider = |at: (u64, u64), kind: Kind| {
             if at > deleted && best.is_none_or(|(b, _)| at > b) {
@@ -243,9 +251,9 @@ impl KvsValue for RedisValue {
     }
 
     fn delete(&mut self, stamp: Stamp, writer: u64) -> bool {
-        let mut changed = self.deleted_at.merge(Max::new(stamp_pair(stamp)));
-        changed |= self.string.merge(Lww::new(stamp, None));
+        let mut changed = self.string.merge(Lww::new(stamp, None));
         if let Some(typed) = &mut self.typed {
+            changed |= typed.deleted_at.merge(Max::new(stamp_pair(stamp)));
             changed |= KvsValue::delete(&mut typed.set, stamp, writer);
             changed |= KvsValue::delete(&mut typed.counter, stamp, writer);
         }
@@ -306,6 +314,30 @@ mod tests {
         );
         assert_eq!(v.members().unwrap().len(), 2);
         assert_eq!(v.get_string(), Err(WRONGTYPE));
+    }
+
+    #[test]
+    fn a_plain_string_key_is_small() {
+        assert!(std::mem::size_of::<RedisValue>() <= 64, "{}", std::mem::size_of::<RedisValue>());
+    }
+
+    #[test]
+    fn a_string_delete_hides_a_concurrent_older_counter_and_not_a_newer_one() {
+        let mut deleted = RedisValue::default();
+        deleted.apply(RedisOp::Set("x".into()), s(1), 1).unwrap();
+        deleted.delete(s(5), 1);
+        let mut older = RedisValue::default();
+        older.apply(RedisOp::IncrBy(3), s(4), 2).unwrap();
+        assert_eq!(deleted.clone().join(older.clone()).kind(), None);
+        assert_eq!(older.clone().join(deleted.clone()).kind(), None);
+        let mut newer = RedisValue::default();
+        newer.apply(RedisOp::IncrBy(3), s(6), 2).unwrap();
+        assert_eq!(deleted.clone().join(newer).kind(), Some(Kind::Counter));
+        // A SET after the DEL wins over the counter written before the DEL.
+        let mut set_again = deleted.join(older);
+        set_again.apply(RedisOp::Set("y".into()), s(7), 1).unwrap();
+        assert_eq!(set_again.get_string().unwrap().as_deref(), Some(&b"y"[..]));
+        lattice_core::laws::check_all(&[set_again]);
     }
 
     #[test]
