@@ -117,8 +117,9 @@ impl Ring {
             return;
         }
         let start = self.points.partition_point(|&(p, _)| p < position);
-        for i in 0..self.points.len() {
-            if !visit(self.points[(start + i) % self.points.len()].1) {
+        let (after, before) = self.points.split_at(start);
+        for &(_, member) in before.iter().chain(after) {
+            if !visit(member) {
                 return;
             }
         }
@@ -201,13 +202,17 @@ impl Topology {
         // then each node's actors are appended and the placeholders removed.
         out.clear();
         let position = crc32fast::hash(key);
-        let wanted = self.replication.global.resolve(self.nodes.len());
-        self.global.walk(position, |node| {
-            if !out.iter().any(|a| a.node == node) {
-                out.push(ActorId::new(node, ThreadIndex::MAX));
-            }
-            out.len() < wanted
-        });
+        if self.nodes.len() == 1 {
+            out.push(ActorId::new(0, ThreadIndex::MAX));
+        } else {
+            let wanted = self.replication.global.resolve(self.nodes.len());
+            self.global.walk(position, |node| {
+                if !out.iter().any(|a| a.node == node) {
+                    out.push(ActorId::new(node, ThreadIndex::MAX));
+                }
+                out.len() < wanted
+            });
+        }
         let chosen = out.len();
         for i in 0..chosen {
             let node = out[i].node;

@@ -44,6 +44,9 @@ struct Args {
     /// Actor threads [default: one per core].
     #[arg(long)]
     threads: Option<usize>,
+    /// Threads multiplexing Redis-protocol connections [default: one per two actors].
+    #[arg(long = "io-threads")]
+    io_threads: Option<usize>,
     /// Password clients must AUTH with.
     #[arg(long)]
     requirepass: Option<String>,
@@ -91,6 +94,7 @@ struct FileConfig {
     port: Option<u16>,
     bind: Option<String>,
     threads: Option<usize>,
+    io_threads: Option<usize>,
     requirepass: Option<String>,
     epoch_ms: Option<u64>,
     replication: Option<String>,
@@ -176,6 +180,9 @@ fn build(args: Args) -> Result<Built, String> {
     config.requirepass = args.requirepass.or(file.requirepass).filter(|p| !p.is_empty());
     if let Some(threads) = args.threads.or(file.threads) {
         config.node.threads = threads;
+    }
+    if let Some(io_threads) = args.io_threads.or(file.io_threads) {
+        config.io_threads = io_threads;
     }
     if let Some(ms) = args.epoch_ms.or(file.epoch_ms) {
         if ms == 0 {
