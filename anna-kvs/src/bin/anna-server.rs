@@ -44,7 +44,7 @@ struct Args {
     /// Actor threads [default: one per core].
     #[arg(long)]
     threads: Option<usize>,
-    /// Threads multiplexing Redis-protocol connections [default: one per two actors].
+    /// Threads multiplexing Redis-protocol connections [default: one per actor].
     #[arg(long = "io-threads")]
     io_threads: Option<usize>,
     /// Password clients must AUTH with.
