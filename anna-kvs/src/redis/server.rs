@@ -108,6 +108,24 @@ struct Counters {
     protocol_errors: AtomicU64,
 }
 
+impl Counters {
+    /// Adds this thread-local tally of the hot counters to `shared` and resets it: the
+    /// per-command counters are kept per I/O thread and published once per round, so threads
+    /// do not bounce a shared cache line on every command.
+    fn flush_into(&self, shared: &Counters) {
+        for (local, global) in [
+            (&self.commands, &shared.commands),
+            (&self.hits, &shared.hits),
+            (&self.misses, &shared.misses),
+        ] {
+            let n = local.swap(0, Ordering::Relaxed);
+            if n > 0 {
+                global.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 struct Shared {
     config: ServerConfig,
     node: Node<RedisValue>,
@@ -285,6 +303,8 @@ struct IoThread {
     incoming: crossbeam_channel::Receiver<TcpStream>,
     handle: NodeHandle<RedisValue>,
     conns: Vec<Connection>,
+    /// This thread's tally of the per-command counters (see [`Counters::flush_into`]).
+    local: Counters,
 }
 
 impl IoThread {
@@ -296,7 +316,7 @@ impl IoThread {
         // With every actor a replica of every key (`--replication full`), I/O thread `index`
         // uses actor `index`: the load spreads and each connection still reads its own writes.
         let handle = shared.node.handle().with_affinity(index);
-        Self { shared, incoming, handle, conns: Vec::new() }
+        Self { shared, incoming, handle, conns: Vec::new(), local: Counters::default() }
     }
 
     fn run(mut self) {
@@ -358,7 +378,7 @@ impl IoThread {
                 if conn.dead || conn.out.len() > MAX_PENDING_OUTPUT / 2 {
                     continue;
                 }
-                more_buffered |= conn.plan_buffered();
+                more_buffered |= conn.plan_buffered(&self.local);
                 for plan in &mut conn.plans {
                     if let Plan::Engine(reqs, count, _) = plan {
                         *count = reqs.len();
@@ -370,9 +390,10 @@ impl IoThread {
                 if requests.is_empty() { Vec::new() } else { self.handle.request_batch(requests) }
                     .into_iter();
             for conn in &mut self.conns {
-                conn.finish_plans(&mut answers);
+                conn.finish_plans(&mut answers, &self.local);
                 conn.flush();
             }
+            self.local.flush_into(&self.shared.counters);
             let counters = &self.shared.counters;
             self.conns.retain(|c| {
                 let keep = !c.finished();
@@ -534,7 +555,7 @@ impl Connection {
     }
 
     /// Plans up to one batch of buffered commands; `true` if more complete commands may remain.
-    fn plan_buffered(&mut self) -> bool {
+    fn plan_buffered(&mut self, counters: &Counters) -> bool {
         if self.quit || self.fatal.is_some() {
             return false;
         }
@@ -543,7 +564,7 @@ impl Connection {
             match parse_command(&mut self.buf, &limits) {
                 Ok(args) if args.is_empty() => {}
                 Ok(args) => {
-                    let plan = self.plan(args);
+                    let plan = self.plan(args, counters);
                     self.plans.push(plan);
                 }
                 Err(ParseError::Incomplete) => {
@@ -566,13 +587,14 @@ impl Connection {
     fn finish_plans(
         &mut self,
         answers: &mut impl Iterator<Item = Result<Response<RedisValue>, RequestError>>,
+        counters: &Counters,
     ) {
         for plan in std::mem::take(&mut self.plans) {
             let reply = match plan {
                 Plan::Now(reply) => reply,
                 Plan::Engine(_, count, finish) => {
                     let mine: Answers = answers.by_ref().take(count).collect();
-                    finish(mine, &self.shared.counters)
+                    finish(mine, counters)
                 }
             };
             reply.encode(&mut self.out, self.resp3);
@@ -617,14 +639,25 @@ impl Connection {
                 .is_some_and(|limit| self.last_read.elapsed() > limit && self.out.is_empty())
     }
 
-    fn plan(&mut self, args: Vec<Bytes>) -> Plan {
-        self.shared.counters.commands.fetch_add(1, Ordering::Relaxed);
-        let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+    fn plan(&mut self, args: Vec<Bytes>, counters: &Counters) -> Plan {
+        counters.commands.fetch_add(1, Ordering::Relaxed);
+        // The command name, lower-cased on the stack (every command name is short; a longer
+        // or non-UTF-8 one is simply unknown).
+        let mut lower = [0_u8; 32];
+        let raw = &args[0];
+        let name = if raw.len() <= lower.len() {
+            let lower = &mut lower[..raw.len()];
+            lower.copy_from_slice(raw);
+            lower.make_ascii_lowercase();
+            std::str::from_utf8(lower).unwrap_or("")
+        } else {
+            ""
+        };
         let rest = &args[1..];
-        if !self.authenticated && !matches!(name.as_str(), "auth" | "hello" | "quit") {
+        if !self.authenticated && !matches!(name, "auth" | "hello" | "quit") {
             return Plan::Now(Reply::Error("NOAUTH Authentication required.".into()));
         }
-        match plan_command(self, &name, rest) {
+        match plan_command(self, name, rest) {
             Some(plan) => plan,
             None => Plan::Now(Reply::Error(unknown_command(&args))),
         }
