@@ -1,15 +1,16 @@
 //! A running node: one pinned thread per actor, each driving its [`Actor`] from ZeroMQ sockets.
 //!
 //! Inside a node, actors hand each other messages without serializing them (the paper passes
-//! buffer ownership too): the message goes into the receiver's bounded mailbox and a one-byte
-//! doorbell goes over a ZeroMQ `inproc` socket to wake it. Across nodes, messages are encoded
+//! buffer ownership too): the message goes into the receiver's bounded mailbox, and if the
+//! receiver may be asleep in `zmq::poll`, a one-byte doorbell on a socket pair wakes it (a busy
+//! receiver is not woken at all: it finds the mail on its next round). Across nodes, messages are encoded
 //! in the [`crate::wire`] envelope and sent over ZeroMQ `tcp` (PUSH → PULL, one PULL per
 //! actor at `gossip_port + thread`). Every send is non-blocking: a full queue or a dead peer
 //! costs a dropped message (counted; retransmission repairs it), never a stalled actor. An actor
 //! waits in `zmq::poll` until its next epoch, so an idle node sleeps.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -146,11 +147,11 @@ pub struct ActorReport {
 /// State shared by a node's threads and handles.
 struct Shared<V: KvsValue> {
     context: zmq::Context,
-    /// Distinguishes this node's inproc endpoints from another node in the same process.
-    uid: u64,
     me: NodeIndex,
     topology: Arc<Topology>,
     mailboxes: Vec<Sender<Mail<V>>>,
+    /// One per actor, beside its mailbox.
+    doorbells: Vec<Doorbell>,
     stop: AtomicBool,
     reports: Vec<Mutex<ActorReport>>,
     config: NodeConfig,
@@ -181,10 +182,57 @@ impl Clock {
     }
 }
 
-static NEXT_NODE_UID: AtomicU64 = AtomicU64::new(1);
+/// Wakes an actor waiting in `zmq::poll`: a datagram socket pair whose read end the actor
+/// polls, written only when the actor may be asleep (checked with a flag, Dekker-style: the
+/// sender queues its mail and then looks at the flag; the actor raises the flag and then looks
+/// at its mailbox, so one of the two always sees the other).
+struct Doorbell {
+    read: std::os::unix::net::UnixDatagram,
+    write: std::os::unix::net::UnixDatagram,
+    asleep: AtomicBool,
+}
 
-fn doorbell_endpoint(uid: u64, thread: ThreadIndex) -> String {
-    format!("inproc://anna-{uid}-actor-{thread}")
+impl Doorbell {
+    fn new() -> std::io::Result<Self> {
+        let (read, write) = std::os::unix::net::UnixDatagram::pair()?;
+        read.set_nonblocking(true)?;
+        write.set_nonblocking(true)?;
+        Ok(Self { read, write, asleep: AtomicBool::new(false) })
+    }
+
+    /// Call after queueing mail for the actor.
+    fn ring(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.asleep.swap(false, Ordering::SeqCst) {
+            self.ring_now();
+        }
+    }
+
+    /// Wakes the actor whatever it is doing (shutdown). A full socket buffer means a wake-up is
+    /// already pending.
+    fn ring_now(&self) {
+        let _ = self.write.send(&[1]);
+    }
+
+    /// The actor is about to check its mailbox and sleep.
+    fn going_to_sleep(&self) {
+        self.asleep.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+    }
+
+    /// The actor woke up; `rung` if the doorbell's socket was readable.
+    fn woke(&self, rung: bool) {
+        self.asleep.store(false, Ordering::SeqCst);
+        if rung {
+            let mut buf = [0_u8; 64];
+            while self.read.recv(&mut buf).is_ok() {}
+        }
+    }
+
+    fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.read.as_raw_fd()
+    }
 }
 
 fn split_host_port(addr: &str) -> Result<(String, u16), NodeError> {
@@ -264,7 +312,6 @@ impl<V: KvsValue> Node<V> {
         ));
 
         let context = zmq::Context::new();
-        let uid = NEXT_NODE_UID.fetch_add(1, Ordering::Relaxed);
         let mut senders = Vec::new();
         let mut receivers = Vec::new();
         for _ in 0..threads {
@@ -274,9 +321,13 @@ impl<V: KvsValue> Node<V> {
         }
         // Bind every socket before any thread starts, so a busy port fails `start` cleanly.
         let mut bound = Vec::new();
+        let mut doorbells = Vec::new();
         for thread in 0..threads {
-            let doorbell = context.socket(zmq::PULL).map_err(zmq_err("create doorbell"))?;
-            doorbell.bind(&doorbell_endpoint(uid, thread)).map_err(zmq_err("bind doorbell"))?;
+            doorbells.push(
+                Doorbell::new().map_err(|e| {
+                    NodeError::Config(format!("create a doorbell socket pair: {e}"))
+                })?,
+            );
             let tcp = match &config.gossip_addr {
                 Some(addr) => {
                     let socket =
@@ -294,21 +345,21 @@ impl<V: KvsValue> Node<V> {
                 }
                 None => None,
             };
-            bound.push((doorbell, tcp));
+            bound.push(tcp);
         }
         let shared = Arc::new(Shared {
             context,
-            uid,
             me,
             topology,
             mailboxes: senders,
+            doorbells,
             stop: AtomicBool::new(false),
             reports: (0..threads).map(|_| Mutex::new(ActorReport::default())).collect(),
             config: config.clone(),
             clock: Clock::new(),
         });
         let mut handles = Vec::new();
-        for (thread, ((doorbell, tcp), mailbox)) in bound.into_iter().zip(receivers).enumerate() {
+        for (thread, (tcp, mailbox)) in bound.into_iter().zip(receivers).enumerate() {
             let shared = Arc::clone(&shared);
             let core = if config.pin_threads && !cores.is_empty() {
                 Some(cores[thread % cores.len()])
@@ -322,7 +373,7 @@ impl<V: KvsValue> Node<V> {
                         core_affinity::set_for_current(core);
                     }
                     let id = ActorId::new(shared.me, thread as ThreadIndex);
-                    let mut driver = Driver::new(id, shared, doorbell, tcp, mailbox);
+                    let mut driver = Driver::new(id, shared, tcp, mailbox);
                     driver.run();
                 })
                 .map_err(|e| NodeError::Config(format!("spawn actor thread: {e}")))?;
@@ -362,13 +413,8 @@ impl<V: KvsValue> Node<V> {
             return;
         }
         self.shared.stop.store(true, Ordering::SeqCst);
-        if let Ok(bell) = self.shared.context.socket(zmq::PUSH) {
-            for thread in 0..self.threads.len() {
-                let _ = bell.connect(&doorbell_endpoint(self.shared.uid, thread as ThreadIndex));
-            }
-            for _ in 0..self.threads.len() {
-                let _ = bell.send(&[][..], zmq::DONTWAIT);
-            }
+        for doorbell in &self.shared.doorbells {
+            doorbell.ring_now();
         }
         for handle in self.threads.drain(..) {
             let _ = handle.join();
@@ -386,7 +432,6 @@ impl<V: KvsValue> Drop for Node<V> {
 /// Issues requests to a node from one thread. Cloning makes a new handle with its own sockets.
 pub struct NodeHandle<V: KvsValue> {
     shared: Arc<Shared<V>>,
-    bells: Vec<Option<zmq::Socket>>,
     next: usize,
     /// Set by [`NodeHandle::request_at`] for one request.
     pinned: Option<usize>,
@@ -411,8 +456,7 @@ impl<V: KvsValue> Clone for NodeHandle<V> {
 
 impl<V: KvsValue> NodeHandle<V> {
     fn new(shared: Arc<Shared<V>>) -> Self {
-        let bells = (0..shared.mailboxes.len()).map(|_| None).collect();
-        Self { shared, bells, next: 0, pinned: None, affinity: None, owners: Vec::new() }
+        Self { shared, next: 0, pinned: None, affinity: None, owners: Vec::new() }
     }
 
     /// Per-actor counters of the node, as of each actor's last epoch.
@@ -588,14 +632,7 @@ impl<V: KvsValue> NodeHandle<V> {
     }
 
     fn ring(&mut self, thread: usize) {
-        if self.bells[thread].is_none() {
-            self.bells[thread] =
-                connect_doorbell(&self.shared.context, self.shared.uid, thread as ThreadIndex);
-        }
-        if let Some(bell) = &self.bells[thread] {
-            // A full doorbell queue means a wake-up is already pending.
-            let _ = bell.send(&[][..], zmq::DONTWAIT);
-        }
+        self.shared.doorbells[thread].ring();
     }
 }
 
@@ -627,15 +664,6 @@ fn check_limits<V: KvsValue>(
     Ok(())
 }
 
-/// A PUSH socket to a local actor's doorbell.
-fn connect_doorbell(context: &zmq::Context, uid: u64, thread: ThreadIndex) -> Option<zmq::Socket> {
-    let socket = context.socket(zmq::PUSH).ok()?;
-    socket.set_sndhwm(1024).ok()?;
-    socket.set_linger(0).ok()?;
-    socket.connect(&doorbell_endpoint(uid, thread)).ok()?;
-    Some(socket)
-}
-
 fn unexpected<V: KvsValue>(response: Response<V>) -> RequestError {
     match response {
         Response::Error(e) => e,
@@ -653,11 +681,8 @@ struct Driver<V: KvsValue> {
     id: ActorId,
     shared: Arc<Shared<V>>,
     actor: Actor<V>,
-    doorbell: zmq::Socket,
     tcp: Option<zmq::Socket>,
     mailbox: Receiver<Mail<V>>,
-    /// Doorbells of the other local actors (lazily connected).
-    local_bells: HashMap<ThreadIndex, zmq::Socket>,
     /// PUSH sockets to remote actors (lazily connected).
     remotes: HashMap<ActorId, RemoteLink>,
     /// Clients waiting for an answer, by the token given to the actor.
@@ -675,7 +700,6 @@ impl<V: KvsValue> Driver<V> {
     fn new(
         id: ActorId,
         shared: Arc<Shared<V>>,
-        doorbell: zmq::Socket,
         tcp: Option<zmq::Socket>,
         mailbox: Receiver<Mail<V>>,
     ) -> Self {
@@ -685,10 +709,8 @@ impl<V: KvsValue> Driver<V> {
             id,
             shared,
             actor,
-            doorbell,
             tcp,
             mailbox,
-            local_bells: HashMap::new(),
             remotes: HashMap::new(),
             waiting: HashMap::new(),
             batches: HashMap::new(),
@@ -704,24 +726,27 @@ impl<V: KvsValue> Driver<V> {
             let now = self.shared.clock.now_us();
             let timeout_ms = self.actor.next_epoch_at().saturating_sub(now).div_ceil(1000);
             let idle_start = Instant::now();
-            let ready = {
-                let mut items = vec![self.doorbell.as_poll_item(zmq::POLLIN)];
+            let doorbell = &self.shared.doorbells[usize::from(self.id.thread)];
+            doorbell.going_to_sleep();
+            let (ready, rung) = {
+                let mut items = vec![zmq::PollItem::from_fd(doorbell.fd(), zmq::POLLIN)];
                 if let Some(tcp) = &self.tcp {
                     items.push(tcp.as_poll_item(zmq::POLLIN));
                 }
-                // The mailbox may already hold mail whose doorbell was coalesced: don't wait then.
+                // Mail queued before the flag went up was not rung for: don't wait then.
                 let timeout = if self.mailbox.is_empty() {
                     timeout_ms.min(i64::MAX as u64) as i64
                 } else {
                     0
                 };
-                zmq::poll(&mut items, timeout).is_ok()
+                let ready = zmq::poll(&mut items, timeout).is_ok();
+                (ready, ready && items[0].is_readable())
             };
+            doorbell.woke(rung);
             self.report.idle_ns += idle_start.elapsed().as_nanos() as u64;
             if !ready || self.shared.stop.load(Ordering::Relaxed) {
                 continue;
             }
-            while self.doorbell.recv_bytes(zmq::DONTWAIT).is_ok() {}
             self.drain_mailbox();
             self.drain_tcp();
             let now = self.shared.clock.now_us();
@@ -897,15 +922,8 @@ impl<V: KvsValue> Driver<V> {
     }
 
     fn ring_local(&mut self, thread: ThreadIndex) {
-        if !self.local_bells.contains_key(&thread) {
-            let Some(socket) = connect_doorbell(&self.shared.context, self.shared.uid, thread)
-            else {
-                return;
-            };
-            self.local_bells.insert(thread, socket);
-        }
-        if let Some(bell) = self.local_bells.get(&thread) {
-            let _ = bell.send(&[][..], zmq::DONTWAIT);
+        if let Some(doorbell) = self.shared.doorbells.get(usize::from(thread)) {
+            doorbell.ring();
         }
     }
 
