@@ -393,6 +393,7 @@ impl<V: KvsValue> Client<V> {
         let deadline = Instant::now() + self.config.timeout;
         // (conn, batch id, members) for every group actually sent.
         let mut in_flight: Vec<(usize, u64, &[usize])> = Vec::new();
+        let mut failed_locally = Vec::new();
         for (conn, members) in groups {
             let id = self.next_id;
             self.next_id += 1;
@@ -405,10 +406,11 @@ impl<V: KvsValue> Client<V> {
                     }
                 }
                 Err(error) => {
+                    // Refused before sending (too large): a local failure, not a slow node.
                     for &i in members {
                         results[i] = Some(Err(ClientError::Wire(error.clone())));
                     }
-                    in_flight.push((*conn, id, &[]));
+                    failed_locally.push(*conn);
                 }
             }
         }
@@ -489,6 +491,7 @@ impl<V: KvsValue> Client<V> {
                 }
             }
         }
+        answered.extend(failed_locally);
         answered
     }
 

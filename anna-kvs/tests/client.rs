@@ -160,6 +160,17 @@ fn eventual_server_serves_redis_values_and_every_register_session() {
     // A register session on a set key is a clear error.
     assert!(Store::<Eventual>::get(&mut client, &k("s")).is_err());
 
+    // A value too large for one message is refused at once, without waiting for a timeout.
+    let huge = RedisValue::from_register(
+        lattice_core::Lww::new(lattice_core::Stamp::new(1, 1), Some(vec![7_u8; 17 << 20].into())),
+        1,
+    );
+    let started = Instant::now();
+    let refused = client.put("huge", huge);
+    assert!(matches!(refused, Err(ClientError::Wire(_))), "{refused:?}");
+    assert!(started.elapsed() < Duration::from_millis(1000), "{:?}", started.elapsed());
+    assert!(client.get("n").unwrap().is_some(), "the node is not suspected for it");
+
     // Stats show the traffic.
     let stats = client.stats().unwrap();
     assert_eq!(stats.len(), 1);

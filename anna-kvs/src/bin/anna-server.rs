@@ -47,7 +47,7 @@ struct Args {
     /// Threads multiplexing Redis-protocol connections [default: one per actor].
     #[arg(long = "io-threads")]
     io_threads: Option<usize>,
-    /// Password clients must AUTH with.
+    /// Password clients must give: Redis `AUTH`, and in every native-protocol message.
     #[arg(long)]
     requirepass: Option<String>,
     /// Gossip period in milliseconds [default: 100].
