@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs an anna-bench suite from the repository root and writes its report:
-#   bash anna-bench/run.sh quick    # under 5 minutes on 2 cores
+#   bash anna-bench/run.sh quick    # ~3 minutes on 2 cores once built
 #   bash anna-bench/run.sh full     # every thread count, longer runs, 3 repeats
 # Extra arguments go to the runner (e.g. --threads 1,2,4,8,16 --machine "16-core device").
 # Needs redis-server and redis-benchmark (Debian: apt-get install redis-server redis-tools)

@@ -10,7 +10,7 @@
 //!   (`cargo bench -p anna-bench --bench lattice_merge`).
 //! - [`report`] and [`plots`]: CSV, a Markdown report and SVG plots.
 //!
-//! `bash anna-bench/run.sh quick` runs everything in under 5 minutes on 2 cores.
+//! `bash anna-bench/run.sh quick` runs everything in about 3 minutes on 2 cores once built.
 #![warn(missing_docs)]
 
 pub mod loadgen;

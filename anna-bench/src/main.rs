@@ -2,7 +2,7 @@
 //! instead, and writes CSV, a Markdown report and SVG plots.
 //!
 //! ```sh
-//! bash anna-bench/run.sh quick      # < 5 minutes on 2 cores (criterion --quick + this runner)
+//! bash anna-bench/run.sh quick      # ~3 minutes on 2 cores once built (criterion --quick + this runner)
 //! bash anna-bench/run.sh full       # every thread count, longer runs, 3 repeats (medians)
 //! cargo run --release -p anna-bench -- micro --threads 1,2,4 --seconds 3   # one experiment
 //! ```
@@ -54,7 +54,7 @@ struct Common {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// The quick suite (under 5 minutes on 2 cores).
+    /// The quick suite (about 3 minutes on 2 cores once built).
     Quick(Common),
     /// The full suite.
     Full(Common),
