@@ -278,6 +278,14 @@ impl Report {
         }
     }
 
+    /// The Zipf exponents the in-process runs used, ascending.
+    fn micro_zipfs(&self) -> Vec<f64> {
+        let mut zipfs: Vec<f64> = self.micro.iter().map(|r| r.zipf).collect();
+        zipfs.sort_by(f64::total_cmp);
+        zipfs.dedup();
+        zipfs
+    }
+
     fn micro_ops(&self, engine: Engine, threads: usize, zipf: f64, rep: Rep) -> Option<f64> {
         self.micro
             .iter()
@@ -417,8 +425,9 @@ impl Report {
 
     fn write_plots(&self, dir: &Path) -> std::io::Result<Vec<(String, String)>> {
         let mut images = Vec::new();
+        let zipfs = self.micro_zipfs();
         if !self.micro.is_empty() {
-            for zipf in [0.5, 4.0] {
+            for &zipf in &zipfs {
                 for rep in Rep::ALL {
                     let series: Vec<(String, Vec<(f64, f64)>)> = Engine::ALL
                         .iter()
@@ -550,7 +559,7 @@ impl Report {
                 "| Zipf | replication | threads | anna | dashmap | scc | mutex-64 | bound | anna / bound | anna / best shared map | anna CPU: requests / merges / gossip |"
             );
             let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
-            for zipf in [4.0, 0.5] {
+            for &zipf in self.micro_zipfs().iter().rev() {
                 for rep in Rep::ALL {
                     for &t in &self.threads {
                         let get = |e| self.micro_ops(e, t, zipf, rep);
