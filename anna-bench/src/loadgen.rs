@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::workload::{SplitMix, Zipf};
+use crate::workload::{SimRng, Zipf};
 
 /// One load run.
 #[derive(Clone, Debug)]
@@ -103,18 +103,35 @@ pub fn reply_len(buf: &[u8]) -> Option<Result<(usize, bool), String>> {
 /// # Errors
 /// Connection failures and error replies.
 pub fn preload(addr: SocketAddr, keys: usize, value_bytes: usize) -> std::io::Result<()> {
+    set_all(addr, (0..keys).map(key_name), &vec![b'x'; value_bytes])
+}
+
+/// `SET`s each key to `value`, 256 commands per pipeline.
+///
+/// # Errors
+/// Connection failures and error replies.
+pub fn set_all(
+    addr: SocketAddr,
+    keys: impl Iterator<Item = String>,
+    value: &[u8],
+) -> std::io::Result<()> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_nodelay(true)?;
-    let value = vec![b'x'; value_bytes];
-    let mut buf = Vec::new();
-    let mut inbox = Vec::new();
-    for chunk in (0..keys).collect::<Vec<_>>().chunks(256) {
+    let mut keys = keys.peekable();
+    let (mut buf, mut inbox) = (Vec::new(), Vec::new());
+    while keys.peek().is_some() {
         buf.clear();
-        for &k in chunk {
-            push_command(&mut buf, &[b"SET", key_name(k).as_bytes(), &value]);
+        let mut sent = 0;
+        for key in keys.by_ref().take(256) {
+            push_command(&mut buf, &[b"SET", key.as_bytes(), value]);
+            sent += 1;
         }
         stream.write_all(&buf)?;
-        read_replies(&mut stream, &mut inbox, chunk.len(), &mut |_| {})?;
+        let mut errors = 0;
+        read_replies(&mut stream, &mut inbox, sent, &mut |error| errors += usize::from(error))?;
+        if errors > 0 {
+            return Err(std::io::Error::other(format!("{errors} error replies while loading")));
+        }
     }
     Ok(())
 }
@@ -178,7 +195,7 @@ pub fn run(config: &LoadConfig) -> std::io::Result<LoadResult> {
         }
         let (zipf, names, config) = (Arc::clone(&zipf), Arc::clone(&names), config.clone());
         handles.push(std::thread::spawn(move || {
-            let mut rng = SplitMix(0xC0FFEE + t as u64);
+            let mut rng = SimRng::new(0xC0FFEE + t as u64);
             let value = vec![b'v'; config.value_bytes];
             let mut latency = histogram();
             let mut errors = 0_u64;

@@ -266,41 +266,7 @@ fn run_wire(suite: &Suite, report: &mut Report, progress: &Progress) {
 
 /// SETs `keys` 8-byte keys (`k0000000`...) with 100-byte values, pipelined.
 fn load_memory(addr: std::net::SocketAddr, keys: usize) -> std::io::Result<()> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr)?;
-    stream.set_nodelay(true)?;
-    let value = [b'm'; 100];
-    let mut buf = Vec::new();
-    let mut inbox = Vec::new();
-    let mut chunk = vec![0_u8; 1 << 16];
-    for start in (0..keys).step_by(1000) {
-        buf.clear();
-        let end = (start + 1000).min(keys);
-        for k in start..end {
-            loadgen::push_command(&mut buf, &[b"SET", format!("k{k:07}").as_bytes(), &value]);
-        }
-        stream.write_all(&buf)?;
-        let mut done = 0;
-        while done < end - start {
-            match loadgen::reply_len(&inbox) {
-                Some(Ok((len, false))) => {
-                    inbox.drain(..len);
-                    done += 1;
-                }
-                Some(Ok((_, true))) | Some(Err(_)) => {
-                    return Err(std::io::Error::other("error reply while loading"));
-                }
-                None => {
-                    let n = stream.read(&mut chunk)?;
-                    if n == 0 {
-                        return Err(std::io::ErrorKind::UnexpectedEof.into());
-                    }
-                    inbox.extend_from_slice(&chunk[..n]);
-                }
-            }
-        }
-    }
-    Ok(())
+    loadgen::set_all(addr, (0..keys).map(|k| format!("k{k:07}")), &[b'm'; 100])
 }
 
 fn serve_anna(port: u16) {
@@ -320,7 +286,7 @@ fn serve_anna(port: u16) {
 
 fn main() {
     let args = Args::parse();
-    let (suite, common, micro_seconds) = match args.command {
+    let (suite, common) = match args.command {
         Cmd::ServeAnna { port } => {
             serve_anna(port);
             return;
@@ -339,7 +305,6 @@ fn main() {
                 wire: true,
             },
             common,
-            None,
         ),
         Cmd::Full(common) => (
             Suite {
@@ -355,7 +320,6 @@ fn main() {
                 wire: true,
             },
             common,
-            None,
         ),
         Cmd::Micro { common, seconds } => (
             Suite {
@@ -371,10 +335,8 @@ fn main() {
                 wire: false,
             },
             common,
-            Some(seconds),
         ),
     };
-    let _ = micro_seconds;
     let machine = MachineInfo::detect(common.machine.clone());
     let mut suite = suite;
     if suite.name == "full" {

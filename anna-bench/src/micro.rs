@@ -34,7 +34,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use lattice_core::{Lattice, Lww, Stamp};
 
-use crate::workload::{SplitMix, Zipf};
+use crate::workload::{SimRng, Zipf};
 
 /// What serves the requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -170,7 +170,7 @@ type Share = Vec<(u32, u8)>;
 /// `keys` keys. Deterministic; generate it once and reuse it for every engine.
 pub fn stream(keys: usize, zipf: f64, len: usize) -> Vec<(u32, u8)> {
     let distribution = Zipf::new(keys, zipf);
-    let mut rng = SplitMix(0x5EED);
+    let mut rng = SimRng::new(0x5EED);
     (0..len)
         .map(|_| {
             let key = distribution.sample(rng.next_f64()) as u32;

@@ -469,7 +469,6 @@ impl Report {
             images.push(("anna / redis".into(), "anna-vs-redis.svg".into()));
         }
         let mut workloads: Vec<(&str, f64)> = self.load.iter().map(|l| (l.mix, l.zipf)).collect();
-        workloads.dedup();
         workloads.sort_by(|a, b| a.0.cmp(b.0).then(a.1.total_cmp(&b.1)));
         workloads.dedup();
         for (mix, zipf) in workloads {

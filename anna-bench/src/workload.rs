@@ -1,28 +1,11 @@
-//! Key distributions and deterministic randomness shared by every experiment.
+//! Key distributions and deterministic randomness shared by every experiment (SplitMix64, the
+//! simulator's [`SimRng`], so every engine sees the same stream).
 
-/// SplitMix64: a fast, well-mixed, seedable generator (every engine sees the same stream).
-#[derive(Clone, Debug)]
-pub struct SplitMix(pub u64);
-
-impl SplitMix {
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A uniform float in `[0, 1)`.
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1_u64 << 53) as f64
-    }
-}
+pub use anna_kvs::sim::SimRng;
 
 /// Deterministic pseudo-random `u64`s (SplitMix64), so every library merges the same data.
 pub fn numbers(seed: u64, count: usize) -> Vec<u64> {
-    let mut rng = SplitMix(seed);
+    let mut rng = SimRng::new(seed);
     (0..count).map(|_| rng.next_u64()).collect()
 }
 
@@ -79,7 +62,7 @@ mod tests {
         assert!(hot.top_share() > 0.9, "{}", hot.top_share());
         let flat = Zipf::new(1_000, 0.0);
         assert!((flat.top_share() - 0.001).abs() < 1e-9);
-        let mut rng = SplitMix(7);
+        let mut rng = SimRng::new(7);
         let mut counts = [0_u32; 4];
         let small = Zipf::new(4, 1.0);
         for _ in 0..100_000 {

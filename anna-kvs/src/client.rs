@@ -520,12 +520,6 @@ impl<V: KvsValue> Client<V> {
                 Ok(Answer::Message(ServerMessage::Batch { .. })) => {} // late batch answer
                 Ok(Answer::Message(answer)) => return Ok(answer),
                 Ok(Answer::Refused(message)) => return Err(ClientError::Refused(message)),
-                Err(WireError::WrongValueType { got, .. }) => {
-                    return Err(ClientError::WrongLattice {
-                        server: format!("type id {got:#010x}"),
-                        client: V::TYPE_NAME,
-                    });
-                }
                 Err(error) => return Err(error.into()),
             }
         }

@@ -35,9 +35,13 @@ impl SimRng {
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n.max(1)
     }
+    /// A uniform float in `[0, 1)`.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1_u64 << 53) as f64
+    }
     /// `true` with probability `p`.
     pub fn chance(&mut self, p: f64) -> bool {
-        (self.next_u64() >> 11) as f64 / (1_u64 << 53) as f64 <= p && p > 0.0
+        self.next_f64() <= p && p > 0.0
     }
 }
 

@@ -298,9 +298,10 @@ fn malformed_messages_are_answered_counted_and_harmless() {
     huge_length.extend_from_slice(&(1_u64 << 62).to_le_bytes());
     let mut bad_version = good.clone();
     bad_version[4] = 200;
+    // Requests carrying another lattice's values (a ring request carries none: it is answered).
     let causal = native::encode_client::<Causal>(&ClientFrame {
         password: None,
-        message: ClientMessage::Ring,
+        message: ClientMessage::Batch { id: 2, requests: vec![Request::Get { key: k("before") }] },
     })
     .unwrap();
     let mut gossip_magic = good.clone();

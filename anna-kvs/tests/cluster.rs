@@ -51,6 +51,21 @@ fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// Starts an `anna-server` with `args` (the first two must be `--port N`), two unpinned actors,
+/// 20 ms epochs, and `peers`.
+fn start_node(args: &[&str], peers: &[String]) -> Node {
+    let redis_port = args[1].parse().expect("--port N first");
+    let child = Command::new(env!("CARGO_BIN_EXE_anna-server"))
+        .args(args)
+        .args(["--threads", "2", "--no-pin", "--epoch-ms", "20", "--log-level", "warn"])
+        .args(["--peers", &peers.join(",")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start anna-server");
+    Node { child, redis_port }
+}
+
 fn wait_up(nodes: &[Node]) {
     for node in nodes {
         assert!(
@@ -79,22 +94,8 @@ fn three_anna_server_processes_replicate_and_survive_a_kill() {
         .map(|i| {
             let peers: Vec<String> =
                 (0..3).filter(|&j| j != i).map(|j| format!("127.0.0.1:{}", gossip[j])).collect();
-            let child = Command::new(env!("CARGO_BIN_EXE_anna-server"))
-                .args([
-                    "--port",
-                    &redis_ports[i].to_string(),
-                    "--gossip-port",
-                    &gossip[i].to_string(),
-                    "--native-port",
-                    "0",
-                ])
-                .args(["--threads", "2", "--no-pin", "--epoch-ms", "20", "--log-level", "warn"])
-                .args(["--peers", &peers.join(",")])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start anna-server");
-            Node { child, redis_port: redis_ports[i] }
+            let (gossip, redis) = (gossip[i].to_string(), redis_ports[i].to_string());
+            start_node(&["--port", &redis, "--gossip-port", &gossip, "--native-port", "0"], &peers)
         })
         .collect();
     wait_up(&nodes);
@@ -163,17 +164,10 @@ fn the_client_routes_to_owners_and_retries_past_a_killed_node() {
                 .filter(|&j| j != i)
                 .map(|j| format!("127.0.0.1:{}/2/{}", ports[j].1, ports[j].2))
                 .collect();
-            let (redis_port, gossip, native_port) = ports[i];
-            let child = Command::new(env!("CARGO_BIN_EXE_anna-server"))
-                .args(["--port", &redis_port.to_string(), "--gossip-port", &gossip.to_string()])
-                .args(["--native-port", &native_port.to_string(), "--replication", "2:1"])
-                .args(["--threads", "2", "--no-pin", "--epoch-ms", "20", "--log-level", "warn"])
-                .args(["--peers", &peers.join(",")])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start anna-server");
-            Node { child, redis_port }
+            let (redis, gossip, native) =
+                (ports[i].0.to_string(), ports[i].1.to_string(), ports[i].2.to_string());
+            let args = ["--port", &redis, "--gossip-port", &gossip, "--native-port", &native];
+            start_node(&[&args[..], &["--replication", "2:1"]].concat(), &peers)
         })
         .collect();
     wait_up(&nodes);

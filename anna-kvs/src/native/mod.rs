@@ -45,6 +45,9 @@ pub const DEFAULT_PORT: u16 = 6450;
 pub const MAX_BATCH: usize = 16 * 1024;
 /// The type id of untyped error envelopes.
 const ERROR_TYPE_ID: u32 = 0;
+/// The type id of messages that carry no lattice value (ring and stats requests and answers):
+/// any client can ask, whatever lattice it speaks, and learns the node's lattice from the ring.
+const CONTROL_TYPE_ID: u32 = 1;
 
 /// A message from a client to a node.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -192,12 +195,30 @@ pub fn serve<V: KvsValue>(
     Ok(())
 }
 
-/// Encodes a client message.
+/// Encodes a client message (a batch is typed with `V`; ring and stats requests are not).
 ///
 /// # Errors
 /// [`WireError::TooLarge`].
 pub fn encode_client<V: KvsValue>(frame: &ClientFrame<V>) -> Result<Vec<u8>, WireError> {
-    wire::encode_envelope(MAGIC, wire::type_id::<V>(), frame)
+    let typed = matches!(frame.message, ClientMessage::Batch { .. });
+    wire::encode_envelope(MAGIC, if typed { wire::type_id::<V>() } else { CONTROL_TYPE_ID }, frame)
+}
+
+/// Opens an envelope whose payload is typed with `V`, or is a control message (`is_control`
+/// must then hold for the decoded message).
+fn decode_typed_or_control<V: KvsValue, M: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    is_control: impl Fn(&M) -> bool,
+) -> Result<(u32, M), WireError> {
+    let (got, payload) = wire::open_envelope(MAGIC, bytes)?;
+    if got != CONTROL_TYPE_ID {
+        wire::check_type::<V>(got)?;
+    }
+    let message: M = wire::decode_payload(payload)?;
+    if got == CONTROL_TYPE_ID && !is_control(&message) {
+        return Err(WireError::Malformed("a batch must name its value type".into()));
+    }
+    Ok((got, message))
 }
 
 /// Decodes a client message (what a node does with every frame on its client port).
@@ -206,9 +227,9 @@ pub fn encode_client<V: KvsValue>(frame: &ClientFrame<V>) -> Result<Vec<u8>, Wir
 /// Every way the bytes can be wrong has its [`WireError`]; nothing panics and no length is
 /// trusted before it is checked.
 pub fn decode_client<V: KvsValue>(bytes: &[u8]) -> Result<ClientFrame<V>, WireError> {
-    let (got, payload) = wire::open_envelope(MAGIC, bytes)?;
-    wire::check_type::<V>(got)?;
-    let frame: ClientFrame<V> = wire::decode_payload(payload)?;
+    let (_, frame) = decode_typed_or_control::<V, ClientFrame<V>>(bytes, |f| {
+        !matches!(f.message, ClientMessage::Batch { .. })
+    })?;
     if let ClientMessage::Batch { requests, .. } = &frame.message
         && requests.len() > MAX_BATCH
     {
@@ -220,12 +241,17 @@ pub fn decode_client<V: KvsValue>(bytes: &[u8]) -> Result<ClientFrame<V>, WireEr
     Ok(frame)
 }
 
-/// Encodes a node's answer.
+/// Encodes a node's answer (batch answers typed with `V`, ring and stats untyped).
 ///
 /// # Errors
 /// [`WireError::TooLarge`].
 pub fn encode_server<V: KvsValue>(message: &ServerMessage<V>) -> Result<Vec<u8>, WireError> {
-    wire::encode_envelope(MAGIC, wire::type_id::<V>(), message)
+    let typed = matches!(message, ServerMessage::Batch { .. });
+    wire::encode_envelope(
+        MAGIC,
+        if typed { wire::type_id::<V>() } else { CONTROL_TYPE_ID },
+        message,
+    )
 }
 
 /// Encodes an untyped error answer (for messages the node could not read).
@@ -249,12 +275,13 @@ pub enum Answer<V: KvsValue> {
 /// # Errors
 /// Every way the bytes can be wrong has its [`WireError`].
 pub fn decode_server<V: KvsValue>(bytes: &[u8]) -> Result<Answer<V>, WireError> {
-    let (got, payload) = wire::open_envelope(MAGIC, bytes)?;
-    if got == ERROR_TYPE_ID {
+    if let Ok((ERROR_TYPE_ID, payload)) = wire::open_envelope(MAGIC, bytes) {
         return Ok(Answer::Refused(wire::decode_payload(payload)?));
     }
-    wire::check_type::<V>(got)?;
-    Ok(Answer::Message(wire::decode_payload(payload)?))
+    let (_, message) = decode_typed_or_control::<V, ServerMessage<V>>(bytes, |m| {
+        !matches!(m, ServerMessage::Batch { .. })
+    })?;
+    Ok(Answer::Message(message))
 }
 
 #[cfg(test)]
@@ -276,6 +303,15 @@ mod tests {
         let bytes = encode_client(&message).unwrap();
         assert_eq!(decode_client::<Eventual>(&bytes).unwrap(), message);
         assert!(matches!(decode_client::<Causal>(&bytes), Err(WireError::WrongValueType { .. })));
+        // Ring requests carry no lattice: any node reads them, and tells its lattice back.
+        let ring: ClientFrame<Eventual> =
+            ClientFrame { password: None, message: ClientMessage::Ring };
+        let ring = encode_client(&ring).unwrap();
+        assert_eq!(decode_client::<Causal>(&ring).unwrap().message, ClientMessage::Ring);
+        // A batch cannot pass as a control message.
+        let mut untyped = bytes.clone();
+        untyped[5..9].copy_from_slice(&CONTROL_TYPE_ID.to_le_bytes());
+        assert!(matches!(decode_client::<Eventual>(&untyped), Err(WireError::Malformed(_))));
         assert_eq!(
             decode_server::<Causal>(&encode_error("no")).unwrap(),
             Answer::Refused("no".into())
