@@ -108,16 +108,65 @@ enum Mail<V: KvsValue> {
     /// Client requests, answered together: one message in, one message out.
     Batch {
         requests: Vec<(usize, Request<V>)>,
-        reply: Sender<Vec<(usize, Response<V>)>>,
+        reply: ReplyTo<V>,
+    },
+    /// The answers to a batch this actor's [`Service`] sent to another local actor.
+    Answers {
+        round: u64,
+        answers: Vec<(usize, Response<V>)>,
     },
     Peer(PeerMessage<V>),
 }
 
+/// Where a batch's answers go.
+enum ReplyTo<V: KvsValue> {
+    /// A thread blocked in [`NodeHandle::request_batch`].
+    Channel(Sender<Vec<(usize, Response<V>)>>),
+    /// The round of a local actor's [`Service`] (never blocks either actor).
+    Actor { thread: ThreadIndex, round: u64 },
+}
+
 /// A batch being answered.
 struct PendingBatch<V: KvsValue> {
-    reply: Sender<Vec<(usize, Response<V>)>>,
+    reply: ReplyTo<V>,
     answers: Vec<(usize, Response<V>)>,
     outstanding: usize,
+}
+
+/// Client-facing work done on an actor's own thread, as in the paper, where each actor talks
+/// to its clients directly instead of through a hand-off thread.
+///
+/// The actor waits on the service's descriptors together with its mailbox and gossip socket.
+/// Each round the service does its I/O and hands the actor the engine requests it needs; the
+/// actor answers those whose keys it owns on the spot, sends the others to their local owners
+/// in one mailbox message per actor (their answers come back through its own mailbox, so two
+/// actors waiting on each other both keep serving), and gives the service every answer, in
+/// order, once all are in. One round is in flight at a time per actor; while it is, the actor
+/// keeps serving its mailbox and gossip but does not call the service.
+///
+/// [`crate::redis::Server`] is the service behind the Redis port.
+pub trait Service<V: KvsValue>: Send {
+    /// Appends the descriptors to wait on now, each with whether writability matters.
+    fn interest(&mut self, out: &mut Vec<(std::os::fd::RawFd, bool)>);
+    /// Whether the service has work that needs no waiting (input already buffered, a new
+    /// connection queued). Checked after the actor has announced it may sleep, so work queued
+    /// before a [`NodeHandle::wake`] is never missed.
+    fn has_work(&self) -> bool;
+    /// One round: `ready[i]` is (readable, writable) for the `i`-th descriptor of the last
+    /// [`Service::interest`] call. Pushes the engine requests the round needs.
+    fn step(&mut self, ready: &[(bool, bool)], requests: &mut Vec<Request<V>>);
+    /// The answers to the last round's requests, in order (called once after every
+    /// [`Service::step`], with no answers if it pushed no requests).
+    fn complete(&mut self, answers: Vec<Result<Response<V>, RequestError>>);
+}
+
+/// The service round an actor has in flight.
+struct ServiceRound<V: KvsValue> {
+    id: u64,
+    results: Vec<Option<Result<Response<V>, RequestError>>>,
+    /// Batches (one per actor involved) not answered yet.
+    outstanding: usize,
+    deadline: Instant,
 }
 
 /// An actor's counters plus where its time went (the paper's Fig. 5 breakdown).
@@ -268,7 +317,20 @@ impl<V: KvsValue> Node<V> {
     ///
     /// # Errors
     /// A bad configuration or a socket that cannot be bound (e.g. a port in use).
-    pub fn start(mut config: NodeConfig) -> Result<Self, NodeError> {
+    pub fn start(config: NodeConfig) -> Result<Self, NodeError> {
+        Self::start_with(config, |_, _| Vec::new())
+    }
+
+    /// Starts a node whose actors also run client-facing [`Service`]s: `services` is called
+    /// once, with the number of actors and a handle to the node, before any actor runs, and
+    /// returns one service per actor (or none).
+    ///
+    /// # Errors
+    /// As [`Node::start`]; also a service list of the wrong length.
+    pub fn start_with(
+        mut config: NodeConfig,
+        services: impl FnOnce(usize, NodeHandle<V>) -> Vec<Box<dyn Service<V>>>,
+    ) -> Result<Self, NodeError> {
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         if config.threads == 0 {
             config.threads = cores.len().max(1);
@@ -358,8 +420,24 @@ impl<V: KvsValue> Node<V> {
             config: config.clone(),
             clock: Clock::new(),
         });
+        let mut services: Vec<Option<Box<dyn Service<V>>>> =
+            services(usize::from(threads), NodeHandle::new(Arc::clone(&shared)))
+                .into_iter()
+                .map(Some)
+                .collect();
+        if services.is_empty() {
+            services.resize_with(usize::from(threads), || None);
+        }
+        if services.len() != usize::from(threads) {
+            return Err(NodeError::Config(format!(
+                "{} services for {threads} actors",
+                services.len()
+            )));
+        }
         let mut handles = Vec::new();
-        for (thread, (tcp, mailbox)) in bound.into_iter().zip(receivers).enumerate() {
+        for (thread, ((tcp, mailbox), service)) in
+            bound.into_iter().zip(receivers).zip(services).enumerate()
+        {
             let shared = Arc::clone(&shared);
             let core = if config.pin_threads && !cores.is_empty() {
                 Some(cores[thread % cores.len()])
@@ -373,7 +451,7 @@ impl<V: KvsValue> Node<V> {
                         core_affinity::set_for_current(core);
                     }
                     let id = ActorId::new(shared.me, thread as ThreadIndex);
-                    let mut driver = Driver::new(id, shared, tcp, mailbox);
+                    let mut driver = Driver::new(id, shared, tcp, mailbox, service);
                     driver.run();
                 })
                 .map_err(|e| NodeError::Config(format!("spawn actor thread: {e}")))?;
@@ -577,7 +655,7 @@ impl<V: KvsValue> NodeHandle<V> {
             if batch.is_empty() {
                 continue;
             }
-            let mail = Mail::Batch { requests: batch, reply: reply_tx.clone() };
+            let mail = Mail::Batch { requests: batch, reply: ReplyTo::Channel(reply_tx.clone()) };
             if shared.mailboxes[thread].send_deadline(mail, deadline).is_ok() {
                 expected += 1;
                 self.ring(thread);
@@ -633,6 +711,19 @@ impl<V: KvsValue> NodeHandle<V> {
 
     fn ring(&mut self, thread: usize) {
         self.shared.doorbells[thread].ring();
+    }
+
+    /// Wakes local actor `thread` if it is waiting, so its [`Service`] sees work queued for it
+    /// (call after queueing).
+    pub fn wake(&self, thread: usize) {
+        if let Some(doorbell) = self.shared.doorbells.get(thread) {
+            doorbell.ring();
+        }
+    }
+
+    /// How many actors the node runs.
+    pub fn actors(&self) -> usize {
+        self.shared.mailboxes.len()
     }
 }
 
@@ -694,6 +785,15 @@ struct Driver<V: KvsValue> {
     next_token: Token,
     outputs: Vec<Output<V>>,
     report: ActorReport,
+    /// Client-facing work on this thread, and its round in flight.
+    service: Option<Box<dyn Service<V>>>,
+    round: Option<ServiceRound<V>>,
+    next_round: u64,
+    /// Routes the service's requests (affinity: this actor).
+    router: NodeHandle<V>,
+    /// Reused buffers of the service loop.
+    interest: Vec<(std::os::fd::RawFd, bool)>,
+    service_requests: Vec<Request<V>>,
 }
 
 impl<V: KvsValue> Driver<V> {
@@ -702,8 +802,10 @@ impl<V: KvsValue> Driver<V> {
         shared: Arc<Shared<V>>,
         tcp: Option<zmq::Socket>,
         mailbox: Receiver<Mail<V>>,
+        service: Option<Box<dyn Service<V>>>,
     ) -> Self {
         let now = shared.clock.now_us();
+        let router = NodeHandle::new(Arc::clone(&shared)).with_affinity(usize::from(id.thread));
         let actor = Actor::new(id, Arc::clone(&shared.topology), shared.config.actor.clone(), now);
         Self {
             id,
@@ -718,37 +820,76 @@ impl<V: KvsValue> Driver<V> {
             next_token: 1,
             outputs: Vec::new(),
             report: ActorReport { id: Some(id), ..ActorReport::default() },
+            service,
+            round: None,
+            next_round: 0,
+            router,
+            interest: Vec::new(),
+            service_requests: Vec::new(),
         }
     }
 
     fn run(&mut self) {
+        let mut ready: Vec<(bool, bool)> = Vec::new();
         while !self.shared.stop.load(Ordering::Relaxed) {
             let now = self.shared.clock.now_us();
-            let timeout_ms = self.actor.next_epoch_at().saturating_sub(now).div_ceil(1000);
+            let mut timeout_ms = self.actor.next_epoch_at().saturating_sub(now).div_ceil(1000);
+            if let Some(round) = &self.round {
+                let left = round.deadline.saturating_duration_since(Instant::now());
+                timeout_ms = timeout_ms.min(left.as_millis() as u64 + 1);
+            }
+            // The service is polled only between its rounds.
+            let serving = self.round.is_none() && self.service.is_some();
+            self.interest.clear();
+            if serving && let Some(service) = &mut self.service {
+                service.interest(&mut self.interest);
+            }
             let idle_start = Instant::now();
             let doorbell = &self.shared.doorbells[usize::from(self.id.thread)];
             doorbell.going_to_sleep();
-            let (ready, rung) = {
-                let mut items = vec![zmq::PollItem::from_fd(doorbell.fd(), zmq::POLLIN)];
+            let (polled, rung) = {
+                let mut items = Vec::with_capacity(2 + self.interest.len());
+                items.push(zmq::PollItem::from_fd(doorbell.fd(), zmq::POLLIN));
                 if let Some(tcp) = &self.tcp {
                     items.push(tcp.as_poll_item(zmq::POLLIN));
                 }
-                // Mail queued before the flag went up was not rung for: don't wait then.
-                let timeout = if self.mailbox.is_empty() {
-                    timeout_ms.min(i64::MAX as u64) as i64
+                let first_service_item = items.len();
+                for &(fd, write) in &self.interest {
+                    let events = if write { zmq::POLLIN | zmq::POLLOUT } else { zmq::POLLIN };
+                    items.push(zmq::PollItem::from_fd(fd, events));
+                }
+                // Work queued before the flag went up was not rung for: don't wait then.
+                let pending_work = !self.mailbox.is_empty()
+                    || (serving && self.service.as_ref().is_some_and(|s| s.has_work()));
+                let timeout = if pending_work { 0 } else { timeout_ms.min(i64::MAX as u64) as i64 };
+                let polled = zmq::poll(&mut items, timeout).is_ok();
+                ready.clear();
+                if polled {
+                    ready.extend(
+                        items[first_service_item..]
+                            .iter()
+                            .map(|item| (item.is_readable(), item.is_writable())),
+                    );
                 } else {
-                    0
-                };
-                let ready = zmq::poll(&mut items, timeout).is_ok();
-                (ready, ready && items[0].is_readable())
+                    ready.resize(self.interest.len(), (false, false));
+                }
+                (polled, polled && items[0].is_readable())
             };
             doorbell.woke(rung);
             self.report.idle_ns += idle_start.elapsed().as_nanos() as u64;
-            if !ready || self.shared.stop.load(Ordering::Relaxed) {
+            if self.shared.stop.load(Ordering::Relaxed) {
                 continue;
             }
-            self.drain_mailbox();
-            self.drain_tcp();
+            if polled {
+                self.drain_mailbox();
+                self.drain_tcp();
+            }
+            if serving {
+                self.start_round(&ready);
+            }
+            if self.round.as_ref().is_some_and(|r| Instant::now() >= r.deadline) {
+                self.finish_round();
+            }
             let now = self.shared.clock.now_us();
             if now >= self.actor.next_epoch_at() {
                 let start = Instant::now();
@@ -761,6 +902,154 @@ impl<V: KvsValue> Driver<V> {
         self.publish();
     }
 
+    /// Runs one round of the service: its I/O, then its requests (owned keys on the spot, the
+    /// rest in one message per owning actor).
+    fn start_round(&mut self, ready: &[(bool, bool)]) {
+        let Some(service) = &mut self.service else { return };
+        let mut requests = std::mem::take(&mut self.service_requests);
+        service.step(ready, &mut requests);
+        if requests.is_empty() {
+            service.complete(Vec::new());
+            self.service_requests = requests;
+            return;
+        }
+        let start = Instant::now();
+        let me = self.id.thread;
+        let round = self.next_round;
+        self.next_round += 1;
+        let shared = Arc::clone(&self.shared);
+        let mut results: Vec<Option<Result<Response<V>, RequestError>>> =
+            (0..requests.len()).map(|_| None).collect();
+        let mut per_actor: Vec<Vec<(usize, Request<V>)>> =
+            (0..shared.mailboxes.len()).map(|_| Vec::new()).collect();
+        for (index, request) in requests.drain(..).enumerate() {
+            match check_limits(&shared.config, &request) {
+                Err(error) => results[index] = Some(Err(error)),
+                Ok(()) => per_actor[self.router.pick_actor(request.key())].push((index, request)),
+            }
+        }
+        self.service_requests = requests;
+        let mut mine = Vec::new();
+        let mut outstanding = 0;
+        for (thread, batch) in per_actor.into_iter().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            if thread == usize::from(me) {
+                mine = batch;
+                outstanding += 1;
+                continue;
+            }
+            let reply = ReplyTo::Actor { thread: me, round };
+            match shared.mailboxes[thread].try_send(Mail::Batch { requests: batch, reply }) {
+                Ok(()) => {
+                    outstanding += 1;
+                    shared.doorbells[thread].ring();
+                }
+                Err(TrySendError::Full(mail) | TrySendError::Disconnected(mail)) => {
+                    // An overloaded (or stopping) actor: these requests fail now rather than
+                    // block this actor.
+                    if let Mail::Batch { requests, .. } = mail {
+                        for (index, _) in requests {
+                            results[index] = Some(Err(RequestError::Timeout));
+                        }
+                    }
+                }
+            }
+        }
+        self.round = Some(ServiceRound {
+            id: round,
+            results,
+            outstanding,
+            deadline: Instant::now() + shared.config.request_timeout,
+        });
+        if mine.is_empty() {
+            if outstanding == 0 {
+                self.finish_round();
+            }
+        } else {
+            let now = shared.clock.now_us();
+            self.serve_batch(now, mine, ReplyTo::Actor { thread: me, round });
+        }
+        self.report.request_ns += start.elapsed().as_nanos() as u64;
+    }
+
+    /// Records the answers to one batch of the service's round; completes the round once
+    /// every batch is answered. Answers to an abandoned round are dropped.
+    fn on_answers(&mut self, round: u64, answers: Vec<(usize, Response<V>)>) {
+        let Some(current) = &mut self.round else { return };
+        if current.id != round {
+            return;
+        }
+        for (index, response) in answers {
+            if let Some(slot) = current.results.get_mut(index) {
+                *slot = Some(match response {
+                    Response::Error(error) => Err(error),
+                    other => Ok(other),
+                });
+            }
+        }
+        current.outstanding = current.outstanding.saturating_sub(1);
+        if current.outstanding == 0 {
+            self.finish_round();
+        }
+    }
+
+    /// Gives the service its round's answers (a request still unanswered timed out).
+    fn finish_round(&mut self) {
+        let Some(round) = self.round.take() else { return };
+        let answers =
+            round.results.into_iter().map(|r| r.unwrap_or(Err(RequestError::Timeout))).collect();
+        if let Some(service) = &mut self.service {
+            service.complete(answers);
+        }
+    }
+
+    /// Serves a batch of client requests: owned keys on the spot; forwarded ones complete the
+    /// batch later, when their replies come back.
+    fn serve_batch(&mut self, now: u64, requests: Vec<(usize, Request<V>)>, reply: ReplyTo<V>) {
+        let mut answers = Vec::with_capacity(requests.len());
+        let batch = self.next_batch;
+        let mut outstanding = 0;
+        for (index, request) in requests {
+            let token = self.next_token;
+            self.next_token += 1;
+            match self.actor.serve(now, token, request, &mut self.outputs) {
+                Some(response) => answers.push((index, response)),
+                None => {
+                    self.waiting.insert(token, (batch, index));
+                    outstanding += 1;
+                }
+            }
+        }
+        if outstanding == 0 {
+            self.send_answers(reply, answers);
+        } else {
+            self.next_batch += 1;
+            self.batches.insert(batch, PendingBatch { reply, answers, outstanding });
+        }
+        self.deliver();
+    }
+
+    fn send_answers(&mut self, reply: ReplyTo<V>, answers: Vec<(usize, Response<V>)>) {
+        match reply {
+            ReplyTo::Channel(sender) => {
+                let _ = sender.send(answers);
+            }
+            ReplyTo::Actor { thread, round } if thread == self.id.thread => {
+                self.on_answers(round, answers);
+            }
+            ReplyTo::Actor { thread, round } => {
+                let Some(mailbox) = self.shared.mailboxes.get(usize::from(thread)) else { return };
+                // A full mailbox drops the answers; the waiting round then times out.
+                match mailbox.try_send(Mail::Answers { round, answers }) {
+                    Ok(()) => self.ring_local(thread),
+                    Err(_) => self.report.send_drops += 1,
+                }
+            }
+        }
+    }
+
     fn drain_mailbox(&mut self) {
         // Bounded per round so a flood of requests cannot starve gossip and epochs.
         for _ in 0..4096 {
@@ -769,29 +1058,11 @@ impl<V: KvsValue> Driver<V> {
             let now = self.shared.clock.now_us();
             match mail {
                 Mail::Batch { requests, reply } => {
-                    // Owned keys are answered on the spot; forwarded ones complete the batch
-                    // later, when their replies come back.
-                    let mut answers = Vec::with_capacity(requests.len());
-                    let batch = self.next_batch;
-                    let mut outstanding = 0;
-                    for (index, request) in requests {
-                        let token = self.next_token;
-                        self.next_token += 1;
-                        match self.actor.serve(now, token, request, &mut self.outputs) {
-                            Some(response) => answers.push((index, response)),
-                            None => {
-                                self.waiting.insert(token, (batch, index));
-                                outstanding += 1;
-                            }
-                        }
-                    }
-                    if outstanding == 0 {
-                        let _ = reply.send(answers);
-                    } else {
-                        self.next_batch += 1;
-                        self.batches.insert(batch, PendingBatch { reply, answers, outstanding });
-                    }
-                    self.deliver();
+                    self.serve_batch(now, requests, reply);
+                    self.report.request_ns += start.elapsed().as_nanos() as u64;
+                }
+                Mail::Answers { round, answers } => {
+                    self.on_answers(round, answers);
                     self.report.request_ns += start.elapsed().as_nanos() as u64;
                 }
                 Mail::Peer(message) => {
@@ -859,7 +1130,7 @@ impl<V: KvsValue> Driver<V> {
                         if pending.outstanding == 0
                             && let Some(done) = self.batches.remove(&batch)
                         {
-                            let _ = done.reply.send(done.answers);
+                            self.send_answers(done.reply, done.answers);
                         }
                     }
                 }

@@ -1,14 +1,20 @@
-//! `anna-server`'s Redis front end: a TCP listener, one thread per connection, and a command
-//! table that turns RESP commands into engine requests.
+//! `anna-server`'s Redis front end: a TCP listener, and a command table that turns RESP
+//! commands into engine requests, served by the actors themselves.
 //!
-//! A connection reads whatever the client has sent, parses every complete command in it
-//! (pipelining), plans each one (connection commands such as AUTH or HELLO are answered at
-//! once; data commands become engine requests), sends all engine requests of the batch to the
-//! actors in one go, then writes all replies in order. A connection is bound to one actor by
-//! affinity, so it reads its own writes; other connections see them within an epoch.
-//! Slow or hostile clients only ever block their own thread: reads and writes have timeouts,
-//! the query buffer and the argument sizes are bounded (tighter before AUTH), and the number
-//! of connections is capped.
+//! The listener hands each new connection to an actor in turn; the actor polls its
+//! connections together with its mailbox (a [`Service`] of the node). Each round it reads
+//! whatever its ready clients have sent, parses every complete command (pipelining), plans each
+//! one (connection commands such as AUTH or HELLO are answered at once; data commands become
+//! engine requests), answers the requests for keys it owns on the spot, sends the others to
+//! their owner actors in one message per actor, and writes all replies in order once the
+//! answers are in. Every key has one owner actor per node (the default replication), so every
+//! connection reads every other connection's writes at once. There is no hand-off thread
+//! between a socket and the store: a command for an owned key costs no cross-thread message.
+//!
+//! Sockets are non-blocking, so a slow or hostile client never blocks an actor: a client that
+//! does not read its replies is dropped after `write_timeout` or `MAX_PENDING_OUTPUT`, the query
+//! buffer and the argument sizes are bounded (tighter before AUTH), and the number of
+//! connections is capped.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -24,7 +30,7 @@ use super::resp::{Limits, ParseError, Reply, parse_command};
 use super::value::{RedisOp, RedisOpOutput, RedisValue};
 use crate::message::{Request, RequestError, Response};
 use crate::native::{FrontEnd, FrontEndConfig};
-use crate::node::{Node, NodeConfig, NodeError, NodeHandle};
+use crate::node::{Node, NodeConfig, NodeError, NodeHandle, Service};
 use crate::ring::Factor;
 
 /// How to run the Redis front end.
@@ -44,8 +50,6 @@ pub struct ServerConfig {
     pub write_timeout: Duration,
     /// Most commands handled per pipelined batch (bounds the reply buffer).
     pub max_batch: usize,
-    /// Threads multiplexing client connections (`0`: one per actor).
-    pub io_threads: usize,
     /// The engine node.
     pub node: NodeConfig,
     /// The native-protocol client port on the same node (`anna-server` turns it on at port
@@ -63,7 +67,6 @@ impl Default for ServerConfig {
             idle_timeout: None,
             write_timeout: Duration::from_secs(10),
             max_batch: 1024,
-            io_threads: 0,
             // Every node holds every key, on one actor: within a node all connections then read
             // and write the same replica of a key (no cross-connection staleness), and a cluster
             // keeps a copy per node. Hot keys can be spread further with replication overrides.
@@ -128,7 +131,8 @@ impl Counters {
 
 struct Shared {
     config: ServerConfig,
-    node: Node<RedisValue>,
+    /// For INFO and DBSIZE (the node's reports and topology).
+    node: NodeHandle<RedisValue>,
     counters: Counters,
     started: Instant,
     port: u16,
@@ -141,6 +145,9 @@ struct Shared {
 pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
+    node: Node<RedisValue>,
+    /// New connections for each actor's service.
+    inboxes: Vec<crossbeam_channel::Sender<TcpStream>>,
     native: Option<FrontEnd<RedisValue>>,
 }
 
@@ -180,7 +187,29 @@ impl Server {
             .map_err(|source| ServerError::Bind { addr: addr.clone(), source })?;
         listener.set_nonblocking(true).map_err(|source| ServerError::Bind { addr, source })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(config.port);
-        let node = Node::start(config.node.clone())?;
+        let mut inboxes = Vec::new();
+        let mut server_shared = None;
+        let node = Node::start_with(config.node.clone(), |actors, handle| {
+            let shared = Arc::new(Shared {
+                config: config.clone(),
+                node: handle,
+                counters: Counters::default(),
+                started: Instant::now(),
+                port,
+                stop: Arc::clone(&stop),
+                next_client_id: AtomicU64::new(1),
+            });
+            server_shared = Some(Arc::clone(&shared));
+            (0..actors)
+                .map(|_| {
+                    let (tx, rx) = crossbeam_channel::unbounded();
+                    inboxes.push(tx);
+                    Box::new(Connections::new(Arc::clone(&shared), rx))
+                        as Box<dyn Service<RedisValue>>
+                })
+                .collect()
+        })?;
+        let shared = server_shared.expect("the node asked for its services");
         let native = match &config.native {
             Some(native) => {
                 let native = FrontEndConfig {
@@ -192,19 +221,7 @@ impl Server {
             }
             None => None,
         };
-        Ok(Self {
-            native,
-            listener,
-            shared: Arc::new(Shared {
-                config,
-                node,
-                counters: Counters::default(),
-                started: Instant::now(),
-                port,
-                stop,
-                next_client_id: AtomicU64::new(1),
-            }),
-        })
+        Ok(Self { native, listener, shared, node, inboxes })
     }
 
     /// The address the listener is bound to.
@@ -220,7 +237,7 @@ impl Server {
     /// Serves clients until the stop flag is set, then closes every connection, joins every
     /// thread and shuts the engine down.
     pub fn run(self) {
-        let Self { listener, shared, native } = self;
+        let Self { listener, shared, node, inboxes, native } = self;
         let native = native.and_then(|front_end| match front_end.spawn() {
             Ok(thread) => Some(thread),
             Err(error) => {
@@ -228,68 +245,51 @@ impl Server {
                 None
             }
         });
-        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "anna-server ready to accept connections");
-        // One I/O thread per actor; each multiplexes many connections and sends the commands of
-        // all its ready connections to the actors in one batch per round.
-        // Default: one I/O thread per actor (all cores parse when clients are elsewhere). On a
-        // 2-core machine shared with a single-threaded client, `io_threads: 1` measured up to
-        // ~10% better; with a 2-threaded client, one per actor did.
-        let io_threads = match shared.config.io_threads {
-            0 => shared.node.reports().len().max(1),
-            n => n,
-        };
-        let mut inboxes = Vec::new();
-        let mut threads = Vec::new();
-        for n in 0..io_threads {
-            let (tx, rx) = crossbeam_channel::unbounded::<TcpStream>();
-            let io_shared = Arc::clone(&shared);
-            match std::thread::Builder::new()
-                .name(format!("anna-io-{n}"))
-                .spawn(move || IoThread::new(io_shared, rx, n).run())
-            {
-                Ok(handle) => {
-                    inboxes.push(tx);
-                    threads.push(handle);
-                }
-                Err(error) => tracing::warn!(%error, "cannot spawn an I/O thread"),
-            }
-        }
+        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), actors = inboxes.len(), "anna-server ready to accept connections");
         let mut next = 0_usize;
         while !shared.stop.load(Ordering::Relaxed) && !inboxes.is_empty() {
-            match listener.accept() {
-                Ok((mut stream, _peer)) => {
-                    shared.counters.connections_received.fetch_add(1, Ordering::Relaxed);
-                    if shared.counters.connected.load(Ordering::Relaxed) >= shared.config.maxclients
-                    {
-                        shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                        let _ = stream.write_all(b"-ERR max number of clients reached\r\n");
-                        continue;
+            // Wait for a connection (or a stop within 100 ms), without spinning.
+            let mut items = [zmq::PollItem::from_fd(listener.as_raw_fd(), zmq::POLLIN)];
+            if zmq::poll(&mut items, 100).is_err() || !items[0].is_readable() {
+                continue;
+            }
+            loop {
+                match listener.accept() {
+                    Ok((mut stream, _peer)) => {
+                        let counters = &shared.counters;
+                        counters.connections_received.fetch_add(1, Ordering::Relaxed);
+                        if counters.connected.load(Ordering::Relaxed) >= shared.config.maxclients {
+                            counters.rejected.fetch_add(1, Ordering::Relaxed);
+                            let _ = stream.write_all(b"-ERR max number of clients reached\r\n");
+                            continue;
+                        }
+                        counters.connected.fetch_add(1, Ordering::Relaxed);
+                        next = (next + 1) % inboxes.len();
+                        if inboxes[next].send(stream).is_ok() {
+                            shared.node.wake(next);
+                        } else {
+                            counters.connected.fetch_sub(1, Ordering::Relaxed);
+                        }
                     }
-                    shared.counters.connected.fetch_add(1, Ordering::Relaxed);
-                    next = next.wrapping_add(1);
-                    if inboxes[next % inboxes.len()].send(stream).is_err() {
-                        shared.counters.connected.fetch_sub(1, Ordering::Relaxed);
+                    Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                    Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                    Err(error) => {
+                        // Out of descriptors, say: back off instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        std::thread::sleep(Duration::from_millis(20));
+                        break;
                     }
-                }
-                Err(error) if error.kind() == ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    std::thread::sleep(Duration::from_millis(20));
                 }
             }
         }
         tracing::info!("shutting down: closing connections");
         drop(listener);
         drop(inboxes);
-        for handle in threads.into_iter().chain(native) {
+        if let Some(handle) = native {
             let _ = handle.join();
         }
-        match Arc::try_unwrap(shared) {
-            Ok(shared) => shared.node.shutdown(),
-            Err(_) => tracing::warn!("connections still hold the engine; it stops when they end"),
-        }
+        // Stopping the actors drops their services, which closes every connection.
+        node.shutdown();
         tracing::info!("anna-server stopped");
     }
 }
@@ -297,115 +297,103 @@ impl Server {
 /// Most reply bytes buffered for a client that does not read them; beyond it, it is dropped.
 const MAX_PENDING_OUTPUT: usize = 64 << 20;
 
-/// One I/O thread: its connections, polled together; one engine round trip per round.
-struct IoThread {
+/// One actor's client connections: the [`Service`] that actor runs between its own messages.
+struct Connections {
     shared: Arc<Shared>,
     incoming: crossbeam_channel::Receiver<TcpStream>,
-    handle: NodeHandle<RedisValue>,
     conns: Vec<Connection>,
-    /// This thread's tally of the per-command counters (see [`Counters::flush_into`]).
+    /// This actor's tally of the per-command counters (see [`Counters::flush_into`]).
     local: Counters,
+    /// Read buffer.
+    chunk: Vec<u8>,
+    /// Some connection has complete commands left unparsed (over `max_batch`).
+    more_buffered: bool,
 }
 
-impl IoThread {
-    fn new(
-        shared: Arc<Shared>,
-        incoming: crossbeam_channel::Receiver<TcpStream>,
-        index: usize,
-    ) -> Self {
-        // With every actor a replica of every key (`--replication full`), I/O thread `index`
-        // uses actor `index`: the load spreads and each connection still reads its own writes.
-        let handle = shared.node.handle().with_affinity(index);
-        Self { shared, incoming, handle, conns: Vec::new(), local: Counters::default() }
+impl Connections {
+    fn new(shared: Arc<Shared>, incoming: crossbeam_channel::Receiver<TcpStream>) -> Self {
+        Self {
+            shared,
+            incoming,
+            conns: Vec::new(),
+            local: Counters::default(),
+            chunk: vec![0_u8; 64 * 1024],
+            more_buffered: false,
+        }
     }
 
-    fn run(mut self) {
-        let mut chunk = vec![0_u8; 64 * 1024];
-        let mut more_buffered = false;
-        while !self.shared.stop.load(Ordering::Relaxed) {
-            while let Ok(stream) = self.incoming.try_recv() {
-                if stream.set_nonblocking(true).is_ok() {
-                    let _ = stream.set_nodelay(true);
-                    self.conns.push(Connection::new(Arc::clone(&self.shared), stream));
-                } else {
-                    self.shared.counters.connected.fetch_sub(1, Ordering::Relaxed);
-                }
-            }
-            if self.conns.is_empty() {
-                match self.incoming.recv_timeout(Duration::from_millis(50)) {
-                    Ok(stream) => {
-                        if stream.set_nonblocking(true).is_ok() {
-                            let _ = stream.set_nodelay(true);
-                            self.conns.push(Connection::new(Arc::clone(&self.shared), stream));
-                        } else {
-                            self.shared.counters.connected.fetch_sub(1, Ordering::Relaxed);
-                        }
-                    }
-                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                }
-                continue;
-            }
-            // Wait for input (or room to write), unless commands are already buffered.
-            let ready: Vec<(bool, bool)> = {
-                let mut items: Vec<zmq::PollItem<'static>> = self
-                    .conns
-                    .iter()
-                    .map(|c| {
-                        let events =
-                            if c.out.is_empty() { zmq::POLLIN } else { zmq::POLLIN | zmq::POLLOUT };
-                        zmq::PollItem::from_fd(c.stream.as_raw_fd(), events)
-                    })
-                    .collect();
-                let timeout = if more_buffered { 0 } else { 50 };
-                if zmq::poll(&mut items, timeout).is_err() {
-                    continue;
-                }
-                items.iter().map(|i| (i.is_readable(), i.is_writable())).collect()
-            };
-            for (conn, (readable, writable)) in self.conns.iter_mut().zip(ready) {
-                if writable {
-                    conn.flush();
-                }
-                if readable {
-                    conn.fill(&mut chunk);
-                }
-            }
-            // Plan every connection's complete commands, run them all in one engine batch.
-            more_buffered = false;
-            let mut requests = Vec::new();
-            for conn in &mut self.conns {
-                if conn.dead || conn.out.len() > MAX_PENDING_OUTPUT / 2 {
-                    continue;
-                }
-                more_buffered |= conn.plan_buffered(&self.local);
-                for plan in &mut conn.plans {
-                    if let Plan::Engine(reqs, count, _) = plan {
-                        *count = reqs.len();
-                        requests.append(reqs);
-                    }
-                }
-            }
-            let mut answers =
-                if requests.is_empty() { Vec::new() } else { self.handle.request_batch(requests) }
-                    .into_iter();
-            for conn in &mut self.conns {
-                conn.finish_plans(&mut answers, &self.local);
-                conn.flush();
-            }
-            self.local.flush_into(&self.shared.counters);
-            let counters = &self.shared.counters;
-            self.conns.retain(|c| {
-                let keep = !c.finished();
-                if !keep {
-                    counters.connected.fetch_sub(1, Ordering::Relaxed);
-                }
-                keep
-            });
-        }
-        for _ in self.conns.drain(..) {
+    fn adopt(&mut self, stream: TcpStream) {
+        if stream.set_nonblocking(true).is_ok() {
+            let _ = stream.set_nodelay(true);
+            let mut conn = Connection::new(Arc::clone(&self.shared), stream);
+            // A client usually sends its first command right after connecting.
+            conn.fill(&mut self.chunk);
+            self.conns.push(conn);
+        } else {
             self.shared.counters.connected.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+}
+
+impl Service<RedisValue> for Connections {
+    fn interest(&mut self, out: &mut Vec<(std::os::fd::RawFd, bool)>) {
+        out.extend(self.conns.iter().map(|c| (c.stream.as_raw_fd(), !c.out.is_empty())));
+    }
+
+    fn has_work(&self) -> bool {
+        self.more_buffered || !self.incoming.is_empty()
+    }
+
+    fn step(&mut self, ready: &[(bool, bool)], requests: &mut Vec<Request<RedisValue>>) {
+        for (conn, &(readable, writable)) in self.conns.iter_mut().zip(ready) {
+            if writable {
+                conn.flush();
+            }
+            if readable {
+                conn.fill(&mut self.chunk);
+            }
+        }
+        while let Ok(stream) = self.incoming.try_recv() {
+            self.adopt(stream);
+        }
+        // Plan every connection's complete commands; their engine requests make one batch.
+        self.more_buffered = false;
+        for conn in &mut self.conns {
+            if conn.dead || conn.out.len() > MAX_PENDING_OUTPUT / 2 {
+                continue;
+            }
+            self.more_buffered |= conn.plan_buffered(&self.local);
+            for plan in &mut conn.plans {
+                if let Plan::Engine(reqs, count, _) = plan {
+                    *count = reqs.len();
+                    requests.append(reqs);
+                }
+            }
+        }
+    }
+
+    fn complete(&mut self, answers: Vec<Result<Response<RedisValue>, RequestError>>) {
+        let mut answers = answers.into_iter();
+        for conn in &mut self.conns {
+            conn.finish_plans(&mut answers, &self.local);
+            conn.flush();
+        }
+        self.local.flush_into(&self.shared.counters);
+        let counters = &self.shared.counters;
+        self.conns.retain(|c| {
+            let keep = !c.finished();
+            if !keep {
+                counters.connected.fetch_sub(1, Ordering::Relaxed);
+            }
+            keep
+        });
+    }
+}
+
+impl Drop for Connections {
+    fn drop(&mut self) {
+        let closed = self.conns.len() + self.incoming.try_iter().count();
+        self.shared.counters.connected.fetch_sub(closed, Ordering::Relaxed);
     }
 }
 
