@@ -16,6 +16,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use std::os::fd::{AsFd, AsRawFd};
 
 use crate::actor::{Actor, ActorConfig, ActorStats};
 use crate::message::{Input, Output, PeerMessage, Request, RequestError, Response, Token};
@@ -136,31 +138,75 @@ struct PendingBatch<V: KvsValue> {
 /// Client-facing work done on an actor's own thread, as in the paper, where each actor talks
 /// to its clients directly instead of through a hand-off thread.
 ///
-/// The actor waits on the service's descriptors together with its mailbox and gossip socket.
-/// Each round the service does its I/O and hands the actor the engine requests it needs; the
-/// actor answers those whose keys it owns on the spot, sends the others to their local owners
-/// in one mailbox message per actor (their answers come back through its own mailbox, so two
-/// actors waiting on each other both keep serving), and gives the service every answer, in
-/// order, once all are in. One round is in flight at a time per actor; while it is, the actor
-/// keeps serving its mailbox and gossip but does not call the service.
+/// The actor waits (in `epoll`) on the descriptors the service registers, together with its
+/// mailbox and gossip socket. Each round the service does its I/O and hands the actor the
+/// engine requests it needs; the actor answers those whose keys it owns on the spot, sends the
+/// others to their local owners in one mailbox message per actor (their answers come back
+/// through its own mailbox, so two actors waiting on each other both keep serving), and gives
+/// the service every answer of the round, in order, once all are in. Rounds overlap: while one
+/// waits for another actor, the next can start (a service keeps a client's commands in order
+/// by not starting a round for a client whose previous round is still out).
 ///
-/// [`crate::redis::Server`] is the service behind the Redis port.
+/// The Redis port ([`crate::redis::Server`]) is such a service.
 pub trait Service<V: KvsValue>: Send {
-    /// Appends the descriptors to wait on now, each with whether writability matters.
-    fn interest(&mut self, out: &mut Vec<(std::os::fd::RawFd, bool)>);
     /// Whether the service has work that needs no waiting (input already buffered, a new
     /// connection queued). Checked after the actor has announced it may sleep, so work queued
     /// before a [`NodeHandle::wake`] is never missed.
     fn has_work(&self) -> bool;
-    /// One round: `ready[i]` is (readable, writable) for the `i`-th descriptor of the last
-    /// [`Service::interest`] call. Pushes the engine requests the round needs.
-    fn step(&mut self, ready: &[(bool, bool)], requests: &mut Vec<Request<V>>);
-    /// The answers to the last round's requests, in order (called once after every
-    /// [`Service::step`], with no answers if it pushed no requests).
-    fn complete(&mut self, answers: Vec<Result<Response<V>, RequestError>>);
+    /// Round `round`: `ready` lists the registered descriptors with new events since the last
+    /// round; `registry` registers new ones. Pushes the engine requests the round needs.
+    fn step(
+        &mut self,
+        round: u64,
+        registry: &Registry<'_>,
+        ready: &[Readiness],
+        requests: &mut Vec<Request<V>>,
+    );
+    /// The answers to round `round`'s requests, in order (called once for every
+    /// [`Service::step`], at once with no answers if it pushed no requests; a request nobody
+    /// answered within the node's `request_timeout` gets [`RequestError::Timeout`]).
+    fn complete(&mut self, round: u64, answers: Vec<Result<Response<V>, RequestError>>);
 }
 
-/// The service round an actor has in flight.
+/// New events on a descriptor a [`Service`] registered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    /// The token it was registered with.
+    pub token: u64,
+    /// Input, a hang-up or an error is waiting.
+    pub readable: bool,
+    /// Output can be written (or the descriptor failed).
+    pub writable: bool,
+}
+
+/// Where a [`Service`] registers the descriptors its actor waits on.
+#[derive(Debug)]
+pub struct Registry<'a> {
+    epoll: &'a Epoll,
+}
+
+impl Registry<'_> {
+    /// Waits on `fd` for input and output from now on, reporting it with `token`.
+    ///
+    /// Edge-triggered: an event is reported once per change, so the service reads until the
+    /// descriptor has nothing more (a short read or `WouldBlock`) and, after a `WouldBlock` on
+    /// write, waits for the next writable event. Closing the descriptor unregisters it.
+    ///
+    /// # Errors
+    /// What `epoll_ctl` says.
+    pub fn register(&self, fd: impl AsFd, token: u64) -> std::io::Result<()> {
+        let flags = EpollFlags::EPOLLIN
+            | EpollFlags::EPOLLOUT
+            | EpollFlags::EPOLLRDHUP
+            | EpollFlags::EPOLLET;
+        self.epoll.add(fd, EpollEvent::new(flags, token)).map_err(std::io::Error::from)
+    }
+}
+
+/// The token of an actor's own doorbell in its `epoll` set.
+const DOORBELL_TOKEN: u64 = u64::MAX;
+
+/// A service round in flight.
 struct ServiceRound<V: KvsValue> {
     id: u64,
     results: Vec<Option<Result<Response<V>, RequestError>>>,
@@ -276,11 +322,6 @@ impl Doorbell {
             let mut buf = [0_u8; 64];
             while self.read.recv(&mut buf).is_ok() {}
         }
-    }
-
-    fn fd(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsRawFd;
-        self.read.as_raw_fd()
     }
 }
 
@@ -444,14 +485,15 @@ impl<V: KvsValue> Node<V> {
             } else {
                 None
             };
+            let id = ActorId::new(shared.me, thread as ThreadIndex);
+            let mut driver = Driver::new(id, shared, tcp, mailbox, service)
+                .map_err(|e| NodeError::Config(format!("create an epoll set: {e}")))?;
             let handle = std::thread::Builder::new()
                 .name(format!("anna-actor-{thread}"))
                 .spawn(move || {
                     if let Some(core) = core {
                         core_affinity::set_for_current(core);
                     }
-                    let id = ActorId::new(shared.me, thread as ThreadIndex);
-                    let mut driver = Driver::new(id, shared, tcp, mailbox, service);
                     driver.run();
                 })
                 .map_err(|e| NodeError::Config(format!("spawn actor thread: {e}")))?;
@@ -785,15 +827,18 @@ struct Driver<V: KvsValue> {
     next_token: Token,
     outputs: Vec<Output<V>>,
     report: ActorReport,
-    /// Client-facing work on this thread, and its round in flight.
+    /// Client-facing work on this thread, and its rounds in flight.
     service: Option<Box<dyn Service<V>>>,
-    round: Option<ServiceRound<V>>,
+    rounds: Vec<ServiceRound<V>>,
     next_round: u64,
     /// Routes the service's requests (affinity: this actor).
     router: NodeHandle<V>,
     /// Reused buffers of the service loop.
-    interest: Vec<(std::os::fd::RawFd, bool)>,
     service_requests: Vec<Request<V>>,
+    /// What the actor waits on: its doorbell and its service's descriptors (the gossip
+    /// socket, a ZeroMQ socket, is polled beside it).
+    epoll: Epoll,
+    events: Vec<EpollEvent>,
 }
 
 impl<V: KvsValue> Driver<V> {
@@ -803,11 +848,14 @@ impl<V: KvsValue> Driver<V> {
         tcp: Option<zmq::Socket>,
         mailbox: Receiver<Mail<V>>,
         service: Option<Box<dyn Service<V>>>,
-    ) -> Self {
+    ) -> Result<Self, nix::Error> {
         let now = shared.clock.now_us();
         let router = NodeHandle::new(Arc::clone(&shared)).with_affinity(usize::from(id.thread));
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        let doorbell = &shared.doorbells[usize::from(id.thread)].read;
+        epoll.add(doorbell, EpollEvent::new(EpollFlags::EPOLLIN, DOORBELL_TOKEN))?;
         let actor = Actor::new(id, Arc::clone(&shared.topology), shared.config.actor.clone(), now);
-        Self {
+        Ok(Self {
             id,
             shared,
             actor,
@@ -821,74 +869,83 @@ impl<V: KvsValue> Driver<V> {
             outputs: Vec::new(),
             report: ActorReport { id: Some(id), ..ActorReport::default() },
             service,
-            round: None,
+            rounds: Vec::new(),
             next_round: 0,
             router,
-            interest: Vec::new(),
             service_requests: Vec::new(),
-        }
+            epoll,
+            events: vec![EpollEvent::empty(); 256],
+        })
     }
 
     fn run(&mut self) {
-        let mut ready: Vec<(bool, bool)> = Vec::new();
+        let mut ready: Vec<Readiness> = Vec::new();
         while !self.shared.stop.load(Ordering::Relaxed) {
             let now = self.shared.clock.now_us();
             let mut timeout_ms = self.actor.next_epoch_at().saturating_sub(now).div_ceil(1000);
-            if let Some(round) = &self.round {
-                let left = round.deadline.saturating_duration_since(Instant::now());
+            if let Some(deadline) = self.rounds.iter().map(|r| r.deadline).min() {
+                let left = deadline.saturating_duration_since(Instant::now());
                 timeout_ms = timeout_ms.min(left.as_millis() as u64 + 1);
-            }
-            // The service is polled only between its rounds.
-            let serving = self.round.is_none() && self.service.is_some();
-            self.interest.clear();
-            if serving && let Some(service) = &mut self.service {
-                service.interest(&mut self.interest);
             }
             let idle_start = Instant::now();
             let doorbell = &self.shared.doorbells[usize::from(self.id.thread)];
             doorbell.going_to_sleep();
-            let (polled, rung) = {
-                let mut items = Vec::with_capacity(2 + self.interest.len());
-                items.push(zmq::PollItem::from_fd(doorbell.fd(), zmq::POLLIN));
-                if let Some(tcp) = &self.tcp {
-                    items.push(tcp.as_poll_item(zmq::POLLIN));
+            // Work queued before the flag went up was not rung for: don't wait then.
+            let pending_work = !self.mailbox.is_empty()
+                || self.service.as_ref().is_some_and(|s| s.has_work())
+                || self
+                    .tcp
+                    .as_ref()
+                    .is_some_and(|t| t.get_events().is_ok_and(|e| e.contains(zmq::POLLIN)));
+            let timeout = if pending_work { 0 } else { timeout_ms.min(u64::from(u16::MAX)) as u16 };
+            let waited = match &self.tcp {
+                // The gossip socket is a ZeroMQ socket: wait on it and the epoll set together.
+                Some(tcp) => {
+                    let mut items = [
+                        zmq::PollItem::from_fd(self.epoll.0.as_raw_fd(), zmq::POLLIN),
+                        tcp.as_poll_item(zmq::POLLIN),
+                    ];
+                    match zmq::poll(&mut items, i64::from(timeout)) {
+                        Ok(_) if items[0].is_readable() => self.epoll.wait(&mut self.events, 0u16),
+                        Ok(_) => Ok(0),
+                        Err(_) => Err(nix::Error::EINTR),
+                    }
                 }
-                let first_service_item = items.len();
-                for &(fd, write) in &self.interest {
-                    let events = if write { zmq::POLLIN | zmq::POLLOUT } else { zmq::POLLIN };
-                    items.push(zmq::PollItem::from_fd(fd, events));
-                }
-                // Work queued before the flag went up was not rung for: don't wait then.
-                let pending_work = !self.mailbox.is_empty()
-                    || (serving && self.service.as_ref().is_some_and(|s| s.has_work()));
-                let timeout = if pending_work { 0 } else { timeout_ms.min(i64::MAX as u64) as i64 };
-                let polled = zmq::poll(&mut items, timeout).is_ok();
-                ready.clear();
-                if polled {
-                    ready.extend(
-                        items[first_service_item..]
-                            .iter()
-                            .map(|item| (item.is_readable(), item.is_writable())),
-                    );
-                } else {
-                    ready.resize(self.interest.len(), (false, false));
-                }
-                (polled, polled && items[0].is_readable())
+                None => self.epoll.wait(&mut self.events, timeout),
             };
+            let mut rung = false;
+            ready.clear();
+            for event in &self.events[..waited.unwrap_or(0)] {
+                let flags = event.events();
+                if event.data() == DOORBELL_TOKEN {
+                    rung = true;
+                    continue;
+                }
+                let failed = EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP;
+                ready.push(Readiness {
+                    token: event.data(),
+                    readable: flags
+                        .intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | failed),
+                    writable: flags.intersects(EpollFlags::EPOLLOUT | failed),
+                });
+            }
             doorbell.woke(rung);
             self.report.idle_ns += idle_start.elapsed().as_nanos() as u64;
             if self.shared.stop.load(Ordering::Relaxed) {
                 continue;
             }
-            if polled {
-                self.drain_mailbox();
-                self.drain_tcp();
-            }
-            if serving {
+            self.drain_mailbox();
+            self.drain_tcp();
+            if self.service.is_some() {
                 self.start_round(&ready);
             }
-            if self.round.as_ref().is_some_and(|r| Instant::now() >= r.deadline) {
-                self.finish_round();
+            if !self.rounds.is_empty() {
+                let now = Instant::now();
+                let expired: Vec<u64> =
+                    self.rounds.iter().filter(|r| now >= r.deadline).map(|r| r.id).collect();
+                for round in expired {
+                    self.finish_round(round);
+                }
             }
             let now = self.shared.clock.now_us();
             if now >= self.actor.next_epoch_at() {
@@ -904,19 +961,19 @@ impl<V: KvsValue> Driver<V> {
 
     /// Runs one round of the service: its I/O, then its requests (owned keys on the spot, the
     /// rest in one message per owning actor).
-    fn start_round(&mut self, ready: &[(bool, bool)]) {
+    fn start_round(&mut self, ready: &[Readiness]) {
         let Some(service) = &mut self.service else { return };
         let mut requests = std::mem::take(&mut self.service_requests);
-        service.step(ready, &mut requests);
+        let round = self.next_round;
+        self.next_round += 1;
+        service.step(round, &Registry { epoll: &self.epoll }, ready, &mut requests);
         if requests.is_empty() {
-            service.complete(Vec::new());
+            service.complete(round, Vec::new());
             self.service_requests = requests;
             return;
         }
         let start = Instant::now();
         let me = self.id.thread;
-        let round = self.next_round;
-        self.next_round += 1;
         let shared = Arc::clone(&self.shared);
         let mut results: Vec<Option<Result<Response<V>, RequestError>>> =
             (0..requests.len()).map(|_| None).collect();
@@ -957,7 +1014,7 @@ impl<V: KvsValue> Driver<V> {
                 }
             }
         }
-        self.round = Some(ServiceRound {
+        self.rounds.push(ServiceRound {
             id: round,
             results,
             outstanding,
@@ -965,7 +1022,7 @@ impl<V: KvsValue> Driver<V> {
         });
         if mine.is_empty() {
             if outstanding == 0 {
-                self.finish_round();
+                self.finish_round(round);
             }
         } else {
             let now = shared.clock.now_us();
@@ -977,10 +1034,7 @@ impl<V: KvsValue> Driver<V> {
     /// Records the answers to one batch of the service's round; completes the round once
     /// every batch is answered. Answers to an abandoned round are dropped.
     fn on_answers(&mut self, round: u64, answers: Vec<(usize, Response<V>)>) {
-        let Some(current) = &mut self.round else { return };
-        if current.id != round {
-            return;
-        }
+        let Some(current) = self.rounds.iter_mut().find(|r| r.id == round) else { return };
         for (index, response) in answers {
             if let Some(slot) = current.results.get_mut(index) {
                 *slot = Some(match response {
@@ -991,17 +1045,18 @@ impl<V: KvsValue> Driver<V> {
         }
         current.outstanding = current.outstanding.saturating_sub(1);
         if current.outstanding == 0 {
-            self.finish_round();
+            self.finish_round(round);
         }
     }
 
     /// Gives the service its round's answers (a request still unanswered timed out).
-    fn finish_round(&mut self) {
-        let Some(round) = self.round.take() else { return };
+    fn finish_round(&mut self, id: u64) {
+        let Some(position) = self.rounds.iter().position(|r| r.id == id) else { return };
+        let round = self.rounds.swap_remove(position);
         let answers =
             round.results.into_iter().map(|r| r.unwrap_or(Err(RequestError::Timeout))).collect();
         if let Some(service) = &mut self.service {
-            service.complete(answers);
+            service.complete(id, answers);
         }
     }
 

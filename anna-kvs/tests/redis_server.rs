@@ -248,6 +248,78 @@ fn the_real_redis_cli_works() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), "OK\nyes");
 }
 
+/// The actors' event loop: a pipeline larger than one round (`max_batch`), values larger than
+/// one read, a client that reads its replies only after sending everything (its replies fill
+/// the socket, so the actor waits for room to write), and many clients at once whose keys
+/// live on both actors, each reading the others' writes as soon as they are acknowledged.
+#[test]
+fn big_pipelines_big_values_slow_readers_and_many_clients() {
+    let server = server();
+    let mut con = connect(server.addr);
+
+    // 5000 commands in one pipeline: five rounds of at most 1024 commands.
+    let mut pipe = redis::pipe();
+    for i in 0..5000 {
+        pipe.cmd("SET").arg(format!("bulk{i}")).arg(i).ignore();
+    }
+    for i in 0..5000 {
+        pipe.cmd("GET").arg(format!("bulk{i}"));
+    }
+    let values: Vec<i64> = pipe.query(&mut con).unwrap();
+    assert_eq!(values, (0..5000).collect::<Vec<_>>());
+
+    // A 3 MB value: many reads to take in, many writes to send back.
+    let big: String = (0..3_000_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    assert_eq!(cmd::<String>(&mut con, &["SET", "big", &big]).unwrap(), "OK");
+    assert_eq!(cmd::<String>(&mut con, &["GET", "big"]).unwrap(), big);
+
+    // A slow reader: 15 GETs of the big value (45 MB of replies, under the 64 MB output limit)
+    // sent before reading any.
+    let mut slow = TcpStream::connect(server.addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let request = b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n".repeat(15);
+    slow.write_all(&request).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // Meanwhile other clients are served.
+    assert_eq!(cmd::<String>(&mut con, &["PING"]).unwrap(), "PONG");
+    let header = format!("${}\r\n", big.len());
+    let expected_len = 15 * (header.len() + big.len() + 2);
+    let mut replies = vec![0_u8; expected_len];
+    slow.read_exact(&mut replies).unwrap();
+    let one = [header.as_bytes(), big.as_bytes(), b"\r\n"].concat();
+    assert!(replies.chunks(one.len()).all(|chunk| chunk == one.as_slice()));
+
+    // Eight clients at once, keys spread over both actors: every write a client has had
+    // acknowledged is read back at once by the next client, on another connection.
+    let addr = server.addr;
+    let writers: Vec<_> = (0..8)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut mine = connect(addr);
+                let mut other = connect(addr);
+                for i in 0..200 {
+                    let key = format!("c{t}-{i}");
+                    let value = format!("{t}:{i}");
+                    assert_eq!(cmd::<String>(&mut mine, &["SET", &key, &value]).unwrap(), "OK");
+                    assert_eq!(
+                        cmd::<Option<String>>(&mut other, &["GET", &key]).unwrap(),
+                        Some(value),
+                        "a write acknowledged on one connection is read on another"
+                    );
+                    assert!(cmd::<i64>(&mut other, &["INCR", "shared-counter"]).unwrap() > 0);
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    assert_eq!(cmd::<i64>(&mut con, &["GET", "shared-counter"]).unwrap(), 1600);
+    // DBSIZE adds up the actors' counts as of their last epoch (20 ms here).
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(cmd::<i64>(&mut con, &["DBSIZE"]).unwrap(), 5000 + 1 + 1600 + 1);
+}
+
 /// Sends raw bytes on a fresh connection and returns what the server answers before closing.
 fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();

@@ -30,7 +30,7 @@ use super::resp::{Limits, ParseError, Reply, parse_command};
 use super::value::{RedisOp, RedisOpOutput, RedisValue};
 use crate::message::{Request, RequestError, Response};
 use crate::native::{FrontEnd, FrontEndConfig};
-use crate::node::{Node, NodeConfig, NodeError, NodeHandle, Service};
+use crate::node::{Node, NodeConfig, NodeError, NodeHandle, Readiness, Registry, Service};
 use crate::ring::Factor;
 
 /// How to run the Redis front end.
@@ -298,15 +298,24 @@ impl Server {
 const MAX_PENDING_OUTPUT: usize = 64 << 20;
 
 /// One actor's client connections: the [`Service`] that actor runs between its own messages.
+///
+/// A connection takes part in at most one round at a time: while its round waits for another
+/// actor's answers, it is neither read nor parsed, so its replies keep the order of its
+/// commands; other connections go on meanwhile.
 struct Connections {
     shared: Arc<Shared>,
     incoming: crossbeam_channel::Receiver<TcpStream>,
-    conns: Vec<Connection>,
+    /// Connections by slot, which is also their token in the actor's `epoll` set (a closed
+    /// connection frees its slot).
+    slots: Vec<Option<Connection>>,
+    free: Vec<usize>,
+    /// Rounds in flight and their connections' slots, in the order their requests were queued.
+    rounds: Vec<(u64, Vec<usize>)>,
     /// This actor's tally of the per-command counters (see [`Counters::flush_into`]).
     local: Counters,
     /// Read buffer.
     chunk: Vec<u8>,
-    /// Some connection has complete commands left unparsed (over `max_batch`).
+    /// Some connection not in a round has complete commands left unparsed.
     more_buffered: bool,
 }
 
@@ -315,85 +324,130 @@ impl Connections {
         Self {
             shared,
             incoming,
-            conns: Vec::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            rounds: Vec::new(),
             local: Counters::default(),
             chunk: vec![0_u8; 64 * 1024],
             more_buffered: false,
         }
     }
 
-    fn adopt(&mut self, stream: TcpStream) {
-        if stream.set_nonblocking(true).is_ok() {
-            let _ = stream.set_nodelay(true);
-            let mut conn = Connection::new(Arc::clone(&self.shared), stream);
-            // A client usually sends its first command right after connecting.
-            conn.fill(&mut self.chunk);
-            self.conns.push(conn);
+    fn adopt(&mut self, stream: TcpStream, registry: &Registry<'_>) {
+        let slot = self.free.pop().unwrap_or(self.slots.len());
+        if let Err(error) =
+            stream.set_nonblocking(true).and_then(|()| registry.register(&stream, slot as u64))
+        {
+            tracing::warn!(%error, "cannot serve a new connection");
+            self.shared.counters.connected.fetch_sub(1, Ordering::Relaxed);
+            if slot < self.slots.len() {
+                self.free.push(slot);
+            }
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        // Registered before the first read: input arriving after it raises an event. A client
+        // usually sends its first command right after connecting, so read now.
+        let mut conn = Connection::new(Arc::clone(&self.shared), stream);
+        conn.fill(&mut self.chunk);
+        if slot == self.slots.len() {
+            self.slots.push(Some(conn));
         } else {
+            self.slots[slot] = Some(conn);
+        }
+    }
+
+    /// Closes the connection in `slot` if it is done (never one with a round in flight).
+    fn sweep(&mut self, slot: usize) {
+        if let Some(conn) = &self.slots[slot]
+            && conn.round.is_none()
+            && conn.finished()
+        {
+            self.slots[slot] = None;
+            self.free.push(slot);
             self.shared.counters.connected.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
 
 impl Service<RedisValue> for Connections {
-    fn interest(&mut self, out: &mut Vec<(std::os::fd::RawFd, bool)>) {
-        out.extend(self.conns.iter().map(|c| (c.stream.as_raw_fd(), !c.out.is_empty())));
-    }
-
     fn has_work(&self) -> bool {
         self.more_buffered || !self.incoming.is_empty()
     }
 
-    fn step(&mut self, ready: &[(bool, bool)], requests: &mut Vec<Request<RedisValue>>) {
-        for (conn, &(readable, writable)) in self.conns.iter_mut().zip(ready) {
-            if writable {
+    fn step(
+        &mut self,
+        round: u64,
+        registry: &Registry<'_>,
+        ready: &[Readiness],
+        requests: &mut Vec<Request<RedisValue>>,
+    ) {
+        for event in ready {
+            let Some(Some(conn)) = self.slots.get_mut(event.token as usize) else { continue };
+            if event.writable {
                 conn.flush();
             }
-            if readable {
+            conn.readable |= event.readable;
+        }
+        while let Ok(stream) = self.incoming.try_recv() {
+            self.adopt(stream, registry);
+        }
+        // Input of a connection in a round waits in the socket until its replies are out.
+        for conn in self.slots.iter_mut().flatten() {
+            if conn.readable && conn.round.is_none() {
                 conn.fill(&mut self.chunk);
             }
         }
-        while let Ok(stream) = self.incoming.try_recv() {
-            self.adopt(stream);
-        }
-        // Plan every connection's complete commands; their engine requests make one batch.
+        // Plan every idle connection's complete commands; their engine requests make one batch.
         self.more_buffered = false;
-        for conn in &mut self.conns {
-            if conn.dead || conn.out.len() > MAX_PENDING_OUTPUT / 2 {
+        let mut members = Vec::new();
+        for (slot, conn) in self.slots.iter_mut().enumerate() {
+            let Some(conn) = conn else { continue };
+            if conn.round.is_some() || conn.dead || conn.out.len() > MAX_PENDING_OUTPUT / 2 {
                 continue;
             }
-            self.more_buffered |= conn.plan_buffered(&self.local);
+            self.more_buffered |= conn.plan_buffered(&self.local) || conn.unread();
+            if conn.plans.is_empty() && conn.fatal.is_none() {
+                continue;
+            }
             for plan in &mut conn.plans {
                 if let Plan::Engine(reqs, count, _) = plan {
                     *count = reqs.len();
                     requests.append(reqs);
                 }
             }
+            conn.round = Some(round);
+            members.push(slot);
+        }
+        self.rounds.push((round, members));
+        // Idle, timed-out and stalled connections are closed here.
+        for slot in 0..self.slots.len() {
+            self.sweep(slot);
         }
     }
 
-    fn complete(&mut self, answers: Vec<Result<Response<RedisValue>, RequestError>>) {
+    fn complete(&mut self, round: u64, answers: Vec<Result<Response<RedisValue>, RequestError>>) {
+        let Some(position) = self.rounds.iter().position(|(id, _)| *id == round) else { return };
+        let (_, members) = self.rounds.swap_remove(position);
         let mut answers = answers.into_iter();
-        for conn in &mut self.conns {
+        for &slot in &members {
+            let Some(conn) = &mut self.slots[slot] else { continue };
             conn.finish_plans(&mut answers, &self.local);
+            conn.round = None;
             conn.flush();
+            self.more_buffered |= !conn.buf.is_empty() || conn.unread();
         }
         self.local.flush_into(&self.shared.counters);
-        let counters = &self.shared.counters;
-        self.conns.retain(|c| {
-            let keep = !c.finished();
-            if !keep {
-                counters.connected.fetch_sub(1, Ordering::Relaxed);
-            }
-            keep
-        });
+        for slot in members {
+            self.sweep(slot);
+        }
     }
 }
 
 impl Drop for Connections {
     fn drop(&mut self) {
-        let closed = self.conns.len() + self.incoming.try_iter().count();
-        self.shared.counters.connected.fetch_sub(closed, Ordering::Relaxed);
+        let open = self.slots.iter().flatten().count() + self.incoming.try_iter().count();
+        self.shared.counters.connected.fetch_sub(open, Ordering::Relaxed);
     }
 }
 
@@ -472,6 +526,10 @@ struct Connection {
     fatal: Option<String>,
     /// The peer closed, or the socket failed: drop without writing.
     dead: bool,
+    /// The actor round this connection's planned commands wait on.
+    round: Option<u64>,
+    /// The socket may hold input not read yet (its events are edge-triggered).
+    readable: bool,
     last_read: Instant,
     /// When output first got stuck (the client stopped reading).
     stalled_since: Option<Instant>,
@@ -494,6 +552,8 @@ impl Connection {
             plans: Vec::new(),
             fatal: None,
             dead: false,
+            round: None,
+            readable: false,
             last_read: Instant::now(),
             stalled_since: None,
         }
@@ -517,29 +577,45 @@ impl Connection {
         limits.max_bulk.saturating_mul(2).saturating_add(1 << 20)
     }
 
-    /// Reads what the socket has (without blocking).
+    /// Reads what the socket has (without blocking), up to the query buffer limit.
     fn fill(&mut self, chunk: &mut [u8]) {
+        self.readable = true;
         loop {
             match self.stream.read(chunk) {
                 Ok(0) => {
                     self.dead = true;
+                    self.readable = false;
                     return;
                 }
                 Ok(n) => {
                     self.buf.extend_from_slice(&chunk[..n]);
                     self.last_read = Instant::now();
-                    if self.buf.len() > self.query_buffer_limit() || n < chunk.len() {
+                    if n < chunk.len() {
+                        // Drained: more input raises a new event.
+                        self.readable = false;
+                        return;
+                    }
+                    if self.buf.len() > self.query_buffer_limit() {
                         return;
                     }
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return;
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => {
                     self.dead = true;
+                    self.readable = false;
                     return;
                 }
             }
         }
+    }
+
+    /// Input left in the socket that this connection will still read.
+    fn unread(&self) -> bool {
+        self.readable && !self.quit && self.fatal.is_none() && !self.dead
     }
 
     /// Plans up to one batch of buffered commands; `true` if more complete commands may remain.
