@@ -20,6 +20,11 @@ use anna_bench::report::{
 use anna_bench::servers::{self, Kind, ServerProcess};
 use clap::{Parser, Subcommand};
 
+/// The same allocator as `anna-server`, so the `serve-anna` child it re-executes as is the
+/// server that ships (the in-process engines all share it too).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "anna-bench", version, about = "Anna's benchmarks against dashmap, scc and Redis")]
 struct Args {

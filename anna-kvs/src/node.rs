@@ -1,13 +1,15 @@
-//! A running node: one pinned thread per actor, each driving its [`Actor`] from ZeroMQ sockets.
+//! A running node: one thread per actor (pinned to a core if asked), each driving its
+//! [`Actor`] from its mailbox, its gossip socket and, optionally, a client-facing [`Service`]
+//! (the Redis port runs as one, so clients are served on the actors' own threads).
 //!
 //! Inside a node, actors hand each other messages without serializing them (the paper passes
 //! buffer ownership too): the message goes into the receiver's bounded mailbox, and if the
-//! receiver may be asleep in `zmq::poll`, a one-byte doorbell on a socket pair wakes it (a busy
-//! receiver is not woken at all: it finds the mail on its next round). Across nodes, messages are encoded
+//! receiver may be asleep in `epoll`, a doorbell (an eventfd) wakes it (a busy receiver is not
+//! woken at all: it finds the mail on its next round). Across nodes, messages are encoded
 //! in the [`crate::wire`] envelope and sent over ZeroMQ `tcp` (PUSH → PULL, one PULL per
 //! actor at `gossip_port + thread`). Every send is non-blocking: a full queue or a dead peer
 //! costs a dropped message (counted; retransmission repairs it), never a stalled actor. An actor
-//! waits in `zmq::poll` until its next epoch, so an idle node sleeps.
+//! waits in `epoll` until its next epoch, so an idle node sleeps.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use std::os::fd::{AsFd, AsRawFd};
 
 use crate::actor::{Actor, ActorConfig, ActorStats};
@@ -39,7 +42,8 @@ pub struct PeerSpec {
 pub struct NodeConfig {
     /// Actor threads; `0` means one per core.
     pub threads: usize,
-    /// Pin each actor thread to its own core.
+    /// Pin each actor thread to its own core (off by default: it pays only when the actors have
+    /// the cores to themselves).
     pub pin_threads: bool,
     /// Gossip period (the paper's multicast epoch).
     pub epoch: Duration,
@@ -68,7 +72,7 @@ impl Default for NodeConfig {
     fn default() -> Self {
         Self {
             threads: 0,
-            pin_threads: true,
+            pin_threads: false,
             epoch: Duration::from_millis(100),
             replication: Replication::ONE,
             gossip_addr: None,
@@ -226,7 +230,7 @@ pub struct ActorReport {
     pub request_ns: u64,
     /// Time spent on gossip: epochs, merging and acknowledging peers' batches (ns).
     pub gossip_ns: u64,
-    /// Time spent waiting in `zmq::poll` (ns).
+    /// Time spent waiting for work (ns).
     pub idle_ns: u64,
     /// Messages from other nodes dropped as malformed (bad envelope, wrong version or lattice
     /// type, unknown sender).
@@ -277,22 +281,20 @@ impl Clock {
     }
 }
 
-/// Wakes an actor waiting in `zmq::poll`: a datagram socket pair whose read end the actor
-/// polls, written only when the actor may be asleep (checked with a flag, Dekker-style: the
-/// sender queues its mail and then looks at the flag; the actor raises the flag and then looks
-/// at its mailbox, so one of the two always sees the other).
+/// Wakes an actor waiting in `epoll`: an eventfd in the actor's set, edge-triggered, so a
+/// ring is one `write` and the actor never has to read it back. It is written only when the
+/// actor may be asleep (checked with a flag, Dekker-style: the sender queues its mail and then
+/// looks at the flag; the actor raises the flag and then looks at its mailbox, so one of the
+/// two always sees the other).
 struct Doorbell {
-    read: std::os::unix::net::UnixDatagram,
-    write: std::os::unix::net::UnixDatagram,
+    bell: EventFd,
     asleep: AtomicBool,
 }
 
 impl Doorbell {
-    fn new() -> std::io::Result<Self> {
-        let (read, write) = std::os::unix::net::UnixDatagram::pair()?;
-        read.set_nonblocking(true)?;
-        write.set_nonblocking(true)?;
-        Ok(Self { read, write, asleep: AtomicBool::new(false) })
+    fn new() -> nix::Result<Self> {
+        let bell = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
+        Ok(Self { bell, asleep: AtomicBool::new(false) })
     }
 
     /// Call after queueing mail for the actor.
@@ -303,10 +305,10 @@ impl Doorbell {
         }
     }
 
-    /// Wakes the actor whatever it is doing (shutdown). A full socket buffer means a wake-up is
-    /// already pending.
+    /// Wakes the actor whatever it is doing (shutdown). Each write raises an event; the
+    /// counter it adds to is never read (it would take 2^64 rings to fill).
     fn ring_now(&self) {
-        let _ = self.write.send(&[1]);
+        let _ = self.bell.write(1);
     }
 
     /// The actor is about to check its mailbox and sleep.
@@ -315,13 +317,9 @@ impl Doorbell {
         std::sync::atomic::fence(Ordering::SeqCst);
     }
 
-    /// The actor woke up; `rung` if the doorbell's socket was readable.
-    fn woke(&self, rung: bool) {
+    /// The actor woke up.
+    fn woke(&self) {
         self.asleep.store(false, Ordering::SeqCst);
-        if rung {
-            let mut buf = [0_u8; 64];
-            while self.read.recv(&mut buf).is_ok() {}
-        }
     }
 }
 
@@ -427,9 +425,8 @@ impl<V: KvsValue> Node<V> {
         let mut doorbells = Vec::new();
         for thread in 0..threads {
             doorbells.push(
-                Doorbell::new().map_err(|e| {
-                    NodeError::Config(format!("create a doorbell socket pair: {e}"))
-                })?,
+                Doorbell::new()
+                    .map_err(|e| NodeError::Config(format!("create a doorbell eventfd: {e}")))?,
             );
             let tcp = match &config.gossip_addr {
                 Some(addr) => {
@@ -852,8 +849,9 @@ impl<V: KvsValue> Driver<V> {
         let now = shared.clock.now_us();
         let router = NodeHandle::new(Arc::clone(&shared)).with_affinity(usize::from(id.thread));
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        let doorbell = &shared.doorbells[usize::from(id.thread)].read;
-        epoll.add(doorbell, EpollEvent::new(EpollFlags::EPOLLIN, DOORBELL_TOKEN))?;
+        let doorbell = &shared.doorbells[usize::from(id.thread)].bell;
+        let edge = EpollFlags::EPOLLIN | EpollFlags::EPOLLET;
+        epoll.add(doorbell, EpollEvent::new(edge, DOORBELL_TOKEN))?;
         let actor = Actor::new(id, Arc::clone(&shared.topology), shared.config.actor.clone(), now);
         Ok(Self {
             id,
@@ -913,12 +911,10 @@ impl<V: KvsValue> Driver<V> {
                 }
                 None => self.epoll.wait(&mut self.events, timeout),
             };
-            let mut rung = false;
             ready.clear();
             for event in &self.events[..waited.unwrap_or(0)] {
                 let flags = event.events();
                 if event.data() == DOORBELL_TOKEN {
-                    rung = true;
                     continue;
                 }
                 let failed = EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP;
@@ -929,7 +925,7 @@ impl<V: KvsValue> Driver<V> {
                     writable: flags.intersects(EpollFlags::EPOLLOUT | failed),
                 });
             }
-            doorbell.woke(rung);
+            doorbell.woke();
             self.report.idle_ns += idle_start.elapsed().as_nanos() as u64;
             if self.shared.stop.load(Ordering::Relaxed) {
                 continue;

@@ -80,8 +80,14 @@ struct Args {
     /// Largest value in bytes [default: 16777216].
     #[arg(long = "max-value-bytes")]
     max_value_bytes: Option<usize>,
-    /// Do not pin actor threads to cores.
-    #[arg(long = "no-pin")]
+    /// Pin each actor thread to its own core. Worth it only when the actors have the cores to
+    /// themselves: on a machine shared with clients or other services, pinned actors cannot
+    /// move off a busy core (on 2 cores shared with redis-benchmark, unpipelined throughput
+    /// fell by a quarter).
+    #[arg(long, overrides_with = "no_pin")]
+    pin: bool,
+    /// Do not pin actor threads (the default).
+    #[arg(long = "no-pin", overrides_with = "pin")]
     no_pin: bool,
     /// Log filter, e.g. `info` or `anna_kvs=debug` [default: info, or RUST_LOG].
     #[arg(long = "log-level")]
@@ -239,7 +245,8 @@ fn build(args: Args) -> Result<Built, String> {
     if let Some(max) = args.max_value_bytes.or(file.max_value_bytes) {
         config.node.max_value_bytes = max;
     }
-    config.node.pin_threads = !args.no_pin && file.pin_threads.unwrap_or(true);
+    config.node.pin_threads =
+        if args.pin || args.no_pin { args.pin } else { file.pin_threads.unwrap_or(false) };
     if config.node.threads == 0 {
         config.node.threads = core_affinity::get_core_ids().map_or(1, |c| c.len().max(1));
     }

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
+use super::inline_bytes::INLINE_CAPACITY;
 use super::resp::{Limits, ParseError, Reply, parse_command};
 use super::value::{RedisOp, RedisOpOutput, RedisValue};
 use crate::message::{Request, RequestError, Response};
@@ -762,11 +763,13 @@ fn apply(key: &Bytes, op: RedisOp) -> Request<RedisValue> {
     Request::Apply { key: key.clone(), op }
 }
 
-/// A copy of a value the store will keep. Arguments are slices of the connection's read
-/// buffer; storing a slice would keep that whole buffer alive for as long as the value lives
-/// (a few stored bytes pinning kilobytes), so stored bytes get an exact-size allocation.
+/// A value the store will keep. Arguments are slices of the connection's read buffer; storing
+/// a slice would keep that whole buffer alive for as long as the value lives (a few stored
+/// bytes pinning kilobytes), so a long value gets an exact-size copy. A short one is passed as
+/// the slice: the store copies it into its table entry
+/// ([`InlineBytes`](super::inline_bytes::InlineBytes)).
 fn owned(bytes: &Bytes) -> Bytes {
-    Bytes::copy_from_slice(bytes)
+    if bytes.len() <= INLINE_CAPACITY { bytes.clone() } else { Bytes::copy_from_slice(bytes) }
 }
 
 /// Reads a GET-style answer.

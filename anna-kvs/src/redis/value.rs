@@ -11,14 +11,15 @@ use bytes::Bytes;
 use lattice_core::{Lattice, Lww, Max, OrSet, PNCounter, Stamp};
 use serde::{Deserialize, Serialize};
 
+use super::inline_bytes::InlineBytes;
 use crate::value::KvsValue;
 
 /// A Redis key's state.
 #[derive(Lattice, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RedisValue {
     /// `SET`: last writer wins. A `DEL` writes `None` here too, so for a key that was only
-    /// ever a string this register alone records the delete.
-    string: Lww<Option<Bytes>>,
+    /// ever a string this register alone records the delete. Short strings are kept inline.
+    string: Lww<Option<InlineBytes>>,
     /// Counter and set state, boxed: most keys are plain strings, and a small table entry
     /// keeps the store's hash table dense (a plain string key is 64 bytes).
     typed: Option<Box<Typed>>,
@@ -115,7 +116,10 @@ impl RedisValue {
     /// [`WRONGTYPE`] for counters and sets.
     pub fn string_register(&self) -> Result<Lww<Option<Bytes>>, &'static str> {
         match self.kind() {
-            None | Some(Kind::String) => Ok(self.string.clone()),
+            None | Some(Kind::String) => Ok(match self.string.as_parts() {
+                Some((stamp, value)) => Lww::new(stamp, value.as_ref().map(InlineBytes::to_bytes)),
+                None => Lww::unwritten(),
+            }),
             Some(_) => Err(WRONGTYPE),
         }
     }
@@ -125,7 +129,7 @@ impl RedisValue {
     pub fn from_register(register: Lww<Option<Bytes>>, writer: u64) -> Self {
         let mut value = Self::default();
         match register.into_parts() {
-            Some((stamp, Some(bytes))) => value.string = Lww::new(stamp, Some(bytes)),
+            Some((stamp, Some(bytes))) => value.string = Lww::new(stamp, Some(bytes.into())),
             Some((stamp, None)) => {
                 value.delete(stamp, writer);
             }
@@ -149,7 +153,9 @@ impl RedisValue {
     pub fn get_string(&self) -> Result<Option<Bytes>, &'static str> {
         match self.kind() {
             None => Ok(None),
-            Some(Kind::String) => Ok(self.string.value().cloned().flatten()),
+            Some(Kind::String) => {
+                Ok(self.string.value().and_then(|v| v.as_ref()).map(InlineBytes::to_bytes))
+            }
             Some(Kind::Counter) => Ok(Some(Bytes::from(self.counter_value().to_string()))),
             Some(Kind::Set) => Err(WRONGTYPE),
         }
@@ -173,8 +179,8 @@ impl RedisValue {
             Some(Kind::Counter) => i64::try_from(self.counter_value())
                 .map_err(|_| "ERR increment or decrement would overflow".to_owned()),
             Some(Kind::String) => {
-                let raw = self.string.value().cloned().flatten().unwrap_or_default();
-                std::str::from_utf8(&raw)
+                let raw = self.string.value().and_then(|v| v.as_deref()).unwrap_or_default();
+                std::str::from_utf8(raw)
                     .ok()
                     .and_then(|s| s.parse::<i64>().ok())
                     .ok_or_else(|| "ERR value is not an integer or out of range".to_owned())
@@ -197,7 +203,7 @@ impl KvsValue for RedisValue {
     ) -> Result<(bool, RedisOpOutput), String> {
         match op {
             RedisOp::Set(value) => {
-                let changed = self.string.merge(Lww::new(stamp, Some(value)));
+                let changed = self.string.merge(Lww::new(stamp, Some(value.into())));
                 Ok((changed, RedisOpOutput::Ok))
             }
             RedisOp::IncrBy(delta) => {
@@ -267,7 +273,10 @@ impl KvsValue for RedisValue {
     fn tombstone_stamp(&self) -> Option<Stamp> {
         // Only a key that was never a counter or a set is a plain timestamped tombstone.
         if self.typed.is_none() && self.kind().is_none() {
-            self.string.tombstone_stamp()
+            match self.string.as_parts() {
+                Some((stamp, None)) => Some(stamp),
+                _ => None,
+            }
         } else {
             None
         }
