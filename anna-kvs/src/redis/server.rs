@@ -412,9 +412,13 @@ impl Service<RedisValue> for Connections {
                 continue;
             }
             for plan in &mut conn.plans {
-                if let Plan::Engine(reqs, count, _) = plan {
-                    *count = reqs.len();
-                    requests.append(reqs);
+                match plan {
+                    Plan::Engine(reqs, count, _) => {
+                        *count = reqs.len();
+                        requests.append(reqs);
+                    }
+                    Plan::Single(request, _) => requests.extend(request.take()),
+                    Plan::Now(_) => {}
                 }
             }
             conn.round = Some(round);
@@ -504,7 +508,12 @@ enum Plan {
     Now(Reply),
     /// Requests (moved into the round's batch, leaving their count), and how to answer.
     Engine(Vec<Request<RedisValue>>, usize, Finish),
+    /// One request (moved into the round's batch) and a plain function to answer it: the
+    /// plan of the hot commands (GET, SET) allocates nothing.
+    Single(Option<Request<RedisValue>>, FinishOne),
 }
+
+type FinishOne = fn(Result<Response<RedisValue>, RequestError>, &Counters) -> Reply;
 
 type Answers = Vec<Result<Response<RedisValue>, RequestError>>;
 type Finish = Box<dyn FnOnce(Answers, &Counters) -> Reply + Send>;
@@ -660,6 +669,9 @@ impl Connection {
                 Plan::Engine(_, count, finish) => {
                     let mine: Answers = answers.by_ref().take(count).collect();
                     finish(mine, counters)
+                }
+                Plan::Single(_, finish) => {
+                    finish(answers.next().unwrap_or(Err(RequestError::Timeout)), counters)
                 }
             };
             reply.encode(&mut self.out, self.resp3);
@@ -871,7 +883,7 @@ fn plan_command(conn: &mut Connection, name: &str, rest: &[Bytes]) -> Option<Pla
             if let Some(error) = check_sizes(conn, key, None) {
                 return Some(Plan::Now(error));
             }
-            engine(vec![get(key)], |mut a, counters| match read_value(a.remove(0)) {
+            Plan::Single(Some(get(key)), |answer, counters| match read_value(answer) {
                 Ok(value) => match value.map(|v| v.get_string()).transpose() {
                     Ok(Some(Some(bytes))) => {
                         counters.hits.fetch_add(1, Ordering::Relaxed);
@@ -891,8 +903,8 @@ fn plan_command(conn: &mut Connection, name: &str, rest: &[Bytes]) -> Option<Pla
                 if let Some(error) = check_sizes(conn, key, Some(value)) {
                     return Some(Plan::Now(error));
                 }
-                engine(vec![apply(key, RedisOp::Set(owned(value)))], |mut a, _| {
-                    applied(a.remove(0))
+                Plan::Single(Some(apply(key, RedisOp::Set(owned(value)))), |answer, _| {
+                    applied(answer)
                 })
             }
             [_, _, option, ..] => Plan::Now(Reply::Error(format!(
