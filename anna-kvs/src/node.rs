@@ -472,19 +472,23 @@ impl<V: KvsValue> Node<V> {
                 services.len()
             )));
         }
-        let mut handles = Vec::new();
+        // Every driver is built before any thread starts, so a failure leaves nothing running.
+        let mut drivers = Vec::new();
         for (thread, ((tcp, mailbox), service)) in
             bound.into_iter().zip(receivers).zip(services).enumerate()
         {
-            let shared = Arc::clone(&shared);
+            let id = ActorId::new(shared.me, thread as ThreadIndex);
+            let driver = Driver::new(id, Arc::clone(&shared), tcp, mailbox, service)
+                .map_err(|e| NodeError::Config(format!("create an epoll set: {e}")))?;
+            drivers.push(driver);
+        }
+        let mut node = Self { shared: Arc::clone(&shared), threads: Vec::new() };
+        for (thread, mut driver) in drivers.into_iter().enumerate() {
             let core = if config.pin_threads && !cores.is_empty() {
                 Some(cores[thread % cores.len()])
             } else {
                 None
             };
-            let id = ActorId::new(shared.me, thread as ThreadIndex);
-            let mut driver = Driver::new(id, shared, tcp, mailbox, service)
-                .map_err(|e| NodeError::Config(format!("create an epoll set: {e}")))?;
             let handle = std::thread::Builder::new()
                 .name(format!("anna-actor-{thread}"))
                 .spawn(move || {
@@ -493,11 +497,12 @@ impl<V: KvsValue> Node<V> {
                     }
                     driver.run();
                 })
+                // Dropping `node` stops and joins the actors already started.
                 .map_err(|e| NodeError::Config(format!("spawn actor thread: {e}")))?;
-            handles.push(handle);
+            node.threads.push(handle);
         }
         tracing::info!(node = me, actors = threads, gossip = ?config.gossip_addr, peers = config.peers.len(), "anna node started");
-        Ok(Self { shared, threads: handles })
+        Ok(node)
     }
 
     /// A handle for issuing requests to this node (one per client thread: it owns sockets).
