@@ -137,6 +137,9 @@ struct PendingBatch<V: KvsValue> {
     reply: ReplyTo<V>,
     answers: Vec<(usize, Response<V>)>,
     outstanding: usize,
+    /// Past this, the forwards still out are answered with a timeout (an owner on a dead node
+    /// never answers) and forgotten.
+    deadline: Instant,
 }
 
 /// Client-facing work done on an actor's own thread, as in the paper, where each actor talks
@@ -882,6 +885,7 @@ impl<V: KvsValue> Driver<V> {
     }
 
     fn run(&mut self) {
+        self.connect_peers();
         let mut ready: Vec<Readiness> = Vec::new();
         while !self.shared.stop.load(Ordering::Relaxed) {
             let now = self.shared.clock.now_us();
@@ -953,11 +957,40 @@ impl<V: KvsValue> Driver<V> {
                 let start = Instant::now();
                 self.actor.handle(now, Input::Tick, &mut self.outputs);
                 self.deliver();
+                self.expire_batches();
                 self.report.gossip_ns += start.elapsed().as_nanos() as u64;
                 self.publish();
             }
         }
         self.publish();
+    }
+
+    /// Answers, with timeouts, the batches whose forwarded requests are overdue, and forgets
+    /// them (so requests to a dead node do not pile up here).
+    fn expire_batches(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<u64> =
+            self.batches.iter().filter(|(_, b)| now >= b.deadline).map(|(&id, _)| id).collect();
+        if expired.is_empty() {
+            return;
+        }
+        for id in expired {
+            let Some(mut batch) = self.batches.remove(&id) else { continue };
+            let answered: std::collections::HashSet<usize> =
+                batch.answers.iter().map(|(index, _)| *index).collect();
+            let waiting: Vec<usize> = self
+                .waiting
+                .values()
+                .filter(|(b, index)| *b == id && !answered.contains(index))
+                .map(|(_, index)| *index)
+                .collect();
+            for index in waiting {
+                batch.answers.push((index, Response::Error(RequestError::Timeout)));
+            }
+            self.send_answers(batch.reply, batch.answers);
+        }
+        let batches = &self.batches;
+        self.waiting.retain(|_, (batch, _)| batches.contains_key(batch));
     }
 
     /// Runs one round of the service: its I/O, then its requests (owned keys on the spot, the
@@ -1082,7 +1115,8 @@ impl<V: KvsValue> Driver<V> {
             self.send_answers(reply, answers);
         } else {
             self.next_batch += 1;
-            self.batches.insert(batch, PendingBatch { reply, answers, outstanding });
+            let deadline = Instant::now() + self.shared.config.request_timeout;
+            self.batches.insert(batch, PendingBatch { reply, answers, outstanding, deadline });
         }
         self.deliver();
     }
@@ -1231,6 +1265,31 @@ impl<V: KvsValue> Driver<V> {
         match link.socket.send(&bytes[..], zmq::DONTWAIT) {
             Ok(()) => self.report.bytes_out += bytes.len() as u64,
             Err(_) => self.report.send_drops += 1,
+        }
+    }
+
+    /// Connects to every actor of the other nodes now, so the links are up (ZeroMQ keeps
+    /// retrying in the background) before the first request is forwarded: a message for a
+    /// link that is not connected yet is dropped (`ZMQ_IMMEDIATE`), which gossip repairs by
+    /// resending but a forwarded client request would only see as a timeout.
+    fn connect_peers(&mut self) {
+        let topology = Arc::clone(&self.shared.topology);
+        for node in 0..topology.nodes().len() {
+            let node = node as NodeIndex;
+            if node == self.id.node {
+                continue;
+            }
+            for thread in 0..topology.threads(node) {
+                let to = ActorId::new(node, thread);
+                match self.connect_remote(to) {
+                    Ok(link) => {
+                        self.remotes.insert(to, link);
+                    }
+                    Err(error) => {
+                        tracing::warn!(actor = %self.id, to = %to, %error, "cannot reach peer");
+                    }
+                }
+            }
         }
     }
 

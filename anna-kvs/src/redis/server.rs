@@ -114,7 +114,7 @@ struct Counters {
 
 impl Counters {
     /// Adds this thread-local tally of the hot counters to `shared` and resets it: the
-    /// per-command counters are kept per I/O thread and published once per round, so threads
+    /// per-command counters are kept per actor and published once per round, so threads
     /// do not bounce a shared cache line on every command.
     fn flush_into(&self, shared: &Counters) {
         for (local, global) in [
