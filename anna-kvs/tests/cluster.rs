@@ -229,7 +229,7 @@ fn the_client_routes_to_owners_and_retries_past_a_killed_node() {
 /// Two nodes, each key on one of them (`--replication 1:1`): through the Redis port of either,
 /// every key is read and written (the actor forwards to the owner node). After `kill -9` of one,
 /// a command for one of its keys gets an error once the request times out (no hang), and the
-/// survivor keeps serving its own keys and other clients meanwhile.
+/// survivor keeps serving its own keys and other clients.
 #[test]
 fn a_key_owned_by_a_dead_node_gets_an_error_not_a_hang() {
     let g0 = free_ports(&[]);
@@ -260,24 +260,25 @@ fn a_key_owned_by_a_dead_node_gets_an_error_not_a_hang() {
     let mut nodes = nodes;
     drop(nodes.pop()); // kill -9 node 1
     let mut errors = 0;
-    let mut served = 0;
+    let mut served = Vec::new();
     for key in &keys {
         let begun = Instant::now();
         let answer = redis(r0, &["GET", key]).unwrap_or_default();
         assert!(begun.elapsed() < Duration::from_secs(6), "GET {key} took {:?}", begun.elapsed());
         if answer == *key {
-            served += 1;
+            served.push(key);
         } else {
             assert!(answer.contains("no replica answered in time"), "GET {key}: {answer:?}");
             errors += 1;
-            // Other clients are served while a request waits on the dead node.
             assert_eq!(redis(r0, &["PING"]).as_deref(), Some("PONG"));
-            if errors == 2 {
-                break;
-            }
+        }
+        if errors > 0 && !served.is_empty() {
+            break;
         }
     }
     assert!(errors > 0, "no key of the dead node among 40");
-    assert!(served > 0, "no key of the live node among the first answers");
-    assert_eq!(redis(r0, &["SET", "still", "alive"]).as_deref(), Some("OK"));
+    // The survivor's own keys still take writes.
+    let mine = served.first().expect("no key of the live node among 40");
+    assert_eq!(redis(r0, &["SET", mine, "still alive"]).as_deref(), Some("OK"));
+    assert_eq!(redis(r0, &["GET", mine]).as_deref(), Some("still alive"));
 }
