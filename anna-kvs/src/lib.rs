@@ -10,7 +10,8 @@
 //! - [`actor`]: the sans-IO actor state machine ([`Actor`]) — the hot path, top to bottom.
 //! - [`wire`]: the versioned, size-limited binary envelope used between nodes.
 //! - [`sim`]: a deterministic, seeded simulated network for whole clusters of actors.
-//! - [`node`]: a running node — pinned actor threads driven by ZeroMQ ([`Node`], [`NodeHandle`]).
+//! - [`node`]: a running node — one thread per actor, waiting in `epoll` on its mailbox, its
+//!   gossip socket (ZeroMQ) and its clients ([`Node`], [`NodeHandle`], [`node::Service`]).
 
 #![warn(missing_docs)]
 
