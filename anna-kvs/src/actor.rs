@@ -30,7 +30,7 @@ use lattice_core::Stamp;
 
 use crate::message::{Gossip, Input, Output, PeerMessage, Request, RequestError, Response, Token};
 use crate::ring::{ActorId, Key, Topology};
-use crate::store_key::StoreKey;
+use crate::small_bytes::StoreKey;
 use crate::value::KvsValue;
 
 /// The hasher of the actor's store (fast, seeded per process).
@@ -348,11 +348,9 @@ impl<V: KvsValue> Actor<V> {
     ) -> Option<Response<V>> {
         // The hot read: one table lookup answers both "do I own it" and "what is it".
         if let Request::Get { key } = &request
-            && let Some(slot) = self.store.get(&key[..])
+            && let Some(response) = self.get_held(key)
         {
-            self.stats.gets += 1;
-            let value = (!slot.value.is_deleted()).then(|| slot.value.clone());
-            return Some(Response::Value(value));
+            return Some(response);
         }
         if !self.owns(request.key()) {
             return self.client(now, token, request, 0, None, out);
@@ -437,11 +435,18 @@ impl<V: KvsValue> Actor<V> {
     }
 
     fn get(&mut self, key: &[u8]) -> Response<V> {
+        self.get_held(key).unwrap_or_else(|| {
+            self.stats.gets += 1;
+            Response::Value(None)
+        })
+    }
+
+    /// A GET of a key this actor holds (`None` if it holds no state for it).
+    #[inline]
+    fn get_held(&mut self, key: &[u8]) -> Option<Response<V>> {
+        let slot = self.store.get(key)?;
         self.stats.gets += 1;
-        match self.store.get(key) {
-            Some(slot) if !slot.value.is_deleted() => Response::Value(Some(slot.value.clone())),
-            _ => Response::Value(None),
-        }
+        Some(Response::Value((!slot.value.is_deleted()).then(|| slot.value.clone())))
     }
 
     #[inline]

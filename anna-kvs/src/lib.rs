@@ -9,6 +9,7 @@
 //! - [`message`]: what actors consume and produce ([`Request`], [`Response`], [`PeerMessage`]).
 //! - [`actor`]: the sans-IO actor state machine ([`Actor`]) — the hot path, top to bottom.
 //! - [`wire`]: the versioned, size-limited binary envelope used between nodes.
+//! - [`small_bytes`]: byte strings kept inline when short (the store's keys, Redis strings).
 //! - [`sim`]: a deterministic, seeded simulated network for whole clusters of actors.
 //! - [`node`]: a running node — one thread per actor, waiting in `epoll` on its mailbox, its
 //!   gossip socket (ZeroMQ) and its clients ([`Node`], [`NodeHandle`], [`node::Service`]).
@@ -19,7 +20,7 @@ pub mod actor;
 pub mod message;
 pub mod ring;
 pub mod sim;
-mod store_key;
+pub mod small_bytes;
 pub mod value;
 pub mod wire;
 

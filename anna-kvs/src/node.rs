@@ -682,20 +682,7 @@ impl<V: KvsValue> NodeHandle<V> {
         let deadline = Instant::now() + config.request_timeout;
         let mut results: Vec<Result<Response<V>, RequestError>> =
             (0..requests.len()).map(|_| Err(RequestError::Timeout)).collect();
-        let mut per_actor: Vec<Vec<(usize, Request<V>)>> =
-            (0..shared.mailboxes.len()).map(|_| Vec::new()).collect();
-        for (index, request) in requests.into_iter().enumerate() {
-            match check_limits(config, &request) {
-                Err(error) => results[index] = Err(error),
-                Ok(()) if shared.stop.load(Ordering::Relaxed) => {
-                    results[index] = Err(RequestError::ShuttingDown);
-                }
-                Ok(()) => {
-                    let thread = self.pick_actor(request.key());
-                    per_actor[thread].push((index, request));
-                }
-            }
-        }
+        let per_actor = self.group_by_actor(requests, |index, error| results[index] = Err(error));
         let (reply_tx, reply_rx) = crossbeam_channel::unbounded();
         let mut expected = 0;
         for (thread, batch) in per_actor.into_iter().enumerate() {
@@ -728,6 +715,30 @@ impl<V: KvsValue> NodeHandle<V> {
             }
         }
         results
+    }
+
+    /// Groups `requests` (numbered in order) by the local actor each goes to; one over the
+    /// node's limits, or any while the node stops, is refused through `refuse` instead.
+    fn group_by_actor(
+        &mut self,
+        requests: impl IntoIterator<Item = Request<V>>,
+        mut refuse: impl FnMut(usize, RequestError),
+    ) -> Vec<Vec<(usize, Request<V>)>> {
+        let mut per_actor: Vec<Vec<(usize, Request<V>)>> =
+            (0..self.shared.mailboxes.len()).map(|_| Vec::new()).collect();
+        for (index, request) in requests.into_iter().enumerate() {
+            match check_limits(&self.shared.config, &request) {
+                Err(error) => refuse(index, error),
+                Ok(()) if self.shared.stop.load(Ordering::Relaxed) => {
+                    refuse(index, RequestError::ShuttingDown);
+                }
+                Ok(()) => {
+                    let thread = self.pick_actor(request.key());
+                    per_actor[thread].push((index, request));
+                }
+            }
+        }
+        per_actor
     }
 
     /// The handle's affinity actor if it owns `key`, else a local owner chosen by the key (so
@@ -766,11 +777,6 @@ impl<V: KvsValue> NodeHandle<V> {
         if let Some(doorbell) = self.shared.doorbells.get(thread) {
             doorbell.ring();
         }
-    }
-
-    /// How many actors the node runs.
-    pub fn actors(&self) -> usize {
-        self.shared.mailboxes.len()
     }
 }
 
@@ -944,13 +950,9 @@ impl<V: KvsValue> Driver<V> {
             if self.service.is_some() {
                 self.start_round(&ready);
             }
-            if !self.rounds.is_empty() {
-                let now = Instant::now();
-                let expired: Vec<u64> =
-                    self.rounds.iter().filter(|r| now >= r.deadline).map(|r| r.id).collect();
-                for round in expired {
-                    self.finish_round(round);
-                }
+            let now = Instant::now();
+            while let Some(round) = self.rounds.iter().find(|r| now >= r.deadline).map(|r| r.id) {
+                self.finish_round(round);
             }
             let now = self.shared.clock.now_us();
             if now >= self.actor.next_epoch_at() {
@@ -974,23 +976,20 @@ impl<V: KvsValue> Driver<V> {
         if expired.is_empty() {
             return;
         }
-        for id in expired {
-            let Some(mut batch) = self.batches.remove(&id) else { continue };
-            let answered: std::collections::HashSet<usize> =
-                batch.answers.iter().map(|(index, _)| *index).collect();
-            let waiting: Vec<usize> = self
-                .waiting
-                .values()
-                .filter(|(b, index)| *b == id && !answered.contains(index))
-                .map(|(_, index)| *index)
-                .collect();
-            for index in waiting {
-                batch.answers.push((index, Response::Error(RequestError::Timeout)));
+        // A forward still waiting is one no reply has come for (`deliver` removes answered ones).
+        let batches = &mut self.batches;
+        self.waiting.retain(|_, &mut (batch, index)| match batches.get_mut(&batch) {
+            Some(pending) if expired.contains(&batch) => {
+                pending.answers.push((index, Response::Error(RequestError::Timeout)));
+                false
             }
-            self.send_answers(batch.reply, batch.answers);
+            _ => true,
+        });
+        for id in expired {
+            if let Some(batch) = self.batches.remove(&id) {
+                self.send_answers(batch.reply, batch.answers);
+            }
         }
-        let batches = &self.batches;
-        self.waiting.retain(|_, (batch, _)| batches.contains_key(batch));
     }
 
     /// Runs one round of the service: its I/O, then its requests (owned keys on the spot, the
@@ -1008,18 +1007,13 @@ impl<V: KvsValue> Driver<V> {
         }
         let start = Instant::now();
         let me = self.id.thread;
-        let shared = Arc::clone(&self.shared);
         let mut results: Vec<Option<Result<Response<V>, RequestError>>> =
             (0..requests.len()).map(|_| None).collect();
-        let mut per_actor: Vec<Vec<(usize, Request<V>)>> =
-            (0..shared.mailboxes.len()).map(|_| Vec::new()).collect();
-        for (index, request) in requests.drain(..).enumerate() {
-            match check_limits(&shared.config, &request) {
-                Err(error) => results[index] = Some(Err(error)),
-                Ok(()) => per_actor[self.router.pick_actor(request.key())].push((index, request)),
-            }
-        }
+        let per_actor = self
+            .router
+            .group_by_actor(requests.drain(..), |index, error| results[index] = Some(Err(error)));
         self.service_requests = requests;
+        let shared = &self.shared;
         let mut mine = Vec::new();
         let mut outstanding = 0;
         for (thread, batch) in per_actor.into_iter().enumerate() {
@@ -1048,18 +1042,14 @@ impl<V: KvsValue> Driver<V> {
                 }
             }
         }
-        self.rounds.push(ServiceRound {
-            id: round,
-            results,
-            outstanding,
-            deadline: Instant::now() + shared.config.request_timeout,
-        });
+        let deadline = Instant::now() + shared.config.request_timeout;
+        self.rounds.push(ServiceRound { id: round, results, outstanding, deadline });
         if mine.is_empty() {
             if outstanding == 0 {
                 self.finish_round(round);
             }
         } else {
-            let now = shared.clock.now_us();
+            let now = self.shared.clock.now_us();
             self.serve_batch(now, mine, ReplyTo::Actor { thread: me, round });
         }
         self.report.request_ns += start.elapsed().as_nanos() as u64;

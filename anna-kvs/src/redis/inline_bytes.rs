@@ -6,113 +6,46 @@
 //! allocation. [`InlineBytes`] holds up to [`INLINE_CAPACITY`] bytes in place, in the same 40 bytes
 //! (so a plain string key's entry does not grow), and falls back to `Bytes` beyond that.
 
-use std::cmp::Ordering;
-use std::fmt;
-use std::hash::{Hash, Hasher};
-
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::small_bytes::SmallBytes;
 
 /// The longest value kept inline.
 pub const INLINE_CAPACITY: usize = 38;
 
 /// Bytes stored inline up to [`INLINE_CAPACITY`], shared (`Bytes`) beyond. Compares, hashes and
 /// serializes as its byte string, exactly like `Bytes`.
-#[derive(Clone)]
-pub enum InlineBytes {
-    /// Short: the first `len` bytes of `data`.
-    Inline {
-        /// How many bytes of `data` are used.
-        len: u8,
-        /// The bytes.
-        data: [u8; INLINE_CAPACITY],
-    },
-    /// Long: a shared buffer.
-    Shared(Bytes),
-}
+pub type InlineBytes = SmallBytes<INLINE_CAPACITY, Bytes>;
 
 impl InlineBytes {
-    /// The bytes.
-    pub fn as_slice(&self) -> &[u8] {
-        match self {
-            Self::Inline { len, data } => &data[..usize::from(*len)],
-            Self::Shared(bytes) => bytes,
-        }
-    }
-
     /// The bytes as `Bytes` (a copy when inline, a shared handle otherwise).
     pub fn to_bytes(&self) -> Bytes {
         match self {
             Self::Inline { .. } => Bytes::copy_from_slice(self.as_slice()),
-            Self::Shared(bytes) => bytes.clone(),
+            Self::Heap(bytes) => bytes.clone(),
         }
-    }
-
-    fn inline(bytes: &[u8]) -> Option<Self> {
-        let len = u8::try_from(bytes.len()).ok().filter(|&n| usize::from(n) <= INLINE_CAPACITY)?;
-        let mut data = [0_u8; INLINE_CAPACITY];
-        data[..bytes.len()].copy_from_slice(bytes);
-        Some(Self::Inline { len, data })
     }
 }
 
 impl From<&[u8]> for InlineBytes {
     fn from(bytes: &[u8]) -> Self {
-        Self::inline(bytes).unwrap_or_else(|| Self::Shared(Bytes::copy_from_slice(bytes)))
+        Self::inline(bytes).unwrap_or_else(|| Self::Heap(Bytes::copy_from_slice(bytes)))
     }
 }
 
 impl From<Bytes> for InlineBytes {
     fn from(bytes: Bytes) -> Self {
-        Self::inline(&bytes).unwrap_or(Self::Shared(bytes))
+        Self::inline(&bytes).unwrap_or(Self::Heap(bytes))
     }
 }
 
 impl From<InlineBytes> for Bytes {
     fn from(bytes: InlineBytes) -> Self {
         match bytes {
-            InlineBytes::Shared(bytes) => bytes,
+            InlineBytes::Heap(bytes) => bytes,
             inline => Bytes::copy_from_slice(inline.as_slice()),
         }
-    }
-}
-
-impl std::ops::Deref for InlineBytes {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        self.as_slice()
-    }
-}
-
-impl fmt::Debug for InlineBytes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "b\"{}\"", self.as_slice().escape_ascii())
-    }
-}
-
-impl PartialEq for InlineBytes {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_slice() == other.as_slice()
-    }
-}
-
-impl Eq for InlineBytes {}
-
-impl PartialOrd for InlineBytes {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for InlineBytes {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.as_slice().cmp(other.as_slice())
-    }
-}
-
-impl Hash for InlineBytes {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_slice().hash(state);
     }
 }
 
@@ -132,6 +65,7 @@ impl<'de> Deserialize<'de> for InlineBytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cmp::Ordering;
 
     #[test]
     fn short_values_are_inline_and_long_ones_shared_and_both_act_as_bytes() {

@@ -310,8 +310,6 @@ struct Connections {
     /// connection frees its slot).
     slots: Vec<Option<Connection>>,
     free: Vec<usize>,
-    /// Rounds in flight and their connections' slots, in the order their requests were queued.
-    rounds: Vec<(u64, Vec<usize>)>,
     /// This actor's tally of the per-command counters (see [`Counters::flush_into`]).
     local: Counters,
     /// Read buffer.
@@ -327,7 +325,6 @@ impl Connections {
             incoming,
             slots: Vec::new(),
             free: Vec::new(),
-            rounds: Vec::new(),
             local: Counters::default(),
             chunk: vec![0_u8; 64 * 1024],
             more_buffered: false,
@@ -393,19 +390,16 @@ impl Service<RedisValue> for Connections {
         while let Ok(stream) = self.incoming.try_recv() {
             self.adopt(stream, registry);
         }
-        // Input of a connection in a round waits in the socket until its replies are out.
-        for conn in self.slots.iter_mut().flatten() {
-            if conn.readable && conn.round.is_none() {
-                conn.fill(&mut self.chunk);
-            }
-        }
-        // Plan every idle connection's complete commands; their engine requests make one batch.
+        // Read and plan every idle connection's complete commands; their engine requests make
+        // one batch, queued in slot order (the order `complete` finds them in). Input of a
+        // connection in a round, or with replies piling up, waits in the socket.
         self.more_buffered = false;
-        let mut members = Vec::new();
-        for (slot, conn) in self.slots.iter_mut().enumerate() {
-            let Some(conn) = conn else { continue };
+        for conn in self.slots.iter_mut().flatten() {
             if conn.round.is_some() || conn.dead || conn.out.len() > MAX_PENDING_OUTPUT / 2 {
                 continue;
+            }
+            if conn.readable {
+                conn.fill(&mut self.chunk);
             }
             self.more_buffered |= conn.plan_buffered(&self.local) || conn.unread();
             if conn.plans.is_empty() && conn.fatal.is_none() {
@@ -422,9 +416,7 @@ impl Service<RedisValue> for Connections {
                 }
             }
             conn.round = Some(round);
-            members.push(slot);
         }
-        self.rounds.push((round, members));
         // Idle, timed-out and stalled connections are closed here.
         for slot in 0..self.slots.len() {
             self.sweep(slot);
@@ -432,20 +424,21 @@ impl Service<RedisValue> for Connections {
     }
 
     fn complete(&mut self, round: u64, answers: Vec<Result<Response<RedisValue>, RequestError>>) {
-        let Some(position) = self.rounds.iter().position(|(id, _)| *id == round) else { return };
-        let (_, members) = self.rounds.swap_remove(position);
+        // The round's connections, in slot order: the order `step` queued their requests in (a
+        // slot is not reused while its connection is in a round).
         let mut answers = answers.into_iter();
-        for &slot in &members {
+        for slot in 0..self.slots.len() {
             let Some(conn) = &mut self.slots[slot] else { continue };
+            if conn.round != Some(round) {
+                continue;
+            }
             conn.finish_plans(&mut answers, &self.local);
             conn.round = None;
             conn.flush();
             self.more_buffered |= !conn.buf.is_empty() || conn.unread();
-        }
-        self.local.flush_into(&self.shared.counters);
-        for slot in members {
             self.sweep(slot);
         }
+        self.local.flush_into(&self.shared.counters);
     }
 }
 
