@@ -279,8 +279,9 @@ fn serve_anna(port: u16) {
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(signal, Arc::clone(&stop));
     }
-    let config = anna_kvs::redis::ServerConfig { port, ..anna_kvs::redis::ServerConfig::default() };
-    match anna_kvs::redis::Server::bind(config, stop) {
+    let mut config = anna_kvs::server::ServerConfig::default();
+    config.redis.port = port;
+    match anna_kvs::server::Server::bind(config, stop) {
         Ok(server) => server.run(),
         Err(error) => {
             eprintln!("anna-bench serve-anna: {error}");

@@ -1,5 +1,5 @@
 //! The servers under test, as child processes: Debian's `redis-server` (no persistence) and
-//! anna-server (the same `anna_kvs::redis::Server` the `anna-server` binary runs, started by
+//! anna-server (the same `anna_kvs::server::Server` the `anna-server` binary runs, started by
 //! re-executing this runner with `serve-anna`, so the benchmark needs no second binary).
 
 use std::io::Write;

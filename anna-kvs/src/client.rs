@@ -111,7 +111,9 @@ impl From<ClientError> for RequestError {
         match error {
             ClientError::Request(error) => error,
             ClientError::Timeout(_) | ClientError::Unreachable(_) => RequestError::Timeout,
-            other => RequestError::Op(other.to_string()),
+            ClientError::Unexpected(what) => RequestError::UnexpectedAnswer(what),
+            error @ ClientError::Wire(_) => RequestError::UnexpectedAnswer(error.to_string()),
+            other => RequestError::Refused(other.to_string()),
         }
     }
 }
@@ -642,7 +644,7 @@ impl<V: KvsValue> Store<V> for Client<V> {
     fn put_here(&mut self, key: &Key, value: V) -> Result<Option<Stamp>, RequestError> {
         match self.request(Request::Put { key: key.clone(), value, stamp_here: true })? {
             Response::Done(stamp) => Ok(stamp),
-            other => Err(RequestError::Op(format!("unexpected answer {other:?}"))),
+            other => Err(RequestError::UnexpectedAnswer(format!("{other:?}"))),
         }
     }
 
@@ -659,9 +661,7 @@ impl Store<Eventual> for Client<RedisValue> {
     fn get(&mut self, key: &Key) -> Result<Option<Eventual>, RequestError> {
         match Client::get(self, key.clone())? {
             None => Ok(None),
-            Some(value) => {
-                value.string_register().map(Some).map_err(|e| RequestError::Op(e.into()))
-            }
+            Some(value) => value.string_register().map(Some).map_err(RequestError::Op),
         }
     }
 

@@ -4,14 +4,15 @@ use lattice_core::Stamp;
 use serde::{Deserialize, Serialize};
 
 use crate::ring::{ActorId, Key};
+use crate::value::{KvsValue, OpError};
 
 /// An opaque number the driver uses to route a reply back to whoever asked.
 pub type Token = u64;
 
 /// A client operation on one key.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(bound = "V: crate::KvsValue")]
-pub enum Request<V: crate::KvsValue> {
+#[serde(bound = "V: KvsValue")]
+pub enum Request<V: KvsValue> {
     /// Read the key from this replica.
     Get {
         /// The key.
@@ -33,16 +34,16 @@ pub enum Request<V: crate::KvsValue> {
         key: Key,
     },
     /// Apply a value-specific operation that reads the replica's current state (an increment,
-    /// a set insertion), stamped by the actor. See [`KvsValue::apply`](crate::KvsValue::apply).
+    /// a set insertion), stamped by the actor. See [`KvsValue::apply`].
     Apply {
         /// The key.
         key: Key,
         /// The operation.
-        op: <V as crate::KvsValue>::Op,
+        op: <V as KvsValue>::Op,
     },
 }
 
-impl<V: crate::KvsValue> Request<V> {
+impl<V: KvsValue> Request<V> {
     /// The key the request is about.
     pub fn key(&self) -> &Key {
         match self {
@@ -56,14 +57,14 @@ impl<V: crate::KvsValue> Request<V> {
 
 /// The outcome of a [`Request`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(bound = "V: crate::KvsValue")]
-pub enum Response<V: crate::KvsValue> {
+#[serde(bound = "V: KvsValue")]
+pub enum Response<V: KvsValue> {
     /// A GET's result: `None` if the key is absent or deleted.
     Value(Option<V>),
     /// A PUT or DELETE was applied; the write's stamp when the actor assigned one.
     Done(Option<Stamp>),
     /// The result of an [`Request::Apply`].
-    Applied(<V as crate::KvsValue>::OpOutput),
+    Applied(<V as KvsValue>::OpOutput),
     /// The request was refused.
     Error(RequestError),
 }
@@ -90,7 +91,7 @@ pub enum RequestError {
     #[error("no replica answered in time; retry")]
     Timeout,
     /// The key or value is larger than the configured limit.
-    #[error("{what} of {size} bytes exceeds the limit of {limit} bytes")]
+    #[error("{what} of {size} bytes exceeds max-{what}-bytes {limit}")]
     TooLarge {
         /// `"key"` or `"value"`.
         what: String,
@@ -103,14 +104,22 @@ pub enum RequestError {
     #[error("the node is shutting down")]
     ShuttingDown,
     /// The value-specific operation was refused (for example, incrementing a set).
-    #[error("{0}")]
-    Op(String),
+    #[error(transparent)]
+    Op(#[from] OpError),
+    /// The node answered with a response of another kind than the request calls for (a
+    /// version mismatch or a bug; not a timeout: the node did answer).
+    #[error("unexpected answer: {0}")]
+    UnexpectedAnswer(String),
+    /// The request never reached an actor: the client's connection refused it (another value
+    /// lattice, a failing socket); the message says why.
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 /// A batch of merged updates from one actor to another, sent once per epoch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(bound = "V: crate::KvsValue")]
-pub struct Gossip<V: crate::KvsValue> {
+#[serde(bound = "V: KvsValue")]
+pub struct Gossip<V: KvsValue> {
     /// The sender.
     pub from: ActorId,
     /// Per (sender, receiver) sequence number, for acknowledgements and retransmission.
@@ -123,8 +132,8 @@ pub struct Gossip<V: crate::KvsValue> {
 
 /// Messages between actors.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(bound = "V: crate::KvsValue")]
-pub enum PeerMessage<V: crate::KvsValue> {
+#[serde(bound = "V: KvsValue")]
+pub enum PeerMessage<V: KvsValue> {
     /// An epoch's updates.
     Gossip(Gossip<V>),
     /// Receipt of a gossip batch.
@@ -159,7 +168,7 @@ pub enum PeerMessage<V: crate::KvsValue> {
 
 /// What the driver feeds an actor.
 #[derive(Debug)]
-pub enum Input<V: crate::KvsValue> {
+pub enum Input<V: KvsValue> {
     /// A client request; the reply carries the same token.
     Client {
         /// The driver's routing token.
@@ -175,7 +184,7 @@ pub enum Input<V: crate::KvsValue> {
 
 /// What an actor asks its driver to do.
 #[derive(Debug, PartialEq)]
-pub enum Output<V: crate::KvsValue> {
+pub enum Output<V: KvsValue> {
     /// Answer the client behind `token`.
     Reply {
         /// The routing token from [`Input::Client`].

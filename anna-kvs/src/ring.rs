@@ -161,6 +161,32 @@ impl Topology {
         Self { nodes, threads, global, local, replication, full }
     }
 
+    /// The ring of a static cluster as node `me` sees it: `me` (its gossip address and actor
+    /// count; `None` for a single node with no network) and its `peers`, ordered by address
+    /// so that every member numbers the nodes alike. A peer listed twice counts once. Returns
+    /// this node's index with the topology.
+    ///
+    /// # Panics
+    /// If a member has no thread.
+    pub fn of_cluster(
+        me: (Option<&str>, ThreadIndex),
+        peers: impl IntoIterator<Item = (String, ThreadIndex)>,
+        replication: Replication,
+    ) -> (NodeIndex, Self) {
+        const SINGLE: &str = "local";
+        let my_label = me.0.unwrap_or(SINGLE);
+        let mut members: Vec<(String, ThreadIndex)> = vec![(my_label.to_owned(), me.1)];
+        members.extend(peers);
+        members.sort();
+        members.dedup_by(|a, b| a.0 == b.0);
+        let index = members
+            .iter()
+            .position(|(label, _)| label == my_label)
+            .expect("this node is one of the members") as NodeIndex;
+        let (nodes, threads) = members.into_iter().unzip();
+        (index, Self::new(nodes, threads, replication))
+    }
+
     /// A single node with `threads` actors.
     pub fn single(threads: ThreadIndex, replication: Replication) -> Self {
         Self::new(vec!["local".to_owned()], vec![threads], replication)
@@ -260,6 +286,21 @@ pub type Key = Bytes;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_member_of_a_cluster_numbers_the_nodes_alike() {
+        let r = Replication::ONE;
+        let (b, from_b) =
+            Topology::of_cluster((Some("b:1"), 2), [("a:1".into(), 3), ("c:1".into(), 1)], r);
+        let (a, from_a) =
+            Topology::of_cluster((Some("a:1"), 3), [("c:1".into(), 1), ("b:1".into(), 2)], r);
+        assert_eq!((a, b), (0, 1));
+        assert_eq!(from_a.nodes(), from_b.nodes());
+        assert_eq!(from_a.nodes(), ["a:1", "b:1", "c:1"]);
+        assert_eq!((from_b.threads(0), from_b.threads(1), from_b.threads(2)), (3, 2, 1));
+        let (me, single) = Topology::of_cluster((None, 4), [], r);
+        assert_eq!((me, single.nodes().len(), single.threads(0)), (0, 1, 4));
+    }
 
     #[test]
     fn crc32_is_the_standard_one() {

@@ -31,13 +31,13 @@ pub trait KvsValue:
     /// whether it changed and the answer, or a refusal that leaves the state untouched.
     ///
     /// # Errors
-    /// A message for the client when the operation does not apply to this state.
+    /// An [`OpError`] when the operation does not apply to this state.
     fn apply(
         &mut self,
         op: Self::Op,
         stamp: Stamp,
         writer: u64,
-    ) -> Result<(bool, Self::OpOutput), String>;
+    ) -> Result<(bool, Self::OpOutput), OpError>;
 
     /// Applies a DELETE, made at `stamp` by `writer`, to this replica's state. Returns `true`
     /// if the state changed. The result must be above `self` (deletes are lattice writes too).
@@ -78,12 +78,31 @@ macro_rules! no_ops {
             op: $crate::value::NoOp,
             _: lattice_core::Stamp,
             _: u64,
-        ) -> Result<(bool, $crate::value::NoOp), String> {
+        ) -> Result<(bool, $crate::value::NoOp), $crate::value::OpError> {
             match op {}
         }
     };
 }
 pub(crate) use no_ops;
+
+/// Why [`KvsValue::apply`] refused an operation (the state is left untouched). Front ends map
+/// each variant to their protocol's text in one place (Redis: `WRONGTYPE …`, `ERR …`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpError {
+    /// The key holds another kind of value than the operation works on (a set increment).
+    #[error("operation against a key holding the wrong kind of value")]
+    WrongType,
+    /// The operation needs an integer and the value is not one (or is out of range).
+    #[error("value is not an integer or out of range")]
+    NotAnInteger,
+    /// The result would not fit the value's integer range.
+    #[error("increment or decrement would overflow")]
+    Overflow,
+    /// Any other refusal by a value type of the user's own, with a message for the client.
+    #[error("{0}")]
+    Other(String),
+}
 
 /// The operation type of values without operations: it has no values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]

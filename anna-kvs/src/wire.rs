@@ -15,7 +15,7 @@ use crate::value::KvsValue;
 /// The envelope's first bytes.
 pub const MAGIC: &[u8; 4] = b"ANNA";
 /// The wire version this build speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// The largest message accepted or produced (16 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 const HEADER: usize = 4 + 1 + 4;

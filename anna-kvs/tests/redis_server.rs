@@ -9,12 +9,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use anna_kvs::node::NodeConfig;
-use anna_kvs::redis::{RunningServer, ServerConfig, ServerError};
+use anna_kvs::redis::RedisConfig;
+use anna_kvs::server::{RunningServer, ServerConfig, ServerError};
 use redis::{RedisResult, Value};
 
 fn server_with(configure: impl FnOnce(&mut ServerConfig)) -> RunningServer {
     let mut config = ServerConfig {
-        port: 0,
+        redis: RedisConfig { port: 0, ..RedisConfig::default() },
         node: NodeConfig {
             threads: 2,
             pin_threads: false,
@@ -386,8 +387,8 @@ fn unauthenticated_clients_get_tight_limits() {
 #[test]
 fn connection_cap_and_idle_timeout() {
     let server = server_with(|c| {
-        c.maxclients = 1;
-        c.idle_timeout = Some(Duration::from_millis(300));
+        c.redis.maxclients = 1;
+        c.redis.idle_timeout = Some(Duration::from_millis(300));
     });
     let mut first = connect(server.addr);
     assert_eq!(cmd::<String>(&mut first, &["PING"]).unwrap(), "PONG");
@@ -399,9 +400,91 @@ fn connection_cap_and_idle_timeout() {
 
 #[test]
 fn public_addresses_need_a_password() {
-    let config = ServerConfig { bind: "0.0.0.0".into(), port: 0, ..ServerConfig::default() };
+    let config = ServerConfig {
+        bind: "0.0.0.0".into(),
+        redis: RedisConfig { port: 0, ..RedisConfig::default() },
+        ..ServerConfig::default()
+    };
     match RunningServer::start(config) {
         Err(ServerError::PublicWithoutPassword(addr)) => assert_eq!(addr, "0.0.0.0"),
         other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// A real `redis-server` (Debian's, installed by `.ci/run`) on a free port, without
+/// persistence; killed on drop.
+struct RealRedis(std::process::Child, u16);
+
+impl RealRedis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (apt-get install redis-server)");
+        let server = Self(child, port);
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        for _ in 0..100 {
+            if TcpStream::connect(addr).is_ok() {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not start on {port}");
+    }
+}
+
+impl Drop for RealRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What `COMMAND INFO` says of one command: arity, whether it writes, whether it only reads,
+/// and its key positions.
+fn command_info(con: &mut redis::Connection, name: &str) -> (i64, bool, bool, [i64; 3]) {
+    let rows: Vec<Value> = cmd(con, &["COMMAND", "INFO", name]).unwrap();
+    let Some(Value::Array(row)) = rows.first() else { panic!("{name}: {rows:?}") };
+    let int = |v: &Value| match v {
+        Value::Int(n) => *n,
+        other => panic!("{name}: {other:?}"),
+    };
+    let flags: Vec<String> = match &row[2] {
+        Value::Array(f) | Value::Set(f) => {
+            f.iter().map(|v| redis::from_redis_value(v.clone()).unwrap()).collect()
+        }
+        other => panic!("{name}: {other:?}"),
+    };
+    let has = |flag: &str| flags.iter().any(|f| f == flag);
+    (int(&row[1]), has("write"), has("readonly"), [int(&row[3]), int(&row[4]), int(&row[5])])
+}
+
+/// The command table against Redis 7's own: every command anna-server knows has the arity,
+/// write/read-only flags and key positions real Redis reports for it, so a client library (or
+/// a cluster proxy) that reads `COMMAND` treats both servers alike.
+#[test]
+fn the_command_table_agrees_with_real_redis() {
+    let redis = RealRedis::start();
+    let anna = server();
+    let mut theirs = connect(([127, 0, 0, 1], redis.1).into());
+    let mut ours = connect(anna.addr);
+    let all: Vec<Value> = cmd(&mut ours, &["COMMAND"]).unwrap();
+    let names: Vec<String> = all
+        .iter()
+        .map(|row| match row {
+            Value::Array(row) => redis::from_redis_value(row[0].clone()).unwrap(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(names.len() >= 28, "{names:?}");
+    for name in &names {
+        assert_eq!(
+            command_info(&mut ours, name),
+            command_info(&mut theirs, name),
+            "{name}: anna-server's row (left) vs redis-server's (right)"
+        );
     }
 }

@@ -308,7 +308,8 @@ fn register_command(
             let value = client.get(key(&words[1])).map_err(cli)?;
             match value.as_ref().and_then(RedisValue::kind) {
                 Some(Kind::Counter) => {
-                    let text = value.map(|v| v.get_string()).transpose().map_err(str::to_owned)?;
+                    let text =
+                        value.map(|v| v.get_string()).transpose().map_err(|e| e.to_string())?;
                     Ok(format!(
                         "(integer) {}    (pn-counter)",
                         String::from_utf8_lossy(&text.flatten().unwrap_or_default())

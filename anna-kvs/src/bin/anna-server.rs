@@ -5,6 +5,7 @@
 //! eventual consistency, each key on one actor of every node (`--replication full:1`), 100 ms
 //! epochs, no cluster. Flags override a TOML file given with `--config`, which overrides the defaults.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use anna_kvs::levels::{Causal, Transactional};
 use anna_kvs::native::{self, FrontEndConfig};
 use anna_kvs::node::PeerSpec;
-use anna_kvs::redis::{Server, ServerConfig};
+use anna_kvs::server::{Server, ServerConfig};
 use anna_kvs::{Factor, Replication};
 use clap::Parser;
 
@@ -21,12 +22,21 @@ use clap::Parser;
 /// values); mimalloc serves those faster than glibc's allocator (as jemalloc does for Redis).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Anna: a coordination-free, lattice-based key-value store, speaking the Redis protocol.
-#[derive(Parser, Debug)]
+///
+/// Every option can also be set in the TOML file given with `--config`, under the same name
+/// (`native-port = 6451`, `peers = ["10.0.0.2:7000"]`, `pin = true`); a flag on the command
+/// line wins over the file. One struct serves both, so the two cannot drift apart.
+#[derive(Parser, Serialize, Deserialize, Debug, Default)]
 #[command(name = "anna-server", version, about)]
-struct Args {
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+struct Options {
+    /// TOML configuration file (flags given on the command line win).
+    #[arg(long)]
+    #[serde(skip)]
+    config: Option<PathBuf>,
     /// Consistency level, which fixes the value lattice the node stores: `eventual` (and the
     /// session levels monotonic-reads, monotonic-writes, read-your-writes, pram,
     /// writes-follow-reads) keeps Redis values and serves both protocols; `causal`,
@@ -35,11 +45,8 @@ struct Args {
     #[arg(long)]
     consistency: Option<String>,
     /// Native-protocol port (0 = off) [default: 6450].
-    #[arg(long = "native-port")]
-    native_port: Option<u16>,
-    /// TOML configuration file (flags given on the command line win).
     #[arg(long)]
-    config: Option<PathBuf>,
+    native_port: Option<u16>,
     /// Redis-protocol port [default: 6379].
     #[arg(long)]
     port: Option<u16>,
@@ -54,20 +61,20 @@ struct Args {
     #[arg(long)]
     requirepass: Option<String>,
     /// Gossip period in milliseconds [default: 100].
-    #[arg(long = "epoch-ms")]
+    #[arg(long)]
     epoch_ms: Option<u64>,
     /// Replication: `N` or `full` (actors per node, on every node), or `G:L` (G nodes × L
     /// actors, each `full` or a number) [default: full:1].
     #[arg(long)]
     replication: Option<String>,
     /// Gossip port for a cluster (actor t listens on port + t); no TCP gossip without it.
-    #[arg(long = "gossip-port")]
+    #[arg(long)]
     gossip_port: Option<u16>,
     /// Other nodes of a static cluster: `host:gossip-port[/threads[/native-port]]`,
     /// comma-separated (each node lists all the others; needs --gossip-port). With the native
     /// port, clients route requests straight to that node.
     #[arg(long, value_delimiter = ',')]
-    peers: Vec<String>,
+    peers: Option<Vec<String>>,
     /// Most simultaneous clients [default: 10000].
     #[arg(long)]
     maxclients: Option<usize>,
@@ -75,45 +82,55 @@ struct Args {
     #[arg(long)]
     timeout: Option<u64>,
     /// Largest key in bytes [default: 65536].
-    #[arg(long = "max-key-bytes")]
+    #[arg(long)]
     max_key_bytes: Option<usize>,
     /// Largest value in bytes [default: 16777216].
-    #[arg(long = "max-value-bytes")]
+    #[arg(long)]
     max_value_bytes: Option<usize>,
-    /// Pin each actor thread to its own core. Worth it only when the actors have the cores to
-    /// themselves: on a machine shared with clients or other services, pinned actors cannot
-    /// move off a busy core (on 2 cores shared with redis-benchmark, unpipelined throughput
-    /// fell by a quarter).
-    #[arg(long, overrides_with = "no_pin")]
-    pin: bool,
-    /// Do not pin actor threads (the default).
-    #[arg(long = "no-pin", overrides_with = "pin")]
+    /// Pin each actor thread to its own core (`--pin`, or `--pin false`) [default: false].
+    /// Worth it only when the actors have the cores to themselves: on a machine shared with
+    /// clients or other services, pinned actors cannot move off a busy core (on 2 cores shared
+    /// with redis-benchmark, unpipelined throughput fell by a quarter).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pin: Option<bool>,
+    /// Do not pin actor threads (the same as `--pin false`).
+    #[arg(long, conflicts_with = "pin")]
+    #[serde(skip)]
     no_pin: bool,
     /// Log filter, e.g. `info` or `anna_kvs=debug` [default: info, or RUST_LOG].
-    #[arg(long = "log-level")]
+    #[arg(long)]
     log_level: Option<String>,
 }
 
-/// The TOML file: every key optional, named like the flags.
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct FileConfig {
-    consistency: Option<String>,
-    native_port: Option<u16>,
-    port: Option<u16>,
-    bind: Option<String>,
-    threads: Option<usize>,
-    requirepass: Option<String>,
-    epoch_ms: Option<u64>,
-    replication: Option<String>,
-    gossip_port: Option<u16>,
-    peers: Option<Vec<String>>,
-    maxclients: Option<usize>,
-    timeout: Option<u64>,
-    max_key_bytes: Option<usize>,
-    max_value_bytes: Option<usize>,
-    pin_threads: Option<bool>,
-    log_level: Option<String>,
+impl Options {
+    /// The command line over the file it names (if any): every option the command line sets
+    /// replaces the file's.
+    fn resolve(self) -> Result<Self, String> {
+        let no_pin = self.no_pin;
+        let mut resolved = match self.config.clone() {
+            None => self,
+            Some(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let file: Self =
+                    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+                // Both as TOML tables (unset options are left out), the command line's laid
+                // over the file's, read back: no option is named twice in this program.
+                let table = |options: &Self| {
+                    toml::Table::try_from(options).map_err(|e| format!("configuration: {e}"))
+                };
+                let mut merged = table(&file)?;
+                merged.extend(table(&self)?);
+                let resolved: Self =
+                    merged.try_into().map_err(|e| format!("configuration: {e}"))?;
+                resolved
+            }
+        };
+        if no_pin {
+            resolved.pin = Some(false);
+        }
+        Ok(resolved)
+    }
 }
 
 fn parse_factor(text: &str) -> Result<Factor, String> {
@@ -169,45 +186,38 @@ struct Built {
     storage: Storage,
 }
 
-fn build(args: Args) -> Result<Built, String> {
-    let file: FileConfig = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
-        }
-        None => FileConfig::default(),
-    };
+fn build(options: Options) -> Result<Built, String> {
+    let o = options.resolve()?;
     let mut config = ServerConfig::default();
-    if let Some(port) = args.port.or(file.port) {
-        config.port = port;
+    if let Some(port) = o.port {
+        config.redis.port = port;
     }
-    if let Some(bind) = args.bind.or(file.bind) {
+    if let Some(bind) = o.bind {
         config.bind = bind;
     }
-    config.requirepass = args.requirepass.or(file.requirepass).filter(|p| !p.is_empty());
-    if let Some(threads) = args.threads.or(file.threads) {
+    config.requirepass = o.requirepass.filter(|p| !p.is_empty());
+    if let Some(threads) = o.threads {
         config.node.threads = threads;
     }
-    if let Some(ms) = args.epoch_ms.or(file.epoch_ms) {
+    if let Some(ms) = o.epoch_ms {
         if ms == 0 {
             return Err("--epoch-ms must be at least 1".into());
         }
         config.node.epoch = Duration::from_millis(ms);
     }
-    if let Some(text) = args.replication.or(file.replication) {
+    if let Some(text) = o.replication {
         config.node.replication = parse_replication(&text)?;
     }
-    if let Some(port) = args.gossip_port.or(file.gossip_port) {
+    if let Some(port) = o.gossip_port {
         config.node.gossip_addr = Some(format!("{}:{port}", config.bind));
     }
-    let peers = if args.peers.is_empty() { file.peers.unwrap_or_default() } else { args.peers };
+    let peers = o.peers.unwrap_or_default();
     if !peers.is_empty() && config.node.gossip_addr.is_none() {
         return Err("--peers needs --gossip-port (the port this node's peers reach it on)".into());
     }
-    let level = args.consistency.or(file.consistency).unwrap_or_else(|| "eventual".into());
+    let level = o.consistency.unwrap_or_else(|| "eventual".into());
     let storage = parse_consistency(&level)?;
-    let native_port = args.native_port.or(file.native_port).unwrap_or(native::DEFAULT_PORT);
+    let native_port = o.native_port.unwrap_or(native::DEFAULT_PORT);
     let mut native = FrontEndConfig {
         bind: config.bind.clone(),
         port: native_port,
@@ -233,20 +243,19 @@ fn build(args: Args) -> Result<Built, String> {
         config.node.peers.push(PeerSpec { gossip_addr: addr, threads });
     }
     config.native = (native_port != 0).then_some(native);
-    if let Some(max) = args.maxclients.or(file.maxclients) {
-        config.maxclients = max;
+    if let Some(max) = o.maxclients {
+        config.redis.maxclients = max;
     }
-    if let Some(secs) = args.timeout.or(file.timeout) {
-        config.idle_timeout = (secs > 0).then(|| Duration::from_secs(secs));
+    if let Some(secs) = o.timeout {
+        config.redis.idle_timeout = (secs > 0).then(|| Duration::from_secs(secs));
     }
-    if let Some(max) = args.max_key_bytes.or(file.max_key_bytes) {
+    if let Some(max) = o.max_key_bytes {
         config.node.max_key_bytes = max;
     }
-    if let Some(max) = args.max_value_bytes.or(file.max_value_bytes) {
+    if let Some(max) = o.max_value_bytes {
         config.node.max_value_bytes = max;
     }
-    config.node.pin_threads =
-        if args.pin || args.no_pin { args.pin } else { file.pin_threads.unwrap_or(false) };
+    config.node.pin_threads = o.pin.unwrap_or(false);
     if config.node.threads == 0 {
         config.node.threads = core_affinity::get_core_ids().map_or(1, |c| c.len().max(1));
     }
@@ -255,15 +264,13 @@ fn build(args: Args) -> Result<Built, String> {
             peer.threads = config.node.threads as u16;
         }
     }
-    let log = args
-        .log_level
-        .or(file.log_level)
-        .unwrap_or_else(|| std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
+    let log =
+        o.log_level.unwrap_or_else(|| std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
     Ok(Built { config, log, storage })
 }
 
 fn main() {
-    let Built { config, log, storage } = match build(Args::parse()) {
+    let Built { config, log, storage } = match build(Options::parse()) {
         Ok(built) => built,
         Err(message) => {
             eprintln!("anna-server: {message}");
@@ -275,6 +282,8 @@ fn main() {
             tracing_subscriber::EnvFilter::try_new(&log).unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: a log file or a pipe gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -284,7 +293,7 @@ fn main() {
     }
     tracing::info!(
         bind = %config.bind,
-        port = config.port,
+        port = config.redis.port,
         native_port = config.native.as_ref().map(|n| n.port),
         storage = ?storage,
         threads = config.node.threads,

@@ -7,9 +7,9 @@ use std::thread::JoinHandle;
 use serde::{Deserialize, Serialize};
 
 use super::{ClientMessage, RingInfo, ServerMessage};
+use crate::auth::constant_time_eq;
 use crate::message::{Request, Response};
 use crate::node::{NodeError, NodeHandle};
-use crate::redis::server::constant_time_eq;
 use crate::value::KvsValue;
 use crate::wire::MAX_MESSAGE_BYTES;
 
@@ -75,10 +75,6 @@ impl<V: KvsValue> std::fmt::Debug for FrontEnd<V> {
     }
 }
 
-fn zmq_err(context: &str) -> impl FnOnce(zmq::Error) -> NodeError + '_ {
-    move |source| NodeError::Zmq { context: context.to_owned(), source }
-}
-
 impl<V: KvsValue> FrontEnd<V> {
     /// Binds the client port of the node behind `handle`. It serves once [`run`](Self::run)
     /// or [`spawn`](Self::spawn) is called, until `stop` is set.
@@ -90,26 +86,19 @@ impl<V: KvsValue> FrontEnd<V> {
         handle: NodeHandle<V>,
         stop: Arc<AtomicBool>,
     ) -> Result<Self, NodeError> {
-        if !crate::redis::server::is_loopback(&config.bind)
-            && config.password.as_deref().is_none_or(str::is_empty)
-        {
-            return Err(NodeError::Config(format!(
-                "refusing to serve the native protocol on {} without a password",
-                config.bind
-            )));
-        }
+        crate::auth::check_public_bind("native-protocol", &config.bind, config.password.as_deref())
+            .map_err(NodeError::Config)?;
         let context = zmq::Context::new();
-        let socket = context.socket(zmq::ROUTER).map_err(zmq_err("create client socket"))?;
-        socket.set_maxmsgsize(MAX_MESSAGE_BYTES as i64).map_err(zmq_err("set ZMQ_MAXMSGSIZE"))?;
-        socket.set_linger(0).map_err(zmq_err("set ZMQ_LINGER"))?;
-        socket.set_sndhwm(10_000).map_err(zmq_err("set ZMQ_SNDHWM"))?;
-        socket.set_rcvhwm(10_000).map_err(zmq_err("set ZMQ_RCVHWM"))?;
+        let socket = context.socket(zmq::ROUTER).map_err(NodeError::zmq("create client socket"))?;
+        socket
+            .set_maxmsgsize(MAX_MESSAGE_BYTES as i64)
+            .map_err(NodeError::zmq("set ZMQ_MAXMSGSIZE"))?;
+        socket.set_linger(0).map_err(NodeError::zmq("set ZMQ_LINGER"))?;
+        socket.set_sndhwm(10_000).map_err(NodeError::zmq("set ZMQ_SNDHWM"))?;
+        socket.set_rcvhwm(10_000).map_err(NodeError::zmq("set ZMQ_RCVHWM"))?;
         let port = if config.port == 0 { "*".to_owned() } else { config.port.to_string() };
         let endpoint = format!("tcp://{}:{port}", config.bind);
-        socket.bind(&endpoint).map_err(|source| NodeError::Zmq {
-            context: format!("bind client port {endpoint}"),
-            source,
-        })?;
+        socket.bind(&endpoint).map_err(NodeError::zmq(format!("bind client port {endpoint}")))?;
         let bound = socket
             .get_last_endpoint()
             .ok()

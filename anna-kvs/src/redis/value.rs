@@ -12,7 +12,7 @@ use lattice_core::{Lattice, Lww, Max, OrSet, PNCounter, Stamp};
 use serde::{Deserialize, Serialize};
 
 use super::inline_bytes::InlineBytes;
-use crate::value::KvsValue;
+use crate::value::{KvsValue, OpError};
 
 /// A Redis key's state.
 #[derive(Lattice, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -74,9 +74,6 @@ pub enum RedisOpOutput {
     Int(i64),
 }
 
-/// The message Redis gives for a command on a key of the wrong type.
-pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
-
 fn stamp_pair(stamp: Stamp) -> (u64, u64) {
     (stamp.time, stamp.writer)
 }
@@ -113,14 +110,14 @@ impl RedisValue {
     /// the register sessions of the consistency levels.
     ///
     /// # Errors
-    /// [`WRONGTYPE`] for counters and sets.
-    pub fn string_register(&self) -> Result<Lww<Option<Bytes>>, &'static str> {
+    /// [`OpError::WrongType`] for counters and sets.
+    pub fn string_register(&self) -> Result<Lww<Option<Bytes>>, OpError> {
         match self.kind() {
             None | Some(Kind::String) => Ok(match self.string.as_parts() {
                 Some((stamp, value)) => Lww::new(stamp, value.as_ref().map(InlineBytes::to_bytes)),
                 None => Lww::unwritten(),
             }),
-            Some(_) => Err(WRONGTYPE),
+            Some(_) => Err(OpError::WrongType),
         }
     }
 
@@ -149,43 +146,44 @@ impl RedisValue {
     /// The value as `GET` sees it: a string, or a counter rendered in decimal.
     ///
     /// # Errors
-    /// [`WRONGTYPE`] for a set.
-    pub fn get_string(&self) -> Result<Option<Bytes>, &'static str> {
+    /// [`OpError::WrongType`] for a set.
+    pub fn get_string(&self) -> Result<Option<Bytes>, OpError> {
         match self.kind() {
             None => Ok(None),
             Some(Kind::String) => {
                 Ok(self.string.value().and_then(|v| v.as_ref()).map(InlineBytes::to_bytes))
             }
             Some(Kind::Counter) => Ok(Some(Bytes::from(self.counter_value().to_string()))),
-            Some(Kind::Set) => Err(WRONGTYPE),
+            Some(Kind::Set) => Err(OpError::WrongType),
         }
     }
 
     /// The members, as `SMEMBERS` sees them.
     ///
     /// # Errors
-    /// [`WRONGTYPE`] for strings and counters.
-    pub fn members(&self) -> Result<Vec<Bytes>, &'static str> {
+    /// [`OpError::WrongType`] for strings and counters.
+    pub fn members(&self) -> Result<Vec<Bytes>, OpError> {
         match self.kind() {
             None => Ok(Vec::new()),
             Some(Kind::Set) => Ok(self.typed.iter().flat_map(|t| t.set.iter().cloned()).collect()),
-            Some(_) => Err(WRONGTYPE),
+            Some(_) => Err(OpError::WrongType),
         }
     }
 
-    fn integer(&self) -> Result<i64, String> {
+    fn integer(&self) -> Result<i64, OpError> {
         match self.kind() {
             None => Ok(0),
-            Some(Kind::Counter) => i64::try_from(self.counter_value())
-                .map_err(|_| "ERR increment or decrement would overflow".to_owned()),
+            Some(Kind::Counter) => {
+                i64::try_from(self.counter_value()).map_err(|_| OpError::Overflow)
+            }
             Some(Kind::String) => {
                 let raw = self.string.value().and_then(|v| v.as_deref()).unwrap_or_default();
                 std::str::from_utf8(raw)
                     .ok()
                     .and_then(|s| s.parse::<i64>().ok())
-                    .ok_or_else(|| "ERR value is not an integer or out of range".to_owned())
+                    .ok_or(OpError::NotAnInteger)
             }
-            Some(Kind::Set) => Err(WRONGTYPE.to_owned()),
+            Some(Kind::Set) => Err(OpError::WrongType),
         }
     }
 }
@@ -200,7 +198,7 @@ impl KvsValue for RedisValue {
         op: RedisOp,
         stamp: Stamp,
         writer: u64,
-    ) -> Result<(bool, RedisOpOutput), String> {
+    ) -> Result<(bool, RedisOpOutput), OpError> {
         match op {
             RedisOp::Set(value) => {
                 let changed = self.string.merge(Lww::new(stamp, Some(value.into())));
@@ -208,9 +206,7 @@ impl KvsValue for RedisValue {
             }
             RedisOp::IncrBy(delta) => {
                 let current = self.integer()?;
-                let target = current
-                    .checked_add(delta)
-                    .ok_or_else(|| "ERR increment or decrement would overflow".to_owned())?;
+                let target = current.checked_add(delta).ok_or(OpError::Overflow)?;
                 // Move the counter to exactly `target` (a string's integer, or a reset after DEL
                 // or SET, becomes the counter's value); concurrent increments elsewhere still add.
                 let counted = i64::try_from(self.counter_value()).unwrap_or(0);
@@ -226,7 +222,7 @@ impl KvsValue for RedisValue {
             }
             RedisOp::SAdd(members) => {
                 if matches!(self.kind(), Some(Kind::String | Kind::Counter)) {
-                    return Err(WRONGTYPE.to_owned());
+                    return Err(OpError::WrongType);
                 }
                 let mut added = 0;
                 let typed = self.typed_mut();
@@ -241,7 +237,7 @@ impl KvsValue for RedisValue {
             }
             RedisOp::SRem(members) => {
                 if matches!(self.kind(), Some(Kind::String | Kind::Counter)) {
-                    return Err(WRONGTYPE.to_owned());
+                    return Err(OpError::WrongType);
                 }
                 let mut removed = 0;
                 if let Some(typed) = &mut self.typed {
@@ -310,9 +306,9 @@ mod tests {
         v.apply(RedisOp::Set("10".into()), s(1), 1).unwrap();
         assert_eq!(v.apply(RedisOp::IncrBy(5), s(2), 1).unwrap().1, RedisOpOutput::Int(15));
         assert_eq!(v.get_string().unwrap().as_deref(), Some(&b"15"[..]));
-        assert_eq!(v.apply(RedisOp::SAdd(vec!["a".into()]), s(3), 1), Err(WRONGTYPE.to_owned()));
+        assert_eq!(v.apply(RedisOp::SAdd(vec!["a".into()]), s(3), 1), Err(OpError::WrongType));
         v.apply(RedisOp::Set("hello".into()), s(4), 1).unwrap();
-        assert!(v.apply(RedisOp::IncrBy(1), s(5), 1).is_err());
+        assert_eq!(v.apply(RedisOp::IncrBy(1), s(5), 1), Err(OpError::NotAnInteger));
         v.delete(s(6), 1);
         assert_eq!(v.kind(), None);
         assert_eq!(v.apply(RedisOp::IncrBy(1), s(7), 1).unwrap().1, RedisOpOutput::Int(1));
@@ -322,7 +318,7 @@ mod tests {
             RedisOpOutput::Int(2)
         );
         assert_eq!(v.members().unwrap().len(), 2);
-        assert_eq!(v.get_string(), Err(WRONGTYPE));
+        assert_eq!(v.get_string(), Err(OpError::WrongType));
     }
 
     #[test]

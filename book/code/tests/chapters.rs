@@ -324,9 +324,10 @@ fn the_level_table_in_the_book_is_the_one_the_tests_count() {
 #[test]
 fn client_sessions_over_a_running_server() -> Result<(), Box<dyn std::error::Error>> {
     use anna_kvs::native::FrontEndConfig;
-    use anna_kvs::redis::{RunningServer, ServerConfig};
+    use anna_kvs::redis::RedisConfig;
+    use anna_kvs::server::{RunningServer, ServerConfig};
     let server = RunningServer::start(ServerConfig {
-        port: 0,
+        redis: RedisConfig { port: 0, ..RedisConfig::default() },
         native: Some(FrontEndConfig { port: 0, ..FrontEndConfig::default() }),
         node: anna_kvs::NodeConfig {
             threads: 2,

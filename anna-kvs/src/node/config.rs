@@ -1,0 +1,150 @@
+//! How a node is configured ([`NodeConfig`], [`PeerSpec`]) and why it may fail to start
+//! ([`NodeError`]).
+
+use std::time::Duration;
+
+use crate::actor::ActorConfig;
+use crate::message::{Request, RequestError};
+use crate::ring::{Replication, ThreadIndex};
+use crate::value::KvsValue;
+
+/// Another node of a static cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerSpec {
+    /// Its gossip address, `host:port` (its actors listen on `port + thread`).
+    pub gossip_addr: String,
+    /// How many actors it runs.
+    pub threads: ThreadIndex,
+}
+
+/// How to start a node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Actor threads; `0` means one per core.
+    pub threads: usize,
+    /// Pin each actor thread to its own core (off by default: it pays only when the actors have
+    /// the cores to themselves).
+    pub pin_threads: bool,
+    /// Gossip period (the paper's multicast epoch).
+    pub epoch: Duration,
+    /// Default replication of keys.
+    pub replication: Replication,
+    /// This node's gossip address, `host:port`; actor `t` binds `port + t`. `None` runs a
+    /// single node with no TCP at all.
+    pub gossip_addr: Option<String>,
+    /// The other nodes of a static cluster (each must list this node among its peers).
+    pub peers: Vec<PeerSpec>,
+    /// Largest key accepted.
+    pub max_key_bytes: usize,
+    /// Largest value accepted (encoded lattice state).
+    pub max_value_bytes: usize,
+    /// How long a client waits for an answer.
+    pub request_timeout: Duration,
+    /// Capacity of each actor's mailbox (client requests and messages from local actors).
+    pub mailbox_capacity: usize,
+    /// Messages queued per remote destination before sends are dropped (ZeroMQ high-water mark).
+    pub send_high_water_mark: i32,
+    /// Actor tunables (the epoch above overrides `actor.epoch_us`).
+    pub actor: ActorConfig,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            threads: 0,
+            pin_threads: false,
+            epoch: Duration::from_millis(100),
+            replication: Replication::ONE,
+            gossip_addr: None,
+            peers: Vec::new(),
+            max_key_bytes: 64 * 1024,
+            max_value_bytes: 64 * 1024 * 1024 / 4,
+            request_timeout: Duration::from_secs(2),
+            mailbox_capacity: 64 * 1024,
+            send_high_water_mark: 10_000,
+            actor: ActorConfig::default(),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// The size rule every front end applies to a key of `len` bytes.
+    ///
+    /// # Errors
+    /// [`RequestError::TooLarge`] over [`NodeConfig::max_key_bytes`].
+    pub fn check_key(&self, len: usize) -> Result<(), RequestError> {
+        check_size("key", len, self.max_key_bytes)
+    }
+
+    /// The size rule every front end applies to a value of `len` bytes (the encoded lattice
+    /// state for the native protocol, the argument for Redis commands).
+    ///
+    /// # Errors
+    /// [`RequestError::TooLarge`] over [`NodeConfig::max_value_bytes`].
+    pub fn check_value(&self, len: usize) -> Result<(), RequestError> {
+        check_size("value", len, self.max_value_bytes)
+    }
+
+    /// Refuses keys (and PUT values) over the configured sizes before they reach an actor.
+    pub(super) fn check_request<V: KvsValue>(
+        &self,
+        request: &Request<V>,
+    ) -> Result<(), RequestError> {
+        self.check_key(request.key().len())?;
+        if let Request::Put { value, .. } = request {
+            // The encoded size is what travels and what is stored; measure it only for PUTs.
+            let size = bincode::serde::encode_to_vec(value, bincode::config::standard())
+                .map_or(usize::MAX, |v| v.len());
+            self.check_value(size)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_size(what: &str, size: usize, limit: usize) -> Result<(), RequestError> {
+    if size > limit {
+        return Err(RequestError::TooLarge { what: what.into(), size, limit });
+    }
+    Ok(())
+}
+
+/// Why a node did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// A socket could not be created or bound.
+    #[error("ZeroMQ: {context}: {source}")]
+    Zmq {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: zmq::Error,
+    },
+    /// The operating system refused a resource (an eventfd, an `epoll` set, a thread).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The configuration is inconsistent.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+impl NodeError {
+    /// Wraps a ZeroMQ error with what was being done: `socket.bind(e).map_err(NodeError::zmq("bind"))`.
+    pub(crate) fn zmq(context: impl Into<String>) -> impl FnOnce(zmq::Error) -> Self {
+        let context = context.into();
+        move |source| Self::Zmq { context, source }
+    }
+
+    /// Wraps an operating-system error with what was being done.
+    pub(crate) fn io<E: Into<std::io::Error>>(
+        context: impl Into<String>,
+    ) -> impl FnOnce(E) -> Self {
+        let context = context.into();
+        move |source| Self::Io { context, source: source.into() }
+    }
+}

@@ -1,0 +1,520 @@
+//! The loop around one actor, on its own thread: wait in `epoll` (mailbox doorbell, service
+//! descriptors) and on the gossip socket, feed the [`Actor`] what arrived, run the actor's
+//! [`Service`] round, and carry out what the actor asks (replies, sends).
+
+use std::collections::HashMap;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, TrySendError};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+
+use super::mailbox::{Mail, ReplyTo};
+use super::service::{Readiness, Registry, Service};
+use super::transport::{SendError, Transport};
+use super::{NodeHandle, Shared};
+use crate::actor::{Actor, ActorStats};
+use crate::message::{Input, Output, PeerMessage, Request, RequestError, Response, Token};
+use crate::ring::{ActorId, ThreadIndex};
+use crate::value::KvsValue;
+
+/// An actor's counters plus where its time went (the paper's Fig. 5 breakdown).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ActorReport {
+    /// The actor.
+    pub id: Option<ActorId>,
+    /// Its counters.
+    pub stats: ActorStats,
+    /// Time spent serving client requests (ns).
+    pub request_ns: u64,
+    /// Time spent on gossip: epochs, merging and acknowledging peers' batches (ns).
+    pub gossip_ns: u64,
+    /// Time spent waiting for work (ns).
+    pub idle_ns: u64,
+    /// Messages from other nodes dropped as malformed (bad envelope, wrong version or lattice
+    /// type, unknown sender).
+    pub bad_messages: u64,
+    /// Messages dropped because a queue was full or a peer unreachable.
+    pub send_drops: u64,
+    /// Bytes of encoded messages received from other nodes.
+    pub bytes_in: u64,
+    /// Bytes of encoded messages sent to other nodes.
+    pub bytes_out: u64,
+}
+
+/// Answers being gathered from several places before a deadline: a client batch some of whose
+/// requests were forwarded to other nodes (one piece per forward), or a service round whose
+/// requests went to several local actors (one piece per actor's batch).
+struct Gather<V: KvsValue> {
+    /// The answers in so far, by the requester's request index.
+    answers: Vec<(usize, Response<V>)>,
+    /// Pieces not in yet.
+    outstanding: usize,
+    /// Past this, what is still out is answered with a timeout (an owner on a dead node never
+    /// answers) and forgotten.
+    deadline: Instant,
+}
+
+impl<V: KvsValue> Gather<V> {
+    fn new(answers: Vec<(usize, Response<V>)>, outstanding: usize, deadline: Instant) -> Self {
+        Self { answers, outstanding, deadline }
+    }
+
+    /// One piece came in; `true` once every piece has.
+    fn piece_done(&mut self) -> bool {
+        self.outstanding = self.outstanding.saturating_sub(1);
+        self.outstanding == 0
+    }
+
+    /// The answers by index `0..len`, a timeout wherever none came.
+    fn into_results(self, len: usize) -> Vec<Result<Response<V>, RequestError>> {
+        let mut results: Vec<Result<Response<V>, RequestError>> =
+            (0..len).map(|_| Err(RequestError::Timeout)).collect();
+        for (index, response) in self.answers {
+            if let Some(slot) = results.get_mut(index) {
+                *slot = match response {
+                    Response::Error(error) => Err(error),
+                    other => Ok(other),
+                };
+            }
+        }
+        results
+    }
+}
+
+/// A client batch waiting on forwarded requests, and where its answers go.
+struct PendingBatch<V: KvsValue> {
+    reply: ReplyTo<V>,
+    gather: Gather<V>,
+}
+
+/// A service round in flight.
+struct ServiceRound<V: KvsValue> {
+    id: u64,
+    /// How many requests the round made.
+    len: usize,
+    gather: Gather<V>,
+}
+
+/// The token of an actor's own doorbell in its `epoll` set.
+const DOORBELL_TOKEN: u64 = u64::MAX;
+
+/// The loop around one actor: sockets in, actor, sockets out.
+pub(super) struct Driver<V: KvsValue> {
+    id: ActorId,
+    shared: Arc<Shared<V>>,
+    actor: Actor<V>,
+    /// Links to the other nodes' actors.
+    transport: Transport,
+    mailbox: Receiver<Mail<V>>,
+    /// (batch number, slot) of each forwarded client request, by the token given to the actor.
+    waiting: HashMap<Token, (u64, usize)>,
+    /// Batches not fully answered yet (some requests were forwarded), by batch number.
+    batches: HashMap<u64, PendingBatch<V>>,
+    next_batch: u64,
+    next_token: Token,
+    outputs: Vec<Output<V>>,
+    report: ActorReport,
+    /// Client-facing work on this thread, and its rounds in flight.
+    service: Option<Box<dyn Service<V>>>,
+    rounds: Vec<ServiceRound<V>>,
+    next_round: u64,
+    /// Routes the service's requests (affinity: this actor).
+    router: NodeHandle<V>,
+    /// Reused buffers of the service loop.
+    service_requests: Vec<Request<V>>,
+    /// What the actor waits on: its doorbell and its service's descriptors (the gossip
+    /// socket, a ZeroMQ socket, is polled beside it).
+    epoll: Epoll,
+    events: Vec<EpollEvent>,
+}
+
+impl<V: KvsValue> Driver<V> {
+    pub(super) fn new(
+        id: ActorId,
+        shared: Arc<Shared<V>>,
+        inbound: Option<zmq::Socket>,
+        mailbox: Receiver<Mail<V>>,
+        service: Option<Box<dyn Service<V>>>,
+    ) -> Result<Self, nix::Error> {
+        let now = shared.clock.now_us();
+        let router = NodeHandle::new(Arc::clone(&shared)).with_affinity(usize::from(id.thread));
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        let doorbell = &shared.doorbells[usize::from(id.thread)].bell;
+        let edge = EpollFlags::EPOLLIN | EpollFlags::EPOLLET;
+        epoll.add(doorbell, EpollEvent::new(edge, DOORBELL_TOKEN))?;
+        let actor = Actor::new(id, Arc::clone(&shared.topology), shared.config.actor.clone(), now);
+        let transport = Transport::new(
+            id,
+            shared.context.clone(),
+            Arc::clone(&shared.topology),
+            shared.config.send_high_water_mark,
+            inbound,
+        );
+        Ok(Self {
+            id,
+            shared,
+            actor,
+            transport,
+            mailbox,
+            waiting: HashMap::new(),
+            batches: HashMap::new(),
+            next_batch: 0,
+            next_token: 1,
+            outputs: Vec::new(),
+            report: ActorReport { id: Some(id), ..ActorReport::default() },
+            service,
+            rounds: Vec::new(),
+            next_round: 0,
+            router,
+            service_requests: Vec::new(),
+            epoll,
+            events: vec![EpollEvent::empty(); 256],
+        })
+    }
+
+    pub(super) fn run(&mut self) {
+        self.transport.connect_all();
+        let mut ready: Vec<Readiness> = Vec::new();
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let now = self.shared.clock.now_us();
+            let mut timeout_ms = self.actor.next_epoch_at().saturating_sub(now).div_ceil(1000);
+            if let Some(deadline) = self.rounds.iter().map(|r| r.gather.deadline).min() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                timeout_ms = timeout_ms.min(left.as_millis() as u64 + 1);
+            }
+            let idle_start = Instant::now();
+            let doorbell = &self.shared.doorbells[usize::from(self.id.thread)];
+            doorbell.going_to_sleep();
+            // Work queued before the flag went up was not rung for: don't wait then.
+            let pending_work = !self.mailbox.is_empty()
+                || self.service.as_ref().is_some_and(|s| s.has_work())
+                || self.transport.has_input();
+            let timeout = if pending_work { 0 } else { timeout_ms.min(u64::from(u16::MAX)) as u16 };
+            let waited = match self.transport.inbound() {
+                // The gossip socket is a ZeroMQ socket: wait on it and the epoll set together.
+                Some(tcp) => {
+                    let mut items = [
+                        zmq::PollItem::from_fd(self.epoll.0.as_raw_fd(), zmq::POLLIN),
+                        tcp.as_poll_item(zmq::POLLIN),
+                    ];
+                    match zmq::poll(&mut items, i64::from(timeout)) {
+                        Ok(_) if items[0].is_readable() => self.epoll.wait(&mut self.events, 0u16),
+                        Ok(_) => Ok(0),
+                        Err(_) => Err(nix::Error::EINTR),
+                    }
+                }
+                None => self.epoll.wait(&mut self.events, timeout),
+            };
+            ready.clear();
+            for event in &self.events[..waited.unwrap_or(0)] {
+                let flags = event.events();
+                if event.data() == DOORBELL_TOKEN {
+                    continue;
+                }
+                let failed = EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP;
+                ready.push(Readiness {
+                    token: event.data(),
+                    readable: flags
+                        .intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | failed),
+                    writable: flags.intersects(EpollFlags::EPOLLOUT | failed),
+                });
+            }
+            doorbell.woke();
+            self.report.idle_ns += idle_start.elapsed().as_nanos() as u64;
+            if self.shared.stop.load(Ordering::Relaxed) {
+                continue;
+            }
+            self.drain_mailbox();
+            self.drain_tcp();
+            if self.service.is_some() {
+                self.start_round(&ready);
+            }
+            let now = Instant::now();
+            while let Some(round) =
+                self.rounds.iter().find(|r| now >= r.gather.deadline).map(|r| r.id)
+            {
+                self.finish_round(round);
+            }
+            let now = self.shared.clock.now_us();
+            if now >= self.actor.next_epoch_at() {
+                let start = Instant::now();
+                self.actor.handle(now, Input::Tick, &mut self.outputs);
+                self.deliver();
+                self.expire_batches();
+                self.report.gossip_ns += start.elapsed().as_nanos() as u64;
+                self.publish();
+            }
+        }
+        self.publish();
+    }
+
+    /// Answers, with timeouts, the batches whose forwarded requests are overdue, and forgets
+    /// them (so requests to a dead node do not pile up here).
+    fn expire_batches(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<u64> = self
+            .batches
+            .iter()
+            .filter(|(_, b)| now >= b.gather.deadline)
+            .map(|(&id, _)| id)
+            .collect();
+        if expired.is_empty() {
+            return;
+        }
+        // A forward still waiting is one no reply has come for (`deliver` removes answered ones).
+        let batches = &mut self.batches;
+        self.waiting.retain(|_, &mut (batch, index)| match batches.get_mut(&batch) {
+            Some(pending) if expired.contains(&batch) => {
+                pending.gather.answers.push((index, Response::Error(RequestError::Timeout)));
+                false
+            }
+            _ => true,
+        });
+        for id in expired {
+            if let Some(batch) = self.batches.remove(&id) {
+                self.send_answers(batch.reply, batch.gather.answers);
+            }
+        }
+    }
+
+    /// Runs one round of the service: its I/O, then its requests (owned keys on the spot, the
+    /// rest in one message per owning actor).
+    fn start_round(&mut self, ready: &[Readiness]) {
+        let Some(service) = &mut self.service else { return };
+        let mut requests = std::mem::take(&mut self.service_requests);
+        let round = self.next_round;
+        self.next_round += 1;
+        service.step(round, &Registry { epoll: &self.epoll }, ready, &mut requests);
+        if requests.is_empty() {
+            service.complete(round, Vec::new());
+            self.service_requests = requests;
+            return;
+        }
+        let start = Instant::now();
+        let me = self.id.thread;
+        let len = requests.len();
+        let mut answers = Vec::new();
+        let per_actor = self.router.group_by_actor(requests.drain(..), |index, error| {
+            answers.push((index, Response::Error(error)));
+        });
+        self.service_requests = requests;
+        let shared = &self.shared;
+        let mut mine = Vec::new();
+        let mut outstanding = 0;
+        for (thread, batch) in per_actor.into_iter().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            if thread == usize::from(me) {
+                mine = batch;
+                outstanding += 1;
+                continue;
+            }
+            let reply = ReplyTo::Actor { thread: me, round };
+            match shared.mailboxes[thread].try_send(Mail::Batch { requests: batch, reply }) {
+                Ok(()) => {
+                    outstanding += 1;
+                    shared.doorbells[thread].ring();
+                }
+                Err(TrySendError::Full(mail) | TrySendError::Disconnected(mail)) => {
+                    // An overloaded (or stopping) actor: these requests fail now rather than
+                    // block this actor.
+                    if let Mail::Batch { requests, .. } = mail {
+                        for (index, _) in requests {
+                            answers.push((index, Response::Error(RequestError::Timeout)));
+                        }
+                    }
+                }
+            }
+        }
+        let deadline = Instant::now() + shared.config.request_timeout;
+        let gather = Gather::new(answers, outstanding, deadline);
+        self.rounds.push(ServiceRound { id: round, len, gather });
+        if mine.is_empty() {
+            if outstanding == 0 {
+                self.finish_round(round);
+            }
+        } else {
+            let now = self.shared.clock.now_us();
+            self.serve_batch(now, mine, ReplyTo::Actor { thread: me, round });
+        }
+        self.report.request_ns += start.elapsed().as_nanos() as u64;
+    }
+
+    /// Records the answers to one batch of the service's round; completes the round once
+    /// every batch is answered. Answers to an abandoned round are dropped.
+    fn on_answers(&mut self, round: u64, answers: Vec<(usize, Response<V>)>) {
+        let Some(current) = self.rounds.iter_mut().find(|r| r.id == round) else { return };
+        current.gather.answers.extend(answers);
+        if current.gather.piece_done() {
+            self.finish_round(round);
+        }
+    }
+
+    /// Gives the service its round's answers (a request still unanswered timed out).
+    fn finish_round(&mut self, id: u64) {
+        let Some(position) = self.rounds.iter().position(|r| r.id == id) else { return };
+        let round = self.rounds.swap_remove(position);
+        let answers = round.gather.into_results(round.len);
+        if let Some(service) = &mut self.service {
+            service.complete(id, answers);
+        }
+    }
+
+    /// Serves a batch of client requests: owned keys on the spot; forwarded ones complete the
+    /// batch later, when their replies come back.
+    fn serve_batch(&mut self, now: u64, requests: Vec<(usize, Request<V>)>, reply: ReplyTo<V>) {
+        let mut answers = Vec::with_capacity(requests.len());
+        let batch = self.next_batch;
+        let mut outstanding = 0;
+        for (index, request) in requests {
+            let token = self.next_token;
+            self.next_token += 1;
+            match self.actor.serve(now, token, request, &mut self.outputs) {
+                Some(response) => answers.push((index, response)),
+                None => {
+                    self.waiting.insert(token, (batch, index));
+                    outstanding += 1;
+                }
+            }
+        }
+        if outstanding == 0 {
+            self.send_answers(reply, answers);
+        } else {
+            self.next_batch += 1;
+            let deadline = Instant::now() + self.shared.config.request_timeout;
+            let gather = Gather::new(answers, outstanding, deadline);
+            self.batches.insert(batch, PendingBatch { reply, gather });
+        }
+        self.deliver();
+    }
+
+    fn send_answers(&mut self, reply: ReplyTo<V>, answers: Vec<(usize, Response<V>)>) {
+        match reply {
+            ReplyTo::Channel(sender) => {
+                let _ = sender.send(answers);
+            }
+            ReplyTo::Actor { thread, round } if thread == self.id.thread => {
+                self.on_answers(round, answers);
+            }
+            ReplyTo::Actor { thread, round } => {
+                let Some(mailbox) = self.shared.mailboxes.get(usize::from(thread)) else { return };
+                // A full mailbox drops the answers; the waiting round then times out.
+                match mailbox.try_send(Mail::Answers { round, answers }) {
+                    Ok(()) => self.ring_local(thread),
+                    Err(_) => self.report.send_drops += 1,
+                }
+            }
+        }
+    }
+
+    fn drain_mailbox(&mut self) {
+        // Bounded per round so a flood of requests cannot starve gossip and epochs.
+        for _ in 0..4096 {
+            let Ok(mail) = self.mailbox.try_recv() else { break };
+            let start = Instant::now();
+            let now = self.shared.clock.now_us();
+            match mail {
+                Mail::Batch { requests, reply } => {
+                    self.serve_batch(now, requests, reply);
+                    self.report.request_ns += start.elapsed().as_nanos() as u64;
+                }
+                Mail::Answers { round, answers } => {
+                    self.on_answers(round, answers);
+                    self.report.request_ns += start.elapsed().as_nanos() as u64;
+                }
+                Mail::Peer(message) => {
+                    self.actor.handle(now, Input::Peer(message), &mut self.outputs);
+                    self.deliver();
+                    self.report.gossip_ns += start.elapsed().as_nanos() as u64;
+                }
+            }
+        }
+    }
+
+    fn drain_tcp(&mut self) {
+        for _ in 0..4096 {
+            let Some(bytes) = self.transport.try_recv() else { return };
+            let start = Instant::now();
+            self.report.bytes_in += bytes.len() as u64;
+            match self.transport.decode::<V>(&bytes) {
+                Ok(message) => {
+                    let now = self.shared.clock.now_us();
+                    self.actor.handle(now, Input::Peer(message), &mut self.outputs);
+                    self.deliver();
+                }
+                Err(error) => {
+                    self.report.bad_messages += 1;
+                    tracing::warn!(actor = %self.id, %error, bytes = bytes.len(), "dropped a malformed message from the network");
+                }
+            }
+            self.report.gossip_ns += start.elapsed().as_nanos() as u64;
+        }
+    }
+
+    fn deliver(&mut self) {
+        let mut outputs = std::mem::take(&mut self.outputs);
+        for output in outputs.drain(..) {
+            match output {
+                Output::Reply { token, response } => {
+                    // A forwarded request came back: fill its slot, and answer the batch once
+                    // every slot is filled. (Replies for abandoned tokens are dropped.)
+                    let Some((batch, index)) = self.waiting.remove(&token) else { continue };
+                    if let Some(pending) = self.batches.get_mut(&batch) {
+                        pending.gather.answers.push((index, response));
+                        if pending.gather.piece_done()
+                            && let Some(done) = self.batches.remove(&batch)
+                        {
+                            self.send_answers(done.reply, done.gather.answers);
+                        }
+                    }
+                }
+                Output::Send { to, message } => self.send(to, message),
+            }
+        }
+        self.outputs = outputs;
+    }
+
+    fn send(&mut self, to: ActorId, message: PeerMessage<V>) {
+        if to.node == self.id.node {
+            let Some(mailbox) = self.shared.mailboxes.get(usize::from(to.thread)) else { return };
+            match mailbox.try_send(Mail::Peer(message)) {
+                Ok(()) => self.ring_local(to.thread),
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                    self.report.send_drops += 1
+                }
+            }
+            return;
+        }
+        match self.transport.send(to, &message) {
+            Ok(bytes) => self.report.bytes_out += bytes as u64,
+            Err(SendError::Dropped) => self.report.send_drops += 1,
+            Err(SendError::Encode(error)) => {
+                tracing::warn!(actor = %self.id, %error, "message not sent");
+                self.report.send_drops += 1;
+            }
+            Err(SendError::Connect(error)) => {
+                tracing::warn!(actor = %self.id, to = %to, %error, "cannot reach peer");
+                self.report.send_drops += 1;
+            }
+        }
+    }
+
+    fn ring_local(&mut self, thread: ThreadIndex) {
+        if let Some(doorbell) = self.shared.doorbells.get(usize::from(thread)) {
+            doorbell.ring();
+        }
+    }
+
+    fn publish(&mut self) {
+        self.report.stats = self.actor.stats();
+        if let Some(slot) = self.shared.reports.get(usize::from(self.id.thread))
+            && let Ok(mut shared) = slot.lock()
+        {
+            *shared = self.report.clone();
+        }
+    }
+}

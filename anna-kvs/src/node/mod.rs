@@ -1,0 +1,260 @@
+//! A running node: one thread per actor (pinned to a core if asked), each driving its
+//! [`Actor`](crate::Actor) from its mailbox, its gossip socket and, optionally, a client-facing [`Service`]
+//! (the Redis port runs as one, so clients are served on the actors' own threads).
+//!
+//! Inside a node, actors hand each other messages without serializing them (the paper passes
+//! buffer ownership too): the message goes into the receiver's bounded mailbox, and if the
+//! receiver may be asleep in `epoll`, a doorbell (an eventfd) wakes it (a busy receiver is not
+//! woken at all: it finds the mail on its next round). Across nodes, messages are encoded
+//! in the [`crate::wire`] envelope and sent over ZeroMQ `tcp` (PUSH → PULL, one PULL per
+//! actor at `gossip_port + thread`). Every send is non-blocking: a full queue or a dead peer
+//! costs a dropped message (counted; retransmission repairs it), never a stalled actor. An actor
+//! waits in `epoll` until its next epoch, so an idle node sleeps.
+//!
+//! # Layout
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | [`config`] | [`NodeConfig`], [`PeerSpec`], [`NodeError`], the size rule of every front end |
+//! | `mailbox` | mail between local actors, the doorbell that wakes a sleeping actor, the clock |
+//! | [`service`] | [`Service`]: the plug-in trait of client-facing front ends |
+//! | [`handle`] | [`NodeHandle`]: routing a request to a local owner, limits, deadlines |
+//! | `driver` | the per-actor loop: wait, feed the actor, run the service round, deliver |
+//! | `transport` | ZeroMQ links to other nodes' actors |
+//! | this file | [`Node`]: start (bind everything, then spawn) and shutdown |
+
+pub mod config;
+mod driver;
+pub mod handle;
+mod mailbox;
+pub mod service;
+mod transport;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::Sender;
+
+pub use config::{NodeConfig, NodeError, PeerSpec};
+pub use driver::ActorReport;
+pub use handle::NodeHandle;
+pub use service::{Readiness, Registry, Service};
+
+use crate::ring::{ActorId, NodeIndex, ThreadIndex, Topology};
+use crate::value::KvsValue;
+use driver::Driver;
+use mailbox::{Clock, Doorbell, Mail};
+
+/// State shared by a node's threads and handles.
+struct Shared<V: KvsValue> {
+    /// Creates the gossip sockets.
+    context: zmq::Context,
+    /// This node's index in the topology.
+    me: NodeIndex,
+    /// The ring every actor and handle routes with.
+    topology: Arc<Topology>,
+    /// One bounded mailbox per actor: how handles and other actors reach it.
+    mailboxes: Vec<Sender<Mail<V>>>,
+    /// One per actor, beside its mailbox.
+    doorbells: Vec<Doorbell>,
+    /// Set once at shutdown; every actor loop checks it each round.
+    stop: AtomicBool,
+    /// Each actor's counters as of its last epoch (read by INFO and the stats request).
+    reports: Vec<Mutex<ActorReport>>,
+    /// The configuration the node was started with (thread count resolved).
+    config: NodeConfig,
+    /// Stamps writes and paces epochs.
+    clock: Clock,
+}
+
+impl<V: KvsValue> Shared<V> {
+    fn reports(&self) -> Vec<ActorReport> {
+        self.reports.iter().map(|r| r.lock().map(|r| r.clone()).unwrap_or_default()).collect()
+    }
+}
+
+/// A running node. Dropping it shuts it down; [`Node::shutdown`] does so explicitly.
+pub struct Node<V: KvsValue> {
+    shared: Arc<Shared<V>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl<V: KvsValue> std::fmt::Debug for Node<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("actors", &self.threads.len()).finish()
+    }
+}
+
+impl<V: KvsValue> Node<V> {
+    /// Starts a node: binds its sockets and spawns (and optionally pins) its actor threads.
+    ///
+    /// # Errors
+    /// A bad configuration or a socket that cannot be bound (e.g. a port in use).
+    pub fn start(config: NodeConfig) -> Result<Self, NodeError> {
+        Self::start_with(config, |_, _| Vec::new())
+    }
+
+    /// Starts a node whose actors also run client-facing [`Service`]s: `services` is called
+    /// once, with the number of actors and a handle to the node, before any actor runs, and
+    /// returns one service per actor (or none).
+    ///
+    /// # Errors
+    /// As [`Node::start`]; also a service list of the wrong length.
+    pub fn start_with(
+        mut config: NodeConfig,
+        services: impl FnOnce(usize, NodeHandle<V>) -> Vec<Box<dyn Service<V>>>,
+    ) -> Result<Self, NodeError> {
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        if config.threads == 0 {
+            config.threads = cores.len().max(1);
+        }
+        let threads = ThreadIndex::try_from(config.threads)
+            .map_err(|_| NodeError::Config(format!("{} threads is too many", config.threads)))?;
+        config.actor.epoch_us = config.epoch.as_micros().max(1) as u64;
+
+        // The cluster: this node and its peers, numbered alike on every node.
+        match &config.gossip_addr {
+            Some(addr) => {
+                transport::split_host_port(addr)?;
+            }
+            None if !config.peers.is_empty() => {
+                return Err(NodeError::Config("peers need a gossip address for this node".into()));
+            }
+            None => {}
+        }
+        for peer in &config.peers {
+            transport::split_host_port(&peer.gossip_addr)?;
+            if peer.threads == 0 {
+                return Err(NodeError::Config(format!("peer {} has no threads", peer.gossip_addr)));
+            }
+        }
+        let (me, topology) = Topology::of_cluster(
+            (config.gossip_addr.as_deref(), threads),
+            config.peers.iter().map(|p| (p.gossip_addr.clone(), p.threads)),
+            config.replication,
+        );
+        let topology = Arc::new(topology);
+
+        let context = zmq::Context::new();
+        let mut senders = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in 0..threads {
+            let (tx, rx) = crossbeam_channel::bounded(config.mailbox_capacity);
+            senders.push(tx);
+            receivers.push(rx);
+        }
+        // Bind every socket before any thread starts, so a busy port fails `start` cleanly.
+        let mut bound = Vec::new();
+        let mut doorbells = Vec::new();
+        for thread in 0..threads {
+            doorbells.push(Doorbell::new().map_err(NodeError::io("create a doorbell eventfd"))?);
+            let inbound = match &config.gossip_addr {
+                Some(addr) => Some(transport::bind_inbound(&context, &config, addr, thread)?),
+                None => None,
+            };
+            bound.push(inbound);
+        }
+        let shared = Arc::new(Shared {
+            context,
+            me,
+            topology,
+            mailboxes: senders,
+            doorbells,
+            stop: AtomicBool::new(false),
+            reports: (0..threads).map(|_| Mutex::new(ActorReport::default())).collect(),
+            config: config.clone(),
+            clock: Clock::new(),
+        });
+        let mut services: Vec<Option<Box<dyn Service<V>>>> =
+            services(usize::from(threads), NodeHandle::new(Arc::clone(&shared)))
+                .into_iter()
+                .map(Some)
+                .collect();
+        if services.is_empty() {
+            services.resize_with(usize::from(threads), || None);
+        }
+        if services.len() != usize::from(threads) {
+            return Err(NodeError::Config(format!(
+                "{} services for {threads} actors",
+                services.len()
+            )));
+        }
+        // Every driver is built before any thread starts, so a failure leaves nothing running.
+        let mut drivers = Vec::new();
+        for (thread, ((tcp, mailbox), service)) in
+            bound.into_iter().zip(receivers).zip(services).enumerate()
+        {
+            let id = ActorId::new(shared.me, thread as ThreadIndex);
+            let driver = Driver::new(id, Arc::clone(&shared), tcp, mailbox, service)
+                .map_err(NodeError::io("create an epoll set"))?;
+            drivers.push(driver);
+        }
+        let mut node = Self { shared: Arc::clone(&shared), threads: Vec::new() };
+        for (thread, mut driver) in drivers.into_iter().enumerate() {
+            let core = if config.pin_threads && !cores.is_empty() {
+                Some(cores[thread % cores.len()])
+            } else {
+                None
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("anna-actor-{thread}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core);
+                    }
+                    driver.run();
+                })
+                // Dropping `node` stops and joins the actors already started.
+                .map_err(NodeError::io("spawn an actor thread"))?;
+            node.threads.push(handle);
+        }
+        tracing::info!(node = me, actors = threads, gossip = ?config.gossip_addr, peers = config.peers.len(), "anna node started");
+        Ok(node)
+    }
+
+    /// A handle for issuing requests to this node (one per client thread: it owns sockets).
+    pub fn handle(&self) -> NodeHandle<V> {
+        NodeHandle::new(Arc::clone(&self.shared))
+    }
+
+    /// The cluster topology this node routes with.
+    pub fn topology(&self) -> Arc<Topology> {
+        Arc::clone(&self.shared.topology)
+    }
+
+    /// This node's index in the cluster.
+    pub fn index(&self) -> NodeIndex {
+        self.shared.me
+    }
+
+    /// Per-actor counters and time breakdown, as of each actor's last epoch.
+    pub fn reports(&self) -> Vec<ActorReport> {
+        self.shared.reports()
+    }
+
+    /// Stops every actor and waits for its thread to finish.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if self.threads.is_empty() {
+            return;
+        }
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for doorbell in &self.shared.doorbells {
+            doorbell.ring_now();
+        }
+        for handle in self.threads.drain(..) {
+            let _ = handle.join();
+        }
+        tracing::info!(node = self.shared.me, "anna node stopped");
+    }
+}
+
+impl<V: KvsValue> Drop for Node<V> {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}

@@ -1,0 +1,179 @@
+//! The links between nodes: one ZeroMQ `PULL` socket per actor at `gossip_port + thread` for
+//! what other nodes send it, and a `PUSH` socket per remote actor for what it sends them. Every
+//! message travels in the [`crate::wire`] envelope. Sends never block: a full queue or an
+//! unreachable peer costs a dropped message (counted), which gossip's retransmission repairs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{NodeConfig, NodeError};
+use crate::message::PeerMessage;
+use crate::ring::{ActorId, NodeIndex, ThreadIndex, Topology};
+use crate::value::KvsValue;
+use crate::wire::{self, WireError};
+
+/// Splits `host:port`.
+pub(crate) fn split_host_port(addr: &str) -> Result<(String, u16), NodeError> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| NodeError::Config(format!("gossip address {addr:?} is not host:port")))?;
+    let port: u16 = port.parse().map_err(|_| NodeError::Config(format!("bad port in {addr:?}")))?;
+    Ok((host.to_owned(), port))
+}
+
+/// The ZeroMQ endpoint of actor `thread` of the node gossiping at `addr`.
+fn tcp_endpoint(addr: &str, thread: ThreadIndex) -> Result<String, NodeError> {
+    let (host, port) = split_host_port(addr)?;
+    let port = port
+        .checked_add(thread)
+        .ok_or_else(|| NodeError::Config(format!("{addr} + {thread} overflows the port range")))?;
+    Ok(format!("tcp://{host}:{port}"))
+}
+
+/// Binds actor `thread`'s inbound gossip socket at `addr` (done for every actor before any
+/// starts, so a busy port fails the node's start cleanly).
+pub(super) fn bind_inbound(
+    context: &zmq::Context,
+    config: &NodeConfig,
+    addr: &str,
+    thread: ThreadIndex,
+) -> Result<zmq::Socket, NodeError> {
+    let socket = context.socket(zmq::PULL).map_err(NodeError::zmq("create gossip socket"))?;
+    socket
+        .set_maxmsgsize(wire::MAX_MESSAGE_BYTES as i64)
+        .map_err(NodeError::zmq("set ZMQ_MAXMSGSIZE"))?;
+    socket.set_rcvhwm(config.send_high_water_mark).map_err(NodeError::zmq("set ZMQ_RCVHWM"))?;
+    socket.set_linger(0).map_err(NodeError::zmq("set ZMQ_LINGER"))?;
+    let endpoint = tcp_endpoint(addr, thread)?;
+    socket.bind(&endpoint).map_err(NodeError::zmq(format!("bind {endpoint}")))?;
+    Ok(socket)
+}
+
+/// Why a send did not go out.
+#[derive(Debug)]
+pub(super) enum SendError {
+    /// The message could not be encoded (too large, say).
+    Encode(WireError),
+    /// No socket to the peer could be made.
+    Connect(NodeError),
+    /// The peer's queue is full or the link is not up (`ZMQ_IMMEDIATE`).
+    Dropped,
+}
+
+/// One actor's links to the other nodes.
+pub(super) struct Transport {
+    me: ActorId,
+    context: zmq::Context,
+    topology: Arc<Topology>,
+    /// Messages queued per remote destination before sends are dropped.
+    high_water_mark: i32,
+    /// Where other nodes' actors send this actor messages (`None` on a single node).
+    inbound: Option<zmq::Socket>,
+    /// PUSH sockets to remote actors, connected at start (and again lazily if that failed).
+    remotes: HashMap<ActorId, zmq::Socket>,
+}
+
+impl Transport {
+    pub(super) fn new(
+        me: ActorId,
+        context: zmq::Context,
+        topology: Arc<Topology>,
+        high_water_mark: i32,
+        inbound: Option<zmq::Socket>,
+    ) -> Self {
+        Self { me, context, topology, high_water_mark, inbound, remotes: HashMap::new() }
+    }
+
+    /// The inbound socket, to wait on beside the actor's `epoll` set.
+    pub(super) fn inbound(&self) -> Option<&zmq::Socket> {
+        self.inbound.as_ref()
+    }
+
+    /// Whether a message is waiting on the inbound socket.
+    pub(super) fn has_input(&self) -> bool {
+        self.inbound.as_ref().is_some_and(|t| t.get_events().is_ok_and(|e| e.contains(zmq::POLLIN)))
+    }
+
+    /// The next waiting message's bytes, without blocking.
+    pub(super) fn try_recv(&self) -> Option<Vec<u8>> {
+        self.inbound.as_ref()?.recv_bytes(zmq::DONTWAIT).ok()
+    }
+
+    /// Decodes a message from the network and checks what it claims about its sender against
+    /// the topology (a remote actor that exists).
+    pub(super) fn decode<V: KvsValue>(&self, bytes: &[u8]) -> Result<PeerMessage<V>, WireError> {
+        let message = wire::decode::<V>(bytes)?;
+        let sender = match &message {
+            PeerMessage::Gossip(g) => Some(g.from),
+            PeerMessage::Ack { from, .. } => Some(*from),
+            PeerMessage::Forward { origin, .. } => Some(*origin),
+            PeerMessage::ForwardReply { .. } => None,
+        };
+        if let Some(sender) = sender {
+            let known = usize::from(sender.node) < self.topology.nodes().len()
+                && sender.thread < self.topology.threads(sender.node)
+                && sender.node != self.me.node;
+            if !known {
+                return Err(WireError::Malformed(format!(
+                    "unknown or local sender {sender} on the network"
+                )));
+            }
+        }
+        Ok(message)
+    }
+
+    /// Encodes and sends `message` to remote actor `to`, without blocking. Returns the bytes
+    /// sent.
+    pub(super) fn send<V: KvsValue>(
+        &mut self,
+        to: ActorId,
+        message: &PeerMessage<V>,
+    ) -> Result<usize, SendError> {
+        let bytes = wire::encode(message).map_err(SendError::Encode)?;
+        if !self.remotes.contains_key(&to) {
+            let socket = self.connect(to).map_err(SendError::Connect)?;
+            self.remotes.insert(to, socket);
+        }
+        match self.remotes[&to].send(&bytes[..], zmq::DONTWAIT) {
+            Ok(()) => Ok(bytes.len()),
+            Err(_) => Err(SendError::Dropped),
+        }
+    }
+
+    /// Connects to every actor of the other nodes now, so the links are up (ZeroMQ keeps
+    /// retrying in the background) before the first request is forwarded: a message for a
+    /// link that is not connected yet is dropped (`ZMQ_IMMEDIATE`), which gossip repairs by
+    /// resending but a forwarded client request would only see as a timeout.
+    pub(super) fn connect_all(&mut self) {
+        let topology = Arc::clone(&self.topology);
+        for node in 0..topology.nodes().len() {
+            let node = node as NodeIndex;
+            if node == self.me.node {
+                continue;
+            }
+            for thread in 0..topology.threads(node) {
+                let to = ActorId::new(node, thread);
+                match self.connect(to) {
+                    Ok(socket) => {
+                        self.remotes.insert(to, socket);
+                    }
+                    Err(error) => {
+                        tracing::warn!(actor = %self.me, to = %to, %error, "cannot reach peer");
+                    }
+                }
+            }
+        }
+    }
+
+    fn connect(&self, to: ActorId) -> Result<zmq::Socket, NodeError> {
+        let addr = &self.topology.nodes()[usize::from(to.node)];
+        let endpoint = tcp_endpoint(addr, to.thread)?;
+        let socket =
+            self.context.socket(zmq::PUSH).map_err(NodeError::zmq("create push socket"))?;
+        socket.set_sndhwm(self.high_water_mark).map_err(NodeError::zmq("set ZMQ_SNDHWM"))?;
+        socket.set_linger(0).map_err(NodeError::zmq("set ZMQ_LINGER"))?;
+        socket.set_immediate(true).map_err(NodeError::zmq("set ZMQ_IMMEDIATE"))?;
+        socket.connect(&endpoint).map_err(NodeError::zmq(format!("connect {endpoint}")))?;
+        Ok(socket)
+    }
+}

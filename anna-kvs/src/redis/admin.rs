@@ -1,0 +1,297 @@
+//! Connection and server commands: PING, ECHO, QUIT, AUTH, HELLO, SELECT, CLIENT, CONFIG,
+//! INFO, DBSIZE. They answer at once (no engine request) from the session and the
+//! [`Context`]. (COMMAND, which describes the command table, lives with the table.)
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::plan::{Context, Plan, arity_error, parse_i64};
+use super::resp::Reply;
+use super::session::Session;
+use crate::auth::constant_time_eq;
+use crate::node::{ActorReport, NodeHandle};
+
+/// `PING [message]`.
+pub fn plan_ping(_: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Plan {
+    Plan::Now(match args {
+        [] => Reply::Simple("PONG".into()),
+        [message] => Reply::Bulk(message.clone()),
+        _ => arity_error("ping"),
+    })
+}
+
+/// `ECHO message`.
+pub fn plan_echo(_: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Plan {
+    Plan::Now(Reply::Bulk(args[0].clone()))
+}
+
+/// `QUIT`: replies, then the connection closes.
+pub fn plan_quit(session: &mut Session, _: &Context<'_>, _: &[Bytes]) -> Plan {
+    session.quit = true;
+    Plan::Now(Reply::ok())
+}
+
+/// `AUTH [username] password`.
+pub fn plan_auth(session: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
+    Plan::Now(auth(session, cx, args))
+}
+
+/// `HELLO [protover [AUTH username password] [SETNAME clientname]]`.
+pub fn plan_hello(session: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
+    Plan::Now(hello(session, cx, args))
+}
+
+/// `SELECT index`: only database 0 exists.
+pub fn plan_select(_: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Plan {
+    Plan::Now(if parse_i64(&args[0]) == Some(0) {
+        Reply::ok()
+    } else {
+        Reply::Error("ERR DB index is out of range".into())
+    })
+}
+
+/// `CLIENT SETNAME|GETNAME|ID|SETINFO`.
+pub fn plan_client(session: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Plan {
+    Plan::Now(client(session, args))
+}
+
+/// `CONFIG GET pattern [pattern ...]`.
+pub fn plan_config(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
+    Plan::Now(config(cx, args))
+}
+
+/// `DBSIZE`: keys on this node, as of each actor's last epoch.
+pub fn plan_dbsize(_: &mut Session, cx: &Context<'_>, _: &[Bytes]) -> Plan {
+    Plan::Now(Reply::Int(dbsize(cx) as i64))
+}
+
+/// `INFO [section]`.
+pub fn plan_info(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
+    Plan::Now(Reply::text(info(cx, args.first())))
+}
+
+fn auth(session: &mut Session, cx: &Context<'_>, rest: &[Bytes]) -> Reply {
+    let (user, password) = match rest {
+        [password] => (None, password),
+        [user, password] => (Some(user), password),
+        // As Redis: the arity admits more words, the syntax does not.
+        _ => return Reply::Error("ERR syntax error".into()),
+    };
+    let Some(expected) = &cx.settings.requirepass else {
+        return Reply::Error(
+            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?".into(),
+        );
+    };
+    let user_ok = user.is_none_or(|u| constant_time_eq(u, b"default"));
+    if user_ok && constant_time_eq(password, expected.as_bytes()) {
+        session.authenticated = true;
+        Reply::ok()
+    } else {
+        Reply::Error("WRONGPASS invalid username-password pair or user is disabled.".into())
+    }
+}
+
+fn hello(session: &mut Session, cx: &Context<'_>, rest: &[Bytes]) -> Reply {
+    let mut args = rest.iter();
+    if let Some(version) = args.next() {
+        match parse_i64(version) {
+            Some(2) => session.resp3 = false,
+            Some(3) => session.resp3 = true,
+            _ => return Reply::Error("NOPROTO unsupported protocol version".into()),
+        }
+    }
+    while let Some(option) = args.next() {
+        match option.to_ascii_lowercase().as_slice() {
+            b"auth" => {
+                let (Some(user), Some(password)) = (args.next(), args.next()) else {
+                    return Reply::Error("ERR Syntax error in HELLO option 'auth'".into());
+                };
+                if let Reply::Error(e) = auth(session, cx, &[user.clone(), password.clone()]) {
+                    return Reply::Error(e);
+                }
+            }
+            b"setname" => {
+                let Some(name) = args.next() else {
+                    return Reply::Error("ERR Syntax error in HELLO option 'setname'".into());
+                };
+                session.name = Some(name.clone());
+            }
+            other => {
+                return Reply::Error(format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(other)
+                ));
+            }
+        }
+    }
+    if !session.authenticated {
+        return Reply::Error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into());
+    }
+    Reply::Map(vec![
+        (Reply::text("server"), Reply::text("anna")),
+        (Reply::text("version"), Reply::text(env!("CARGO_PKG_VERSION"))),
+        (Reply::text("proto"), Reply::Int(if session.resp3 { 3 } else { 2 })),
+        (Reply::text("id"), Reply::Int(session.id as i64)),
+        (Reply::text("mode"), Reply::text("standalone")),
+        (Reply::text("role"), Reply::text("master")),
+        (Reply::text("modules"), Reply::Array(Vec::new())),
+    ])
+}
+
+fn client(session: &mut Session, rest: &[Bytes]) -> Reply {
+    let sub = &rest[0];
+    match sub.to_ascii_lowercase().as_slice() {
+        b"setname" if rest.len() == 2 => {
+            if rest[1].iter().any(|b| b.is_ascii_whitespace()) {
+                return Reply::Error(
+                    "ERR Client names cannot contain spaces, newlines or special characters."
+                        .into(),
+                );
+            }
+            session.name = if rest[1].is_empty() { None } else { Some(rest[1].clone()) };
+            Reply::ok()
+        }
+        b"getname" if rest.len() == 1 => session.name.clone().map_or(Reply::Nil, Reply::Bulk),
+        b"id" if rest.len() == 1 => Reply::Int(session.id as i64),
+        b"setinfo" if rest.len() == 3 => Reply::ok(),
+        _ => Reply::Error(format!(
+            "ERR unknown subcommand '{}'. Try CLIENT SETNAME, GETNAME, ID or SETINFO.",
+            String::from_utf8_lossy(sub)
+        )),
+    }
+}
+
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    match (pattern.first(), text.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => {
+            glob(&pattern[1..], text) || (!text.is_empty() && glob(pattern, &text[1..]))
+        }
+        (Some(b'?'), Some(_)) => glob(&pattern[1..], &text[1..]),
+        (Some(p), Some(t)) if p.eq_ignore_ascii_case(t) => glob(&pattern[1..], &text[1..]),
+        _ => false,
+    }
+}
+
+fn config(cx: &Context<'_>, rest: &[Bytes]) -> Reply {
+    let sub = &rest[0];
+    let settings = cx.settings;
+    if !sub.eq_ignore_ascii_case(b"get") || rest.len() < 2 {
+        return Reply::Error(
+            "ERR only CONFIG GET <pattern> is supported; anna-server is configured at start-up"
+                .into(),
+        );
+    }
+    let settings: Vec<(&str, String)> = vec![
+        ("bind", settings.bind.clone()),
+        ("port", settings.port.to_string()),
+        ("maxclients", settings.maxclients.to_string()),
+        ("timeout", settings.idle_timeout.map_or(0, |d| d.as_secs()).to_string()),
+        ("databases", "1".into()),
+        ("save", String::new()),
+        ("appendonly", "no".into()),
+        ("proto-max-bulk-len", settings.node.max_value_bytes.to_string()),
+        (
+            "requirepass",
+            if settings.requirepass.is_some() { "(set)".into() } else { String::new() },
+        ),
+    ];
+    let mut pairs = Vec::new();
+    for pattern in &rest[1..] {
+        for (name, value) in &settings {
+            if glob(pattern, name.as_bytes())
+                && !pairs.iter().any(|(n, _): &(Reply, Reply)| *n == Reply::text(*name))
+            {
+                pairs.push((Reply::text(*name), Reply::text(value.clone())));
+            }
+        }
+    }
+    Reply::Map(pairs)
+}
+
+fn dbsize(cx: &Context<'_>) -> u64 {
+    let Some(node) = cx.node else { return 0 };
+    let reports = node.reports();
+    if node.topology().is_full() {
+        reports.iter().map(|r| r.stats.keys).max().unwrap_or(0)
+    } else {
+        reports.iter().map(|r| r.stats.keys).sum()
+    }
+}
+
+fn info(cx: &Context<'_>, section: Option<&Bytes>) -> String {
+    let wanted = section.map(|s| String::from_utf8_lossy(s).to_ascii_lowercase());
+    let show = |name: &str| {
+        wanted
+            .as_deref()
+            .is_none_or(|w| w == name || w == "all" || w == "default" || w == "everything")
+    };
+    let settings = cx.settings;
+    let reports = cx.node.map(NodeHandle::reports).unwrap_or_default();
+    let topology = cx.node.map(NodeHandle::topology);
+    let counters = cx.totals;
+    let uptime = settings.started.elapsed().as_secs();
+    let mut out = String::new();
+    if show("server") {
+        out.push_str(&format!(
+            "# Server\r\nredis_version:7.0.0\r\nanna_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nanna_actors:{}\r\nanna_epoch_ms:{}\r\nanna_consistency:eventual\r\n\r\n",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+            std::process::id(),
+            settings.port,
+            uptime / 86_400,
+            reports.len(),
+            settings.node.epoch.as_millis(),
+        ));
+    }
+    if show("clients") {
+        out.push_str(&format!(
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n\r\n",
+            counters.connected.load(Ordering::Relaxed),
+            settings.maxclients
+        ));
+    }
+    if show("stats") {
+        let sum = |f: &dyn Fn(&ActorReport) -> u64| reports.iter().map(f).sum::<u64>();
+        out.push_str(&format!(
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nprotocol_errors:{}\r\nanna_gets:{}\r\nanna_writes:{}\r\nanna_deletes:{}\r\nanna_forwarded:{}\r\nanna_gossip_batches_out:{}\r\nanna_gossip_entries_out:{}\r\nanna_gossip_batches_in:{}\r\nanna_merges:{}\r\nanna_reclaimed_keys:{}\r\nanna_request_ms:{}\r\nanna_gossip_ms:{}\r\nanna_idle_ms:{}\r\n\r\n",
+            counters.connections_received.load(Ordering::Relaxed),
+            counters.commands.load(Ordering::Relaxed),
+            counters.rejected.load(Ordering::Relaxed),
+            counters.hits.load(Ordering::Relaxed),
+            counters.misses.load(Ordering::Relaxed),
+            counters.protocol_errors.load(Ordering::Relaxed),
+            sum(&|r| r.stats.gets),
+            sum(&|r| r.stats.puts),
+            sum(&|r| r.stats.deletes),
+            sum(&|r| r.stats.forwarded),
+            sum(&|r| r.stats.gossip_out),
+            sum(&|r| r.stats.gossip_entries_out),
+            sum(&|r| r.stats.gossip_in),
+            sum(&|r| r.stats.merges),
+            sum(&|r| r.stats.reclaimed),
+            sum(&|r| r.request_ns) / 1_000_000,
+            sum(&|r| r.gossip_ns) / 1_000_000,
+            sum(&|r| r.idle_ns) / 1_000_000,
+        ));
+    }
+    if show("replication") {
+        let replication = topology.as_ref().map_or(settings.node.replication, |t| t.replication());
+        out.push_str(&format!(
+            "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nanna_nodes:{}\r\nanna_replication_global:{:?}\r\nanna_replication_local:{:?}\r\n\r\n",
+            topology.as_ref().map_or(1, |t| t.nodes().len()),
+            replication.global,
+            replication.local
+        ));
+    }
+    if show("keyspace") {
+        out.push_str("# Keyspace\r\n");
+        let keys = dbsize(cx);
+        if keys > 0 {
+            out.push_str(&format!("db0:keys={keys},expires=0,avg_ttl=0\r\n"));
+        }
+    }
+    out
+}

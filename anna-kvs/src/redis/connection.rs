@@ -1,0 +1,388 @@
+//! The only part of the Redis port that touches sockets: each actor's connections
+//! (`Connections`, the node [`Service`] the actor runs) and one client's socket state
+//! (`Connection`: fill, parse, flush, limits).
+//!
+//! A round reads whatever the ready clients have sent, parses every complete command
+//! (pipelining), plans each through the [command table](super::table), hands the engine
+//! requests to the actor, and writes every reply in order once the answers are in. Sockets
+//! are non-blocking, so a slow or hostile client never blocks an actor: a client that does
+//! not read its replies is dropped after `write_timeout` or [`MAX_PENDING_OUTPUT`], the query
+//! buffer and the argument sizes are bounded (tighter before AUTH).
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use super::front_end::Shared;
+use super::plan::{Answers, Context, Counters, Plan};
+use super::resp::{Limits, ParseError, Reply, parse_command};
+use super::session::Session;
+use super::table;
+use super::value::RedisValue;
+use crate::message::{Request, RequestError, Response};
+use crate::node::{Readiness, Registry, Service};
+
+/// Most reply bytes buffered for a client that does not read them; beyond it, it is dropped.
+pub const MAX_PENDING_OUTPUT: usize = 64 << 20;
+
+/// One actor's client connections: the [`Service`] that actor runs between its own messages.
+///
+/// A connection takes part in at most one round at a time: while its round waits for another
+/// actor's answers, it is neither read nor parsed, so its replies keep the order of its
+/// commands; other connections go on meanwhile.
+pub(super) struct Connections {
+    shared: Arc<Shared>,
+    incoming: crossbeam_channel::Receiver<TcpStream>,
+    /// Connections by slot, which is also their token in the actor's `epoll` set (a closed
+    /// connection frees its slot).
+    slots: Vec<Option<Connection>>,
+    free: Vec<usize>,
+    /// This actor's tally of the per-command counters (see [`Counters::flush_into`]).
+    local: Counters,
+    /// Read buffer.
+    chunk: Vec<u8>,
+    /// Some connection not in a round has complete commands left unparsed.
+    more_buffered: bool,
+}
+
+impl Connections {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        incoming: crossbeam_channel::Receiver<TcpStream>,
+    ) -> Self {
+        Self {
+            shared,
+            incoming,
+            slots: Vec::new(),
+            free: Vec::new(),
+            local: Counters::default(),
+            chunk: vec![0_u8; 64 * 1024],
+            more_buffered: false,
+        }
+    }
+
+    fn adopt(&mut self, stream: TcpStream, registry: &Registry<'_>) {
+        let slot = self.free.pop().unwrap_or(self.slots.len());
+        if let Err(error) =
+            stream.set_nonblocking(true).and_then(|()| registry.register(&stream, slot as u64))
+        {
+            tracing::warn!(%error, "cannot serve a new connection");
+            self.shared.counters.connected.fetch_sub(1, Ordering::Relaxed);
+            if slot < self.slots.len() {
+                self.free.push(slot);
+            }
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        // Registered before the first read: input arriving after it raises an event. A client
+        // usually sends its first command right after connecting, so read now.
+        let mut conn = Connection::new(Arc::clone(&self.shared), stream);
+        conn.fill(&mut self.chunk);
+        if slot == self.slots.len() {
+            self.slots.push(Some(conn));
+        } else {
+            self.slots[slot] = Some(conn);
+        }
+    }
+
+    /// Closes the connection in `slot` if it is done (never one with a round in flight).
+    fn sweep(&mut self, slot: usize) {
+        if let Some(conn) = &self.slots[slot]
+            && conn.round.is_none()
+            && conn.finished()
+        {
+            self.slots[slot] = None;
+            self.free.push(slot);
+            self.shared.counters.connected.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Service<RedisValue> for Connections {
+    fn has_work(&self) -> bool {
+        self.more_buffered || !self.incoming.is_empty()
+    }
+
+    fn step(
+        &mut self,
+        round: u64,
+        registry: &Registry<'_>,
+        ready: &[Readiness],
+        requests: &mut Vec<Request<RedisValue>>,
+    ) {
+        for event in ready {
+            let Some(Some(conn)) = self.slots.get_mut(event.token as usize) else { continue };
+            if event.writable {
+                conn.flush();
+            }
+            conn.readable |= event.readable;
+        }
+        while let Ok(stream) = self.incoming.try_recv() {
+            self.adopt(stream, registry);
+        }
+        // Read and plan every idle connection's complete commands; their engine requests make
+        // one batch, queued in slot order (the order `complete` finds them in). Input of a
+        // connection in a round, or with replies piling up, waits in the socket.
+        self.more_buffered = false;
+        for conn in self.slots.iter_mut().flatten() {
+            if conn.round.is_some() || conn.dead || conn.out.len() > MAX_PENDING_OUTPUT / 2 {
+                continue;
+            }
+            if conn.readable {
+                conn.fill(&mut self.chunk);
+            }
+            self.more_buffered |= conn.plan_buffered(&self.local) || conn.unread();
+            if conn.plans.is_empty() && conn.fatal.is_none() {
+                continue;
+            }
+            for plan in &mut conn.plans {
+                match plan {
+                    Plan::Engine(reqs, count, _) => {
+                        *count = reqs.len();
+                        requests.append(reqs);
+                    }
+                    Plan::Single(request, _) => requests.extend(request.take()),
+                    Plan::Now(_) => {}
+                }
+            }
+            conn.round = Some(round);
+        }
+        // Idle, timed-out and stalled connections are closed here.
+        for slot in 0..self.slots.len() {
+            self.sweep(slot);
+        }
+    }
+
+    fn complete(&mut self, round: u64, answers: Vec<Result<Response<RedisValue>, RequestError>>) {
+        // The round's connections, in slot order: the order `step` queued their requests in (a
+        // slot is not reused while its connection is in a round).
+        let mut answers = answers.into_iter();
+        for slot in 0..self.slots.len() {
+            let Some(conn) = &mut self.slots[slot] else { continue };
+            if conn.round != Some(round) {
+                continue;
+            }
+            conn.finish_plans(&mut answers, &self.local);
+            conn.round = None;
+            conn.flush();
+            self.more_buffered |= !conn.buf.is_empty() || conn.unread();
+            self.sweep(slot);
+        }
+        self.local.flush_into(&self.shared.counters);
+    }
+}
+
+impl Drop for Connections {
+    fn drop(&mut self) {
+        let open = self.slots.iter().flatten().count() + self.incoming.try_iter().count();
+        self.shared.counters.connected.fetch_sub(open, Ordering::Relaxed);
+    }
+}
+
+/// One client: its socket, buffers and protocol [`Session`].
+struct Connection {
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    /// Authenticated, RESP version, name, quit.
+    session: Session,
+    /// Bytes read and not yet parsed.
+    buf: BytesMut,
+    /// Encoded replies not yet written.
+    out: Vec<u8>,
+    /// This round's commands, in order.
+    plans: Vec<Plan>,
+    /// A protocol error to send after this round's replies; the connection then closes.
+    fatal: Option<String>,
+    /// The peer closed, or the socket failed: drop without writing.
+    dead: bool,
+    /// The actor round this connection's planned commands wait on.
+    round: Option<u64>,
+    /// The socket may hold input not read yet (its events are edge-triggered).
+    readable: bool,
+    last_read: Instant,
+    /// When output first got stuck (the client stopped reading).
+    stalled_since: Option<Instant>,
+}
+
+impl Connection {
+    fn new(shared: Arc<Shared>, stream: TcpStream) -> Self {
+        let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
+        let session = Session::new(id, shared.settings.requirepass.is_some());
+        Self {
+            shared,
+            stream,
+            session,
+            buf: BytesMut::with_capacity(16 * 1024),
+            out: Vec::new(),
+            plans: Vec::new(),
+            fatal: None,
+            dead: false,
+            round: None,
+            readable: false,
+            last_read: Instant::now(),
+            stalled_since: None,
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        if self.session.authenticated {
+            let node = &self.shared.settings.node;
+            Limits {
+                max_args: 1024 * 1024,
+                max_bulk: node.max_value_bytes.max(node.max_key_bytes),
+                max_inline: 64 * 1024,
+            }
+        } else {
+            Limits::UNAUTHENTICATED
+        }
+    }
+
+    fn query_buffer_limit(&self) -> usize {
+        let limits = self.limits();
+        limits.max_bulk.saturating_mul(2).saturating_add(1 << 20)
+    }
+
+    /// Reads what the socket has (without blocking), up to the query buffer limit.
+    fn fill(&mut self, chunk: &mut [u8]) {
+        self.readable = true;
+        loop {
+            match self.stream.read(chunk) {
+                Ok(0) => {
+                    self.dead = true;
+                    self.readable = false;
+                    return;
+                }
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    self.last_read = Instant::now();
+                    if n < chunk.len() {
+                        // Drained: more input raises a new event.
+                        self.readable = false;
+                        return;
+                    }
+                    if self.buf.len() > self.query_buffer_limit() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.dead = true;
+                    self.readable = false;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Input left in the socket that this connection will still read.
+    fn unread(&self) -> bool {
+        self.readable && !self.session.quit && self.fatal.is_none() && !self.dead
+    }
+
+    /// Plans up to one batch of buffered commands; `true` if more complete commands may remain.
+    fn plan_buffered(&mut self, counters: &Counters) -> bool {
+        if self.session.quit || self.fatal.is_some() {
+            return false;
+        }
+        while self.plans.len() < self.shared.config.max_batch && !self.session.quit {
+            let limits = self.limits();
+            match parse_command(&mut self.buf, &limits) {
+                Ok(args) if args.is_empty() => {}
+                Ok(args) => {
+                    let plan = self.plan(&args, counters);
+                    self.plans.push(plan);
+                }
+                Err(ParseError::Incomplete) => {
+                    if self.buf.len() > self.query_buffer_limit() {
+                        self.fatal =
+                            Some("ERR Protocol error: query buffer limit exceeded".to_owned());
+                    }
+                    return false;
+                }
+                Err(ParseError::Protocol(message)) => {
+                    self.fatal = Some(format!("ERR Protocol error: {message}"));
+                    return false;
+                }
+            }
+        }
+        !self.session.quit
+    }
+
+    /// Turns this round's plans and their engine answers into encoded replies.
+    fn finish_plans(
+        &mut self,
+        answers: &mut impl Iterator<Item = Result<Response<RedisValue>, RequestError>>,
+        counters: &Counters,
+    ) {
+        for plan in std::mem::take(&mut self.plans) {
+            let reply = match plan {
+                Plan::Now(reply) => reply,
+                Plan::Engine(_, count, finish) => {
+                    let mine: Answers = answers.by_ref().take(count).collect();
+                    finish(mine, counters)
+                }
+                Plan::Single(_, finish) => {
+                    finish(answers.next().unwrap_or(Err(RequestError::Timeout)), counters)
+                }
+            };
+            reply.encode(&mut self.out, self.session.resp3);
+        }
+        if let Some(message) = &self.fatal {
+            if !self.session.quit {
+                self.shared.counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                Reply::Error(message.clone()).encode(&mut self.out, self.session.resp3);
+            }
+            self.session.quit = true;
+        }
+    }
+
+    /// Writes as much pending output as the socket takes now.
+    fn flush(&mut self) {
+        while !self.out.is_empty() && !self.dead {
+            match self.stream.write(&self.out) {
+                Ok(0) => self.dead = true,
+                Ok(n) => {
+                    self.out.drain(..n);
+                    self.stalled_since = None;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.stalled_since.get_or_insert_with(Instant::now);
+                    return;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => self.dead = true,
+            }
+        }
+    }
+
+    /// `true` once the connection should be closed.
+    fn finished(&self) -> bool {
+        let config = &self.shared.config;
+        self.dead
+            || (self.session.quit && self.out.is_empty())
+            || self.out.len() > MAX_PENDING_OUTPUT
+            || self.stalled_since.is_some_and(|t| t.elapsed() > config.write_timeout)
+            || config
+                .idle_timeout
+                .is_some_and(|limit| self.last_read.elapsed() > limit && self.out.is_empty())
+    }
+
+    fn plan(&mut self, args: &[bytes::Bytes], counters: &Counters) -> Plan {
+        counters.commands.fetch_add(1, Ordering::Relaxed);
+        let shared = &self.shared;
+        let cx = Context {
+            settings: &shared.settings,
+            totals: &shared.counters,
+            node: Some(&shared.node),
+        };
+        table::dispatch(&mut self.session, &cx, args)
+    }
+}

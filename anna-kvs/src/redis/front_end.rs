@@ -1,0 +1,189 @@
+//! The Redis port as a whole: its configuration ([`RedisConfig`]), the listener, and the
+//! services it gives the node's actors. [`crate::server`] composes it with the node and the
+//! native port.
+//!
+//! The listener hands each new connection to an actor in turn; the actor serves it from then
+//! on, between its own messages (see [`super::connection`]).
+
+use std::io::{ErrorKind, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::connection::Connections;
+use super::plan::{Counters, Settings};
+use super::value::RedisValue;
+use crate::node::{NodeConfig, NodeHandle, Service};
+
+/// How to run the Redis port.
+#[derive(Clone, Debug)]
+pub struct RedisConfig {
+    /// Redis-protocol port (default 6379; 0 picks a free one).
+    pub port: u16,
+    /// Most simultaneous clients.
+    pub maxclients: usize,
+    /// Close a client idle this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// A client that does not read its replies for this long is disconnected.
+    pub write_timeout: Duration,
+    /// Most commands handled per pipelined batch (bounds the reply buffer).
+    pub max_batch: usize,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            port: 6379,
+            maxclients: 10_000,
+            idle_timeout: None,
+            write_timeout: Duration::from_secs(10),
+            max_batch: 1024,
+        }
+    }
+}
+
+/// What every actor's connections share.
+pub(super) struct Shared {
+    /// The port's configuration.
+    pub(super) config: RedisConfig,
+    /// What planners read (the bound port, password, engine limits).
+    pub(super) settings: Settings,
+    /// For INFO and DBSIZE (the node's reports and topology).
+    pub(super) node: NodeHandle<RedisValue>,
+    /// INFO's counters, server-wide.
+    pub(super) counters: Counters,
+    /// The next `CLIENT ID`.
+    pub(super) next_client_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("port", &self.settings.port).finish()
+    }
+}
+
+/// A bound Redis port: give its [`services`](Self::services) to the node's actors, then
+/// [`run`](Self::run) its accept loop.
+#[derive(Debug)]
+pub struct RedisFrontEnd {
+    listener: TcpListener,
+    settings: Settings,
+    config: RedisConfig,
+    /// New connections for each actor's service.
+    inboxes: Vec<crossbeam_channel::Sender<TcpStream>>,
+    /// Set once the services exist.
+    shared: Option<Arc<Shared>>,
+}
+
+impl RedisFrontEnd {
+    /// Binds the port on `bind`, applying the public-address policy ([`crate::auth`]).
+    ///
+    /// # Errors
+    /// A public address without a password (as [`ErrorKind::PermissionDenied`]), a port in
+    /// use.
+    pub fn bind(
+        bind: &str,
+        requirepass: Option<&str>,
+        config: RedisConfig,
+        node: &NodeConfig,
+    ) -> std::io::Result<Self> {
+        crate::auth::check_public_bind("Redis", bind, requirepass)
+            .map_err(|message| std::io::Error::new(ErrorKind::PermissionDenied, message))?;
+        let listener = TcpListener::bind((bind, config.port))?;
+        listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
+        let settings = Settings {
+            bind: bind.to_owned(),
+            port,
+            requirepass: requirepass.filter(|p| !p.is_empty()).map(str::to_owned),
+            maxclients: config.maxclients,
+            idle_timeout: config.idle_timeout,
+            node: node.clone(),
+            started: Instant::now(),
+        };
+        Ok(Self { listener, settings, config, inboxes: Vec::new(), shared: None })
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    /// One service per actor (what [`Node::start_with`](crate::Node::start_with) asks for):
+    /// each serves the connections handed to its actor.
+    pub fn services(
+        &mut self,
+        actors: usize,
+        node: NodeHandle<RedisValue>,
+    ) -> Vec<Box<dyn Service<RedisValue>>> {
+        let mut settings = self.settings.clone();
+        // The node resolves `threads = 0` and the epoch; report what it runs with.
+        settings.node = node.config().clone();
+        let shared = Arc::new(Shared {
+            config: self.config.clone(),
+            settings,
+            node,
+            counters: Counters::default(),
+            next_client_id: AtomicU64::new(1),
+        });
+        self.shared = Some(Arc::clone(&shared));
+        self.inboxes.clear();
+        (0..actors)
+            .map(|_| {
+                let (tx, rx) = crossbeam_channel::unbounded();
+                self.inboxes.push(tx);
+                Box::new(Connections::new(Arc::clone(&shared), rx)) as Box<dyn Service<RedisValue>>
+            })
+            .collect()
+    }
+
+    /// Accepts connections and hands them to the actors in turn until `stop` is set. The
+    /// connections themselves close when the node stops (its actors drop their services).
+    pub fn run(self, stop: &AtomicBool) {
+        let Self { listener, inboxes, shared, .. } = self;
+        let Some(shared) = shared else {
+            tracing::warn!("the Redis port has no services: nothing to hand connections to");
+            return;
+        };
+        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), actors = inboxes.len(), "anna-server ready to accept connections");
+        let mut next = 0_usize;
+        while !stop.load(Ordering::Relaxed) && !inboxes.is_empty() {
+            // Wait for a connection (or a stop within 100 ms), without spinning.
+            let mut items = [zmq::PollItem::from_fd(listener.as_raw_fd(), zmq::POLLIN)];
+            if zmq::poll(&mut items, 100).is_err() || !items[0].is_readable() {
+                continue;
+            }
+            loop {
+                match listener.accept() {
+                    Ok((mut stream, _peer)) => {
+                        let counters = &shared.counters;
+                        counters.connections_received.fetch_add(1, Ordering::Relaxed);
+                        if counters.connected.load(Ordering::Relaxed) >= shared.config.maxclients {
+                            counters.rejected.fetch_add(1, Ordering::Relaxed);
+                            let _ = stream.write_all(b"-ERR max number of clients reached\r\n");
+                            continue;
+                        }
+                        counters.connected.fetch_add(1, Ordering::Relaxed);
+                        next = (next + 1) % inboxes.len();
+                        if inboxes[next].send(stream).is_ok() {
+                            shared.node.wake(next);
+                        } else {
+                            counters.connected.fetch_sub(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                    Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                    Err(error) => {
+                        // Out of descriptors, say: back off instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        std::thread::sleep(Duration::from_millis(20));
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::info!("shutting down: closing connections");
+    }
+}

@@ -1,0 +1,256 @@
+//! What a command turns into: a [`Plan`] (an answer now, or engine requests and how to turn
+//! their answers into one reply), the [`Context`] a planner reads, and the helpers every
+//! planner shares (building requests, reading answers, the one mapping of engine errors to
+//! Redis error text).
+//!
+//! Planning is pure: it takes a [`Session`](super::session::Session), a [`Context`] and the
+//! arguments, and touches no socket, so a planner is unit-tested by calling it.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::inline_bytes::INLINE_CAPACITY;
+use super::resp::Reply;
+use super::value::{RedisOp, RedisOpOutput, RedisValue};
+use crate::message::{Request, RequestError, Response};
+use crate::node::{NodeConfig, NodeHandle};
+use crate::value::OpError;
+
+/// A command's plan: an answer now, or engine requests and how to answer from their results.
+pub enum Plan {
+    /// The reply, known without the store (connection and admin commands, errors).
+    Now(Reply),
+    /// Requests (moved into the round's batch, leaving their count), and how to answer.
+    Engine(Vec<Request<RedisValue>>, usize, Finish),
+    /// One request (moved into the round's batch) and a plain function to answer it: the
+    /// plan of the hot commands (GET, SET) allocates nothing.
+    Single(Option<Request<RedisValue>>, FinishOne),
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Now(reply) => f.debug_tuple("Now").field(reply).finish(),
+            Self::Engine(requests, count, _) => {
+                f.debug_tuple("Engine").field(requests).field(count).finish()
+            }
+            Self::Single(request, _) => f.debug_tuple("Single").field(request).finish(),
+        }
+    }
+}
+
+impl Plan {
+    /// The engine requests the plan still holds (before the round takes them).
+    pub fn requests(&self) -> &[Request<RedisValue>] {
+        match self {
+            Self::Now(_) => &[],
+            Self::Engine(requests, _, _) => requests,
+            Self::Single(request, _) => request.as_slice(),
+        }
+    }
+}
+
+/// The engine's answers to a plan's requests, in order.
+pub type Answers = Vec<Result<Response<RedisValue>, RequestError>>;
+/// Turns a plan's answers into its reply.
+pub type Finish = Box<dyn FnOnce(Answers, &Counters) -> Reply + Send>;
+/// Turns a single request's answer into its reply.
+pub type FinishOne = fn(Result<Response<RedisValue>, RequestError>, &Counters) -> Reply;
+
+/// The server-wide settings planners read (fixed at start).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The address the Redis port listens on.
+    pub bind: String,
+    /// The Redis port (as bound: never 0).
+    pub port: u16,
+    /// The password `AUTH` checks, if any.
+    pub requirepass: Option<String>,
+    /// Most simultaneous clients.
+    pub maxclients: usize,
+    /// Clients idle this long are closed.
+    pub idle_timeout: Option<Duration>,
+    /// The engine's configuration: size limits, epoch, replication.
+    pub node: NodeConfig,
+    /// When the server started (INFO's uptime).
+    pub started: Instant,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1".into(),
+            port: 6379,
+            requirepass: None,
+            maxclients: 10_000,
+            idle_timeout: None,
+            node: NodeConfig::default(),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// Counters shown by INFO: kept server-wide, and tallied per actor for the per-command ones
+/// (see [`Counters::flush_into`]).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Connections accepted.
+    pub connections_received: AtomicU64,
+    /// Connections open now.
+    pub connected: AtomicUsize,
+    /// Connections refused at `maxclients`.
+    pub rejected: AtomicU64,
+    /// Commands planned.
+    pub commands: AtomicU64,
+    /// GETs that found a string.
+    pub hits: AtomicU64,
+    /// GETs that found nothing.
+    pub misses: AtomicU64,
+    /// Connections closed for breaking the protocol.
+    pub protocol_errors: AtomicU64,
+}
+
+impl Counters {
+    /// Adds this thread-local tally of the hot counters to `shared` and resets it: the
+    /// per-command counters are kept per actor and published once per round, so threads
+    /// do not bounce a shared cache line on every command.
+    pub fn flush_into(&self, shared: &Counters) {
+        for (local, global) in [
+            (&self.commands, &shared.commands),
+            (&self.hits, &shared.hits),
+            (&self.misses, &shared.misses),
+        ] {
+            let n = local.swap(0, Ordering::Relaxed);
+            if n > 0 {
+                global.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// What a planner may read besides its session and arguments.
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'a> {
+    /// The server's settings.
+    pub settings: &'a Settings,
+    /// The server-wide counters (INFO).
+    pub totals: &'a Counters,
+    /// The node, for the commands that report on it (INFO, DBSIZE); `None` where planning runs
+    /// without one (unit tests), which reports an empty node.
+    pub node: Option<&'a NodeHandle<RedisValue>>,
+}
+
+/// The reply to an engine error: the one place engine errors become Redis error text.
+pub fn error_reply(error: &RequestError) -> Reply {
+    match error {
+        RequestError::Op(op) => op_error_reply(op),
+        other => Reply::Error(format!("ERR {other}")),
+    }
+}
+
+/// Redis's text for an operation a value refused.
+pub fn op_error_reply(error: &OpError) -> Reply {
+    Reply::Error(match error {
+        OpError::WrongType => {
+            "WRONGTYPE Operation against a key holding the wrong kind of value".to_owned()
+        }
+        other => format!("ERR {other}"),
+    })
+}
+
+/// `ERR wrong number of arguments for '<name>' command`.
+pub fn arity_error(name: &str) -> Reply {
+    Reply::Error(format!("ERR wrong number of arguments for '{name}' command"))
+}
+
+/// `ERR value is not an integer or out of range`.
+pub fn not_an_integer() -> Reply {
+    op_error_reply(&OpError::NotAnInteger)
+}
+
+/// Parses a decimal `i64` argument.
+pub fn parse_i64(arg: &[u8]) -> Option<i64> {
+    std::str::from_utf8(arg).ok()?.parse().ok()
+}
+
+/// A GET request.
+pub fn get(key: &Bytes) -> Request<RedisValue> {
+    Request::Get { key: key.clone() }
+}
+
+/// An APPLY request.
+pub fn apply(key: &Bytes, op: RedisOp) -> Request<RedisValue> {
+    Request::Apply { key: key.clone(), op }
+}
+
+/// A value the store will keep. Arguments are slices of the connection's read buffer; storing
+/// a slice would keep that whole buffer alive for as long as the value lives (a few stored
+/// bytes pinning kilobytes), so a long value gets an exact-size copy. A short one is passed as
+/// the slice: the store copies it into its table entry
+/// ([`InlineBytes`](super::inline_bytes::InlineBytes)).
+pub fn owned(bytes: &Bytes) -> Bytes {
+    if bytes.len() <= INLINE_CAPACITY { bytes.clone() } else { Bytes::copy_from_slice(bytes) }
+}
+
+/// Reads a GET-style answer.
+///
+/// # Errors
+/// The reply to send instead: the engine's error, or a wrong kind of answer.
+pub fn read_value(
+    answer: Result<Response<RedisValue>, RequestError>,
+) -> Result<Option<RedisValue>, Reply> {
+    match answer {
+        Ok(Response::Value(value)) => Ok(value),
+        Ok(other) => Err(error_reply(&RequestError::UnexpectedAnswer(format!("{other:?}")))),
+        Err(error) => Err(error_reply(&error)),
+    }
+}
+
+/// Reads an APPLY answer as its reply.
+pub fn applied(answer: Result<Response<RedisValue>, RequestError>) -> Reply {
+    match answer {
+        Ok(Response::Applied(RedisOpOutput::Ok)) => Reply::ok(),
+        Ok(Response::Applied(RedisOpOutput::Int(n))) => Reply::Int(n),
+        Ok(other) => error_reply(&RequestError::UnexpectedAnswer(format!("{other:?}"))),
+        Err(error) => error_reply(&error),
+    }
+}
+
+/// A plan of several engine requests answered by `finish`.
+pub fn engine(
+    requests: Vec<Request<RedisValue>>,
+    finish: impl FnOnce(Answers, &Counters) -> Reply + Send + 'static,
+) -> Plan {
+    let count = requests.len();
+    Plan::Engine(requests, count, Box::new(finish))
+}
+
+/// A plan of one APPLY answered by its output (`+OK` or an integer).
+pub fn apply_one(key: &Bytes, op: RedisOp) -> Plan {
+    Plan::Single(Some(apply(key, op)), |answer, _| applied(answer))
+}
+
+impl Context<'_> {
+    /// The node's size rule for a key (and a value), as a Redis error reply.
+    ///
+    /// # Errors
+    /// `ERR key of N bytes exceeds max-key-bytes M` (or the value's).
+    pub fn check_sizes(&self, key: &Bytes, value: Option<&Bytes>) -> Result<(), Reply> {
+        let node = &self.settings.node;
+        node.check_key(key.len()).map_err(|e| error_reply(&e))?;
+        if let Some(value) = value {
+            node.check_value(value.len()).map_err(|e| error_reply(&e))?;
+        }
+        Ok(())
+    }
+
+    /// [`Context::check_sizes`] over every key.
+    ///
+    /// # Errors
+    /// The first key over the limit.
+    pub fn check_keys<'k>(&self, keys: impl IntoIterator<Item = &'k Bytes>) -> Result<(), Reply> {
+        keys.into_iter().try_for_each(|key| self.check_sizes(key, None))
+    }
+}

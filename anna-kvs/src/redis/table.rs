@@ -1,0 +1,337 @@
+//! The command table: every command the Redis port knows, in one place.
+//!
+//! Each row gives a command's name, arity (Redis's convention: `N` is exactly `N` words
+//! counting the name, `-N` at least `N`), flags, key positions, a one-line summary and its
+//! planner. Dispatch, the arity errors, the auth gate, `COMMAND`, `COMMAND COUNT`,
+//! `COMMAND INFO` and `COMMAND DOCS` all read this table and nothing else.
+//!
+//! # Adding a command
+//!
+//! One row here and one planner in [`super::commands`] (a data command) or [`super::admin`]:
+//!
+//! ```text
+//! Command { name: "strlen", arity: 2, flags: READONLY | FAST, keys: (1, 1, 1),
+//!           summary: "The length of a string value.", plan: strings::plan_strlen },
+//! ```
+//!
+//! The planner gets the arguments after the name, already checked against the arity. The
+//! tests at the bottom of this file check every row against what its planner does.
+
+use bytes::Bytes;
+
+use super::admin;
+use super::commands::{keyspace, sets, strings};
+use super::plan::{Context, Plan, arity_error};
+use super::resp::Reply;
+use super::session::Session;
+
+/// A command's planner: session, context, the arguments after the name.
+pub type Planner = fn(&mut Session, &Context<'_>, &[Bytes]) -> Plan;
+
+/// The command changes data (its plan sends writes).
+pub const WRITE: u8 = 1;
+/// The command only reads data.
+pub const READONLY: u8 = 1 << 1;
+/// The command reports on or configures the server, not data.
+pub const ADMIN: u8 = 1 << 2;
+/// The command is answered before `AUTH` (it is how a client authenticates or leaves).
+pub const NO_AUTH: u8 = 1 << 3;
+/// The command runs in constant time (Redis's `fast`).
+pub const FAST: u8 = 1 << 4;
+
+/// The names Redis gives the flags, in `COMMAND` replies.
+const FLAG_NAMES: [(u8, &str); 5] = [
+    (WRITE, "write"),
+    (READONLY, "readonly"),
+    (ADMIN, "admin"),
+    (NO_AUTH, "no-auth"),
+    (FAST, "fast"),
+];
+
+/// One row of the table.
+#[derive(Clone, Copy)]
+pub struct Command {
+    /// The lower-case name.
+    pub name: &'static str,
+    /// Redis's arity: `N` words exactly (the name included), or at least `-N`.
+    pub arity: i8,
+    /// [`WRITE`], [`READONLY`], [`ADMIN`], [`NO_AUTH`], [`FAST`], or'ed together.
+    pub flags: u8,
+    /// First key, last key (`-1`: the last argument) and step, as word positions; `(0, 0, 0)`
+    /// for a command without keys.
+    pub keys: (i8, i8, i8),
+    /// What it does (`COMMAND DOCS`).
+    pub summary: &'static str,
+    /// Turns the arguments into a plan.
+    pub plan: Planner,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Command").field("name", &self.name).field("arity", &self.arity).finish()
+    }
+}
+
+impl Command {
+    /// Whether `words` words (the name included) fit the arity.
+    pub fn accepts(&self, words: usize) -> bool {
+        let arity = usize::from(self.arity.unsigned_abs());
+        if self.arity < 0 { words >= arity } else { words == arity }
+    }
+
+    /// Whether the command has flag `flag`.
+    pub fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+const NO_KEYS: (i8, i8, i8) = (0, 0, 0);
+const ONE_KEY: (i8, i8, i8) = (1, 1, 1);
+const ALL_KEYS: (i8, i8, i8) = (1, -1, 1);
+
+/// Every command. The hottest come first: lookup is a scan, and GET/SET find their row at
+/// once.
+#[rustfmt::skip]
+pub static TABLE: &[Command] = &[
+    Command { name: "get", arity: 2, flags: READONLY | FAST, keys: ONE_KEY, summary: "The string value of a key (a counter reads as its decimal value).", plan: strings::plan_get },
+    Command { name: "set", arity: -3, flags: WRITE, keys: ONE_KEY, summary: "Sets a string value; concurrent SETs on two replicas converge to the later one.", plan: strings::plan_set },
+    Command { name: "mget", arity: -2, flags: READONLY | FAST, keys: ALL_KEYS, summary: "The string values of several keys.", plan: strings::plan_mget },
+    Command { name: "mset", arity: -3, flags: WRITE, keys: (1, -1, 2), summary: "Sets several keys, each independently (not atomically).", plan: strings::plan_mset },
+    Command { name: "incr", arity: 2, flags: WRITE | FAST, keys: ONE_KEY, summary: "Adds 1 to a counter; concurrent increments on replicas all count.", plan: strings::plan_incr },
+    Command { name: "decr", arity: 2, flags: WRITE | FAST, keys: ONE_KEY, summary: "Subtracts 1 from a counter.", plan: strings::plan_decr },
+    Command { name: "incrby", arity: 3, flags: WRITE | FAST, keys: ONE_KEY, summary: "Adds an integer to a counter.", plan: strings::plan_incrby },
+    Command { name: "decrby", arity: 3, flags: WRITE | FAST, keys: ONE_KEY, summary: "Subtracts an integer from a counter.", plan: strings::plan_decrby },
+    Command { name: "del", arity: -2, flags: WRITE, keys: ALL_KEYS, summary: "Deletes keys; writes concurrent with the delete on other replicas survive it.", plan: keyspace::plan_del },
+    Command { name: "unlink", arity: -2, flags: WRITE | FAST, keys: ALL_KEYS, summary: "As DEL.", plan: keyspace::plan_del },
+    Command { name: "exists", arity: -2, flags: READONLY | FAST, keys: ALL_KEYS, summary: "How many of the keys exist.", plan: keyspace::plan_exists },
+    Command { name: "type", arity: 2, flags: READONLY | FAST, keys: ONE_KEY, summary: "The type of a key: string, set or none.", plan: keyspace::plan_type },
+    Command { name: "sadd", arity: -3, flags: WRITE | FAST, keys: ONE_KEY, summary: "Adds members to a set (add-wins over a concurrent SREM).", plan: sets::plan_sadd },
+    Command { name: "srem", arity: -3, flags: WRITE | FAST, keys: ONE_KEY, summary: "Removes the members this replica has seen from a set.", plan: sets::plan_srem },
+    Command { name: "smembers", arity: 2, flags: READONLY, keys: ONE_KEY, summary: "The members of a set.", plan: sets::plan_smembers },
+    Command { name: "sismember", arity: 3, flags: READONLY | FAST, keys: ONE_KEY, summary: "Whether a value is a member of a set.", plan: sets::plan_sismember },
+    Command { name: "scard", arity: 2, flags: READONLY | FAST, keys: ONE_KEY, summary: "The number of members of a set.", plan: sets::plan_scard },
+    Command { name: "ping", arity: -1, flags: FAST, keys: NO_KEYS, summary: "PONG, or the message given.", plan: admin::plan_ping },
+    Command { name: "echo", arity: 2, flags: FAST, keys: NO_KEYS, summary: "The message given.", plan: admin::plan_echo },
+    Command { name: "quit", arity: -1, flags: NO_AUTH | FAST, keys: NO_KEYS, summary: "Closes the connection after replying.", plan: admin::plan_quit },
+    Command { name: "hello", arity: -1, flags: NO_AUTH | FAST, keys: NO_KEYS, summary: "Chooses RESP2 or RESP3, optionally authenticates, and describes the server.", plan: admin::plan_hello },
+    Command { name: "auth", arity: -2, flags: NO_AUTH | FAST, keys: NO_KEYS, summary: "Authenticates the connection.", plan: admin::plan_auth },
+    Command { name: "select", arity: 2, flags: FAST, keys: NO_KEYS, summary: "Selects database 0 (the only one).", plan: admin::plan_select },
+    Command { name: "client", arity: -2, flags: FAST, keys: NO_KEYS, summary: "CLIENT SETNAME, GETNAME, ID, SETINFO.", plan: admin::plan_client },
+    Command { name: "dbsize", arity: 1, flags: READONLY | FAST, keys: NO_KEYS, summary: "Keys on this node, as of each actor's last epoch.", plan: admin::plan_dbsize },
+    Command { name: "info", arity: -1, flags: ADMIN, keys: NO_KEYS, summary: "Server, client, statistics, replication and keyspace sections.", plan: admin::plan_info },
+    Command { name: "config", arity: -2, flags: ADMIN, keys: NO_KEYS, summary: "CONFIG GET of the settings the server started with.", plan: admin::plan_config },
+    Command { name: "command", arity: -1, flags: ADMIN, keys: NO_KEYS, summary: "Describes the commands of this table.", plan: plan_command },
+];
+
+/// The row of `name` (lower-case), if any.
+pub fn lookup(name: &str) -> Option<&'static Command> {
+    TABLE.iter().find(|c| c.name == name)
+}
+
+/// Plans one command (`args[0]` is its name): the table finds the row, checks the auth gate
+/// and the arity, and calls the row's planner.
+pub fn dispatch(session: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
+    // The name, lower-cased on the stack (every command name is short; a longer or non-UTF-8
+    // one is simply unknown).
+    let mut lower = [0_u8; 32];
+    let raw = &args[0];
+    let name = if raw.len() <= lower.len() {
+        let lower = &mut lower[..raw.len()];
+        lower.copy_from_slice(raw);
+        lower.make_ascii_lowercase();
+        std::str::from_utf8(lower).unwrap_or("")
+    } else {
+        ""
+    };
+    let command = lookup(name);
+    if !session.authenticated && !command.is_some_and(|c| c.has(NO_AUTH)) {
+        return Plan::Now(Reply::Error("NOAUTH Authentication required.".into()));
+    }
+    let Some(command) = command else { return Plan::Now(Reply::Error(unknown_command(args))) };
+    if !command.accepts(args.len()) {
+        return Plan::Now(arity_error(command.name));
+    }
+    (command.plan)(session, cx, &args[1..])
+}
+
+fn unknown_command(args: &[Bytes]) -> String {
+    let name = String::from_utf8_lossy(&args[0]);
+    let shown: Vec<String> =
+        args[1..].iter().take(8).map(|a| format!("'{}'", String::from_utf8_lossy(a))).collect();
+    format!("ERR unknown command '{name}', with args beginning with: {}", shown.join(" "))
+}
+
+/// `COMMAND`'s description of one row: name, arity, flags, first key, last key, step.
+fn describe(command: &Command) -> Reply {
+    let flags = FLAG_NAMES
+        .iter()
+        .filter(|(flag, _)| command.has(*flag))
+        .map(|(_, name)| Reply::Simple((*name).into()))
+        .collect();
+    let (first, last, step) = command.keys;
+    Reply::Array(vec![
+        Reply::text(command.name),
+        Reply::Int(command.arity.into()),
+        Reply::Set(flags),
+        Reply::Int(first.into()),
+        Reply::Int(last.into()),
+        Reply::Int(step.into()),
+    ])
+}
+
+/// `COMMAND`, `COMMAND COUNT`, `COMMAND INFO name…`, `COMMAND DOCS [name…]`.
+pub fn plan_command(_: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Plan {
+    let named = |names: &[Bytes]| -> Vec<Option<&'static Command>> {
+        names.iter().map(|n| lookup(&String::from_utf8_lossy(n).to_ascii_lowercase())).collect()
+    };
+    Plan::Now(match args.first().map(|s| s.to_ascii_lowercase()) {
+        None => Reply::Array(TABLE.iter().map(describe).collect()),
+        Some(sub) if sub == b"count" => Reply::Int(TABLE.len() as i64),
+        Some(sub) if sub == b"info" => Reply::Array(
+            named(&args[1..]).into_iter().map(|c| c.map_or(Reply::Nil, describe)).collect(),
+        ),
+        Some(sub) if sub == b"docs" => {
+            let rows: Vec<&Command> = if args.len() > 1 {
+                named(&args[1..]).into_iter().flatten().collect()
+            } else {
+                TABLE.iter().collect()
+            };
+            Reply::Map(
+                rows.into_iter()
+                    .map(|c| {
+                        let docs = vec![(Reply::text("summary"), Reply::text(c.summary))];
+                        (Reply::text(c.name), Reply::Map(docs))
+                    })
+                    .collect(),
+            )
+        }
+        Some(sub) => {
+            Reply::Error(format!("ERR unknown subcommand '{}'", String::from_utf8_lossy(&sub)))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Request;
+    use crate::redis::plan::{Counters, Settings};
+
+    fn context<'a>(settings: &'a Settings, totals: &'a Counters) -> Context<'a> {
+        Context { settings, totals, node: None }
+    }
+
+    fn words(name: &str, n: usize) -> Vec<Bytes> {
+        // Integers, so that numeric arguments parse; keys and members are numbers too.
+        std::iter::once(Bytes::copy_from_slice(name.as_bytes()))
+            .chain((1..n).map(|i| Bytes::from(i.to_string())))
+            .collect()
+    }
+
+    fn is_arity_error(plan: &Plan) -> bool {
+        matches!(plan, Plan::Now(Reply::Error(e)) if e.starts_with("ERR wrong number of arguments"))
+    }
+
+    /// Commands whose planner adds a rule of its own beyond the arity, as Redis's do: MSET
+    /// needs pairs, PING takes at most one message.
+    fn extra_rule_refuses(name: &str, words: usize) -> bool {
+        (name == "mset" && words.is_multiple_of(2)) || (name == "ping" && words > 2)
+    }
+
+    #[test]
+    fn names_are_unique_lower_case_and_found() {
+        for (i, command) in TABLE.iter().enumerate() {
+            assert_eq!(command.name, command.name.to_ascii_lowercase());
+            assert!(TABLE[..i].iter().all(|c| c.name != command.name), "{} twice", command.name);
+            assert_eq!(lookup(command.name).map(|c| c.name), Some(command.name));
+        }
+    }
+
+    /// Every row's arity is exactly what its planner accepts: for 1..=6 words, the table
+    /// refuses a count outside the arity and the planner answers every count inside it with
+    /// something other than an arity error.
+    #[test]
+    fn arity_agrees_with_the_planners() {
+        let (settings, totals) = (Settings::default(), Counters::default());
+        let cx = context(&settings, &totals);
+        for command in TABLE {
+            for n in 1..=6 {
+                let mut session = Session::new(1, false);
+                let plan = dispatch(&mut session, &cx, &words(command.name, n));
+                let refused = is_arity_error(&plan);
+                let expected = !command.accepts(n) || extra_rule_refuses(command.name, n);
+                assert_eq!(refused, expected, "{} with {n} words: {plan:?}", command.name);
+            }
+        }
+    }
+
+    /// The flags say what the plans do: a write command sends writes, a read-only one only
+    /// reads, a command without keys sends nothing, and the engine requests touch exactly the
+    /// keys at the table's key positions.
+    #[test]
+    fn flags_and_key_positions_agree_with_the_plans() {
+        let (settings, totals) = (Settings::default(), Counters::default());
+        let cx = context(&settings, &totals);
+        for command in TABLE {
+            let n = (1..=5).find(|&n| command.accepts(n) && !extra_rule_refuses(command.name, n));
+            let args = words(command.name, n.expect("some count is accepted"));
+            let mut session = Session::new(1, false);
+            let plan = dispatch(&mut session, &cx, &args);
+            let requests = plan.requests();
+            let writes = requests.iter().any(|r| !matches!(r, Request::Get { .. }));
+            assert_eq!(writes, command.has(WRITE), "{}: write flag vs {plan:?}", command.name);
+            if command.has(READONLY) && command.keys != NO_KEYS {
+                assert!(!requests.is_empty() && !writes, "{}: read-only", command.name);
+            }
+            assert!(!(command.has(READONLY) && command.has(WRITE)), "{}", command.name);
+            let (first, last, step) = command.keys;
+            let mut expected: Vec<&Bytes> = Vec::new();
+            if first > 0 {
+                let last = if last < 0 { args.len() as i8 + last } else { last };
+                let mut i = first;
+                while i <= last {
+                    expected.push(&args[i as usize]);
+                    i += step;
+                }
+            }
+            let mut touched: Vec<&Bytes> = requests.iter().map(Request::key).collect();
+            touched.dedup();
+            assert_eq!(touched, expected, "{}: key positions vs {plan:?}", command.name);
+        }
+    }
+
+    /// Before AUTH, exactly the NO_AUTH rows are planned; every other command (and an unknown
+    /// one) answers NOAUTH.
+    #[test]
+    fn the_auth_gate_is_the_no_auth_flag() {
+        let settings = Settings { requirepass: Some("pw".into()), ..Settings::default() };
+        let totals = Counters::default();
+        let cx = context(&settings, &totals);
+        for command in TABLE.iter().chain([&Command { name: "nosuch", ..TABLE[0] }]) {
+            let n = (1..=5).find(|&n| command.accepts(n)).unwrap_or(1);
+            let mut session = Session::new(1, true);
+            let plan = dispatch(&mut session, &cx, &words(command.name, n));
+            let noauth = matches!(&plan, Plan::Now(Reply::Error(e)) if e == "NOAUTH Authentication required.");
+            assert_eq!(noauth, !command.has(NO_AUTH), "{}: {plan:?}", command.name);
+        }
+    }
+
+    #[test]
+    fn command_count_and_info_read_the_table() {
+        let (settings, totals) = (Settings::default(), Counters::default());
+        let cx = context(&settings, &totals);
+        let mut session = Session::new(1, false);
+        let count = dispatch(&mut session, &cx, &[Bytes::from("COMMAND"), Bytes::from("count")]);
+        assert!(matches!(count, Plan::Now(Reply::Int(n)) if n == TABLE.len() as i64));
+        let info = dispatch(
+            &mut session,
+            &cx,
+            &[Bytes::from("command"), Bytes::from("info"), Bytes::from("MSET"), Bytes::from("x")],
+        );
+        let Plan::Now(Reply::Array(rows)) = info else { panic!("{info:?}") };
+        assert_eq!(rows[1], Reply::Nil);
+        let Reply::Array(mset) = &rows[0] else { panic!("{rows:?}") };
+        assert_eq!(mset[..2], [Reply::text("mset"), Reply::Int(-3)]);
+        assert_eq!(mset[3..], [Reply::Int(1), Reply::Int(-1), Reply::Int(2)]);
+    }
+}
