@@ -19,6 +19,7 @@ pub mod laws;
 pub mod bool_or;
 pub mod counters;
 pub mod dom_pair;
+mod extremum;
 pub mod lww;
 pub mod map;
 pub mod max;
