@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Side-by-side: redis-benchmark against anna-server and against Debian's redis-server (no
-# persistence), on this machine, in one run. Each row runs REPEAT times, alternating which
-# server goes first; it prints every run's requests/s and the median anna/redis ratio.
+# persistence), on this machine, in one run. Each row runs REPEAT times, rotating which server
+# goes first; it prints every run's requests/s and the median anna/redis ratio.
 #
 #   bash anna-kvs/scripts/compare-redis.sh [requests] [clients]
 #   REPEAT=5 bash anna-kvs/scripts/compare-redis.sh                  # more runs per row
 #   ANNA_ARGS="--threads 1" bash anna-kvs/scripts/compare-redis.sh   # extra anna-server flags
+#   BASELINE=/tmp/anna-server-old bash anna-kvs/scripts/compare-redis.sh
+#       # also runs another anna-server build (an older commit's, say) in the same rounds and
+#       # prints its median ratio to redis and the median new/baseline ratio
 #
 # Rows: SET and GET with 8-byte values, pipelined (-P 16) and unpipelined (-P 1, a fifth of the
 # requests): redis-benchmark -t set,get -c 50 -r 100000 -d 8 -P {16,1} -n N.
@@ -16,15 +19,25 @@ clients=${2:-50}
 repeat=${REPEAT:-3}
 anna_port=16380
 redis_port=16381
+base_port=16382
+baseline=${BASELINE:-}
 
 cargo build --release --quiet --bin anna-server
 # shellcheck disable=SC2086 # ANNA_ARGS is a list of flags
 ./target/release/anna-server --port "$anna_port" --native-port 0 --log-level warn ${ANNA_ARGS:-} &
-anna=$!
+pids=$!
 redis-server --port "$redis_port" --save '' --appendonly no --daemonize no --loglevel warning &
-redis=$!
-trap 'kill -INT $anna $redis 2>/dev/null || true; wait 2>/dev/null || true' EXIT
-for port in "$anna_port" "$redis_port"; do
+pids="$pids $!"
+ports="$anna_port $redis_port"
+if [ -n "$baseline" ]; then
+  # shellcheck disable=SC2086
+  "$baseline" --port "$base_port" --native-port 0 --log-level warn ${ANNA_ARGS:-} &
+  pids="$pids $!"
+  ports="$ports $base_port"
+fi
+# shellcheck disable=SC2086
+trap 'kill -INT $pids 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+for port in $ports; do
   for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 done
 
@@ -35,22 +48,49 @@ rps() { # port pipeline test requests -> requests per second
 
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
-printf '%-4s %-3s %-34s %-34s %s\n' test P "anna req/s (each run)" "redis req/s (each run)" "median anna/redis"
+if [ -n "$baseline" ]; then
+  printf '%-4s %-3s %-28s %-28s %-28s %-11s %-11s %s\n' test P "anna req/s (each run)" \
+    "redis req/s (each run)" "baseline req/s (each run)" "anna/redis" "base/redis" "anna/base"
+else
+  printf '%-4s %-3s %-34s %-34s %s\n' test P "anna req/s (each run)" "redis req/s (each run)" \
+    "median anna/redis"
+fi
 for pipeline in 16 1; do
   n=$requests
   [ "$pipeline" = 1 ] && n=$((requests / 5))
   for test in set get; do
-    a_all="" r_all="" ratios=""
+    a_all="" r_all="" b_all="" ratios="" base_ratios="" new_vs_base=""
     for run in $(seq "$repeat"); do
-      if [ $((run % 2)) = 1 ]; then
-        a=$(rps "$anna_port" "$pipeline" "$test" "$n"); r=$(rps "$redis_port" "$pipeline" "$test" "$n")
-      else
-        r=$(rps "$redis_port" "$pipeline" "$test" "$n"); a=$(rps "$anna_port" "$pipeline" "$test" "$n")
-      fi
+      # Rotate who goes first, so no server always runs on a freshly quiet machine.
+      order="anna redis base"
+      case $((run % 3)) in
+        2) order="redis base anna" ;;
+        0) order="base anna redis" ;;
+      esac
+      a="" r="" b=""
+      for who in $order; do
+        case $who in
+          anna) a=$(rps "$anna_port" "$pipeline" "$test" "$n") ;;
+          redis) r=$(rps "$redis_port" "$pipeline" "$test" "$n") ;;
+          base) [ -n "$baseline" ] && b=$(rps "$base_port" "$pipeline" "$test" "$n") ;;
+        esac
+      done
       a_all="$a_all ${a%.*}" r_all="$r_all ${r%.*}"
       ratios="$ratios $(echo "$a / $r" | bc -l)"
+      if [ -n "$baseline" ]; then
+        b_all="$b_all ${b%.*}"
+        base_ratios="$base_ratios $(echo "$b / $r" | bc -l)"
+        new_vs_base="$new_vs_base $(echo "$a / $b" | bc -l)"
+      fi
     done
     ratio=$(echo "$ratios" | tr ' ' '\n' | grep . | median)
-    printf '%-4s %-3s %-34s %-34s %.2f\n' "$test" "$pipeline" "$a_all" "$r_all" "$ratio"
+    if [ -n "$baseline" ]; then
+      base_ratio=$(echo "$base_ratios" | tr ' ' '\n' | grep . | median)
+      vs=$(echo "$new_vs_base" | tr ' ' '\n' | grep . | median)
+      printf '%-4s %-3s %-28s %-28s %-28s %-11.2f %-11.2f %.2f\n' "$test" "$pipeline" "$a_all" \
+        "$r_all" "$b_all" "$ratio" "$base_ratio" "$vs"
+    else
+      printf '%-4s %-3s %-34s %-34s %.2f\n' "$test" "$pipeline" "$a_all" "$r_all" "$ratio"
+    fi
   done
 done

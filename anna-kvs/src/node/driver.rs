@@ -14,35 +14,11 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use super::mailbox::{Mail, ReplyTo};
 use super::service::{Readiness, Registry, Service};
 use super::transport::{SendError, Transport};
-use super::{NodeHandle, Shared};
-use crate::actor::{Actor, ActorStats};
+use super::{ActorReport, NodeHandle, Shared};
+use crate::actor::Actor;
 use crate::message::{Input, Output, PeerMessage, Request, RequestError, Response, Token};
 use crate::ring::{ActorId, ThreadIndex};
 use crate::value::KvsValue;
-
-/// An actor's counters plus where its time went (the paper's Fig. 5 breakdown).
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ActorReport {
-    /// The actor.
-    pub id: Option<ActorId>,
-    /// Its counters.
-    pub stats: ActorStats,
-    /// Time spent serving client requests (ns).
-    pub request_ns: u64,
-    /// Time spent on gossip: epochs, merging and acknowledging peers' batches (ns).
-    pub gossip_ns: u64,
-    /// Time spent waiting for work (ns).
-    pub idle_ns: u64,
-    /// Messages from other nodes dropped as malformed (bad envelope, wrong version or lattice
-    /// type, unknown sender).
-    pub bad_messages: u64,
-    /// Messages dropped because a queue was full or a peer unreachable.
-    pub send_drops: u64,
-    /// Bytes of encoded messages received from other nodes.
-    pub bytes_in: u64,
-    /// Bytes of encoded messages sent to other nodes.
-    pub bytes_out: u64,
-}
 
 /// Answers being gathered from several places before a deadline: a client batch some of whose
 /// requests were forwarded to other nodes (one piece per forward), or a service round whose

@@ -37,14 +37,38 @@ use std::thread::JoinHandle;
 use crossbeam_channel::Sender;
 
 pub use config::{NodeConfig, NodeError, PeerSpec};
-pub use driver::ActorReport;
 pub use handle::NodeHandle;
 pub use service::{Readiness, Registry, Service};
 
+use crate::actor::ActorStats;
 use crate::ring::{ActorId, NodeIndex, ThreadIndex, Topology};
 use crate::value::KvsValue;
 use driver::Driver;
 use mailbox::{Clock, Doorbell, Mail};
+
+/// An actor's counters plus where its time went (the paper's Fig. 5 breakdown).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ActorReport {
+    /// The actor.
+    pub id: Option<ActorId>,
+    /// Its counters.
+    pub stats: ActorStats,
+    /// Time spent serving client requests (ns).
+    pub request_ns: u64,
+    /// Time spent on gossip: epochs, merging and acknowledging peers' batches (ns).
+    pub gossip_ns: u64,
+    /// Time spent waiting for work (ns).
+    pub idle_ns: u64,
+    /// Messages from other nodes dropped as malformed (bad envelope, wrong version or lattice
+    /// type, unknown sender).
+    pub bad_messages: u64,
+    /// Messages dropped because a queue was full or a peer unreachable.
+    pub send_drops: u64,
+    /// Bytes of encoded messages received from other nodes.
+    pub bytes_in: u64,
+    /// Bytes of encoded messages sent to other nodes.
+    pub bytes_out: u64,
+}
 
 /// State shared by a node's threads and handles.
 struct Shared<V: KvsValue> {

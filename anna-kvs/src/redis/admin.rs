@@ -186,8 +186,8 @@ fn config(cx: &Context<'_>, rest: &[Bytes]) -> Reply {
     let settings: Vec<(&str, String)> = vec![
         ("bind", settings.bind.clone()),
         ("port", settings.port.to_string()),
-        ("maxclients", settings.maxclients.to_string()),
-        ("timeout", settings.idle_timeout.map_or(0, |d| d.as_secs()).to_string()),
+        ("maxclients", settings.redis.maxclients.to_string()),
+        ("timeout", settings.redis.idle_timeout.map_or(0, |d| d.as_secs()).to_string()),
         ("databases", "1".into()),
         ("save", String::new()),
         ("appendonly", "no".into()),
@@ -250,7 +250,7 @@ fn info(cx: &Context<'_>, section: Option<&Bytes>) -> String {
         out.push_str(&format!(
             "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n\r\n",
             counters.connected.load(Ordering::Relaxed),
-            settings.maxclients
+            settings.redis.maxclients
         ));
     }
     if show("stats") {

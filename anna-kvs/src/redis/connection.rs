@@ -12,19 +12,37 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::BytesMut;
 
-use super::front_end::Shared;
+use super::config::Settings;
 use super::plan::{Answers, Context, Counters, Plan};
 use super::resp::{Limits, ParseError, Reply, parse_command};
 use super::session::Session;
 use super::table;
 use super::value::RedisValue;
 use crate::message::{Request, RequestError, Response};
-use crate::node::{Readiness, Registry, Service};
+use crate::node::{NodeHandle, Readiness, Registry, Service};
+
+/// What every actor's connections share.
+pub(super) struct Shared {
+    /// What planners read (the bound port, password, engine limits).
+    pub(super) settings: Settings,
+    /// For INFO and DBSIZE (the node's reports and topology).
+    pub(super) node: NodeHandle<RedisValue>,
+    /// INFO's counters, server-wide.
+    pub(super) counters: Counters,
+    /// The next `CLIENT ID`.
+    pub(super) next_client_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("port", &self.settings.port).finish()
+    }
+}
 
 /// Most reply bytes buffered for a client that does not read them; beyond it, it is dropped.
 pub const MAX_PENDING_OUTPUT: usize = 64 << 20;
@@ -292,7 +310,7 @@ impl Connection {
         if self.session.quit || self.fatal.is_some() {
             return false;
         }
-        while self.plans.len() < self.shared.config.max_batch && !self.session.quit {
+        while self.plans.len() < self.shared.settings.redis.max_batch && !self.session.quit {
             let limits = self.limits();
             match parse_command(&mut self.buf, &limits) {
                 Ok(args) if args.is_empty() => {}
@@ -365,7 +383,7 @@ impl Connection {
 
     /// `true` once the connection should be closed.
     fn finished(&self) -> bool {
-        let config = &self.shared.config;
+        let config = &self.shared.settings.redis;
         self.dead
             || (self.session.quit && self.out.is_empty())
             || self.out.len() > MAX_PENDING_OUTPUT

@@ -1,6 +1,5 @@
-//! The Redis port as a whole: its configuration ([`RedisConfig`]), the listener, and the
-//! services it gives the node's actors. [`crate::server`] composes it with the node and the
-//! native port.
+//! The Redis port as a whole: the listener, and the services it gives the node's actors.
+//! [`crate::server`] composes it with the node and the native port.
 //!
 //! The listener hands each new connection to an actor in turn; the actor serves it from then
 //! on, between its own messages (see [`super::connection`]).
@@ -12,65 +11,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::connection::Connections;
-use super::plan::{Counters, Settings};
+use super::config::{RedisConfig, Settings};
+use super::connection::{Connections, Shared};
+use super::plan::Counters;
 use super::value::RedisValue;
 use crate::node::{NodeConfig, NodeHandle, Service};
-
-/// How to run the Redis port.
-#[derive(Clone, Debug)]
-pub struct RedisConfig {
-    /// Redis-protocol port (default 6379; 0 picks a free one).
-    pub port: u16,
-    /// Most simultaneous clients.
-    pub maxclients: usize,
-    /// Close a client idle this long (`None`: never).
-    pub idle_timeout: Option<Duration>,
-    /// A client that does not read its replies for this long is disconnected.
-    pub write_timeout: Duration,
-    /// Most commands handled per pipelined batch (bounds the reply buffer).
-    pub max_batch: usize,
-}
-
-impl Default for RedisConfig {
-    fn default() -> Self {
-        Self {
-            port: 6379,
-            maxclients: 10_000,
-            idle_timeout: None,
-            write_timeout: Duration::from_secs(10),
-            max_batch: 1024,
-        }
-    }
-}
-
-/// What every actor's connections share.
-pub(super) struct Shared {
-    /// The port's configuration.
-    pub(super) config: RedisConfig,
-    /// What planners read (the bound port, password, engine limits).
-    pub(super) settings: Settings,
-    /// For INFO and DBSIZE (the node's reports and topology).
-    pub(super) node: NodeHandle<RedisValue>,
-    /// INFO's counters, server-wide.
-    pub(super) counters: Counters,
-    /// The next `CLIENT ID`.
-    pub(super) next_client_id: AtomicU64,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("port", &self.settings.port).finish()
-    }
-}
 
 /// A bound Redis port: give its [`services`](Self::services) to the node's actors, then
 /// [`run`](Self::run) its accept loop.
 #[derive(Debug)]
 pub struct RedisFrontEnd {
     listener: TcpListener,
+    /// What the services will share: the bound port, the password, the port's config.
     settings: Settings,
-    config: RedisConfig,
     /// New connections for each actor's service.
     inboxes: Vec<crossbeam_channel::Sender<TcpStream>>,
     /// Set once the services exist.
@@ -98,12 +51,11 @@ impl RedisFrontEnd {
             bind: bind.to_owned(),
             port,
             requirepass: requirepass.filter(|p| !p.is_empty()).map(str::to_owned),
-            maxclients: config.maxclients,
-            idle_timeout: config.idle_timeout,
+            redis: config,
             node: node.clone(),
             started: Instant::now(),
         };
-        Ok(Self { listener, settings, config, inboxes: Vec::new(), shared: None })
+        Ok(Self { listener, settings, inboxes: Vec::new(), shared: None })
     }
 
     /// The address the listener is bound to.
@@ -122,7 +74,6 @@ impl RedisFrontEnd {
         // The node resolves `threads = 0` and the epoch; report what it runs with.
         settings.node = node.config().clone();
         let shared = Arc::new(Shared {
-            config: self.config.clone(),
             settings,
             node,
             counters: Counters::default(),
@@ -160,7 +111,9 @@ impl RedisFrontEnd {
                     Ok((mut stream, _peer)) => {
                         let counters = &shared.counters;
                         counters.connections_received.fetch_add(1, Ordering::Relaxed);
-                        if counters.connected.load(Ordering::Relaxed) >= shared.config.maxclients {
+                        if counters.connected.load(Ordering::Relaxed)
+                            >= shared.settings.redis.maxclients
+                        {
                             counters.rejected.fetch_add(1, Ordering::Relaxed);
                             let _ = stream.write_all(b"-ERR max number of clients reached\r\n");
                             continue;

@@ -2,7 +2,8 @@
 //!
 //! | file | step |
 //! |---|---|
-//! | [`front_end`] | the port: [`RedisConfig`], the listener, one service per actor |
+//! | [`config`] | [`RedisConfig`], and the [`Settings`](config::Settings) planners read |
+//! | [`front_end`] | the port: the listener, one service per actor |
 //! | [`connection`] | socket I/O on the actor's thread: read, parse, flush, limits |
 //! | [`resp`] | RESP2/RESP3 bytes ⇄ commands and replies, no I/O |
 //! | [`session`] | what a connection remembers: auth, RESP version, name |
@@ -20,6 +21,7 @@
 
 pub mod admin;
 pub mod commands;
+pub mod config;
 pub mod connection;
 pub mod front_end;
 pub mod inline_bytes;
@@ -29,5 +31,6 @@ pub mod session;
 pub mod table;
 pub mod value;
 
-pub use front_end::{RedisConfig, RedisFrontEnd};
+pub use config::RedisConfig;
+pub use front_end::RedisFrontEnd;
 pub use value::{Kind, RedisOp, RedisOpOutput, RedisValue};

@@ -7,15 +7,15 @@
 //! arguments, and touches no socket, so a planner is unit-tested by calling it.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::config::Settings;
 use super::inline_bytes::INLINE_CAPACITY;
 use super::resp::Reply;
 use super::value::{RedisOp, RedisOpOutput, RedisValue};
 use crate::message::{Request, RequestError, Response};
-use crate::node::{NodeConfig, NodeHandle};
+use crate::node::NodeHandle;
 use crate::value::OpError;
 
 /// A command's plan: an answer now, or engine requests and how to answer from their results.
@@ -58,39 +58,6 @@ pub type Answers = Vec<Result<Response<RedisValue>, RequestError>>;
 pub type Finish = Box<dyn FnOnce(Answers, &Counters) -> Reply + Send>;
 /// Turns a single request's answer into its reply.
 pub type FinishOne = fn(Result<Response<RedisValue>, RequestError>, &Counters) -> Reply;
-
-/// The server-wide settings planners read (fixed at start).
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// The address the Redis port listens on.
-    pub bind: String,
-    /// The Redis port (as bound: never 0).
-    pub port: u16,
-    /// The password `AUTH` checks, if any.
-    pub requirepass: Option<String>,
-    /// Most simultaneous clients.
-    pub maxclients: usize,
-    /// Clients idle this long are closed.
-    pub idle_timeout: Option<Duration>,
-    /// The engine's configuration: size limits, epoch, replication.
-    pub node: NodeConfig,
-    /// When the server started (INFO's uptime).
-    pub started: Instant,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            bind: "127.0.0.1".into(),
-            port: 6379,
-            requirepass: None,
-            maxclients: 10_000,
-            idle_timeout: None,
-            node: NodeConfig::default(),
-            started: Instant::now(),
-        }
-    }
-}
 
 /// Counters shown by INFO: kept server-wide, and tallied per actor for the per-command ones
 /// (see [`Counters::flush_into`]).

@@ -215,7 +215,8 @@ pub fn plan_command(_: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Plan {
 mod tests {
     use super::*;
     use crate::message::Request;
-    use crate::redis::plan::{Counters, Settings};
+    use crate::redis::config::Settings;
+    use crate::redis::plan::Counters;
 
     fn context<'a>(settings: &'a Settings, totals: &'a Counters) -> Context<'a> {
         Context { settings, totals, node: None }
