@@ -92,6 +92,7 @@ struct Options {
     /// clients or other services, pinned actors cannot move off a busy core (on 2 cores shared
     /// with redis-benchmark, unpipelined throughput fell by a quarter).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(alias = "pin-threads")]
     pin: Option<bool>,
     /// Do not pin actor threads (the same as `--pin false`).
     #[arg(long, conflicts_with = "pin")]
