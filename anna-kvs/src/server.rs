@@ -23,7 +23,7 @@ pub struct ServerConfig {
     /// Address every client port listens on (default `127.0.0.1`).
     pub bind: String,
     /// Password clients must give (Redis `AUTH`, and in every native message); required for
-    /// a non-loopback address.
+    /// a non-loopback address. An empty password counts as none, as Redis's `requirepass ""`.
     pub requirepass: Option<String>,
     /// The Redis port.
     pub redis: RedisConfig,

@@ -91,11 +91,11 @@ struct Options {
     /// Worth it only when the actors have the cores to themselves: on a machine shared with
     /// clients or other services, pinned actors cannot move off a busy core (on 2 cores shared
     /// with redis-benchmark, unpipelined throughput fell by a quarter).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", overrides_with = "no_pin")]
     #[serde(alias = "pin-threads")]
     pin: Option<bool>,
-    /// Do not pin actor threads (the same as `--pin false`).
-    #[arg(long, conflicts_with = "pin")]
+    /// Do not pin actor threads (the same as `--pin false`; the last of the two wins).
+    #[arg(long, overrides_with = "pin")]
     #[serde(skip)]
     no_pin: bool,
     /// Log filter, e.g. `info` or `anna_kvs=debug` [default: info, or RUST_LOG].
@@ -115,16 +115,20 @@ impl Options {
                     .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                 let file: Self =
                     toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-                // Both as TOML tables (unset options are left out), the command line's laid
-                // over the file's, read back: no option is named twice in this program.
-                let table = |options: &Self| {
-                    toml::Table::try_from(options).map_err(|e| format!("configuration: {e}"))
+                // Both as maps of the options they set, the command line's laid over the
+                // file's, read back: no option is named twice in this program. (JSON, not
+                // TOML, in between: TOML integers stop at i64::MAX, sizes do not.)
+                let set_options = |options: &Self| match serde_json::to_value(options) {
+                    Ok(serde_json::Value::Object(map)) => {
+                        Ok(map.into_iter().filter(|(_, v)| !v.is_null()))
+                    }
+                    other => Err(format!("configuration: {other:?}")),
                 };
-                let mut merged = table(&file)?;
-                merged.extend(table(&self)?);
-                let resolved: Self =
-                    merged.try_into().map_err(|e| format!("configuration: {e}"))?;
-                resolved
+                let mut merged: serde_json::Map<String, serde_json::Value> =
+                    set_options(&file)?.collect();
+                merged.extend(set_options(&self)?);
+                serde_json::from_value(serde_json::Value::Object(merged))
+                    .map_err(|e| format!("configuration: {e}"))?
             }
         };
         if no_pin {
@@ -332,4 +336,52 @@ fn main() {
         fail(&error);
     }
     tracing::info!("anna-server stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(args: &[&str]) -> Result<Options, String> {
+        let parsed =
+            Options::try_parse_from(std::iter::once("anna-server").chain(args.iter().copied()))
+                .map_err(|e| e.to_string())?;
+        parsed.resolve()
+    }
+
+    fn file(name: &str, text: &str) -> String {
+        let path = std::env::temp_dir().join(format!("anna-options-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn the_command_line_wins_over_the_file_option_by_option() {
+        let path = file("wins.toml", "port = 1\nmaxclients = 2\npin = true\npeers = [\"a:1\"]\n");
+        let o = resolve(&["--config", &path, "--port", "3", "--no-pin"]).unwrap();
+        assert_eq!((o.port, o.maxclients, o.pin), (Some(3), Some(2), Some(false)));
+        assert_eq!(o.peers, Some(vec!["a:1".to_owned()]));
+        let o = resolve(&["--config", &path, "--peers", "b:2,c:3"]).unwrap();
+        assert_eq!(o.peers, Some(vec!["b:2".to_owned(), "c:3".to_owned()]));
+        assert_eq!(o.pin, Some(true));
+        let old_name = file("old.toml", "pin-threads = true\n");
+        assert_eq!(resolve(&["--config", &old_name]).unwrap().pin, Some(true));
+    }
+
+    #[test]
+    fn the_last_of_pin_and_no_pin_wins() {
+        assert_eq!(resolve(&["--pin", "--no-pin"]).unwrap().pin, Some(false));
+        assert_eq!(resolve(&["--no-pin", "--pin"]).unwrap().pin, Some(true));
+        assert_eq!(resolve(&["--pin", "false", "--port", "7"]).unwrap().pin, Some(false));
+        assert_eq!(resolve(&["--pin", "--port", "7"]).unwrap().port, Some(7));
+        assert!(resolve(&["--pin", "yes"]).is_err());
+    }
+
+    #[test]
+    fn sizes_beyond_toml_integers_survive_the_merge() {
+        let path = file("sizes.toml", "port = 1\n");
+        let max = u64::MAX.to_string();
+        let o = resolve(&["--config", &path, "--max-value-bytes", &max]).unwrap();
+        assert_eq!(o.max_value_bytes, Some(usize::MAX));
+    }
 }
