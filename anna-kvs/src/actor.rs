@@ -29,7 +29,7 @@ use std::sync::Arc;
 use lattice_core::Stamp;
 
 use crate::message::{Gossip, Input, Output, PeerMessage, Request, RequestError, Response, Token};
-use crate::ring::{ActorId, Key, Topology};
+use crate::ring::{ActorId, Key, NodeIndex, Topology};
 use crate::small_bytes::StoreKey;
 use crate::value::KvsValue;
 
@@ -50,6 +50,14 @@ pub struct ActorConfig {
     pub max_hops: u8,
     /// Free the memory of deleted keys (on by default).
     pub reclaim_tombstones: bool,
+    /// Refuse writes (from clients and from gossip) stamped more than this far ahead of this
+    /// actor's clock, in µs: a write from the far future would win every last-writer-wins
+    /// comparison until then, pinning its key. Default 30 s.
+    pub max_clock_ahead_us: u64,
+    /// Most gossip batches from one peer tracked above the last contiguous one; a batch
+    /// further ahead is refused unacknowledged (the sender resends it), so the receipt
+    /// bookkeeping per peer stays bounded whatever the peer sends.
+    pub max_receipts_ahead: u64,
 }
 
 impl Default for ActorConfig {
@@ -60,6 +68,8 @@ impl Default for ActorConfig {
             max_unacked_keys_per_peer: 1 << 20,
             max_hops: 4,
             reclaim_tombstones: true,
+            max_clock_ahead_us: 30_000_000,
+            max_receipts_ahead: 4096,
         }
     }
 }
@@ -97,6 +107,14 @@ pub struct ActorStats {
     pub reclaimed: u64,
     /// Keys currently stored (tombstones included).
     pub keys: u64,
+    /// Writes refused for a stamp beyond [`ActorConfig::max_clock_ahead_us`] (client writes
+    /// and gossip entries).
+    pub future_stamps_refused: u64,
+    /// Gossip batches refused unacknowledged for being too far ahead of the last contiguous
+    /// one (see [`ActorConfig::max_receipts_ahead`]).
+    pub gossip_refused_ahead: u64,
+    /// Peer messages dropped because their sender is not an actor of the cluster.
+    pub unknown_senders: u64,
 }
 
 /// What keeps an actor from being quiet (see [`Actor::pending_work`]).
@@ -141,16 +159,51 @@ struct PeerLink {
     received_ahead: BTreeSet<u64>,
 }
 
+/// What a receiver makes of a gossip batch's sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Receipt {
+    /// Not seen before: apply it.
+    New,
+    /// Seen before (or below the sender's low-water mark): acknowledge, do not apply.
+    Duplicate,
+    /// Beyond the receipt window: neither acknowledge nor apply (the sender resends it).
+    TooFarAhead,
+}
+
 impl PeerLink {
-    /// Records batch `seq` as received; `false` if it had been received before (a duplicate).
-    fn record_received(&mut self, seq: u64) -> bool {
-        if seq <= self.received_contiguous || !self.received_ahead.insert(seq) {
-            return false;
+    /// Records batch `seq` as received, within `window` batches above the contiguous ones.
+    fn record_received(&mut self, seq: u64, window: u64) -> Receipt {
+        if seq <= self.received_contiguous || self.received_ahead.contains(&seq) {
+            return Receipt::Duplicate;
         }
+        if seq - self.received_contiguous > window {
+            return Receipt::TooFarAhead;
+        }
+        self.received_ahead.insert(seq);
         while self.received_ahead.remove(&(self.received_contiguous + 1)) {
             self.received_contiguous += 1;
         }
-        true
+        Receipt::New
+    }
+
+    /// The sender will never send a batch below `low_water` again (each was acknowledged, or
+    /// given up): count everything below it as received.
+    fn advance_to(&mut self, low_water: u64) {
+        let below = low_water.saturating_sub(1);
+        if below <= self.received_contiguous {
+            return;
+        }
+        self.received_contiguous = below;
+        self.received_ahead = self.received_ahead.split_off(&(below + 1));
+        while self.received_ahead.remove(&(self.received_contiguous + 1)) {
+            self.received_contiguous += 1;
+        }
+    }
+
+    /// The lowest batch this side may still send again: the oldest unacknowledged one, or
+    /// the next one.
+    fn low_water(&self) -> u64 {
+        self.unacked.first_key_value().map_or(self.next_seq + 1, |(&seq, _)| seq)
     }
 }
 
@@ -464,6 +517,13 @@ impl<V: KvsValue> Actor<V> {
             self.stats.refused += 1;
             return Response::Error(RequestError::StaleStamp { stamp, floor });
         }
+        if let Some(stamp) = value.newest_stamp()
+            && stamp.time > now.saturating_add(self.config.max_clock_ahead_us)
+        {
+            self.stats.refused += 1;
+            self.stats.future_stamps_refused += 1;
+            return Response::Error(RequestError::FutureStamp { stamp, now });
+        }
         self.stats.puts += 1;
         self.merge_local(key, value);
         Response::Done(assigned)
@@ -559,7 +619,7 @@ impl<V: KvsValue> Actor<V> {
 
     fn peer(&mut self, now: u64, message: PeerMessage<V>, out: &mut Vec<Output<V>>) {
         match message {
-            PeerMessage::Gossip(gossip) => self.receive_gossip(gossip, out),
+            PeerMessage::Gossip(gossip) => self.receive_gossip(now, gossip, out),
             PeerMessage::Ack { from, seq, sent_to_you } => self.receive_ack(from, seq, sent_to_you),
             PeerMessage::Forward { origin, token, hops, request } => {
                 if self.executed_forwards.insert((origin, token), self.epoch).is_some() {
@@ -589,12 +649,42 @@ impl<V: KvsValue> Actor<V> {
         }
     }
 
-    fn receive_gossip(&mut self, gossip: Gossip<V>, out: &mut Vec<Output<V>>) {
-        let Gossip { from, seq, updates, overrides } = gossip;
+    /// Whether `actor` is another actor of the cluster (only those get per-peer state).
+    fn is_peer(&self, actor: ActorId) -> bool {
+        actor != self.id
+            && usize::from(actor.node) < self.topology.nodes().len()
+            && actor.thread < self.topology.threads(actor.node)
+    }
+
+    /// Forgets which batches arrived from the actors of `node`, which restarted: its new life
+    /// numbers its batches from 1 again (each batch's low-water mark then moves the receipt
+    /// window to where its numbering is).
+    pub fn forget_receipts_from(&mut self, node: NodeIndex) {
+        for (peer, link) in &mut self.links {
+            if peer.node == node {
+                link.received_contiguous = 0;
+                link.received_ahead.clear();
+            }
+        }
+    }
+
+    fn receive_gossip(&mut self, now: u64, gossip: Gossip<V>, out: &mut Vec<Output<V>>) {
+        let Gossip { from, seq, low_water, updates, overrides } = gossip;
+        if !self.is_peer(from) {
+            self.stats.unknown_senders += 1;
+            return;
+        }
+        let window = self.config.max_receipts_ahead.max(1);
+        let link = self.links.entry(from).or_default();
+        link.advance_to(low_water);
+        let receipt = link.record_received(seq, window);
+        if receipt == Receipt::TooFarAhead {
+            self.stats.gossip_refused_ahead += 1;
+            return;
+        }
         self.stats.gossip_in += 1;
         self.stats.gossip_entries_in += updates.len() as u64;
-        let link = self.links.entry(from).or_default();
-        let first_time = link.record_received(seq);
+        let first_time = receipt == Receipt::New;
         let sent_to_you = link.next_seq;
         // Always acknowledge (the first ack may have been lost)...
         out.push(Output::Send {
@@ -607,7 +697,14 @@ impl<V: KvsValue> Actor<V> {
         if !first_time {
             return;
         }
+        let horizon = now.saturating_add(self.config.max_clock_ahead_us);
         for (key, value) in updates {
+            if value.newest_stamp().is_some_and(|stamp| stamp.time > horizon) {
+                // Acknowledged like the rest of the batch, but never applied: it would pin
+                // the key until its time comes. Counted (and visible in INFO).
+                self.stats.future_stamps_refused += 1;
+                continue;
+            }
             self.stats.merges += 1;
             let changed_to_tombstone = match self.store.get_mut(&key[..]) {
                 Some(slot) => {
@@ -644,7 +741,10 @@ impl<V: KvsValue> Actor<V> {
     }
 
     fn receive_ack(&mut self, from: ActorId, seq: u64, sent_to_you: u64) {
-        let Some(link) = self.links.get_mut(&from) else { return };
+        let Some(link) = self.links.get_mut(&from) else {
+            self.stats.unknown_senders += u64::from(!self.is_peer(from));
+            return;
+        };
         if let Some((keys, _)) = link.unacked.remove(&seq) {
             link.unacked_keys -= keys.len();
         }
@@ -707,8 +807,13 @@ impl<V: KvsValue> Actor<V> {
                 self.stats.gossip_given_up += 1;
             }
             sent_seq.insert(to, seq);
-            let gossip =
-                Gossip { from: self.id, seq, updates, overrides: override_changes.clone() };
+            let gossip = Gossip {
+                from: self.id,
+                seq,
+                low_water: link.low_water(),
+                updates,
+                overrides: override_changes.clone(),
+            };
             send_gossip(&mut self.stats, out, to, gossip);
         }
 
@@ -733,6 +838,7 @@ impl<V: KvsValue> Actor<V> {
         let epoch = self.epoch;
         let wait = self.config.retransmit_after_epochs.max(1);
         for (&to, link) in &mut self.links {
+            let low_water = link.low_water();
             for (&seq, (keys, sent_epoch)) in link.unacked.iter_mut() {
                 if epoch < *sent_epoch + wait {
                     continue;
@@ -746,7 +852,8 @@ impl<V: KvsValue> Actor<V> {
                     })
                     .collect();
                 self.stats.gossip_resent += 1;
-                let gossip = Gossip { from: self.id, seq, updates, overrides: Vec::new() };
+                let gossip =
+                    Gossip { from: self.id, seq, low_water, updates, overrides: Vec::new() };
                 send_gossip(&mut self.stats, out, to, gossip);
             }
         }

@@ -35,6 +35,97 @@ pub fn check_public_bind(port: &str, bind: &str, password: Option<&str>) -> Resu
     ))
 }
 
+/// The same policy for the gossip port, whose secret is the cluster's: a non-loopback address
+/// needs one, or anyone who reaches the port could write into the store.
+///
+/// # Errors
+/// A message naming the address and what to do.
+pub fn check_public_gossip(bind: &str, secret: Option<&Secret>) -> Result<(), String> {
+    if is_loopback(bind) || secret.is_some_and(|s| !s.is_empty()) {
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to gossip on {bind} without a cluster secret: set --cluster-secret (or --cluster-secret-file, or ANNA_CLUSTER_SECRET) on every node, or bind 127.0.0.1"
+    ))
+}
+
+/// Whether `host` is an address no peer can dial (`0.0.0.0`, `::`): fine to bind, wrong to
+/// announce.
+///
+/// ```
+/// use anna_kvs::auth::is_unspecified;
+/// assert!(is_unspecified("0.0.0.0") && is_unspecified("::") && !is_unspecified("10.0.0.2"));
+/// ```
+pub fn is_unspecified(host: &str) -> bool {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified())
+}
+
+/// A password or cluster secret: kept out of `Debug` output (so out of logs), compared in
+/// constant time, read from the command line, a file or the environment.
+///
+/// ```
+/// use anna_kvs::auth::Secret;
+/// let secret: Secret = "hunter2".parse().unwrap();
+/// assert_eq!(format!("{secret:?}"), "Secret(..)");
+/// assert!(secret.matches(b"hunter2") && !secret.matches(b"hunter3"));
+/// ```
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// Reads a secret from a file (its first line, without the line ending), as a secret
+    /// mounted by an orchestrator is.
+    ///
+    /// # Errors
+    /// The file cannot be read, or holds an empty first line.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the secret in {}: {e}", path.display()))?;
+        let line = text.lines().next().unwrap_or_default();
+        if line.is_empty() {
+            return Err(format!("{} holds an empty secret", path.display()));
+        }
+        Ok(Self(line.to_owned()))
+    }
+
+    /// The secret itself, for deriving keys from it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `candidate` is the secret, in time independent of where they differ.
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        constant_time_eq(self.0.as_bytes(), candidate)
+    }
+
+    /// Whether the secret is empty (which counts as no secret).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.to_owned()))
+    }
+}
+
 /// Compares two secrets in time that depends only on their lengths, not on where they differ.
 ///
 /// ```

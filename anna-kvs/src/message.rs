@@ -84,6 +84,18 @@ pub enum RequestError {
         /// The actor's reclamation floor.
         floor: Stamp,
     },
+    /// The write's stamp is further ahead of the serving actor's clock than it accepts (a
+    /// client clock far off, or a forged stamp meant to pin the key). Fix the clock, or let
+    /// the server stamp the write.
+    #[error(
+        "write stamp {stamp:?} is too far ahead of this node's clock ({now} µs); check the writer's clock"
+    )]
+    FutureStamp {
+        /// The write's stamp.
+        stamp: Stamp,
+        /// The actor's clock when it refused it.
+        now: u64,
+    },
     /// The request was forwarded too many times (the sender's view of the ring is stale).
     #[error("request forwarded {0} times without reaching an owner; refresh the ring and retry")]
     TooManyHops(u8),
@@ -124,6 +136,11 @@ pub struct Gossip<V: KvsValue> {
     pub from: ActorId,
     /// Per (sender, receiver) sequence number, for acknowledgements and retransmission.
     pub seq: u64,
+    /// The sender's low-water mark: it will never send this receiver a batch numbered below
+    /// it again (each was acknowledged or given up), so the receiver counts them as received
+    /// (this keeps receipt tracking bounded, and lets a restarted receiver pick up the
+    /// numbering where it is).
+    pub low_water: u64,
     /// The current state of every key the sender changed, for keys the receiver replicates.
     pub updates: Vec<(Key, V)>,
     /// Hot-key replication overrides (a `MapLattice<Key, Max<u32>>` delta).

@@ -65,6 +65,14 @@ pub trait KvsValue:
     fn write_stamp(&self) -> Option<Stamp> {
         None
     }
+
+    /// The newest wall-clock stamp anywhere in the state (a write, a delete, a type change),
+    /// if the lattice carries any: a state stamped far ahead of the receiving actor's clock is
+    /// refused, so one bad clock or forged message cannot pin a key. Defaults to
+    /// [`write_stamp`](Self::write_stamp).
+    fn newest_stamp(&self) -> Option<Stamp> {
+        self.write_stamp()
+    }
 }
 
 /// The `KvsValue` items of a value with no operations of its own: `Op` and `OpOutput` are

@@ -221,20 +221,31 @@ fn garbage_on_the_gossip_port_is_counted_and_dropped() {
     let push = context.socket(zmq::PUSH).unwrap();
     push.connect(&format!("tcp://127.0.0.1:{port}")).unwrap();
 
-    let valid_envelope_bad_sender =
-        anna_kvs::wire::encode::<Eventual>(&anna_kvs::PeerMessage::Ack {
-            from: anna_kvs::ActorId::new(9, 9),
-            seq: 1,
-            sent_to_you: 0,
-        })
-        .unwrap();
+    // No secret: the open key authenticates the envelope, and the other checks still apply.
+    let key = anna_kvs::wire::ClusterKey::open();
+    let origin = |node, thread| anna_kvs::wire::Origin {
+        actor: anna_kvs::ActorId::new(node, thread),
+        incarnation: 1,
+    };
+    let valid_envelope_bad_sender = anna_kvs::wire::encode::<Eventual>(
+        &anna_kvs::PeerMessage::Ack { from: anna_kvs::ActorId::new(9, 9), seq: 1, sent_to_you: 0 },
+        origin(9, 9),
+        &key,
+    )
+    .unwrap();
     let mut wrong_version = valid_envelope_bad_sender.clone();
     wrong_version[4] = 42;
-    let wrong_type = anna_kvs::wire::encode::<anna_kvs::Counter>(&anna_kvs::PeerMessage::Ack {
-        from: anna_kvs::ActorId::new(0, 0),
-        seq: 1,
-        sent_to_you: 0,
-    })
+    let wrong_type = anna_kvs::wire::encode::<anna_kvs::Counter>(
+        &anna_kvs::PeerMessage::Ack { from: anna_kvs::ActorId::new(0, 0), seq: 1, sent_to_you: 0 },
+        origin(0, 0),
+        &key,
+    )
+    .unwrap();
+    let other_cluster = anna_kvs::wire::encode::<Eventual>(
+        &anna_kvs::PeerMessage::Ack { from: anna_kvs::ActorId::new(0, 0), seq: 1, sent_to_you: 0 },
+        origin(0, 0),
+        &anna_kvs::wire::ClusterKey::derive(b"another cluster"),
+    )
     .unwrap();
     let bad: Vec<Vec<u8>> = vec![
         vec![],
@@ -243,6 +254,7 @@ fn garbage_on_the_gossip_port_is_counted_and_dropped() {
         wrong_version,
         wrong_type,
         valid_envelope_bad_sender.clone(),
+        other_cluster,
         (0..=255).collect(),
     ];
     for message in &bad {
@@ -252,6 +264,12 @@ fn garbage_on_the_gossip_port_is_counted_and_dropped() {
         node.reports().iter().map(|r| r.bad_messages).sum::<u64>() >= bad.len() as u64
     });
     assert!(counted, "bad messages not counted: {:?}", node.reports());
+    let sum = |f: fn(&anna_kvs::ActorReport) -> u64| node.reports().iter().map(f).sum::<u64>();
+    // The truncated one and the other cluster's fail authentication; one names a sender that
+    // is not in the cluster; the rest are unreadable.
+    assert_eq!(sum(|r| r.refused_unauthenticated), 2, "{:?}", node.reports());
+    assert_eq!(sum(|r| r.refused_unknown_sender), 1, "{:?}", node.reports());
+    assert_eq!(sum(|r| r.refused_malformed), bad.len() as u64 - 3, "{:?}", node.reports());
     // An oversized frame is refused by libzmq itself (ZMQ_MAXMSGSIZE): nothing is buffered.
     let huge = vec![0_u8; anna_kvs::wire::MAX_MESSAGE_BYTES + 1];
     let _ = push.send(&huge[..], zmq::DONTWAIT);

@@ -228,6 +228,17 @@ fn show_stats(stats: &[NodeStats]) -> String {
                 pct(actor.gossip_ns),
                 pct(actor.idle_ns),
             ));
+            if actor.bad_messages + s.future_stamps_refused + s.gossip_refused_ahead > 0 {
+                out.push_str(&format!(
+                    "          refused: {} unauthenticated, {} malformed, {} unknown sender, {} replayed, {} future stamps, {} too far ahead\n",
+                    actor.refused_unauthenticated,
+                    actor.refused_malformed,
+                    actor.refused_unknown_sender,
+                    actor.refused_replayed,
+                    s.future_stamps_refused,
+                    s.gossip_refused_ahead,
+                ));
+            }
         }
     }
     out.trim_end().to_owned()

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use anna_kvs::auth::Secret;
 use anna_kvs::levels::{Causal, Transactional};
 use anna_kvs::native::{self, FrontEndConfig};
 use anna_kvs::node::PeerSpec;
@@ -70,6 +71,21 @@ struct Options {
     /// Gossip port for a cluster (actor t listens on port + t); no TCP gossip without it.
     #[arg(long)]
     gossip_port: Option<u16>,
+    /// The secret every message between the cluster's nodes is authenticated with (the same
+    /// on every node; required to gossip on a non-loopback address). Prefer
+    /// --cluster-secret-file or the environment: a command line is visible to other users.
+    #[arg(long, env = "ANNA_CLUSTER_SECRET", hide_env_values = true)]
+    cluster_secret: Option<Secret>,
+    /// A file whose first line is the cluster secret.
+    #[arg(long, conflicts_with = "cluster_secret")]
+    cluster_secret_file: Option<PathBuf>,
+    /// The address peers and clients dial to reach this node, when it is not --bind (e.g.
+    /// --bind 0.0.0.0 --announce-ip 10.0.0.2). Peers list this node by it.
+    #[arg(long)]
+    announce_ip: Option<String>,
+    /// The gossip port peers dial, when a port mapping makes it differ from --gossip-port.
+    #[arg(long)]
+    announce_port: Option<u16>,
     /// Other nodes of a static cluster: `host:gossip-port[/threads[/native-port]]`,
     /// comma-separated (each node lists all the others; needs --gossip-port). With the native
     /// port, clients route requests straight to that node.
@@ -214,8 +230,19 @@ fn build(options: Options) -> Result<Built, String> {
         config.node.replication = parse_replication(&text)?;
     }
     if let Some(port) = o.gossip_port {
-        config.node.gossip_addr = Some(format!("{}:{port}", config.bind));
+        let host = o.announce_ip.clone().unwrap_or_else(|| config.bind.clone());
+        let announced = o.announce_port.unwrap_or(port);
+        config.node.gossip_addr = Some(format!("{host}:{announced}"));
+        config.node.gossip_bind = Some(format!("{}:{port}", config.bind));
+    } else if o.announce_port.is_some() {
+        return Err("--announce-port needs --gossip-port".into());
     }
+    config.node.cluster_secret = match (o.cluster_secret, &o.cluster_secret_file) {
+        (Some(secret), _) => Some(secret),
+        (None, Some(path)) => Some(Secret::from_file(path)?),
+        (None, None) => None,
+    }
+    .filter(|s| !s.is_empty());
     let peers = o.peers.unwrap_or_default();
     if !peers.is_empty() && config.node.gossip_addr.is_none() {
         return Err("--peers needs --gossip-port (the port this node's peers reach it on)".into());
@@ -226,6 +253,7 @@ fn build(options: Options) -> Result<Built, String> {
     let mut native = FrontEndConfig {
         bind: config.bind.clone(),
         port: native_port,
+        announce: o.announce_ip.as_ref().map(|ip| format!("{ip}:{native_port}")),
         ..FrontEndConfig::default()
     };
     for peer in peers {

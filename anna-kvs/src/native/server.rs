@@ -27,6 +27,9 @@ pub struct FrontEndConfig {
     pub max_round: usize,
     /// Password every message must carry; required on a non-loopback address.
     pub password: Option<String>,
+    /// The address clients dial, `host:port`, when it is not the bound one (a node bound to
+    /// `0.0.0.0` announces a reachable address in its ring).
+    pub announce: Option<String>,
 }
 
 impl Default for FrontEndConfig {
@@ -37,6 +40,7 @@ impl Default for FrontEndConfig {
             peer_client_addrs: Vec::new(),
             max_round: 256,
             password: None,
+            announce: None,
         }
     }
 }
@@ -104,7 +108,10 @@ impl<V: KvsValue> FrontEnd<V> {
             .ok()
             .and_then(Result::ok)
             .unwrap_or_else(|| endpoint.clone());
-        let addr = bound.trim_start_matches("tcp://").to_owned();
+        let addr = match &config.announce {
+            Some(announced) => announced.clone(),
+            None => bound.trim_start_matches("tcp://").to_owned(),
+        };
         let topology = handle.topology();
         let me = handle.index();
         let client_addrs = topology

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::actor::ActorConfig;
+use crate::auth::Secret;
 use crate::message::{Request, RequestError};
 use crate::ring::{Replication, ThreadIndex};
 use crate::value::KvsValue;
@@ -29,9 +30,16 @@ pub struct NodeConfig {
     pub epoch: Duration,
     /// Default replication of keys.
     pub replication: Replication,
-    /// This node's gossip address, `host:port`; actor `t` binds `port + t`. `None` runs a
-    /// single node with no TCP at all.
+    /// This node's gossip address as its peers dial it, `host:port` (its identity in the
+    /// cluster: peers list it by this address); actor `t` listens on `port + t`. `None` runs a
+    /// single node with no TCP at all. Never an unspecified address such as `0.0.0.0`.
     pub gossip_addr: Option<String>,
+    /// Where the gossip sockets bind, `host:port`, when it is not `gossip_addr` (e.g.
+    /// `0.0.0.0:7000` behind an announced address).
+    pub gossip_bind: Option<String>,
+    /// The secret every message between the cluster's nodes is authenticated with (the same
+    /// on every node). Required to gossip on a non-loopback address.
+    pub cluster_secret: Option<Secret>,
     /// The other nodes of a static cluster (each must list this node among its peers).
     pub peers: Vec<PeerSpec>,
     /// Largest key accepted.
@@ -56,6 +64,8 @@ impl Default for NodeConfig {
             epoch: Duration::from_millis(100),
             replication: Replication::ONE,
             gossip_addr: None,
+            gossip_bind: None,
+            cluster_secret: None,
             peers: Vec::new(),
             max_key_bytes: 64 * 1024,
             max_value_bytes: 64 * 1024 * 1024 / 4,

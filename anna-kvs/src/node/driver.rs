@@ -13,7 +13,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
 use super::mailbox::{Mail, ReplyTo};
 use super::service::{Readiness, Registry, Service};
-use super::transport::{SendError, Transport};
+use super::transport::{Inbound, Refusal, SendError, Transport};
 use super::{ActorReport, NodeHandle, Shared};
 use crate::actor::Actor;
 use crate::message::{Input, Output, PeerMessage, Request, RequestError, Response, Token};
@@ -74,6 +74,9 @@ struct ServiceRound<V: KvsValue> {
     gather: Gather<V>,
 }
 
+/// At most one warning about refused network messages per actor this often.
+const REFUSAL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The token of an actor's own doorbell in its `epoll` set.
 const DOORBELL_TOKEN: u64 = u64::MAX;
 
@@ -105,6 +108,10 @@ pub(super) struct Driver<V: KvsValue> {
     /// socket, a ZeroMQ socket, is polled beside it).
     epoll: Epoll,
     events: Vec<EpollEvent>,
+    /// When a refused network message was last logged, and how many were refused since
+    /// without a log line.
+    last_refusal_log: Option<Instant>,
+    refusals_unlogged: u64,
 }
 
 impl<V: KvsValue> Driver<V> {
@@ -128,6 +135,7 @@ impl<V: KvsValue> Driver<V> {
             Arc::clone(&shared.topology),
             shared.config.send_high_water_mark,
             inbound,
+            (shared.cluster_key.clone(), shared.incarnation),
         );
         Ok(Self {
             id,
@@ -148,6 +156,8 @@ impl<V: KvsValue> Driver<V> {
             service_requests: Vec::new(),
             epoll,
             events: vec![EpollEvent::empty(); 256],
+            last_refusal_log: None,
+            refusals_unlogged: 0,
         })
     }
 
@@ -417,18 +427,40 @@ impl<V: KvsValue> Driver<V> {
             let start = Instant::now();
             self.report.bytes_in += bytes.len() as u64;
             match self.transport.decode::<V>(&bytes) {
-                Ok(message) => {
+                Ok(Inbound { message, restarted }) => {
+                    if let Some(node) = restarted {
+                        tracing::info!(actor = %self.id, node, "a peer node restarted: its batches are numbered anew");
+                        self.actor.forget_receipts_from(node);
+                    }
                     let now = self.shared.clock.now_us();
                     self.actor.handle(now, Input::Peer(message), &mut self.outputs);
                     self.deliver();
                 }
-                Err(error) => {
-                    self.report.bad_messages += 1;
-                    tracing::warn!(actor = %self.id, %error, bytes = bytes.len(), "dropped a malformed message from the network");
-                }
+                Err(refusal) => self.refused(&refusal, bytes.len()),
             }
             self.report.gossip_ns += start.elapsed().as_nanos() as u64;
         }
+    }
+
+    /// Counts a refused message by reason, and says so in the log at most every few seconds
+    /// (a flood of forgeries must not flood the log too).
+    fn refused(&mut self, refusal: &Refusal, bytes: usize) {
+        let report = &mut self.report;
+        report.bad_messages += 1;
+        *match refusal {
+            Refusal::Unauthenticated => &mut report.refused_unauthenticated,
+            Refusal::Malformed(_) => &mut report.refused_malformed,
+            Refusal::UnknownSender(_) => &mut report.refused_unknown_sender,
+            Refusal::OldIncarnation { .. } => &mut report.refused_replayed,
+        } += 1;
+        let now = Instant::now();
+        if self.last_refusal_log.is_some_and(|at| now.duration_since(at) < REFUSAL_LOG_EVERY) {
+            self.refusals_unlogged += 1;
+            return;
+        }
+        self.last_refusal_log = Some(now);
+        let unlogged = std::mem::take(&mut self.refusals_unlogged);
+        tracing::warn!(actor = %self.id, reason = %refusal, bytes, refused_since_last_warning = unlogged, "refused a message from the network");
     }
 
     fn deliver(&mut self) {

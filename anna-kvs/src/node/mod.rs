@@ -43,6 +43,7 @@ pub use service::{Readiness, Registry, Service};
 use crate::actor::ActorStats;
 use crate::ring::{ActorId, NodeIndex, ThreadIndex, Topology};
 use crate::value::KvsValue;
+use crate::wire::ClusterKey;
 use driver::Driver;
 use mailbox::{Clock, Doorbell, Mail};
 
@@ -59,9 +60,16 @@ pub struct ActorReport {
     pub gossip_ns: u64,
     /// Time spent waiting for work (ns).
     pub idle_ns: u64,
-    /// Messages from other nodes dropped as malformed (bad envelope, wrong version or lattice
-    /// type, unknown sender).
+    /// Messages from other nodes refused, for any reason (the four counters below).
     pub bad_messages: u64,
+    /// ... not authenticated by this cluster's secret (another cluster, a forgery).
+    pub refused_unauthenticated: u64,
+    /// ... authenticated but unreadable (version, lattice type, payload).
+    pub refused_malformed: u64,
+    /// ... from an actor that is not another member of the cluster.
+    pub refused_unknown_sender: u64,
+    /// ... from an earlier life of a node that has restarted since (replays).
+    pub refused_replayed: u64,
     /// Messages dropped because a queue was full or a peer unreachable.
     pub send_drops: u64,
     /// Bytes of encoded messages received from other nodes.
@@ -90,6 +98,11 @@ struct Shared<V: KvsValue> {
     config: NodeConfig,
     /// Stamps writes and paces epochs.
     clock: Clock,
+    /// Authenticates the messages between nodes (from the cluster secret).
+    cluster_key: ClusterKey,
+    /// This node's incarnation: its start time in µs, in every message it sends, so peers
+    /// can tell its lives apart.
+    incarnation: u64,
 }
 
 impl<V: KvsValue> Shared<V> {
@@ -140,7 +153,18 @@ impl<V: KvsValue> Node<V> {
         // The cluster: this node and its peers, numbered alike on every node.
         match &config.gossip_addr {
             Some(addr) => {
-                transport::split_host_port(addr)?;
+                let (host, _) = transport::split_host_port(addr)?;
+                if crate::auth::is_unspecified(&host) {
+                    return Err(NodeError::Config(format!(
+                        "this node would announce itself as {addr}, which no peer can dial: give the address peers reach it on (--announce-ip), and bind {host} with --bind"
+                    )));
+                }
+                let bind_host = match &config.gossip_bind {
+                    Some(bind) => transport::split_host_port(bind)?.0,
+                    None => host,
+                };
+                crate::auth::check_public_gossip(&bind_host, config.cluster_secret.as_ref())
+                    .map_err(NodeError::Config)?;
             }
             None if !config.peers.is_empty() => {
                 return Err(NodeError::Config("peers need a gossip address for this node".into()));
@@ -179,6 +203,7 @@ impl<V: KvsValue> Node<V> {
             };
             bound.push(inbound);
         }
+        let clock = Clock::new();
         let shared = Arc::new(Shared {
             context,
             me,
@@ -187,8 +212,12 @@ impl<V: KvsValue> Node<V> {
             doorbells,
             stop: AtomicBool::new(false),
             reports: (0..threads).map(|_| Mutex::new(ActorReport::default())).collect(),
+            cluster_key: config.cluster_secret.as_ref().map_or_else(ClusterKey::open, |secret| {
+                ClusterKey::derive(secret.expose().as_bytes())
+            }),
+            incarnation: clock.now_us(),
             config: config.clone(),
-            clock: Clock::new(),
+            clock,
         });
         let mut services: Vec<Option<Box<dyn Service<V>>>> =
             services(usize::from(threads), NodeHandle::new(Arc::clone(&shared)))

@@ -10,7 +10,7 @@ use super::{NodeConfig, NodeError};
 use crate::message::PeerMessage;
 use crate::ring::{ActorId, NodeIndex, ThreadIndex, Topology};
 use crate::value::KvsValue;
-use crate::wire::{self, WireError};
+use crate::wire::{self, ClusterKey, Origin, WireError};
 
 /// Splits `host:port`.
 pub(crate) fn split_host_port(addr: &str) -> Result<(String, u16), NodeError> {
@@ -30,8 +30,8 @@ fn tcp_endpoint(addr: &str, thread: ThreadIndex) -> Result<String, NodeError> {
     Ok(format!("tcp://{host}:{port}"))
 }
 
-/// Binds actor `thread`'s inbound gossip socket at `addr` (done for every actor before any
-/// starts, so a busy port fails the node's start cleanly).
+/// Binds actor `thread`'s inbound gossip socket at the node's gossip bind address, else at
+/// `addr` (done for every actor before any starts, so a busy port fails the start cleanly).
 pub(super) fn bind_inbound(
     context: &zmq::Context,
     config: &NodeConfig,
@@ -44,9 +44,51 @@ pub(super) fn bind_inbound(
         .map_err(NodeError::zmq("set ZMQ_MAXMSGSIZE"))?;
     socket.set_rcvhwm(config.send_high_water_mark).map_err(NodeError::zmq("set ZMQ_RCVHWM"))?;
     socket.set_linger(0).map_err(NodeError::zmq("set ZMQ_LINGER"))?;
-    let endpoint = tcp_endpoint(addr, thread)?;
+    let bind = config.gossip_bind.as_deref().unwrap_or(addr);
+    let endpoint = tcp_endpoint(bind, thread)?;
     socket.bind(&endpoint).map_err(NodeError::zmq(format!("bind {endpoint}")))?;
     Ok(socket)
+}
+
+/// Why a message from the network was refused (each reason is counted apart).
+#[derive(Debug)]
+pub(super) enum Refusal {
+    /// The tag does not match this cluster's key: another cluster, a forgery, corruption.
+    Unauthenticated,
+    /// Well authenticated or not, the bytes are not a message this node can read.
+    Malformed(WireError),
+    /// The sender is not another actor of this cluster.
+    UnknownSender(ActorId),
+    /// The sender's node has started again since: a message from an earlier life, replayed.
+    OldIncarnation {
+        /// The message's incarnation.
+        got: u64,
+        /// The newest incarnation seen from that node.
+        newest: u64,
+    },
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unauthenticated => write!(f, "{}", WireError::BadTag),
+            Self::Malformed(error) => write!(f, "{error}"),
+            Self::UnknownSender(actor) => write!(f, "unknown or local sender {actor}"),
+            Self::OldIncarnation { got, newest } => {
+                write!(
+                    f,
+                    "incarnation {got} is older than the sender's newest ({newest}): a replay"
+                )
+            }
+        }
+    }
+}
+
+/// A message from the network, and whether its node was seen to restart.
+pub(super) struct Inbound<V: KvsValue> {
+    pub(super) message: PeerMessage<V>,
+    /// The sender's node started again since its last message (a newer incarnation).
+    pub(super) restarted: Option<NodeIndex>,
 }
 
 /// Why a send did not go out.
@@ -71,6 +113,12 @@ pub(super) struct Transport {
     inbound: Option<zmq::Socket>,
     /// PUSH sockets to remote actors, connected at start (and again lazily if that failed).
     remotes: HashMap<ActorId, zmq::Socket>,
+    /// Authenticates every message sent and received.
+    key: ClusterKey,
+    /// This node's incarnation, in every message it sends.
+    incarnation: u64,
+    /// The newest incarnation seen from each other node (older ones are replays).
+    incarnations: HashMap<NodeIndex, u64>,
 }
 
 impl Transport {
@@ -80,8 +128,19 @@ impl Transport {
         topology: Arc<Topology>,
         high_water_mark: i32,
         inbound: Option<zmq::Socket>,
+        (key, incarnation): (ClusterKey, u64),
     ) -> Self {
-        Self { me, context, topology, high_water_mark, inbound, remotes: HashMap::new() }
+        Self {
+            me,
+            context,
+            topology,
+            high_water_mark,
+            inbound,
+            remotes: HashMap::new(),
+            key,
+            incarnation,
+            incarnations: HashMap::new(),
+        }
     }
 
     /// The inbound socket, to wait on beside the actor's `epoll` set.
@@ -99,27 +158,28 @@ impl Transport {
         self.inbound.as_ref()?.recv_bytes(zmq::DONTWAIT).ok()
     }
 
-    /// Decodes a message from the network and checks what it claims about its sender against
-    /// the topology (a remote actor that exists).
-    pub(super) fn decode<V: KvsValue>(&self, bytes: &[u8]) -> Result<PeerMessage<V>, WireError> {
-        let message = wire::decode::<V>(bytes)?;
-        let sender = match &message {
-            PeerMessage::Gossip(g) => Some(g.from),
-            PeerMessage::Ack { from, .. } => Some(*from),
-            PeerMessage::Forward { origin, .. } => Some(*origin),
-            PeerMessage::ForwardReply { .. } => None,
-        };
-        if let Some(sender) = sender {
-            let known = usize::from(sender.node) < self.topology.nodes().len()
-                && sender.thread < self.topology.threads(sender.node)
-                && sender.node != self.me.node;
-            if !known {
-                return Err(WireError::Malformed(format!(
-                    "unknown or local sender {sender} on the network"
-                )));
-            }
+    /// Authenticates and decodes a message from the network, and checks its sender: an actor
+    /// of another node of the cluster, in that node's newest incarnation.
+    pub(super) fn decode<V: KvsValue>(&mut self, bytes: &[u8]) -> Result<Inbound<V>, Refusal> {
+        let (origin, message) =
+            wire::decode::<V>(bytes, &self.key).map_err(|error| match error {
+                WireError::BadTag => Refusal::Unauthenticated,
+                other => Refusal::Malformed(other),
+            })?;
+        let Origin { actor, incarnation } = origin;
+        let known = usize::from(actor.node) < self.topology.nodes().len()
+            && actor.thread < self.topology.threads(actor.node)
+            && actor.node != self.me.node;
+        if !known {
+            return Err(Refusal::UnknownSender(actor));
         }
-        Ok(message)
+        let newest = self.incarnations.entry(actor.node).or_insert(incarnation);
+        if incarnation < *newest {
+            return Err(Refusal::OldIncarnation { got: incarnation, newest: *newest });
+        }
+        let restarted = (incarnation > *newest).then_some(actor.node);
+        *newest = incarnation;
+        Ok(Inbound { message, restarted })
     }
 
     /// Encodes and sends `message` to remote actor `to`, without blocking. Returns the bytes
@@ -129,7 +189,8 @@ impl Transport {
         to: ActorId,
         message: &PeerMessage<V>,
     ) -> Result<usize, SendError> {
-        let bytes = wire::encode(message).map_err(SendError::Encode)?;
+        let origin = Origin { actor: self.me, incarnation: self.incarnation };
+        let bytes = wire::encode(message, origin, &self.key).map_err(SendError::Encode)?;
         if !self.remotes.contains_key(&to) {
             let socket = self.connect(to).map_err(SendError::Connect)?;
             self.remotes.insert(to, socket);

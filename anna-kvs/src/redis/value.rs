@@ -266,6 +266,16 @@ impl KvsValue for RedisValue {
         self.kind().is_none()
     }
 
+    fn newest_stamp(&self) -> Option<Stamp> {
+        let string = self.string.stamp();
+        let typed = self.typed.as_ref().map(|t| {
+            let (time, writer) =
+                (*t.counter_at.get()).max(*t.set_at.get()).max(*t.deleted_at.get());
+            Stamp::new(time, writer)
+        });
+        string.max(typed)
+    }
+
     fn tombstone_stamp(&self) -> Option<Stamp> {
         // Only a key that was never a counter or a set is a plain timestamped tombstone.
         if self.typed.is_none() && self.kind().is_none() {

@@ -1,0 +1,187 @@
+//! What an actor accepts from its peers, driven directly (no network): stamps from the far
+//! future are refused, senders outside the cluster get no state, receipt bookkeeping per peer
+//! stays bounded whatever sequence numbers a peer sends, and the low-water mark and a peer's
+//! restart let numbering start over without losing batches.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use lattice_core::{Lww, Stamp};
+
+use anna_kvs::message::Gossip;
+use anna_kvs::{
+    Actor, ActorConfig, ActorId, Eventual, Input, Output, PeerMessage, Replication, Request,
+    RequestError, Response, Topology,
+};
+
+const NOW: u64 = 1_000_000_000_000; // µs
+const ME: ActorId = ActorId::new(0, 0);
+const PEER: ActorId = ActorId::new(1, 0);
+
+/// Two nodes of one actor each, every key on both.
+fn actor() -> Actor<Eventual> {
+    let topology = Topology::new(
+        vec!["10.0.0.1:7000".into(), "10.0.0.2:7000".into()],
+        vec![1, 1],
+        Replication::FULL,
+    );
+    Actor::new(ME, Arc::new(topology), ActorConfig::default(), NOW)
+}
+
+fn value(time: u64, text: &'static str) -> Eventual {
+    Lww::new(Stamp::new(time, 7), Some(Bytes::from_static(text.as_bytes())))
+}
+
+fn gossip(
+    from: ActorId,
+    seq: u64,
+    low_water: u64,
+    updates: Vec<(&'static str, Eventual)>,
+) -> Input<Eventual> {
+    Input::Peer(PeerMessage::Gossip(Gossip {
+        from,
+        seq,
+        low_water,
+        updates: updates.into_iter().map(|(k, v)| (Bytes::from_static(k.as_bytes()), v)).collect(),
+        overrides: Vec::new(),
+    }))
+}
+
+/// Feeds `input`; returns whether the actor acknowledged batch `seq` of `from`.
+fn feed(actor: &mut Actor<Eventual>, input: Input<Eventual>) -> Vec<Output<Eventual>> {
+    let mut out = Vec::new();
+    actor.handle(NOW, input, &mut out);
+    out
+}
+
+fn acked(out: &[Output<Eventual>], seq: u64) -> bool {
+    out.iter().any(
+        |o| matches!(o, Output::Send { message: PeerMessage::Ack { seq: s, .. }, .. } if *s == seq),
+    )
+}
+
+fn held(actor: &Actor<Eventual>, key: &str) -> Option<Eventual> {
+    actor.peek(key.as_bytes()).cloned()
+}
+
+#[test]
+fn a_stamp_from_the_far_future_is_refused_and_counted_and_pins_nothing() {
+    let mut a = actor();
+    let year = 365 * 24 * 3600 * 1_000_000;
+    let out = feed(
+        &mut a,
+        gossip(
+            PEER,
+            1,
+            1,
+            vec![("pinned", value(NOW + 100 * year, "forged")), ("fine", value(NOW, "ok"))],
+        ),
+    );
+    assert!(acked(&out, 1), "the batch itself is acknowledged");
+    assert_eq!(held(&a, "pinned"), None, "the future entry was not applied");
+    assert_eq!(held(&a, "fine"), Some(value(NOW, "ok")), "the rest of the batch was");
+    assert_eq!(a.stats().future_stamps_refused, 1);
+    // A write now wins, as it should: nothing pinned the key.
+    let mut out = Vec::new();
+    let request = Request::Put {
+        key: Bytes::from_static(b"pinned"),
+        value: value(0, "legit"),
+        stamp_here: true,
+    };
+    let answer = a.serve(NOW, 1, request, &mut out);
+    assert!(matches!(answer, Some(Response::Done(Some(_)))), "{answer:?}");
+    assert_eq!(
+        held(&a, "pinned").and_then(|v| v.into_parts()).and_then(|(_, v)| v).as_deref(),
+        Some(&b"legit"[..])
+    );
+    // Within the bound (30 s by default), a peer's clock may run ahead.
+    feed(&mut a, gossip(PEER, 2, 2, vec![("ahead", value(NOW + 20_000_000, "soon"))]));
+    assert!(held(&a, "ahead").is_some());
+    assert_eq!(a.stats().future_stamps_refused, 1);
+}
+
+#[test]
+fn a_client_write_from_the_far_future_is_refused_with_a_clear_error() {
+    let mut a = actor();
+    let mut out = Vec::new();
+    let request = Request::Put {
+        key: Bytes::from_static(b"k"),
+        value: value(NOW + 3_600_000_000, "later"),
+        stamp_here: false,
+    };
+    match a.serve(NOW, 1, request, &mut out) {
+        Some(Response::Error(error @ RequestError::FutureStamp { .. })) => {
+            assert!(error.to_string().contains("too far ahead"), "{error}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(held(&a, "k"), None);
+}
+
+#[test]
+fn a_sender_outside_the_cluster_gets_no_state_and_no_answer() {
+    let mut a = actor();
+    for stranger in [ActorId::new(9, 0), ActorId::new(1, 5), ME] {
+        let out = feed(&mut a, gossip(stranger, 1, 1, vec![("k", value(NOW, "x"))]));
+        assert!(out.is_empty(), "{stranger}: {out:?}");
+    }
+    assert_eq!(held(&a, "k"), None);
+    assert_eq!(a.stats().unknown_senders, 3);
+    assert!(a.is_quiet(), "{:?}", a.pending_work());
+}
+
+#[test]
+fn receipts_tracked_per_peer_stay_bounded_whatever_the_peer_sends() {
+    let mut a = actor();
+    let window = ActorConfig::default().max_receipts_ahead;
+    // A flood of fresh, gapped sequence numbers (every other one missing): within the window
+    // they are taken; beyond it, refused unacknowledged (a real sender would resend them).
+    let mut refused = 0;
+    for seq in (2..4 * window).step_by(2) {
+        let out = feed(&mut a, gossip(PEER, seq, 1, Vec::new()));
+        refused += u64::from(!acked(&out, seq));
+    }
+    assert_eq!(refused, (4 * window - 2) / 2 - (window / 2), "only the window is taken");
+    assert_eq!(a.stats().gossip_refused_ahead, refused);
+    // Once the sender's low-water mark moves past the gaps (it gave those batches up, or they
+    // were acknowledged), the window moves and its new batches are taken again.
+    let out = feed(&mut a, gossip(PEER, 5 * window, 5 * window, vec![("late", value(NOW, "in"))]));
+    assert!(acked(&out, 5 * window));
+    assert_eq!(held(&a, "late"), Some(value(NOW, "in")));
+}
+
+#[test]
+fn the_low_water_mark_lets_a_fresh_receiver_join_a_numbering_in_progress() {
+    // A receiver that restarted (or never heard from this sender) gets batch 10 000 first:
+    // with the low-water mark it is a batch like any other, acknowledged and applied, and the
+    // numbers below the mark are not awaited. The sender still holds 9 990..9 999
+    // unacknowledged (its low-water mark is 9 990): those are applied when they come.
+    let mut a = actor();
+    let out = feed(&mut a, gossip(PEER, 10_000, 9_990, vec![("k", value(NOW, "v"))]));
+    assert!(acked(&out, 10_000));
+    assert_eq!(held(&a, "k"), Some(value(NOW, "v")));
+    let out = feed(&mut a, gossip(PEER, 9_995, 9_990, vec![("older", value(NOW, "w"))]));
+    assert!(acked(&out, 9_995));
+    assert_eq!(held(&a, "older"), Some(value(NOW, "w")));
+    // Below the mark, a batch is one the sender was already done with: acknowledged again,
+    // not applied.
+    let out = feed(&mut a, gossip(PEER, 9_000, 9_990, vec![("stale", value(NOW, "x"))]));
+    assert!(acked(&out, 9_000));
+    assert_eq!(held(&a, "stale"), None);
+}
+
+#[test]
+fn a_restarted_peer_numbering_from_one_again_is_heard() {
+    let mut a = actor();
+    for seq in 1..=50 {
+        feed(&mut a, gossip(PEER, seq, seq, Vec::new()));
+    }
+    // Without being told, batch 1 of the peer's new life looks like a duplicate.
+    feed(&mut a, gossip(PEER, 1, 1, vec![("new-life", value(NOW, "a"))]));
+    assert_eq!(held(&a, "new-life"), None);
+    // The transport tells the actor when a peer's incarnation changes.
+    a.forget_receipts_from(PEER.node);
+    let out = feed(&mut a, gossip(PEER, 1, 1, vec![("new-life", value(NOW, "a"))]));
+    assert!(acked(&out, 1));
+    assert_eq!(held(&a, "new-life"), Some(value(NOW, "a")));
+}
