@@ -2,9 +2,13 @@
 //! a write through one node is read through the others after a few epochs; after `kill -9` of
 //! one node the others keep serving every key, old and new.
 
+mod common;
+
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{eventually, redis_cli as redis};
 
 /// A port `p` with `p` and `p + 1` free (a node's two actors gossip on `p` and `p + 1`).
 fn free_ports(taken: &[u16]) -> u16 {
@@ -23,32 +27,9 @@ fn free_ports(taken: &[u16]) -> u16 {
 }
 
 struct Node {
-    child: Child,
+    /// Killed when the node is dropped.
+    _process: common::Process,
     redis_port: u16,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn redis(port: u16, args: &[&str]) -> Option<String> {
-    let output =
-        Command::new("redis-cli").args(["-p", &port.to_string()]).args(args).output().ok()?;
-    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim_end().to_owned())
-}
-
-fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 /// Starts an `anna-server` with `args` (the first two must be `--port N`), two unpinned actors,
@@ -63,7 +44,7 @@ fn start_node(args: &[&str], peers: &[String]) -> Node {
         .stderr(Stdio::null())
         .spawn()
         .expect("start anna-server");
-    Node { child, redis_port }
+    Node { _process: common::Process(child), redis_port }
 }
 
 fn wait_up(nodes: &[Node]) {

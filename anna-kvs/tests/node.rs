@@ -2,10 +2,14 @@
 //! gossip; two nodes in two OS processes converge over TCP on 127.0.0.1; garbage on the gossip
 //! port is counted and dropped while the node keeps serving.
 
+mod common;
+
+use common::eventually;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use lattice_core::{Lww, Stamp};
@@ -30,18 +34,6 @@ fn config(threads: usize, replication: Replication) -> NodeConfig {
         replication,
         ..NodeConfig::default()
     }
-}
-
-/// Polls `check` until it holds or `limit` passes.
-fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    false
 }
 
 #[test]

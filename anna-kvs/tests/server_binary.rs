@@ -1,29 +1,13 @@
 //! The `anna-server` binary's configuration: a `--config` TOML file, flags that win over it,
 //! a file with a mistake in it, and plain (uncoloured) log lines when stderr is not a terminal.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn redis(port: u16, args: &[&str]) -> Option<String> {
-    let output =
-        Command::new("redis-cli").args(["-p", &port.to_string()]).args(args).output().ok()?;
-    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim_end().to_owned())
-}
+use common::{Process as Server, free_port, redis_cli as redis};
 
 fn wait_up(port: u16) {
     let start = Instant::now();
