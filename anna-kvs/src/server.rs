@@ -123,6 +123,11 @@ impl Server {
         self.native.as_ref().map(FrontEnd::local_addr)
     }
 
+    /// Where Redis clients connect with TLS, if that port is on.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.redis.tls_addr()
+    }
+
     /// Serves clients until the stop flag is set, then closes every connection, joins every
     /// thread and shuts the engine down.
     pub fn run(self) {
@@ -151,6 +156,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// Where native-protocol clients connect, if that port is on.
     pub native_addr: Option<String>,
+    /// Where Redis clients connect with TLS, if that port is on.
+    pub tls_addr: Option<SocketAddr>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -165,11 +172,12 @@ impl RunningServer {
         let server = Server::bind(config, Arc::clone(&stop))?;
         let addr = server.local_addr();
         let native_addr = server.native_addr().map(str::to_owned);
+        let tls_addr = server.tls_addr();
         let thread = std::thread::Builder::new()
             .name("anna-server".into())
             .spawn(move || server.run())
             .map_err(|source| ServerError::Bind { addr: addr.to_string(), source })?;
-        Ok(Self { addr, native_addr, stop, thread: Some(thread) })
+        Ok(Self { addr, native_addr, tls_addr, stop, thread: Some(thread) })
     }
 
     /// Stops it and waits until every thread has finished.

@@ -15,6 +15,7 @@ use anna_kvs::auth::Secret;
 use anna_kvs::levels::{Causal, Transactional};
 use anna_kvs::native::{self, FrontEndConfig};
 use anna_kvs::node::PeerSpec;
+use anna_kvs::redis::tls::TlsConfig;
 use anna_kvs::server::{Server, ServerConfig};
 use anna_kvs::{Factor, Replication};
 use clap::Parser;
@@ -91,6 +92,23 @@ struct Options {
     /// port, clients route requests straight to that node.
     #[arg(long, value_delimiter = ',')]
     peers: Option<Vec<String>>,
+    /// A TLS port for Redis clients beside the plain one (`redis-cli --tls`); needs
+    /// --tls-cert-file and --tls-key-file.
+    #[arg(long)]
+    tls_port: Option<u16>,
+    /// The server's certificate chain (PEM).
+    #[arg(long)]
+    tls_cert_file: Option<PathBuf>,
+    /// The server's private key (PEM).
+    #[arg(long)]
+    tls_key_file: Option<PathBuf>,
+    /// The CA that signs client certificates (PEM).
+    #[arg(long)]
+    tls_ca_cert_file: Option<PathBuf>,
+    /// Whether TLS clients must present a certificate signed by the CA: `yes` (Redis's
+    /// default), `optional` or `no`.
+    #[arg(long)]
+    tls_auth_clients: Option<String>,
     /// Most simultaneous clients [default: 10000].
     #[arg(long)]
     maxclients: Option<usize>,
@@ -279,6 +297,17 @@ fn build(options: Options) -> Result<Built, String> {
     if let Some(max) = o.maxclients {
         config.redis.maxclients = max;
     }
+    config.redis.tls = match (o.tls_port, o.tls_cert_file, o.tls_key_file) {
+        (None, None, None) => None,
+        (Some(port), Some(cert_file), Some(key_file)) => Some(TlsConfig {
+            port,
+            cert_file,
+            key_file,
+            ca_cert_file: o.tls_ca_cert_file,
+            auth_clients: o.tls_auth_clients.as_deref().unwrap_or("yes").parse()?,
+        }),
+        _ => return Err("TLS needs --tls-port, --tls-cert-file and --tls-key-file together".into()),
+    };
     if let Some(secs) = o.timeout {
         config.redis.idle_timeout = (secs > 0).then(|| Duration::from_secs(secs));
     }

@@ -186,6 +186,7 @@ fn config(cx: &Context<'_>, rest: &[Bytes]) -> Reply {
     let settings: Vec<(&str, String)> = vec![
         ("bind", settings.bind.clone()),
         ("port", settings.port.to_string()),
+        ("tls-port", settings.tls_port.unwrap_or(0).to_string()),
         ("maxclients", settings.redis.maxclients.to_string()),
         ("timeout", settings.redis.idle_timeout.map_or(0, |d| d.as_secs()).to_string()),
         ("databases", "1".into()),

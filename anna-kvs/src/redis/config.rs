@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::tls::TlsConfig;
 use crate::node::NodeConfig;
 
 /// How to run the Redis port.
@@ -18,6 +19,8 @@ pub struct RedisConfig {
     pub write_timeout: Duration,
     /// Most commands handled per pipelined batch (bounds the reply buffer).
     pub max_batch: usize,
+    /// A TLS listener beside the plain one, serving the same commands and data.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for RedisConfig {
@@ -28,6 +31,7 @@ impl Default for RedisConfig {
             idle_timeout: None,
             write_timeout: Duration::from_secs(10),
             max_batch: 1024,
+            tls: None,
         }
     }
 }
@@ -39,6 +43,8 @@ pub struct Settings {
     pub bind: String,
     /// The Redis port (as bound: never 0).
     pub port: u16,
+    /// The TLS port, if on (as bound).
+    pub tls_port: Option<u16>,
     /// The password `AUTH` checks, if any.
     pub requirepass: Option<String>,
     /// The port's configuration (client limits and timeouts).
@@ -54,6 +60,7 @@ impl Default for Settings {
         Self {
             bind: "127.0.0.1".into(),
             port: 6379,
+            tls_port: None,
             requirepass: None,
             redis: RedisConfig::default(),
             node: NodeConfig::default(),

@@ -27,7 +27,16 @@ use crate::message::{Request, RequestError, Response};
 use crate::node::{NodeHandle, Readiness, Registry, Service};
 
 /// What every actor's connections share.
+/// A new connection, handed by the listener to an actor.
+pub(super) struct Incoming {
+    pub(super) stream: TcpStream,
+    /// It came in on the TLS port.
+    pub(super) tls: bool,
+}
+
 pub(super) struct Shared {
+    /// The TLS port's rustls configuration, if TLS is on.
+    pub(super) tls: Option<Arc<rustls::ServerConfig>>,
     /// What planners read (the bound port, password, engine limits).
     pub(super) settings: Settings,
     /// For INFO and DBSIZE (the node's reports and topology).
@@ -54,7 +63,7 @@ pub const MAX_PENDING_OUTPUT: usize = 64 << 20;
 /// commands; other connections go on meanwhile.
 pub(super) struct Connections {
     shared: Arc<Shared>,
-    incoming: crossbeam_channel::Receiver<TcpStream>,
+    incoming: crossbeam_channel::Receiver<Incoming>,
     /// Connections by slot, which is also their token in the actor's `epoll` set (a closed
     /// connection frees its slot).
     slots: Vec<Option<Connection>>,
@@ -70,7 +79,7 @@ pub(super) struct Connections {
 impl Connections {
     pub(super) fn new(
         shared: Arc<Shared>,
-        incoming: crossbeam_channel::Receiver<TcpStream>,
+        incoming: crossbeam_channel::Receiver<Incoming>,
     ) -> Self {
         Self {
             shared,
@@ -83,7 +92,20 @@ impl Connections {
         }
     }
 
-    fn adopt(&mut self, stream: TcpStream, registry: &Registry<'_>) {
+    fn adopt(&mut self, incoming: Incoming, registry: &Registry<'_>) {
+        let Incoming { stream, tls } = incoming;
+        let tls = match (tls, &self.shared.tls) {
+            (false, _) => None,
+            (true, Some(config)) => match rustls::ServerConnection::new(Arc::clone(config)) {
+                Ok(connection) => Some(connection),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot start a TLS session");
+                    self.shared.counters.connected.fetch_sub(1, Ordering::Relaxed);
+                    return;
+                }
+            },
+            (true, None) => unreachable!("TLS connections come only from the TLS listener"),
+        };
         let slot = self.free.pop().unwrap_or(self.slots.len());
         if let Err(error) =
             stream.set_nonblocking(true).and_then(|()| registry.register(&stream, slot as u64))
@@ -98,7 +120,7 @@ impl Connections {
         let _ = stream.set_nodelay(true);
         // Registered before the first read: input arriving after it raises an event. A client
         // usually sends its first command right after connecting, so read now.
-        let mut conn = Connection::new(Arc::clone(&self.shared), stream);
+        let mut conn = Connection::new(Arc::clone(&self.shared), stream, tls);
         conn.fill(&mut self.chunk);
         if slot == self.slots.len() {
             self.slots.push(Some(conn));
@@ -139,8 +161,8 @@ impl Service<RedisValue> for Connections {
             }
             conn.readable |= event.readable;
         }
-        while let Ok(stream) = self.incoming.try_recv() {
-            self.adopt(stream, registry);
+        while let Ok(incoming) = self.incoming.try_recv() {
+            self.adopt(incoming, registry);
         }
         // Read and plan every idle connection's complete commands; their engine requests make
         // one batch, queued in slot order (the order `complete` finds them in). Input of a
@@ -205,6 +227,9 @@ impl Drop for Connections {
 struct Connection {
     shared: Arc<Shared>,
     stream: TcpStream,
+    /// The TLS session of a connection on the TLS port: bytes from the socket go through it
+    /// into `buf`, replies from `out` through it into the socket.
+    tls: Option<rustls::ServerConnection>,
     /// Authenticated, RESP version, name, quit.
     session: Session,
     /// Bytes read and not yet parsed.
@@ -227,12 +252,13 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(shared: Arc<Shared>, stream: TcpStream) -> Self {
+    fn new(shared: Arc<Shared>, stream: TcpStream, tls: Option<rustls::ServerConnection>) -> Self {
         let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
         let session = Session::new(id, shared.settings.requirepass.is_some());
         Self {
             shared,
             stream,
+            tls,
             session,
             buf: BytesMut::with_capacity(16 * 1024),
             out: Vec::new(),
@@ -266,6 +292,10 @@ impl Connection {
 
     /// Reads what the socket has (without blocking), up to the query buffer limit.
     fn fill(&mut self, chunk: &mut [u8]) {
+        if self.tls.is_some() {
+            self.fill_tls(chunk);
+            return;
+        }
         self.readable = true;
         loop {
             match self.stream.read(chunk) {
@@ -298,6 +328,70 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// [`Connection::fill`] through TLS: socket bytes into the session, plaintext out of it
+    /// into `buf`; then whatever the session has to send (handshake, alerts).
+    fn fill_tls(&mut self, chunk: &mut [u8]) {
+        self.readable = true;
+        let limit = self.query_buffer_limit();
+        let Self { tls: Some(tls), stream, buf, dead, readable, last_read, .. } = self else {
+            return;
+        };
+        'socket: loop {
+            // Plaintext the session already holds first.
+            loop {
+                match tls.reader().read(chunk) {
+                    Ok(0) => {
+                        // The client closed the session (close_notify).
+                        *dead = true;
+                        *readable = false;
+                        return;
+                    }
+                    Ok(n) => {
+                        buf.extend_from_slice(&chunk[..n]);
+                        *last_read = Instant::now();
+                        if buf.len() > limit {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        *dead = true;
+                        *readable = false;
+                        return;
+                    }
+                }
+            }
+            match tls.read_tls(stream) {
+                Ok(0) => {
+                    *dead = true;
+                    *readable = false;
+                    return;
+                }
+                Ok(_) => {
+                    if let Err(error) = tls.process_new_packets() {
+                        // Not TLS, or a failed handshake: send the alert, then close.
+                        tracing::debug!(%error, "TLS session failed");
+                        let _ = tls.write_tls(stream);
+                        *dead = true;
+                        *readable = false;
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    *readable = false;
+                    break 'socket;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    *dead = true;
+                    *readable = false;
+                    return;
+                }
+            }
+        }
+        self.flush();
     }
 
     /// Input left in the socket that this connection will still read.
@@ -364,6 +458,10 @@ impl Connection {
 
     /// Writes as much pending output as the socket takes now.
     fn flush(&mut self) {
+        if self.tls.is_some() {
+            self.flush_tls();
+            return;
+        }
         while !self.out.is_empty() && !self.dead {
             match self.stream.write(&self.out) {
                 Ok(0) => self.dead = true,
@@ -381,16 +479,51 @@ impl Connection {
         }
     }
 
+    /// [`Connection::flush`] through TLS: replies into the session (as much as its buffer
+    /// takes), its records into the socket.
+    fn flush_tls(&mut self) {
+        let Self { tls: Some(tls), stream, out, dead, stalled_since, .. } = self else { return };
+        while !*dead {
+            let taken = if out.is_empty() { 0 } else { tls.writer().write(out).unwrap_or(0) };
+            out.drain(..taken);
+            if !tls.wants_write() {
+                if taken == 0 {
+                    // All sent, or replies wait for the handshake to finish.
+                    if out.is_empty() {
+                        *stalled_since = None;
+                    }
+                    return;
+                }
+                continue;
+            }
+            match tls.write_tls(stream) {
+                Ok(0) => *dead = true,
+                Ok(_) => *stalled_since = None,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    stalled_since.get_or_insert_with(Instant::now);
+                    return;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => *dead = true,
+            }
+        }
+    }
+
+    /// Replies not yet on the wire: in `out`, or encrypted and waiting in the TLS session.
+    fn output_pending(&self) -> bool {
+        !self.out.is_empty() || self.tls.as_ref().is_some_and(|tls| tls.wants_write())
+    }
+
     /// `true` once the connection should be closed.
     fn finished(&self) -> bool {
         let config = &self.shared.settings.redis;
         self.dead
-            || (self.session.quit && self.out.is_empty())
+            || (self.session.quit && !self.output_pending())
             || self.out.len() > MAX_PENDING_OUTPUT
             || self.stalled_since.is_some_and(|t| t.elapsed() > config.write_timeout)
             || config
                 .idle_timeout
-                .is_some_and(|limit| self.last_read.elapsed() > limit && self.out.is_empty())
+                .is_some_and(|limit| self.last_read.elapsed() > limit && !self.output_pending())
     }
 
     fn plan(&mut self, args: &[bytes::Bytes], counters: &Counters) -> Plan {

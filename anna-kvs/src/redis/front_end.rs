@@ -5,14 +5,14 @@
 //! on, between its own messages (see [`super::connection`]).
 
 use std::io::{ErrorKind, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::config::{RedisConfig, Settings};
-use super::connection::{Connections, Shared};
+use super::connection::{Connections, Incoming, Shared};
 use super::plan::Counters;
 use super::value::RedisValue;
 use crate::node::{NodeConfig, NodeHandle, Service};
@@ -22,10 +22,12 @@ use crate::node::{NodeConfig, NodeHandle, Service};
 #[derive(Debug)]
 pub struct RedisFrontEnd {
     listener: TcpListener,
+    /// The TLS listener and its rustls configuration, if TLS is on.
+    tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
     /// What the services will share: the bound port, the password, the port's config.
     settings: Settings,
     /// New connections for each actor's service.
-    inboxes: Vec<crossbeam_channel::Sender<TcpStream>>,
+    inboxes: Vec<crossbeam_channel::Sender<Incoming>>,
     /// Set once the services exist.
     shared: Option<Arc<Shared>>,
 }
@@ -47,20 +49,41 @@ impl RedisFrontEnd {
         let listener = TcpListener::bind((bind, config.port))?;
         listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
+        let tls = match &config.tls {
+            Some(tls) => {
+                let server_config = tls
+                    .server_config()
+                    .map_err(|message| std::io::Error::new(ErrorKind::InvalidInput, message))?;
+                let listener = TcpListener::bind((bind, tls.port))?;
+                listener.set_nonblocking(true)?;
+                Some((listener, server_config))
+            }
+            None => None,
+        };
+        let tls_port = match &tls {
+            Some((listener, _)) => Some(listener.local_addr()?.port()),
+            None => None,
+        };
         let settings = Settings {
             bind: bind.to_owned(),
             port,
+            tls_port,
             requirepass: requirepass.filter(|p| !p.is_empty()).map(str::to_owned),
             redis: config,
             node: node.clone(),
             started: Instant::now(),
         };
-        Ok(Self { listener, settings, inboxes: Vec::new(), shared: None })
+        Ok(Self { listener, tls, settings, inboxes: Vec::new(), shared: None })
     }
 
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    /// The address the TLS listener is bound to, if TLS is on.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     /// One service per actor (what [`Node::start_with`](crate::Node::start_with) asks for):
@@ -74,6 +97,7 @@ impl RedisFrontEnd {
         // The node resolves `threads = 0` and the epoch; report what it runs with.
         settings.node = node.config().clone();
         let shared = Arc::new(Shared {
+            tls: self.tls.as_ref().map(|(_, config)| Arc::clone(config)),
             settings,
             node,
             counters: Counters::default(),
@@ -93,50 +117,71 @@ impl RedisFrontEnd {
     /// Accepts connections and hands them to the actors in turn until `stop` is set. The
     /// connections themselves close when the node stops (its actors drop their services).
     pub fn run(self, stop: &AtomicBool) {
-        let Self { listener, inboxes, shared, .. } = self;
+        let Self { listener, tls, inboxes, shared, .. } = self;
         let Some(shared) = shared else {
             tracing::warn!("the Redis port has no services: nothing to hand connections to");
             return;
         };
-        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), actors = inboxes.len(), "anna-server ready to accept connections");
+        let tls_listener = tls.map(|(listener, _)| listener);
+        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = ?tls_listener.as_ref().and_then(|l| l.local_addr().ok()), actors = inboxes.len(), "anna-server ready to accept connections");
         let mut next = 0_usize;
         while !stop.load(Ordering::Relaxed) && !inboxes.is_empty() {
-            // Wait for a connection (or a stop within 100 ms), without spinning.
-            let mut items = [zmq::PollItem::from_fd(listener.as_raw_fd(), zmq::POLLIN)];
-            if zmq::poll(&mut items, 100).is_err() || !items[0].is_readable() {
+            // Wait for a connection on either port (or a stop within 100 ms), without spinning.
+            let mut items = vec![zmq::PollItem::from_fd(listener.as_raw_fd(), zmq::POLLIN)];
+            if let Some(tls) = &tls_listener {
+                items.push(zmq::PollItem::from_fd(tls.as_raw_fd(), zmq::POLLIN));
+            }
+            if zmq::poll(&mut items, 100).is_err() {
                 continue;
             }
-            loop {
-                match listener.accept() {
-                    Ok((mut stream, _peer)) => {
-                        let counters = &shared.counters;
-                        counters.connections_received.fetch_add(1, Ordering::Relaxed);
-                        if counters.connected.load(Ordering::Relaxed)
-                            >= shared.settings.redis.maxclients
-                        {
-                            counters.rejected.fetch_add(1, Ordering::Relaxed);
-                            let _ = stream.write_all(b"-ERR max number of clients reached\r\n");
-                            continue;
-                        }
-                        counters.connected.fetch_add(1, Ordering::Relaxed);
-                        next = (next + 1) % inboxes.len();
-                        if inboxes[next].send(stream).is_ok() {
-                            shared.node.wake(next);
-                        } else {
-                            counters.connected.fetch_sub(1, Ordering::Relaxed);
-                        }
-                    }
-                    Err(error) if error.kind() == ErrorKind::WouldBlock => break,
-                    Err(error) if error.kind() == ErrorKind::Interrupted => {}
-                    Err(error) => {
-                        // Out of descriptors, say: back off instead of spinning.
-                        tracing::warn!(%error, "accept failed");
-                        std::thread::sleep(Duration::from_millis(20));
-                        break;
-                    }
+            let ready: Vec<bool> = items.iter().map(zmq::PollItem::is_readable).collect();
+            for (which, port) in std::iter::once(&listener).chain(tls_listener.as_ref()).enumerate()
+            {
+                if ready[which] {
+                    accept_all(port, which == 1, &shared, &inboxes, &mut next);
                 }
             }
         }
         tracing::info!("shutting down: closing connections");
+    }
+}
+
+/// Accepts every connection waiting on `listener` and hands each to the next actor.
+fn accept_all(
+    listener: &TcpListener,
+    tls: bool,
+    shared: &Shared,
+    inboxes: &[crossbeam_channel::Sender<Incoming>],
+    next: &mut usize,
+) {
+    loop {
+        match listener.accept() {
+            Ok((mut stream, _peer)) => {
+                let counters = &shared.counters;
+                counters.connections_received.fetch_add(1, Ordering::Relaxed);
+                if counters.connected.load(Ordering::Relaxed) >= shared.settings.redis.maxclients {
+                    counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    if !tls {
+                        let _ = stream.write_all(b"-ERR max number of clients reached\r\n");
+                    }
+                    continue;
+                }
+                counters.connected.fetch_add(1, Ordering::Relaxed);
+                *next = (*next + 1) % inboxes.len();
+                if inboxes[*next].send(Incoming { stream, tls }).is_ok() {
+                    shared.node.wake(*next);
+                } else {
+                    counters.connected.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            Err(error) if error.kind() == ErrorKind::WouldBlock => return,
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            Err(error) => {
+                // Out of descriptors, say: back off instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                std::thread::sleep(Duration::from_millis(20));
+                return;
+            }
+        }
     }
 }

@@ -11,6 +11,7 @@
 //! | [`commands`] | data commands by type (`strings`, `sets`, `keyspace`) turned into plans |
 //! | [`admin`] | connection and server commands (AUTH, HELLO, CLIENT, CONFIG, INFO, …) |
 //! | [`plan`] | what a planner returns and reads; the one engine-error → Redis-text mapping |
+//! | [`tls`] | TLS on the Redis port: Redis's settings turned into a rustls configuration |
 //! | [`value`] | what a key holds ([`RedisValue`]), short strings inline ([`inline_bytes`]) |
 //!
 //! A `SET` goes: [`connection`] reads and parses it → [`table::dispatch`] finds its row and
@@ -29,6 +30,7 @@ pub mod plan;
 pub mod resp;
 pub mod session;
 pub mod table;
+pub mod tls;
 pub mod value;
 
 pub use config::RedisConfig;

@@ -1,0 +1,112 @@
+//! TLS on the Redis port (rustls, with the `ring` provider): the configuration Redis users
+//! know (`tls-port`, `tls-cert-file`, `tls-key-file`, `tls-ca-cert-file`, `tls-auth-clients`)
+//! turned into a rustls server configuration at start, so a bad certificate fails the start
+//! with its file named, never a connection later.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::RootCertStore;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+
+/// Whether clients must present a certificate (Redis's `tls-auth-clients`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// Every client must present a certificate signed by the CA (Redis's default, `yes`).
+    #[default]
+    Required,
+    /// A client may present one; if it does, it must be valid (`optional`).
+    Optional,
+    /// Clients are not asked for one (`no`).
+    No,
+}
+
+impl std::str::FromStr for ClientAuth {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "yes" => Ok(Self::Required),
+            "optional" => Ok(Self::Optional),
+            "no" => Ok(Self::No),
+            other => Err(format!("tls-auth-clients {other:?} is not yes, optional or no")),
+        }
+    }
+}
+
+/// The Redis port's TLS listener.
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    /// The TLS port (0 picks a free one).
+    pub port: u16,
+    /// The server's certificate chain, PEM.
+    pub cert_file: PathBuf,
+    /// The server's private key, PEM.
+    pub key_file: PathBuf,
+    /// The CA that signs client certificates, PEM (needed unless `auth_clients` is `No`).
+    pub ca_cert_file: Option<PathBuf>,
+    /// Whether clients must present a certificate.
+    pub auth_clients: ClientAuth,
+}
+
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(Iterator::collect)
+        .map_err(|e| format!("cannot read certificates from {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(certs)
+}
+
+impl TlsConfig {
+    /// The rustls configuration: certificates and key loaded and checked, client
+    /// authentication set up.
+    ///
+    /// # Errors
+    /// A file that cannot be read or parsed, a key that does not match the certificate, a
+    /// missing CA when clients must authenticate; each message names the file or setting.
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certs = certificates(&self.cert_file)?;
+        let key = PrivateKeyDer::from_pem_file(&self.key_file).map_err(|e| {
+            format!("cannot read a private key from {}: {e}", self.key_file.display())
+        })?;
+        let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?;
+        let builder = match (self.auth_clients, &self.ca_cert_file) {
+            (ClientAuth::No, _) => builder.with_no_client_auth(),
+            (_, None) => {
+                return Err(
+                    "tls-auth-clients needs --tls-ca-cert-file (or --tls-auth-clients no)".into()
+                );
+            }
+            (auth, Some(ca)) => {
+                let mut roots = RootCertStore::empty();
+                for cert in certificates(ca)? {
+                    roots.add(cert).map_err(|e| format!("{}: {e}", ca.display()))?;
+                }
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+                let verifier = if auth == ClientAuth::Optional {
+                    verifier.allow_unauthenticated()
+                } else {
+                    verifier
+                };
+                builder.with_client_cert_verifier(
+                    verifier.build().map_err(|e| format!("{}: {e}", ca.display()))?,
+                )
+            }
+        };
+        let config = builder.with_single_cert(certs, key).map_err(|e| {
+            format!(
+                "{} and {} do not make a certificate and its key: {e}",
+                self.cert_file.display(),
+                self.key_file.display()
+            )
+        })?;
+        Ok(Arc::new(config))
+    }
+}
