@@ -6,6 +6,8 @@
 #   bash anna-kvs/scripts/compare-redis.sh [requests] [clients]
 #   REPEAT=5 bash anna-kvs/scripts/compare-redis.sh                  # more runs per row
 #   ANNA_ARGS="--threads 1" bash anna-kvs/scripts/compare-redis.sh   # extra anna-server flags
+#   TLS=1 bash anna-kvs/scripts/compare-redis.sh   # both servers over TLS (certificates made
+#       # now with openssl in a temporary directory; no client certificates)
 #   BASELINE=/tmp/anna-server-old bash anna-kvs/scripts/compare-redis.sh
 #       # also runs another anna-server build (an older commit's, say) in the same rounds and
 #       # prints its median ratio to redis and the median new/baseline ratio
@@ -23,10 +25,27 @@ base_port=16382
 baseline=${BASELINE:-}
 
 cargo build --release --quiet --bin anna-server
+anna_tls=() redis_tls=() bench_tls=()
+anna_bench_port=$anna_port redis_bench_port=$redis_port
+if [ -n "${TLS:-}" ]; then
+  pki=$(mktemp -d)
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=bench-ca -keyout "$pki/ca.key" \
+    -out "$pki/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout "$pki/server.key" \
+    -out "$pki/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$pki/san.ext"
+  openssl x509 -req -in "$pki/server.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial \
+    -days 1 -extfile "$pki/san.ext" -out "$pki/server.pem" 2>/dev/null
+  tls_files=(--tls-cert-file "$pki/server.pem" --tls-key-file "$pki/server.key" --tls-auth-clients no)
+  anna_tls=(--tls-port $((anna_port + 10)) "${tls_files[@]}")
+  redis_tls=(--tls-port $((redis_port + 10)) "${tls_files[@]}")
+  bench_tls=(--tls --cacert "$pki/ca.pem")
+  anna_bench_port=$((anna_port + 10)) redis_bench_port=$((redis_port + 10))
+fi
 # shellcheck disable=SC2086 # ANNA_ARGS is a list of flags
-./target/release/anna-server --port "$anna_port" --native-port 0 --log-level warn ${ANNA_ARGS:-} &
+./target/release/anna-server --port "$anna_port" --native-port 0 --log-level warn "${anna_tls[@]}" ${ANNA_ARGS:-} &
 pids=$!
-redis-server --port "$redis_port" --save '' --appendonly no --daemonize no --loglevel warning &
+redis-server --port "$redis_port" --save '' --appendonly no --daemonize no --loglevel warning "${redis_tls[@]}" &
 pids="$pids $!"
 ports="$anna_port $redis_port"
 if [ -n "$baseline" ]; then
@@ -42,7 +61,7 @@ for port in $ports; do
 done
 
 rps() { # port pipeline test requests -> requests per second
-  redis-benchmark -p "$1" -t "$3" -c "$clients" -r 100000 -d 8 -P "$2" -n "$4" --csv 2>/dev/null \
+  redis-benchmark "${bench_tls[@]}" -p "$1" -t "$3" -c "$clients" -r 100000 -d 8 -P "$2" -n "$4" --csv 2>/dev/null \
     | awk -F'","' 'NR==2 {gsub(/"/, "", $2); print $2}'
 }
 
@@ -70,8 +89,8 @@ for pipeline in 16 1; do
       a="" r="" b=""
       for who in $order; do
         case $who in
-          anna) a=$(rps "$anna_port" "$pipeline" "$test" "$n") ;;
-          redis) r=$(rps "$redis_port" "$pipeline" "$test" "$n") ;;
+          anna) a=$(rps "$anna_bench_port" "$pipeline" "$test" "$n") ;;
+          redis) r=$(rps "$redis_bench_port" "$pipeline" "$test" "$n") ;;
           base) [ -n "$baseline" ] && b=$(rps "$base_port" "$pipeline" "$test" "$n") ;;
         esac
       done
