@@ -9,7 +9,8 @@
 //! - [`ring`]: CRC32 consistent hashing over nodes and threads ([`Topology`], [`Replication`]),
 //!   and a static cluster's membership ([`Topology::of_cluster`]).
 //! - [`message`]: what actors consume and produce ([`Request`], [`Response`], [`PeerMessage`]).
-//! - [`actor`]: the actor state machine ([`Actor`]) — the hot path, top to bottom.
+//! - [`actor`]: the actor state machine ([`Actor`]) — the request path top to bottom in
+//!   `actor/mod.rs`, its gossip (epochs, acknowledgements, reclamation) in `actor/gossip.rs`.
 //! - [`small_bytes`]: byte strings kept inline when short (the store's keys, Redis strings).
 //! - [`sim`]: a deterministic, seeded simulated network for whole clusters of actors.
 //!

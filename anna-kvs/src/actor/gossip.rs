@@ -1,0 +1,343 @@
+//! The actor's side of epoch gossip: batches out at each epoch (one per destination, the
+//! changed keys' current states), retransmission until acknowledged, receipt of peers' batches
+//! (bounded per peer, low-water marks, restarts, stamps from the future refused), and the
+//! reclamation of deleted keys once every replica is known to have the tombstone.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::{Actor, ActorStats, Slot};
+use crate::message::{Gossip, Output, PeerMessage};
+use crate::ring::{ActorId, Key, NodeIndex};
+use crate::small_bytes::StoreKey;
+use crate::value::KvsValue;
+use lattice_core::Stamp;
+
+/// What this actor knows about its traffic with one other actor.
+#[derive(Debug, Default)]
+pub(super) struct PeerLink {
+    /// Sequence number of the next batch to it.
+    next_seq: u64,
+    /// Batches sent and not yet acknowledged: seq → (keys, epoch of the last send).
+    pub(super) unacked: BTreeMap<u64, (Vec<Key>, u64)>,
+    /// Keys held in `unacked`.
+    unacked_keys: usize,
+    /// Highest seq such that every batch from it up to there has arrived.
+    received_contiguous: u64,
+    /// Batches from it that arrived above `received_contiguous`.
+    received_ahead: BTreeSet<u64>,
+}
+
+/// What a receiver makes of a gossip batch's sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Receipt {
+    /// Not seen before: apply it.
+    New,
+    /// Seen before (or below the sender's low-water mark): acknowledge, do not apply.
+    Duplicate,
+    /// Beyond the receipt window: neither acknowledge nor apply (the sender resends it).
+    TooFarAhead,
+}
+
+impl PeerLink {
+    /// Records batch `seq` as received, within `window` batches above the contiguous ones.
+    fn record_received(&mut self, seq: u64, window: u64) -> Receipt {
+        if seq <= self.received_contiguous || self.received_ahead.contains(&seq) {
+            return Receipt::Duplicate;
+        }
+        if seq - self.received_contiguous > window {
+            return Receipt::TooFarAhead;
+        }
+        self.received_ahead.insert(seq);
+        while self.received_ahead.remove(&(self.received_contiguous + 1)) {
+            self.received_contiguous += 1;
+        }
+        Receipt::New
+    }
+
+    /// The sender will never send a batch below `low_water` again (each was acknowledged, or
+    /// given up): count everything below it as received.
+    fn advance_to(&mut self, low_water: u64) {
+        let below = low_water.saturating_sub(1);
+        if below <= self.received_contiguous {
+            return;
+        }
+        self.received_contiguous = below;
+        self.received_ahead = self.received_ahead.split_off(&(below + 1));
+        while self.received_ahead.remove(&(self.received_contiguous + 1)) {
+            self.received_contiguous += 1;
+        }
+    }
+
+    /// The lowest batch this side may still send again: the oldest unacknowledged one, or
+    /// the next one.
+    fn low_water(&self) -> u64 {
+        self.unacked.first_key_value().map_or(self.next_seq + 1, |(&seq, _)| seq)
+    }
+}
+
+/// A tombstone waiting until it is safe to free.
+#[derive(Debug)]
+pub(super) struct PendingTombstone {
+    key: Key,
+    stamp: Stamp,
+    /// Per other owner: the batch that carried the tombstone, and once acknowledged, the seq of
+    /// that owner's own batches this actor must have received.
+    peers: Vec<(ActorId, u64, Option<u64>)>,
+}
+
+impl<V: KvsValue> Actor<V> {
+    /// Whether `actor` is another actor of the cluster (only those get per-peer state).
+    fn is_peer(&self, actor: ActorId) -> bool {
+        actor != self.id
+            && usize::from(actor.node) < self.topology.nodes().len()
+            && actor.thread < self.topology.threads(actor.node)
+    }
+
+    /// Forgets which batches arrived from the actors of `node`, which restarted: its new life
+    /// numbers its batches from 1 again (each batch's low-water mark then moves the receipt
+    /// window to where its numbering is).
+    pub fn forget_receipts_from(&mut self, node: NodeIndex) {
+        for (peer, link) in &mut self.links {
+            if peer.node == node {
+                link.received_contiguous = 0;
+                link.received_ahead.clear();
+            }
+        }
+    }
+
+    pub(super) fn receive_gossip(&mut self, now: u64, gossip: Gossip<V>, out: &mut Vec<Output<V>>) {
+        let Gossip { from, seq, low_water, updates, overrides } = gossip;
+        if !self.is_peer(from) {
+            self.stats.unknown_senders += 1;
+            return;
+        }
+        let window = self.config.max_receipts_ahead.max(1);
+        let link = self.links.entry(from).or_default();
+        link.advance_to(low_water);
+        let receipt = link.record_received(seq, window);
+        if receipt == Receipt::TooFarAhead {
+            self.stats.gossip_refused_ahead += 1;
+            return;
+        }
+        self.stats.gossip_in += 1;
+        self.stats.gossip_entries_in += updates.len() as u64;
+        let first_time = receipt == Receipt::New;
+        let sent_to_you = link.next_seq;
+        // Always acknowledge (the first ack may have been lost)...
+        out.push(Output::Send {
+            to: from,
+            message: PeerMessage::Ack { from: self.id, seq, sent_to_you },
+        });
+        // ...but apply a batch once: a late duplicate may predate a tombstone freed since.
+        // (A resend reuses its seq; whatever changed after the first send went out in a newer
+        // batch, because every change marks its key for the next epoch.)
+        if !first_time {
+            return;
+        }
+        let horizon = now.saturating_add(self.config.max_clock_ahead_us);
+        for (key, value) in updates {
+            if value.newest_stamp().is_some_and(|stamp| stamp.time > horizon) {
+                // Acknowledged like the rest of the batch, but never applied: it would pin
+                // the key until its time comes. Counted (and visible in INFO).
+                self.stats.future_stamps_refused += 1;
+                continue;
+            }
+            self.stats.merges += 1;
+            let changed_to_tombstone = match self.store.get_mut(&key[..]) {
+                Some(slot) => {
+                    let changed = slot.value.merge(value);
+                    self.stats.merges_changed += u64::from(changed);
+                    // Tombstones are passed on by every replica that learns of them, so each
+                    // replica can track the acknowledgements it needs before freeing the key.
+                    changed
+                        && slot.value.tombstone_stamp().is_some()
+                        && !std::mem::replace(&mut slot.dirty, true)
+                }
+                None => {
+                    let echo = match (value.tombstone_stamp(), self.recently_freed.get(&key)) {
+                        (Some(incoming), Some(&(freed, _))) => incoming <= freed,
+                        _ => false,
+                    };
+                    if value.is_bottom() || echo {
+                        false
+                    } else {
+                        self.stats.merges_changed += 1;
+                        let tombstone = value.tombstone_stamp().is_some();
+                        self.store.insert(StoreKey::new(&key), Slot { value, dirty: tombstone });
+                        tombstone
+                    }
+                }
+            };
+            if changed_to_tombstone {
+                self.changeset.push(key);
+            }
+        }
+        for (key, level) in overrides {
+            self.merge_override(key, level);
+        }
+    }
+
+    pub(super) fn receive_ack(&mut self, from: ActorId, seq: u64, sent_to_you: u64) {
+        let Some(link) = self.links.get_mut(&from) else {
+            self.stats.unknown_senders += u64::from(!self.is_peer(from));
+            return;
+        };
+        if let Some((keys, _)) = link.unacked.remove(&seq) {
+            link.unacked_keys -= keys.len();
+        }
+        for pending in &mut self.tombstones {
+            for (peer, batch, need) in &mut pending.peers {
+                if *peer == from && *batch == seq && need.is_none() {
+                    *need = Some(sent_to_you);
+                }
+            }
+        }
+    }
+
+    /// The epoch: gossip the changeset, resend what is overdue, free what is safe to free.
+    pub(super) fn epoch_work(&mut self, out: &mut Vec<Output<V>>) {
+        let mut batches: BTreeMap<ActorId, Vec<(Key, V)>> = BTreeMap::new();
+        let mut new_tombstones = Vec::new();
+        let changeset = std::mem::take(&mut self.changeset);
+        let mut owners = std::mem::take(&mut self.owners_buf);
+        for key in &changeset {
+            let Some(slot) = self.store.get_mut(&key[..]) else { continue };
+            slot.dirty = false;
+            let over = self.overrides.get(key).copied();
+            self.topology.owners_into(key, over, &mut owners);
+            for &owner in &owners {
+                if owner != self.id {
+                    batches.entry(owner).or_default().push((key.clone(), slot.value.clone()));
+                }
+            }
+            if let Some(stamp) = slot.value.tombstone_stamp() {
+                let peers: Vec<ActorId> =
+                    owners.iter().copied().filter(|&o| o != self.id).collect();
+                new_tombstones.push((key.clone(), stamp, peers));
+            }
+        }
+        self.owners_buf = owners;
+        self.changeset = changeset;
+        self.changeset.clear();
+
+        // Overrides go to every actor: any of them may route a request for the key.
+        let override_changes = std::mem::take(&mut self.override_changes);
+        if !override_changes.is_empty() {
+            let everyone: Vec<ActorId> =
+                self.topology.all_actors().filter(|&a| a != self.id).collect();
+            for actor in everyone {
+                batches.entry(actor).or_default();
+            }
+        }
+
+        let mut sent_seq: HashMap<ActorId, u64> = HashMap::new();
+        for (to, updates) in batches {
+            let link = self.links.entry(to).or_default();
+            link.next_seq += 1;
+            let seq = link.next_seq;
+            let keys: Vec<Key> = updates.iter().map(|(k, _)| k.clone()).collect();
+            link.unacked_keys += keys.len();
+            link.unacked.insert(seq, (keys, self.epoch));
+            while link.unacked_keys > self.config.max_unacked_keys_per_peer {
+                let Some((_, (dropped, _))) = link.unacked.pop_first() else { break };
+                link.unacked_keys -= dropped.len();
+                self.stats.gossip_given_up += 1;
+            }
+            sent_seq.insert(to, seq);
+            let gossip = Gossip {
+                from: self.id,
+                seq,
+                low_water: link.low_water(),
+                updates,
+                overrides: override_changes.clone(),
+            };
+            send_gossip(&mut self.stats, out, to, gossip);
+        }
+
+        if self.config.reclaim_tombstones {
+            for (key, stamp, peers) in new_tombstones {
+                let peers = peers
+                    .into_iter()
+                    .map(|p| (p, sent_seq.get(&p).copied().unwrap_or(0), None))
+                    .collect();
+                self.tombstones.retain(|t| t.key != key);
+                self.tombstones.push(PendingTombstone { key, stamp, peers });
+            }
+        }
+
+        self.resend_overdue(out);
+        if self.config.reclaim_tombstones {
+            self.reclaim();
+        }
+    }
+
+    fn resend_overdue(&mut self, out: &mut Vec<Output<V>>) {
+        let epoch = self.epoch;
+        let wait = self.config.retransmit_after_epochs.max(1);
+        for (&to, link) in &mut self.links {
+            let low_water = link.low_water();
+            for (&seq, (keys, sent_epoch)) in link.unacked.iter_mut() {
+                if epoch < *sent_epoch + wait {
+                    continue;
+                }
+                *sent_epoch = epoch;
+                // The keys' current states: at least what was first sent, often more.
+                let updates: Vec<(Key, V)> = keys
+                    .iter()
+                    .filter_map(|k| {
+                        self.store.get(&k[..]).map(|slot| (k.clone(), slot.value.clone()))
+                    })
+                    .collect();
+                self.stats.gossip_resent += 1;
+                let gossip =
+                    Gossip { from: self.id, seq, low_water, updates, overrides: Vec::new() };
+                send_gossip(&mut self.stats, out, to, gossip);
+            }
+        }
+    }
+
+    fn reclaim(&mut self) {
+        let horizon = self.config.retransmit_after_epochs.max(1) * 10;
+        let epoch = self.epoch;
+        self.recently_freed.retain(|_, &mut (_, at)| epoch < at + horizon);
+        self.executed_forwards.retain(|_, &mut at| epoch < at + horizon);
+        let links = &self.links;
+        let store = &mut self.store;
+        let recently_freed = &mut self.recently_freed;
+        let mut floor = self.floor;
+        let mut reclaimed = 0;
+        self.tombstones.retain(|pending| {
+            let safe = pending.peers.iter().all(|&(peer, _, need)| match need {
+                Some(need) => links.get(&peer).is_some_and(|l| l.received_contiguous >= need),
+                None => false,
+            });
+            if !safe {
+                return true;
+            }
+            if let Some(slot) = store.get(&pending.key[..])
+                && !slot.dirty
+                && slot.value.tombstone_stamp() == Some(pending.stamp)
+            {
+                store.remove(&pending.key[..]);
+                recently_freed.insert(pending.key.clone(), (pending.stamp, epoch));
+                floor = floor.max(Some(pending.stamp));
+                reclaimed += 1;
+            }
+            false
+        });
+        self.floor = floor;
+        self.stats.reclaimed += reclaimed;
+    }
+}
+
+/// Queues a gossip batch for `to` and counts it.
+fn send_gossip<V: KvsValue>(
+    stats: &mut ActorStats,
+    out: &mut Vec<Output<V>>,
+    to: ActorId,
+    gossip: Gossip<V>,
+) {
+    stats.gossip_out += 1;
+    stats.gossip_entries_out += gossip.updates.len() as u64;
+    out.push(Output::Send { to, message: PeerMessage::Gossip(gossip) });
+}
