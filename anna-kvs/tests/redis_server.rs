@@ -488,3 +488,50 @@ fn the_command_table_agrees_with_real_redis() {
         );
     }
 }
+
+/// MULTI/EXEC/DISCARD as Redis clients use them: a transaction's writes happen at EXEC and not
+/// before (redis-py's default `pipeline()` sends MULTI … EXEC), DISCARD drops them, a command
+/// refused while queueing aborts the whole transaction, and a runtime error inside EXEC is one
+/// element of the answer.
+#[test]
+fn transactions_queue_until_exec_and_never_half_run() {
+    let server = server();
+    let mut con = connect(server.addr);
+    let mut other = connect(server.addr);
+    // The client library's atomic pipeline.
+    let (set, n, got): (String, i64, String) =
+        redis::pipe().atomic().set("a", "1").incr("n", 5).get("a").query(&mut con).unwrap();
+    assert_eq!((set.as_str(), n, got.as_str()), ("OK", 5, "1"));
+
+    assert_eq!(cmd::<String>(&mut con, &["MULTI"]).unwrap(), "OK");
+    assert_eq!(cmd::<String>(&mut con, &["SET", "tx", "v"]).unwrap(), "QUEUED");
+    assert_eq!(cmd::<Option<String>>(&mut other, &["GET", "tx"]).unwrap(), None, "not before EXEC");
+    assert!(error_text(cmd(&mut con, &["MULTI"])).contains("can not be nested"));
+    assert_eq!(cmd::<Vec<String>>(&mut con, &["EXEC"]).unwrap(), ["OK"]);
+    assert_eq!(cmd::<Option<String>>(&mut other, &["GET", "tx"]).unwrap().as_deref(), Some("v"));
+
+    assert_eq!(cmd::<String>(&mut con, &["MULTI"]).unwrap(), "OK");
+    assert_eq!(cmd::<String>(&mut con, &["SET", "dropped", "x"]).unwrap(), "QUEUED");
+    assert_eq!(cmd::<String>(&mut con, &["DISCARD"]).unwrap(), "OK");
+    assert_eq!(cmd::<Option<String>>(&mut con, &["GET", "dropped"]).unwrap(), None);
+
+    assert_eq!(cmd::<String>(&mut con, &["MULTI"]).unwrap(), "OK");
+    assert_eq!(cmd::<String>(&mut con, &["SET", "never", "x"]).unwrap(), "QUEUED");
+    assert!(error_text(cmd(&mut con, &["NOSUCHCOMMAND"])).contains("unknown command"));
+    assert!(error_text(cmd(&mut con, &["GET"])).contains("wrong number of arguments"));
+    assert!(error_text(cmd(&mut con, &["EXEC"])).starts_with("EXECABORT"));
+    assert_eq!(cmd::<Option<String>>(&mut con, &["GET", "never"]).unwrap(), None);
+
+    assert_eq!(cmd::<String>(&mut con, &["SADD", "set", "m"]).unwrap(), "1");
+    // The runtime error is one element of EXEC's array (read raw: the client library turns a
+    // nested error into an error of the whole call).
+    let answer = raw(server.addr, b"MULTI\r\nINCR set\r\nSET after-error yes\r\nEXEC\r\n");
+    assert_eq!(
+        answer,
+        "+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n+OK\r\n"
+    );
+    assert_eq!(cmd::<String>(&mut con, &["GET", "after-error"]).unwrap(), "yes");
+
+    assert!(error_text(cmd(&mut con, &["EXEC"])).contains("EXEC without MULTI"));
+    assert!(error_text(cmd(&mut con, &["DISCARD"])).contains("DISCARD without MULTI"));
+}

@@ -18,7 +18,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 use super::config::Settings;
-use super::plan::{Answers, Context, Counters, Plan};
+use super::plan::{Context, Counters, Plan};
 use super::resp::{Limits, ParseError, Reply, parse_command};
 use super::session::Session;
 use super::table;
@@ -180,14 +180,7 @@ impl Service<RedisValue> for Connections {
                 continue;
             }
             for plan in &mut conn.plans {
-                match plan {
-                    Plan::Engine(reqs, count, _) => {
-                        *count = reqs.len();
-                        requests.append(reqs);
-                    }
-                    Plan::Single(request, _) => requests.extend(request.take()),
-                    Plan::Now(_) => {}
-                }
+                plan.take_requests(requests);
             }
             conn.round = Some(round);
         }
@@ -435,16 +428,7 @@ impl Connection {
         counters: &Counters,
     ) {
         for plan in std::mem::take(&mut self.plans) {
-            let reply = match plan {
-                Plan::Now(reply) => reply,
-                Plan::Engine(_, count, finish) => {
-                    let mine: Answers = answers.by_ref().take(count).collect();
-                    finish(mine, counters)
-                }
-                Plan::Single(_, finish) => {
-                    finish(answers.next().unwrap_or(Err(RequestError::Timeout)), counters)
-                }
-            };
+            let reply = plan.finish(answers, counters);
             reply.encode(&mut self.out, self.session.resp3);
         }
         if let Some(message) = &self.fatal {

@@ -27,6 +27,8 @@ pub enum Plan {
     /// One request (moved into the round's batch) and a plain function to answer it: the
     /// plan of the hot commands (GET, SET) allocates nothing.
     Single(Option<Request<RedisValue>>, FinishOne),
+    /// Several commands answered as one array, their requests in one round (`EXEC`).
+    Batch(Vec<Plan>),
 }
 
 impl std::fmt::Debug for Plan {
@@ -37,17 +39,53 @@ impl std::fmt::Debug for Plan {
                 f.debug_tuple("Engine").field(requests).field(count).finish()
             }
             Self::Single(request, _) => f.debug_tuple("Single").field(request).finish(),
+            Self::Batch(plans) => f.debug_tuple("Batch").field(plans).finish(),
         }
     }
 }
 
 impl Plan {
-    /// The engine requests the plan still holds (before the round takes them).
-    pub fn requests(&self) -> &[Request<RedisValue>] {
+    /// The engine requests the plan still holds (before the round takes them), in order.
+    pub fn requests(&self) -> Vec<&Request<RedisValue>> {
         match self {
-            Self::Now(_) => &[],
-            Self::Engine(requests, _, _) => requests,
-            Self::Single(request, _) => request.as_slice(),
+            Self::Now(_) => Vec::new(),
+            Self::Engine(requests, _, _) => requests.iter().collect(),
+            Self::Single(request, _) => request.iter().collect(),
+            Self::Batch(plans) => plans.iter().flat_map(Plan::requests).collect(),
+        }
+    }
+
+    /// Moves the plan's requests to the end of the round's batch (keeping their count).
+    pub fn take_requests(&mut self, into: &mut Vec<Request<RedisValue>>) {
+        match self {
+            Self::Now(_) => {}
+            Self::Engine(requests, count, _) => {
+                *count = requests.len();
+                into.append(requests);
+            }
+            Self::Single(request, _) => into.extend(request.take()),
+            Self::Batch(plans) => plans.iter_mut().for_each(|plan| plan.take_requests(into)),
+        }
+    }
+
+    /// The reply, from the answers to the requests [`Plan::take_requests`] moved out (taken
+    /// from `answers` in the same order).
+    pub fn finish(
+        self,
+        answers: &mut impl Iterator<Item = Result<Response<RedisValue>, RequestError>>,
+        counters: &Counters,
+    ) -> Reply {
+        match self {
+            Self::Now(reply) => reply,
+            Self::Engine(_, count, finish) => {
+                finish(answers.by_ref().take(count).collect(), counters)
+            }
+            Self::Single(_, finish) => {
+                finish(answers.next().unwrap_or(Err(RequestError::Timeout)), counters)
+            }
+            Self::Batch(plans) => {
+                Reply::Array(plans.into_iter().map(|plan| plan.finish(answers, counters)).collect())
+            }
         }
     }
 }

@@ -17,11 +17,24 @@ pub struct Session {
     pub name: Option<Bytes>,
     /// `QUIT` was received: reply, then close.
     pub quit: bool,
+    /// Inside `MULTI`: the commands queued for `EXEC`, each with its arguments.
+    pub multi: Option<Vec<Vec<Bytes>>>,
+    /// A command was refused while queueing (unknown, wrong arity): `EXEC` will discard the
+    /// transaction, as Redis does.
+    pub multi_failed: bool,
 }
 
 impl Session {
     /// A new connection's state: authenticated from the start only when no password is set.
     pub fn new(id: u64, password_required: bool) -> Self {
-        Self { id, authenticated: !password_required, resp3: false, name: None, quit: false }
+        Self {
+            id,
+            authenticated: !password_required,
+            resp3: false,
+            name: None,
+            quit: false,
+            multi: None,
+            multi_failed: false,
+        }
     }
 }

@@ -38,6 +38,8 @@ pub const ADMIN: u8 = 1 << 2;
 pub const NO_AUTH: u8 = 1 << 3;
 /// The command runs in constant time (Redis's `fast`).
 pub const FAST: u8 = 1 << 4;
+/// Inside `MULTI`, the command runs at once instead of being queued (`EXEC`, `DISCARD`, …).
+pub const NO_QUEUE: u8 = 1 << 5;
 
 /// The names Redis gives the flags, in `COMMAND` replies.
 const FLAG_NAMES: [(u8, &str); 5] = [
@@ -55,7 +57,8 @@ pub struct Command {
     pub name: &'static str,
     /// Redis's arity: `N` words exactly (the name included), or at least `-N`.
     pub arity: i8,
-    /// [`WRITE`], [`READONLY`], [`ADMIN`], [`NO_AUTH`], [`FAST`], or'ed together.
+    /// [`WRITE`], [`READONLY`], [`ADMIN`], [`NO_AUTH`], [`FAST`], [`NO_QUEUE`], or'ed
+    /// together.
     pub flags: u8,
     /// First key, last key (`-1`: the last argument) and step, as word positions; `(0, 0, 0)`
     /// for a command without keys.
@@ -112,7 +115,7 @@ pub static TABLE: &[Command] = &[
     Command { name: "scard", arity: 2, flags: READONLY | FAST, keys: ONE_KEY, summary: "The number of members of a set.", plan: sets::plan_scard },
     Command { name: "ping", arity: -1, flags: FAST, keys: NO_KEYS, summary: "PONG, or the message given.", plan: admin::plan_ping },
     Command { name: "echo", arity: 2, flags: FAST, keys: NO_KEYS, summary: "The message given.", plan: admin::plan_echo },
-    Command { name: "quit", arity: -1, flags: NO_AUTH | FAST, keys: NO_KEYS, summary: "Closes the connection after replying.", plan: admin::plan_quit },
+    Command { name: "quit", arity: -1, flags: NO_AUTH | FAST | NO_QUEUE, keys: NO_KEYS, summary: "Closes the connection after replying.", plan: admin::plan_quit },
     Command { name: "hello", arity: -1, flags: NO_AUTH | FAST, keys: NO_KEYS, summary: "Chooses RESP2 or RESP3, optionally authenticates, and describes the server.", plan: admin::plan_hello },
     Command { name: "auth", arity: -2, flags: NO_AUTH | FAST, keys: NO_KEYS, summary: "Authenticates the connection.", plan: admin::plan_auth },
     Command { name: "select", arity: 2, flags: FAST, keys: NO_KEYS, summary: "Selects database 0 (the only one).", plan: admin::plan_select },
@@ -120,6 +123,9 @@ pub static TABLE: &[Command] = &[
     Command { name: "dbsize", arity: 1, flags: READONLY | FAST, keys: NO_KEYS, summary: "Keys on this node, as of each actor's last epoch.", plan: admin::plan_dbsize },
     Command { name: "info", arity: -1, flags: ADMIN, keys: NO_KEYS, summary: "Server, client, statistics, replication and keyspace sections.", plan: admin::plan_info },
     Command { name: "config", arity: -2, flags: ADMIN, keys: NO_KEYS, summary: "CONFIG GET of the settings the server started with.", plan: admin::plan_config },
+    Command { name: "multi", arity: 1, flags: FAST | NO_QUEUE, keys: NO_KEYS, summary: "Starts a transaction: commands are queued until EXEC.", plan: plan_multi },
+    Command { name: "exec", arity: 1, flags: NO_QUEUE, keys: NO_KEYS, summary: "Runs the queued commands in one round, answering them as one array. Commands on keys of one actor run back to back with no other client in between; keys on different actors or nodes are not isolated from each other (no coordination), and there is no rollback.", plan: plan_exec },
+    Command { name: "discard", arity: 1, flags: FAST | NO_QUEUE, keys: NO_KEYS, summary: "Drops the queued commands.", plan: plan_discard },
     Command { name: "command", arity: -1, flags: ADMIN, keys: NO_KEYS, summary: "Describes the commands of this table.", plan: plan_command },
 ];
 
@@ -147,11 +153,57 @@ pub fn dispatch(session: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan
     if !session.authenticated && !command.is_some_and(|c| c.has(NO_AUTH)) {
         return Plan::Now(Reply::Error("NOAUTH Authentication required.".into()));
     }
-    let Some(command) = command else { return Plan::Now(Reply::Error(unknown_command(args))) };
+    let refused = |session: &mut Session, reply: Reply| {
+        // A command refused while queueing dooms the transaction (Redis's EXECABORT).
+        session.multi_failed |= session.multi.is_some();
+        Plan::Now(reply)
+    };
+    let Some(command) = command else {
+        return refused(session, Reply::Error(unknown_command(args)));
+    };
     if !command.accepts(args.len()) {
-        return Plan::Now(arity_error(command.name));
+        return refused(session, arity_error(command.name));
+    }
+    if let Some(queue) = &mut session.multi
+        && !command.has(NO_QUEUE)
+    {
+        queue.push(args.to_vec());
+        return Plan::Now(Reply::Simple("QUEUED".into()));
     }
     (command.plan)(session, cx, &args[1..])
+}
+
+/// `MULTI`.
+fn plan_multi(session: &mut Session, _: &Context<'_>, _: &[Bytes]) -> Plan {
+    if session.multi.is_some() {
+        return Plan::Now(Reply::Error("ERR MULTI calls can not be nested".into()));
+    }
+    session.multi = Some(Vec::new());
+    session.multi_failed = false;
+    Plan::Now(Reply::ok())
+}
+
+/// `EXEC`: every queued command planned now, in order, and answered as one array (the
+/// planners live in this table, so EXEC does too).
+fn plan_exec(session: &mut Session, cx: &Context<'_>, _: &[Bytes]) -> Plan {
+    let Some(queued) = session.multi.take() else {
+        return Plan::Now(Reply::Error("ERR EXEC without MULTI".into()));
+    };
+    if std::mem::take(&mut session.multi_failed) {
+        return Plan::Now(Reply::Error(
+            "EXECABORT Transaction discarded because of previous errors.".into(),
+        ));
+    }
+    Plan::Batch(queued.iter().map(|args| dispatch(session, cx, args)).collect())
+}
+
+/// `DISCARD`.
+fn plan_discard(session: &mut Session, _: &Context<'_>, _: &[Bytes]) -> Plan {
+    if session.multi.take().is_none() {
+        return Plan::Now(Reply::Error("ERR DISCARD without MULTI".into()));
+    }
+    session.multi_failed = false;
+    Plan::Now(Reply::ok())
 }
 
 fn unknown_command(args: &[Bytes]) -> String {
@@ -295,7 +347,7 @@ mod tests {
                     i += step;
                 }
             }
-            let mut touched: Vec<&Bytes> = requests.iter().map(Request::key).collect();
+            let mut touched: Vec<&Bytes> = requests.iter().map(|r| r.key()).collect();
             touched.dedup();
             assert_eq!(touched, expected, "{}: key positions vs {plan:?}", command.name);
         }
