@@ -535,3 +535,54 @@ fn transactions_queue_until_exec_and_never_half_run() {
     assert!(error_text(cmd(&mut con, &["EXEC"])).contains("EXEC without MULTI"));
     assert!(error_text(cmd(&mut con, &["DISCARD"])).contains("DISCARD without MULTI"));
 }
+
+/// Integers are read exactly as Redis reads them (no `+`, no leading zeros, no `-0`, no
+/// spaces, within i64), as arguments and as strings incremented: every reply, error text
+/// included, is byte for byte what a real redis-server sends.
+#[test]
+fn integers_parse_exactly_as_real_redis_parses_them() {
+    let redis = RealRedis::start();
+    let anna = server();
+    let inputs = [
+        "+3",
+        "01",
+        "-0",
+        " 1",
+        "1 ",
+        "",
+        "-",
+        "12a",
+        "0",
+        "-1",
+        "007",
+        "1e3",
+        "0x10",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "9223372036854775808",
+    ];
+    let mut script = Vec::new();
+    for (i, input) in inputs.iter().enumerate() {
+        let resp = |args: &[&str]| {
+            let mut out = format!("*{}\r\n", args.len());
+            for arg in args {
+                out.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+            }
+            out
+        };
+        let (k, s) = (format!("int{i}"), format!("str{i}"));
+        script.push(resp(&["INCRBY", &k, input]));
+        script.push(resp(&["DECRBY", &k, input]));
+        script.push(resp(&["SET", &s, input]));
+        script.push(resp(&["INCR", &s]));
+        script.push(resp(&["SELECT", input]));
+    }
+    let script = script.concat();
+    let theirs = raw(([127, 0, 0, 1], redis.1).into(), script.as_bytes());
+    let ours = raw(anna.addr, script.as_bytes());
+    assert!(theirs.lines().count() >= inputs.len() * 5, "{theirs}");
+    for (n, (a, b)) in ours.lines().zip(theirs.lines()).enumerate() {
+        assert_eq!(a, b, "reply {n} differs (anna left, redis right)");
+    }
+    assert_eq!(ours.lines().count(), theirs.lines().count());
+}

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use super::plan::{Context, Plan, arity_error, parse_i64};
+use super::plan::{Context, Plan, arity_error, not_an_integer, parse_i64};
 use super::resp::Reply;
 use super::session::Session;
 use crate::auth::constant_time_eq;
@@ -44,10 +44,14 @@ pub fn plan_hello(session: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Pl
 
 /// `SELECT index`: only database 0 exists.
 pub fn plan_select(_: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Plan {
-    Plan::Now(if parse_i64(&args[0]) == Some(0) {
-        Reply::ok()
-    } else {
-        Reply::Error("ERR DB index is out of range".into())
+    Plan::Now(match parse_i64(&args[0]) {
+        Some(0) => Reply::ok(),
+        // Redis reads the index as a C int, with this (sic) text.
+        Some(n) if i32::try_from(n).is_err() => Reply::Error(
+            "ERR value is out of range, value must between -2147483648 and 2147483647".into(),
+        ),
+        Some(_) => Reply::Error("ERR DB index is out of range".into()),
+        None => not_an_integer(),
     })
 }
 

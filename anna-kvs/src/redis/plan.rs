@@ -175,9 +175,9 @@ pub fn not_an_integer() -> Reply {
     op_error_reply(&OpError::NotAnInteger)
 }
 
-/// Parses a decimal `i64` argument.
+/// Parses an integer argument as Redis does ([`parse_integer`](super::value::parse_integer)).
 pub fn parse_i64(arg: &[u8]) -> Option<i64> {
-    std::str::from_utf8(arg).ok()?.parse().ok()
+    super::value::parse_integer(arg)
 }
 
 /// A GET request.

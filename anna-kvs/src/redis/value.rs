@@ -74,6 +74,39 @@ pub enum RedisOpOutput {
     Int(i64),
 }
 
+/// Parses a decimal integer exactly as Redis does (its `string2ll`): an optional `-`, then
+/// digits with no leading zero, nothing else (no `+`, no spaces, no `-0`), within `i64`. Used
+/// for arguments (`INCRBY k 5`) and for strings read as counters (`INCR` of a string).
+///
+/// ```
+/// use anna_kvs::redis::value::parse_integer;
+/// assert_eq!(parse_integer(b"-42"), Some(-42));
+/// assert_eq!(parse_integer(b"0"), Some(0));
+/// for refused in [&b"+3"[..], b"01", b"-0", b" 1", b"1 ", b"", b"-", b"9223372036854775808"] {
+///     assert_eq!(parse_integer(refused), None);
+/// }
+/// assert_eq!(parse_integer(b"-9223372036854775808"), Some(i64::MIN));
+/// ```
+pub fn parse_integer(bytes: &[u8]) -> Option<i64> {
+    if bytes == b"0" {
+        return Some(0);
+    }
+    let (negative, digits) = match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, bytes),
+    };
+    match digits.first() {
+        Some(b'1'..=b'9') if digits.len() <= 19 && digits.iter().all(u8::is_ascii_digit) => {}
+        _ => return None,
+    }
+    // Accumulate negatively so i64::MIN fits.
+    let mut value: i64 = 0;
+    for &digit in digits {
+        value = value.checked_mul(10)?.checked_sub(i64::from(digit - b'0'))?;
+    }
+    if negative { Some(value) } else { value.checked_neg() }
+}
+
 fn stamp_pair(stamp: Stamp) -> (u64, u64) {
     (stamp.time, stamp.writer)
 }
@@ -178,10 +211,7 @@ impl RedisValue {
             }
             Some(Kind::String) => {
                 let raw = self.string.value().and_then(|v| v.as_deref()).unwrap_or_default();
-                std::str::from_utf8(raw)
-                    .ok()
-                    .and_then(|s| s.parse::<i64>().ok())
-                    .ok_or(OpError::NotAnInteger)
+                parse_integer(raw).ok_or(OpError::NotAnInteger)
             }
             Some(Kind::Set) => Err(OpError::WrongType),
         }

@@ -112,7 +112,11 @@ pub fn plan_incrby(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
 
 /// `DECRBY key delta`.
 pub fn plan_decrby(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
-    incr_by(cx, &args[0], parse_i64(&args[1]).and_then(i64::checked_neg))
+    match parse_i64(&args[1]) {
+        // As Redis: its negation does not fit.
+        Some(i64::MIN) => Plan::Now(Reply::Error("ERR decrement would overflow".into())),
+        delta => incr_by(cx, &args[0], delta.map(|d| -d)),
+    }
 }
 
 /// Adds `delta` (`None`: the argument was not an integer in range) to the counter at `key`.
