@@ -586,3 +586,31 @@ fn integers_parse_exactly_as_real_redis_parses_them() {
     }
     assert_eq!(ours.lines().count(), theirs.lines().count());
 }
+
+/// Inline (telnet-style) commands are split as Redis splits them: quotes, escapes, and an
+/// unbalanced quote answered with Redis's protocol error before the connection closes. Every
+/// reply byte for byte as a real redis-server's.
+#[test]
+fn inline_commands_split_exactly_as_real_redis_splits_them() {
+    let redis = RealRedis::start();
+    let anna = server();
+    let script = concat!(
+        "set \"a b\" c\r\n",
+        "get \"a b\"\r\n",
+        "set 'it\\'s' \"tab\\there\"\r\n",
+        "get 'it\\'s'\r\n",
+        "set \"\\x41\\x42\" \"nl\\n\"\r\n",
+        "get AB\r\n",
+        "  ping   \r\n",
+        "echo \"\\xZZ\"\r\n",
+        "\r\n",
+        "set x\"y z\" 1\r\n",
+        "get \"xy z\"\r\n",
+        "get \"unbalanced\r\n",
+        "ping\r\n",
+    );
+    let theirs = raw(([127, 0, 0, 1], redis.1).into(), script.as_bytes());
+    let ours = raw(anna.addr, script.as_bytes());
+    assert!(theirs.contains("unbalanced quotes"), "{theirs:?}");
+    assert_eq!(ours, theirs, "anna (left) and redis (right) differ");
+}

@@ -129,11 +129,8 @@ fn parse_inline(buf: &mut BytesMut, limits: &Limits) -> Result<Vec<Bytes>, Parse
     let line = buf.split_to(end + 1).freeze();
     let text = line.slice(..end);
     let text = if text.ends_with(b"\r") { text.slice(..text.len() - 1) } else { text };
-    let args: Vec<Bytes> = text
-        .split(|b| b.is_ascii_whitespace())
-        .filter(|part| !part.is_empty())
-        .map(|part| text.slice_ref(part))
-        .collect();
+    let args = split_inline(&text)
+        .ok_or_else(|| ParseError::Protocol("unbalanced quotes in request".into()))?;
     if args.len() > limits.max_args {
         return Err(ParseError::Protocol(format!(
             "too many arguments (limit {})",
@@ -141,6 +138,87 @@ fn parse_inline(buf: &mut BytesMut, limits: &Limits) -> Result<Vec<Bytes>, Parse
         )));
     }
     Ok(args)
+}
+
+/// Splits an inline command line into arguments as Redis does: words separated by spaces;
+/// `"double quotes"` with the escapes `\n \r \t \b \a \\ \"` and `\xHH`; `'single quotes'`
+/// with only `\'`. A closing quote must end its word. `None` for an unbalanced quote (or a
+/// closing quote followed by more of the word).
+fn split_inline(line: &[u8]) -> Option<Vec<Bytes>> {
+    let mut args = Vec::new();
+    let mut at = 0;
+    loop {
+        while at < line.len() && (line[at].is_ascii_whitespace() || line[at] == 0x0b) {
+            at += 1;
+        }
+        if at == line.len() {
+            return Some(args);
+        }
+        let mut word = Vec::new();
+        // The quote the word is inside, if any.
+        let mut quote: Option<u8> = None;
+        loop {
+            let Some(&c) = line.get(at) else {
+                // The line ended: fine outside quotes, unbalanced inside.
+                if quote.is_some() {
+                    return None;
+                }
+                break;
+            };
+            match quote {
+                Some(b'"') if c == b'\\' && line.get(at + 1) == Some(&b'x') => {
+                    let hex = line.get(at + 2..at + 4).and_then(|h| std::str::from_utf8(h).ok());
+                    match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                        Some(byte) => {
+                            word.push(byte);
+                            at += 4;
+                        }
+                        None => {
+                            word.push(b'x');
+                            at += 2;
+                        }
+                    }
+                }
+                Some(b'"') if c == b'\\' && at + 1 < line.len() => {
+                    word.push(match line[at + 1] {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'b' => 0x08,
+                        b'a' => 0x07,
+                        other => other,
+                    });
+                    at += 2;
+                }
+                Some(b'\'') if c == b'\\' && line.get(at + 1) == Some(&b'\'') => {
+                    word.push(b'\'');
+                    at += 2;
+                }
+                Some(q) if c == q => {
+                    // A closing quote ends the word: only a space (or the end) may follow.
+                    if line.get(at + 1).is_some_and(|n| !n.is_ascii_whitespace()) {
+                        return None;
+                    }
+                    at += 1;
+                    break;
+                }
+                Some(_) => {
+                    word.push(c);
+                    at += 1;
+                }
+                None if matches!(c, b' ' | b'\n' | b'\r' | b'\t' | 0) => break,
+                None if c == b'"' || c == b'\'' => {
+                    quote = Some(c);
+                    at += 1;
+                }
+                None => {
+                    word.push(c);
+                    at += 1;
+                }
+            }
+        }
+        args.push(Bytes::from(word));
+    }
 }
 
 /// A reply, encoded for the client's protocol version.
@@ -261,6 +339,23 @@ mod tests {
 
     fn parse(bytes: &[u8]) -> Result<Vec<Bytes>, ParseError> {
         parse_command(&mut BytesMut::from(bytes), &BIG)
+    }
+
+    #[test]
+    fn inline_lines_split_like_redis() {
+        let split = |line: &[u8]| {
+            split_inline(line).map(|args| args.iter().map(|a| a.to_vec()).collect::<Vec<_>>())
+        };
+        let words = |ws: &[&[u8]]| Some(ws.iter().map(|w| w.to_vec()).collect::<Vec<_>>());
+        assert_eq!(split(br#"set "a b" c"#), words(&[b"set", b"a b", b"c"]));
+        assert_eq!(split(br"get 'x\'y'"), words(&[b"get", b"x'y"]));
+        assert_eq!(split(br#""\x41\n\t\\\"" '\n'"#), words(&[b"A\n\t\\\"", b"\\n"]));
+        assert_eq!(split(br#"a"b c" d"#), words(&[b"ab c", b"d"]));
+        assert_eq!(split(b"  \t "), words(&[]));
+        assert_eq!(split(br#""\xZZ""#), words(&[b"xZZ"]));
+        for unbalanced in [&br#""abc"#[..], br"'abc", br#""ab"c"#, br"'a'b", br#"x "y"#] {
+            assert_eq!(split(unbalanced), None, "{}", unbalanced.escape_ascii());
+        }
     }
 
     #[test]
