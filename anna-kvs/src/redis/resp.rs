@@ -143,8 +143,10 @@ fn parse_inline(buf: &mut BytesMut, limits: &Limits) -> Result<Vec<Bytes>, Parse
 /// Splits an inline command line into arguments as Redis does: words separated by spaces;
 /// `"double quotes"` with the escapes `\n \r \t \b \a \\ \"` and `\xHH`; `'single quotes'`
 /// with only `\'`. A closing quote must end its word. `None` for an unbalanced quote (or a
-/// closing quote followed by more of the word).
+/// closing quote followed by more of the word). Every step moves forward, so any line ends.
 fn split_inline(line: &[u8]) -> Option<Vec<Bytes>> {
+    // Redis splits a C string: a NUL byte ends the line.
+    let line = &line[..line.iter().position(|&b| b == 0).unwrap_or(line.len())];
     let mut args = Vec::new();
     let mut at = 0;
     loop {
@@ -206,7 +208,7 @@ fn split_inline(line: &[u8]) -> Option<Vec<Bytes>> {
                     word.push(c);
                     at += 1;
                 }
-                None if matches!(c, b' ' | b'\n' | b'\r' | b'\t' | 0) => break,
+                None if matches!(c, b' ' | b'\n' | b'\r' | b'\t') => break,
                 None if c == b'"' || c == b'\'' => {
                     quote = Some(c);
                     at += 1;
@@ -356,6 +358,28 @@ mod tests {
         for unbalanced in [&br#""abc"#[..], br"'abc", br#""ab"c"#, br"'a'b", br#"x "y"#] {
             assert_eq!(split(unbalanced), None, "{}", unbalanced.escape_ascii());
         }
+    }
+
+    /// Every line made of the bytes that steer the splitter (up to five of them) splits, and
+    /// a NUL ends the line as in Redis.
+    #[test]
+    fn every_short_line_of_tricky_bytes_splits() {
+        let alphabet = [b' ', b'"', b'\'', b'\\', b'x', b'4', b'a', 0, b'\t', 0x0b];
+        let mut line = Vec::new();
+        let mut count = 0;
+        for n in 0..=5_u32 {
+            for mut code in 0..alphabet.len().pow(n) {
+                line.clear();
+                for _ in 0..n {
+                    line.push(alphabet[code % alphabet.len()]);
+                    code /= alphabet.len();
+                }
+                let _ = split_inline(&line);
+                count += 1;
+            }
+        }
+        assert_eq!(count, 111_111);
+        assert_eq!(split_inline(b"get k\0ignored").map(|a| a.len()), Some(2));
     }
 
     #[test]
