@@ -19,6 +19,8 @@ pub struct Session {
     pub quit: bool,
     /// Inside `MULTI`: the commands queued for `EXEC`, each with its arguments.
     pub multi: Option<Vec<Vec<Bytes>>>,
+    /// Bytes of arguments queued in `multi` (bounded, with their count).
+    pub multi_bytes: usize,
     /// A command was refused while queueing (unknown, wrong arity): `EXEC` will discard the
     /// transaction, as Redis does.
     pub multi_failed: bool,
@@ -34,6 +36,7 @@ impl Session {
             name: None,
             quit: false,
             multi: None,
+            multi_bytes: 0,
             multi_failed: false,
         }
     }

@@ -167,11 +167,24 @@ pub fn dispatch(session: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan
     if let Some(queue) = &mut session.multi
         && !command.has(NO_QUEUE)
     {
+        let bytes: usize = args.iter().map(Bytes::len).sum();
+        if queue.len() >= MAX_QUEUED || session.multi_bytes + bytes > MAX_QUEUED_BYTES {
+            session.multi_failed = true;
+            return Plan::Now(Reply::Error(format!(
+                "ERR MULTI holds at most {MAX_QUEUED} commands and {MAX_QUEUED_BYTES} bytes of arguments; this transaction will be discarded"
+            )));
+        }
+        session.multi_bytes += bytes;
         queue.push(args.to_vec());
         return Plan::Now(Reply::Simple("QUEUED".into()));
     }
     (command.plan)(session, cx, &args[1..])
 }
+
+/// Most commands one `MULTI` queues (each is answered, and planned at `EXEC`, in one round).
+pub const MAX_QUEUED: usize = 64 * 1024;
+/// Most bytes of arguments one `MULTI` queues.
+pub const MAX_QUEUED_BYTES: usize = 64 << 20;
 
 /// `MULTI`.
 fn plan_multi(session: &mut Session, _: &Context<'_>, _: &[Bytes]) -> Plan {
@@ -179,6 +192,7 @@ fn plan_multi(session: &mut Session, _: &Context<'_>, _: &[Bytes]) -> Plan {
         return Plan::Now(Reply::Error("ERR MULTI calls can not be nested".into()));
     }
     session.multi = Some(Vec::new());
+    session.multi_bytes = 0;
     session.multi_failed = false;
     Plan::Now(Reply::ok())
 }
@@ -189,6 +203,7 @@ fn plan_exec(session: &mut Session, cx: &Context<'_>, _: &[Bytes]) -> Plan {
     let Some(queued) = session.multi.take() else {
         return Plan::Now(Reply::Error("ERR EXEC without MULTI".into()));
     };
+    session.multi_bytes = 0;
     if std::mem::take(&mut session.multi_failed) {
         return Plan::Now(Reply::Error(
             "EXECABORT Transaction discarded because of previous errors.".into(),
@@ -202,6 +217,7 @@ fn plan_discard(session: &mut Session, _: &Context<'_>, _: &[Bytes]) -> Plan {
     if session.multi.take().is_none() {
         return Plan::Now(Reply::Error("ERR DISCARD without MULTI".into()));
     }
+    session.multi_bytes = 0;
     session.multi_failed = false;
     Plan::Now(Reply::ok())
 }
@@ -367,6 +383,31 @@ mod tests {
             let noauth = matches!(&plan, Plan::Now(Reply::Error(e)) if e == "NOAUTH Authentication required.");
             assert_eq!(noauth, !command.has(NO_AUTH), "{}: {plan:?}", command.name);
         }
+    }
+
+    #[test]
+    fn a_transaction_queues_a_bounded_number_of_commands() {
+        let (settings, totals) = (Settings::default(), Counters::default());
+        let cx = context(&settings, &totals);
+        let mut session = Session::new(1, false);
+        dispatch(&mut session, &cx, &[Bytes::from("MULTI")]);
+        let set = [Bytes::from("SET"), Bytes::from("k"), Bytes::from("v")];
+        for _ in 0..MAX_QUEUED {
+            let plan = dispatch(&mut session, &cx, &set);
+            assert!(matches!(plan, Plan::Now(Reply::Simple(ref q)) if q == "QUEUED"), "{plan:?}");
+        }
+        let over = dispatch(&mut session, &cx, &set);
+        assert!(
+            matches!(over, Plan::Now(Reply::Error(ref e)) if e.contains("at most")),
+            "{over:?}"
+        );
+        assert_eq!(session.multi.as_ref().map(Vec::len), Some(MAX_QUEUED));
+        let exec = dispatch(&mut session, &cx, &[Bytes::from("EXEC")]);
+        assert!(matches!(exec, Plan::Now(Reply::Error(ref e)) if e.starts_with("EXECABORT")));
+        let big = [Bytes::from("SET"), Bytes::from("k"), Bytes::from(vec![b'x'; MAX_QUEUED_BYTES])];
+        dispatch(&mut session, &cx, &[Bytes::from("MULTI")]);
+        let refused = dispatch(&mut session, &cx, &big);
+        assert!(matches!(refused, Plan::Now(Reply::Error(_))), "{refused:?}");
     }
 
     #[test]
