@@ -68,19 +68,24 @@ fn held(actor: &Actor<Eventual>, key: &str) -> Option<Eventual> {
 fn a_stamp_from_the_far_future_is_refused_and_counted_and_pins_nothing() {
     let mut a = actor();
     let year = 365 * 24 * 3600 * 1_000_000;
-    let out = feed(
-        &mut a,
+    let batch = || {
         gossip(
             PEER,
             1,
             1,
             vec![("pinned", value(NOW + 100 * year, "forged")), ("fine", value(NOW, "ok"))],
-        ),
-    );
-    assert!(acked(&out, 1), "the batch itself is acknowledged");
+        )
+    };
+    let out = feed(&mut a, batch());
+    // Not acknowledged (nor recorded): its sender resends it until the stamp is within reach,
+    // so a clock a little ahead delays the entry instead of losing it.
+    assert!(!acked(&out, 1), "{out:?}");
     assert_eq!(held(&a, "pinned"), None, "the future entry was not applied");
     assert_eq!(held(&a, "fine"), Some(value(NOW, "ok")), "the rest of the batch was");
     assert_eq!(a.stats().future_stamps_refused, 1);
+    // The resend is refused the same way (the batch was never recorded as received).
+    assert!(!acked(&feed(&mut a, batch()), 1));
+    assert_eq!(a.stats().future_stamps_refused, 2);
     // A write now wins, as it should: nothing pinned the key.
     let mut out = Vec::new();
     let request = Request::Put {
@@ -95,9 +100,10 @@ fn a_stamp_from_the_far_future_is_refused_and_counted_and_pins_nothing() {
         Some(&b"legit"[..])
     );
     // Within the bound (30 s by default), a peer's clock may run ahead.
-    feed(&mut a, gossip(PEER, 2, 2, vec![("ahead", value(NOW + 20_000_000, "soon"))]));
+    let out = feed(&mut a, gossip(PEER, 2, 2, vec![("ahead", value(NOW + 20_000_000, "soon"))]));
+    assert!(acked(&out, 2));
     assert!(held(&a, "ahead").is_some());
-    assert_eq!(a.stats().future_stamps_refused, 1);
+    assert_eq!(a.stats().future_stamps_refused, 2);
 }
 
 #[test]
@@ -184,4 +190,42 @@ fn a_restarted_peer_numbering_from_one_again_is_heard() {
     let out = feed(&mut a, gossip(PEER, 1, 1, vec![("new-life", value(NOW, "a"))]));
     assert!(acked(&out, 1));
     assert_eq!(held(&a, "new-life"), Some(value(NOW, "a")));
+}
+
+#[test]
+fn a_batch_larger_than_the_retransmission_bound_is_still_applied() {
+    // With room for one unacknowledged key per peer, a batch of three must still be sent with
+    // a low-water mark at or below its own number, or its receiver would take it for old.
+    let topology = Arc::new(Topology::new(
+        vec!["10.0.0.1:7000".into(), "10.0.0.2:7000".into()],
+        vec![1, 1],
+        Replication::FULL,
+    ));
+    let config = ActorConfig { max_unacked_keys_per_peer: 1, ..ActorConfig::default() };
+    let mut sender = Actor::<Eventual>::new(ME, Arc::clone(&topology), config.clone(), NOW);
+    let mut receiver = Actor::<Eventual>::new(PEER, topology, config, NOW);
+    let mut out = Vec::new();
+    for key in ["a", "b", "c"] {
+        let put = Request::Put {
+            key: Bytes::from_static(key.as_bytes()),
+            value: value(0, "v"),
+            stamp_here: true,
+        };
+        assert!(matches!(sender.serve(NOW, 1, put, &mut out), Some(Response::Done(_))));
+    }
+    sender.handle(NOW + 1_000_000, Input::Tick, &mut out);
+    let gossip = out
+        .into_iter()
+        .find_map(|o| match o {
+            Output::Send { message: message @ PeerMessage::Gossip(_), .. } => Some(message),
+            _ => None,
+        })
+        .expect("the epoch gossips the three keys");
+    let PeerMessage::Gossip(Gossip { seq, low_water, .. }) = &gossip else { unreachable!() };
+    assert!(low_water <= seq, "low-water {low_water} above the batch's own number {seq}");
+    let mut out = Vec::new();
+    receiver.handle(NOW + 1_000_000, Input::Peer(gossip), &mut out);
+    for key in ["a", "b", "c"] {
+        assert!(receiver.peek(key.as_bytes()).is_some(), "{key} not applied");
+    }
 }

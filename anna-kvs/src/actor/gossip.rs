@@ -39,19 +39,23 @@ enum Receipt {
 }
 
 impl PeerLink {
-    /// Records batch `seq` as received, within `window` batches above the contiguous ones.
-    fn record_received(&mut self, seq: u64, window: u64) -> Receipt {
+    /// What batch `seq` is, with a window of `window` batches above the contiguous ones.
+    fn receipt(&self, seq: u64, window: u64) -> Receipt {
         if seq <= self.received_contiguous || self.received_ahead.contains(&seq) {
-            return Receipt::Duplicate;
+            Receipt::Duplicate
+        } else if seq - self.received_contiguous > window {
+            Receipt::TooFarAhead
+        } else {
+            Receipt::New
         }
-        if seq - self.received_contiguous > window {
-            return Receipt::TooFarAhead;
-        }
+    }
+
+    /// Records batch `seq` (a [`Receipt::New`] one) as received.
+    fn record_received(&mut self, seq: u64) {
         self.received_ahead.insert(seq);
         while self.received_ahead.remove(&(self.received_contiguous + 1)) {
             self.received_contiguous += 1;
         }
-        Receipt::New
     }
 
     /// The sender will never send a batch below `low_water` again (each was acknowledged, or
@@ -103,6 +107,16 @@ impl<V: KvsValue> Actor<V> {
                 link.received_ahead.clear();
             }
         }
+        // Tombstones waiting on that node's old numbering would wait forever: gossip them
+        // again, so they wait on its new one.
+        for pending in &self.tombstones {
+            if pending.peers.iter().any(|(peer, _, _)| peer.node == node)
+                && let Some(slot) = self.store.get_mut(&pending.key[..])
+                && !std::mem::replace(&mut slot.dirty, true)
+            {
+                self.changeset.push(pending.key.clone());
+            }
+        }
     }
 
     pub(super) fn receive_gossip(&mut self, now: u64, gossip: Gossip<V>, out: &mut Vec<Output<V>>) {
@@ -112,33 +126,42 @@ impl<V: KvsValue> Actor<V> {
             return;
         }
         let window = self.config.max_receipts_ahead.max(1);
+        let horizon = now.saturating_add(self.config.max_clock_ahead_us);
         let link = self.links.entry(from).or_default();
-        link.advance_to(low_water);
-        let receipt = link.record_received(seq, window);
+        link.advance_to(low_water.min(seq));
+        let receipt = link.receipt(seq, window);
         if receipt == Receipt::TooFarAhead {
             self.stats.gossip_refused_ahead += 1;
             return;
         }
         self.stats.gossip_in += 1;
         self.stats.gossip_entries_in += updates.len() as u64;
-        let first_time = receipt == Receipt::New;
-        let sent_to_you = link.next_seq;
-        // Always acknowledge (the first ack may have been lost)...
-        out.push(Output::Send {
-            to: from,
-            message: PeerMessage::Ack { from: self.id, seq, sent_to_you },
-        });
+        let is_future = |value: &V| value.newest_stamp().is_some_and(|stamp| stamp.time > horizon);
+        // A batch with a write stamped too far ahead is neither recorded nor acknowledged, so
+        // its sender resends it until the stamp is within reach (a clock a little ahead
+        // catches up; one far off stalls only that sender's batches, counted). Its other
+        // entries are applied now: merging twice is harmless, and nothing is freed on the
+        // strength of an unrecorded batch.
+        let postponed = receipt == Receipt::New && updates.iter().any(|(_, v)| is_future(v));
+        if receipt == Receipt::New && !postponed {
+            link.record_received(seq);
+        }
+        if !postponed {
+            // Always acknowledge (the first ack may have been lost)...
+            let sent_to_you = link.next_seq;
+            out.push(Output::Send {
+                to: from,
+                message: PeerMessage::Ack { from: self.id, seq, sent_to_you },
+            });
+        }
         // ...but apply a batch once: a late duplicate may predate a tombstone freed since.
         // (A resend reuses its seq; whatever changed after the first send went out in a newer
         // batch, because every change marks its key for the next epoch.)
-        if !first_time {
+        if receipt == Receipt::Duplicate {
             return;
         }
-        let horizon = now.saturating_add(self.config.max_clock_ahead_us);
         for (key, value) in updates {
-            if value.newest_stamp().is_some_and(|stamp| stamp.time > horizon) {
-                // Acknowledged like the rest of the batch, but never applied: it would pin
-                // the key until its time comes. Counted (and visible in INFO).
+            if is_future(&value) {
                 self.stats.future_stamps_refused += 1;
                 continue;
             }
@@ -182,9 +205,11 @@ impl<V: KvsValue> Actor<V> {
             self.stats.unknown_senders += u64::from(!self.is_peer(from));
             return;
         };
-        if let Some((keys, _)) = link.unacked.remove(&seq) {
-            link.unacked_keys -= keys.len();
-        }
+        // Only an acknowledgement of a batch still awaited counts for tombstones: one of a
+        // batch given up on may come from a receiver that never applied it (it was below the
+        // low-water mark when it arrived).
+        let Some((keys, _)) = link.unacked.remove(&seq) else { return };
+        link.unacked_keys -= keys.len();
         for pending in &mut self.tombstones {
             for (peer, batch, need) in &mut pending.peers {
                 if *peer == from && *batch == seq && need.is_none() {
@@ -238,7 +263,10 @@ impl<V: KvsValue> Actor<V> {
             let keys: Vec<Key> = updates.iter().map(|(k, _)| k.clone()).collect();
             link.unacked_keys += keys.len();
             link.unacked.insert(seq, (keys, self.epoch));
-            while link.unacked_keys > self.config.max_unacked_keys_per_peer {
+            // Never the batch being sent: its receiver must be able to apply it.
+            while link.unacked_keys > self.config.max_unacked_keys_per_peer
+                && link.unacked.len() > 1
+            {
                 let Some((_, (dropped, _))) = link.unacked.pop_first() else { break };
                 link.unacked_keys -= dropped.len();
                 self.stats.gossip_given_up += 1;
@@ -247,7 +275,7 @@ impl<V: KvsValue> Actor<V> {
             let gossip = Gossip {
                 from: self.id,
                 seq,
-                low_water: link.low_water(),
+                low_water: link.low_water().min(seq),
                 updates,
                 overrides: override_changes.clone(),
             };
