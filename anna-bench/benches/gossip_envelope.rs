@@ -36,7 +36,7 @@ fn batch(entries: usize) -> PeerMessage<RedisValue> {
 
 fn envelope(c: &mut Criterion) {
     let key = ClusterKey::derive(b"a cluster secret");
-    let origin = Origin { actor: ActorId::new(1, 0), incarnation: 7 };
+    let origin = Origin { actor: ActorId::new(1, 0), incarnation: 7, to: ActorId::new(0, 0) };
     for entries in [1, 100] {
         let message = batch(entries);
         let mut group = c.benchmark_group(format!("gossip batch of {entries}, encode + decode"));

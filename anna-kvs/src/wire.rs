@@ -4,7 +4,7 @@
 //! ```text
 //! "ANNA" | version: u8 | value-type: u32 (CRC32 of KvsValue::TYPE_NAME)
 //!        | sender node: u16 | sender thread: u16 | sender incarnation: u64
-//!        | bincode 2 payload | tag: 32 bytes
+//!        | receiver node: u16 | receiver thread: u16 | bincode 2 payload | tag: 32 bytes
 //! ```
 //!
 //! The tag is BLAKE3 in keyed mode over everything before it, with a key derived from the
@@ -12,7 +12,8 @@
 //! version, so a message from another cluster, a forgery or a corrupted message is refused
 //! without decoding a byte of its payload. The sender in the (authenticated) header must be
 //! the sender the payload names. A cluster without a secret (loopback only) uses the key of
-//! the empty secret: the same format, authenticating nothing.
+//! the empty secret: the same format, authenticating nothing. Naming the receiver too means a
+//! captured message cannot be replayed to another actor.
 //!
 //! Decoding never trusts a length it has not checked: the whole message is bounded by
 //! [`MAX_MESSAGE_BYTES`] (also set as ZeroMQ's `ZMQ_MAXMSGSIZE`, so oversized frames are
@@ -30,8 +31,8 @@ pub const VERSION: u8 = 3;
 /// The largest message accepted or produced (16 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 const HEADER: usize = 4 + 1 + 4;
-/// The gossip header: the envelope's, then the sender and its incarnation.
-const GOSSIP_HEADER: usize = HEADER + 2 + 2 + 8;
+/// The gossip header: the envelope's, then the sender, its incarnation and the receiver.
+const GOSSIP_HEADER: usize = HEADER + 2 + 2 + 8 + 2 + 2;
 /// Bytes of the authentication tag.
 pub const TAG_BYTES: usize = 32;
 /// What the cluster key is derived for (BLAKE3's key derivation context).
@@ -66,7 +67,7 @@ impl std::fmt::Debug for ClusterKey {
     }
 }
 
-/// Who sent a message between nodes, as its authenticated header says.
+/// Who sent a message between nodes and to whom, as its authenticated header says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Origin {
     /// The sending actor.
@@ -74,6 +75,8 @@ pub struct Origin {
     /// The sending node's incarnation: a number that grows with every start of the node, so
     /// a message replayed from an earlier life can be told apart and refused.
     pub incarnation: u64,
+    /// The actor the message is for (a receiver refuses a message meant for another).
+    pub to: ActorId,
 }
 
 type Config = bincode::config::Configuration<
@@ -145,6 +148,8 @@ pub fn encode<V: KvsValue>(
     out.extend_from_slice(&origin.actor.node.to_le_bytes());
     out.extend_from_slice(&origin.actor.thread.to_le_bytes());
     out.extend_from_slice(&origin.incarnation.to_le_bytes());
+    out.extend_from_slice(&origin.to.node.to_le_bytes());
+    out.extend_from_slice(&origin.to.thread.to_le_bytes());
     bincode::serde::encode_into_std_write(message, &mut out, config())
         .map_err(|e| WireError::Malformed(e.to_string()))?;
     let tag = key.tag(&out);
@@ -180,7 +185,13 @@ pub fn decode<V: KvsValue>(
     let node = u16::from_le_bytes(field(HEADER, 2).try_into().expect("2 bytes"));
     let thread = u16::from_le_bytes(field(HEADER + 2, 2).try_into().expect("2 bytes"));
     let incarnation = u64::from_le_bytes(field(HEADER + 4, 8).try_into().expect("8 bytes"));
-    let origin = Origin { actor: ActorId::new(node, thread), incarnation };
+    let to_node = u16::from_le_bytes(field(HEADER + 12, 2).try_into().expect("2 bytes"));
+    let to_thread = u16::from_le_bytes(field(HEADER + 14, 2).try_into().expect("2 bytes"));
+    let origin = Origin {
+        actor: ActorId::new(node, thread),
+        incarnation,
+        to: ActorId::new(to_node, to_thread),
+    };
     let message: PeerMessage<V> = decode_payload(&signed[GOSSIP_HEADER..])?;
     let named = match &message {
         PeerMessage::Gossip(g) => Some(g.from),
@@ -275,7 +286,8 @@ mod tests {
     use bytes::Bytes;
     use lattice_core::{Lww, Stamp};
 
-    const FROM: Origin = Origin { actor: ActorId::new(1, 2), incarnation: 99 };
+    const FROM: Origin =
+        Origin { actor: ActorId::new(1, 2), incarnation: 99, to: ActorId::new(0, 1) };
 
     fn sample() -> PeerMessage<Eventual> {
         PeerMessage::Gossip(Gossip {
@@ -367,6 +379,7 @@ mod tests {
         bytes.extend_from_slice(&type_id::<Eventual>().to_le_bytes());
         bytes.extend_from_slice(&[1, 0, 2, 0]);
         bytes.extend_from_slice(&99_u64.to_le_bytes());
+        bytes.extend_from_slice(&[0, 0, 1, 0]);
         bytes.extend_from_slice(&[0, 1, 2, 7, 5, 0xFD]);
         bytes.extend_from_slice(&(1_u64 << 62).to_le_bytes());
         bytes.extend_from_slice(&key().tag(&bytes));

@@ -218,6 +218,7 @@ fn garbage_on_the_gossip_port_is_counted_and_dropped() {
     let origin = |node, thread| anna_kvs::wire::Origin {
         actor: anna_kvs::ActorId::new(node, thread),
         incarnation: 1,
+        to: anna_kvs::ActorId::new(0, 0),
     };
     let valid_envelope_bad_sender = anna_kvs::wire::encode::<Eventual>(
         &anna_kvs::PeerMessage::Ack { from: anna_kvs::ActorId::new(9, 9), seq: 1, sent_to_you: 0 },

@@ -131,6 +131,7 @@ fn forged_gossip_changes_nothing_and_does_not_stall_replication() {
     let cluster = Cluster::start();
     let ghost = cluster.actor_of(cluster.gossip[2]);
     let real_peer = cluster.actor_of(cluster.gossip[1]);
+    let target = cluster.actor_of(cluster.gossip[0]);
     let year = 365 * 24 * 3600 * 1_000_000;
     let wrong_keys = [ClusterKey::open(), ClusterKey::derive(b"guessed secret")];
     let mut forged = Vec::new();
@@ -139,7 +140,7 @@ fn forged_gossip_changes_nothing_and_does_not_stall_replication() {
         // and impersonating the live one; then 20 000 empty batches with fresh sequence
         // numbers impersonating the live peer, which would make its real batches look old.
         for from in [ghost, real_peer] {
-            let origin = Origin { actor: from, incarnation: u64::MAX };
+            let origin = Origin { actor: from, incarnation: u64::MAX, to: target };
             let message = gossip(
                 from,
                 1,
@@ -151,7 +152,7 @@ fn forged_gossip_changes_nothing_and_does_not_stall_replication() {
             forged.push(encode(&message, origin, key).unwrap());
         }
         for seq in 1..10_000 {
-            let origin = Origin { actor: real_peer, incarnation: u64::MAX };
+            let origin = Origin { actor: real_peer, incarnation: u64::MAX, to: target };
             forged.push(encode(&gossip(real_peer, seq, Vec::new()), origin, key).unwrap());
         }
     }
@@ -188,7 +189,8 @@ fn a_members_future_stamp_pins_nothing_and_a_flood_of_sequence_numbers_is_bounde
     let cluster = Cluster::start();
     let key = ClusterKey::derive(SECRET.as_bytes());
     let ghost = cluster.actor_of(cluster.gossip[2]);
-    let origin = Origin { actor: ghost, incarnation: 1 };
+    let target = cluster.actor_of(cluster.gossip[0]);
+    let origin = Origin { actor: ghost, incarnation: 1, to: target };
     let year = 365 * 24 * 3600 * 1_000_000;
     let pin =
         gossip(ghost, 1, vec![("pinned", string_value(now_us() + 100 * year, "from the future"))]);
@@ -202,6 +204,18 @@ fn a_members_future_stamp_pins_nothing_and_a_flood_of_sequence_numbers_is_bounde
     );
     assert_eq!(redis(node0, &["SET", "pinned", "legit"]).as_deref(), Some("OK"));
     assert_eq!(redis(node0, &["GET", "pinned"]).as_deref(), Some("legit"));
+
+    // An authentic message captured on its way to node 1 and replayed to node 0 is refused:
+    // the header names its receiver.
+    let for_node1 = Origin { to: cluster.actor_of(cluster.gossip[1]), ..origin };
+    let captured = gossip(ghost, 2, vec![("replayed", string_value(now_us(), "x"))]);
+    cluster.send_to(0, &[encode(&captured, for_node1, &key).unwrap()]);
+    assert!(
+        eventually(Duration::from_secs(10), || info_counter(node0, "anna_refused_replayed") >= 1),
+        "{}",
+        redis(node0, &["INFO", "stats"]).unwrap_or_default()
+    );
+    assert_eq!(redis(node0, &["GET", "replayed"]).as_deref(), Some(""));
 
     // 60 000 batches with fresh, gapped sequence numbers: a bounded window of them is taken,
     // the rest refused unacknowledged (and counted), whatever the sender keeps sending.

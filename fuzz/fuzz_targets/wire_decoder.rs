@@ -14,7 +14,8 @@ fuzz_target!(|data: &[u8]| {
     let mut sealed = MAGIC.to_vec();
     sealed.push(VERSION);
     sealed.extend_from_slice(&type_id::<Eventual>().to_le_bytes());
-    sealed.extend_from_slice(&[1, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0]); // node 1, thread 0, life 7
+    // From node 1 thread 0, life 7, to node 0 thread 0.
+    sealed.extend_from_slice(&[1, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     sealed.extend_from_slice(data);
     let tag = key.tag(&sealed);
     sealed.extend_from_slice(&tag);

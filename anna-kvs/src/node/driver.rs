@@ -451,7 +451,9 @@ impl<V: KvsValue> Driver<V> {
             Refusal::Unauthenticated => &mut report.refused_unauthenticated,
             Refusal::Malformed(_) => &mut report.refused_malformed,
             Refusal::UnknownSender(_) => &mut report.refused_unknown_sender,
-            Refusal::OldIncarnation { .. } => &mut report.refused_replayed,
+            Refusal::OldIncarnation { .. } | Refusal::Misdirected(_) => {
+                &mut report.refused_replayed
+            }
         } += 1;
         let now = Instant::now();
         if self.last_refusal_log.is_some_and(|at| now.duration_since(at) < REFUSAL_LOG_EVERY) {

@@ -68,7 +68,8 @@ pub struct ActorReport {
     pub refused_malformed: u64,
     /// ... from an actor that is not another member of the cluster.
     pub refused_unknown_sender: u64,
-    /// ... from an earlier life of a node that has restarted since (replays).
+    /// ... replays: from an earlier life of a node that has restarted since, or meant for
+    /// another actor.
     pub refused_replayed: u64,
     /// Messages dropped because a queue was full or a peer unreachable.
     pub send_drops: u64,

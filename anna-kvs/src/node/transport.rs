@@ -59,6 +59,8 @@ pub(super) enum Refusal {
     Malformed(WireError),
     /// The sender is not another actor of this cluster.
     UnknownSender(ActorId),
+    /// An authentic message meant for another actor: replayed.
+    Misdirected(ActorId),
     /// The sender's node has started again since: a message from an earlier life, replayed.
     OldIncarnation {
         /// The message's incarnation.
@@ -74,6 +76,7 @@ impl std::fmt::Display for Refusal {
             Self::Unauthenticated => write!(f, "{}", WireError::BadTag),
             Self::Malformed(error) => write!(f, "{error}"),
             Self::UnknownSender(actor) => write!(f, "unknown or local sender {actor}"),
+            Self::Misdirected(to) => write!(f, "meant for actor {to}, not this one: a replay"),
             Self::OldIncarnation { got, newest } => {
                 write!(
                     f,
@@ -166,7 +169,11 @@ impl Transport {
                 WireError::BadTag => Refusal::Unauthenticated,
                 other => Refusal::Malformed(other),
             })?;
-        let Origin { actor, incarnation } = origin;
+        let Origin { actor, incarnation, to } = origin;
+        if to != self.me {
+            // Authentic, but meant for another actor: a capture replayed here.
+            return Err(Refusal::Misdirected(to));
+        }
         let known = usize::from(actor.node) < self.topology.nodes().len()
             && actor.thread < self.topology.threads(actor.node)
             && actor.node != self.me.node;
@@ -189,7 +196,7 @@ impl Transport {
         to: ActorId,
         message: &PeerMessage<V>,
     ) -> Result<usize, SendError> {
-        let origin = Origin { actor: self.me, incarnation: self.incarnation };
+        let origin = Origin { actor: self.me, incarnation: self.incarnation, to };
         let bytes = wire::encode(message, origin, &self.key).map_err(SendError::Encode)?;
         if !self.remotes.contains_key(&to) {
             let socket = self.connect(to).map_err(SendError::Connect)?;

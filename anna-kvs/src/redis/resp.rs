@@ -169,7 +169,10 @@ fn split_inline(line: &[u8]) -> Option<Vec<Bytes>> {
             };
             match quote {
                 Some(b'"') if c == b'\\' && line.get(at + 1) == Some(&b'x') => {
-                    let hex = line.get(at + 2..at + 4).and_then(|h| std::str::from_utf8(h).ok());
+                    let hex = line
+                        .get(at + 2..at + 4)
+                        .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                        .and_then(|h| std::str::from_utf8(h).ok());
                     match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                         Some(byte) => {
                             word.push(byte);
@@ -198,7 +201,7 @@ fn split_inline(line: &[u8]) -> Option<Vec<Bytes>> {
                 }
                 Some(q) if c == q => {
                     // A closing quote ends the word: only a space (or the end) may follow.
-                    if line.get(at + 1).is_some_and(|n| !n.is_ascii_whitespace()) {
+                    if line.get(at + 1).is_some_and(|&n| !n.is_ascii_whitespace() && n != 0x0b) {
                         return None;
                     }
                     at += 1;
@@ -355,6 +358,8 @@ mod tests {
         assert_eq!(split(br#"a"b c" d"#), words(&[b"ab c", b"d"]));
         assert_eq!(split(b"  \t "), words(&[]));
         assert_eq!(split(br#""\xZZ""#), words(&[b"xZZ"]));
+        assert_eq!(split(br#""\x+f""#), words(&[b"x+f"]));
+        assert_eq!(split(b"\"a\"\x0bb"), words(&[b"a", b"b"]));
         for unbalanced in [&br#""abc"#[..], br"'abc", br#""ab"c"#, br"'a'b", br#"x "y"#] {
             assert_eq!(split(unbalanced), None, "{}", unbalanced.escape_ascii());
         }

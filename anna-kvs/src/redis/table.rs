@@ -167,7 +167,10 @@ pub fn dispatch(session: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan
     if let Some(queue) = &mut session.multi
         && !command.has(NO_QUEUE)
     {
-        let bytes: usize = args.iter().map(Bytes::len).sum();
+        // What the queue holds: each argument's bytes and its handle.
+        let bytes: usize =
+            args.iter().map(|a| a.len() + std::mem::size_of::<Bytes>()).sum::<usize>()
+                + std::mem::size_of::<Vec<Bytes>>();
         if queue.len() >= MAX_QUEUED || session.multi_bytes + bytes > MAX_QUEUED_BYTES {
             session.multi_failed = true;
             return Plan::Now(Reply::Error(format!(
@@ -183,7 +186,7 @@ pub fn dispatch(session: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan
 
 /// Most commands one `MULTI` queues (each is answered, and planned at `EXEC`, in one round).
 pub const MAX_QUEUED: usize = 64 * 1024;
-/// Most bytes of arguments one `MULTI` queues.
+/// Most bytes one `MULTI` queues (arguments, with the memory that holds each).
 pub const MAX_QUEUED_BYTES: usize = 64 << 20;
 
 /// `MULTI`.
