@@ -53,7 +53,8 @@ rps() { # port test -> requests per second (after a warm-up of a tenth as many r
     | awk -F'","' 'NR==2 {gsub(/"/, "", $2); print $2}'
 }
 
-median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+# shellcheck source=bench-lib.sh
+source anna-kvs/scripts/bench-lib.sh
 
 printf '%-4s %-44s %-44s %s\n' test "new req/s (each run)" "baseline req/s (each run)" "median new/baseline"
 for test in ${TESTS:-set get}; do

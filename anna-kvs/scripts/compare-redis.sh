@@ -65,7 +65,8 @@ rps() { # port pipeline test requests -> requests per second
     | awk -F'","' 'NR==2 {gsub(/"/, "", $2); print $2}'
 }
 
-median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+# shellcheck source=bench-lib.sh
+source anna-kvs/scripts/bench-lib.sh
 
 if [ -n "$baseline" ]; then
   printf '%-4s %-3s %-28s %-28s %-28s %-11s %-11s %s\n' test P "anna req/s (each run)" \

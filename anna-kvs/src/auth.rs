@@ -63,14 +63,14 @@ pub fn is_unspecified(host: &str) -> bool {
         .is_ok_and(|ip| ip.is_unspecified())
 }
 
-/// A password or cluster secret: kept out of `Debug` output (so out of logs), compared in
-/// constant time, read from the command line, a file or the environment.
+/// A cluster secret: kept out of `Debug` output (so out of logs), read from the command line,
+/// a file or the environment.
 ///
 /// ```
 /// use anna_kvs::auth::Secret;
 /// let secret: Secret = "hunter2".parse().unwrap();
 /// assert_eq!(format!("{secret:?}"), "Secret(..)");
-/// assert!(secret.matches(b"hunter2") && !secret.matches(b"hunter3"));
+/// assert_eq!(secret.expose(), "hunter2");
 /// ```
 #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
@@ -100,11 +100,6 @@ impl Secret {
     /// The secret itself, for deriving keys from it.
     pub fn expose(&self) -> &str {
         &self.0
-    }
-
-    /// Whether `candidate` is the secret, in time independent of where they differ.
-    pub fn matches(&self, candidate: &[u8]) -> bool {
-        constant_time_eq(self.0.as_bytes(), candidate)
     }
 
     /// Whether the secret is empty (which counts as no secret).

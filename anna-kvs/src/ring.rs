@@ -187,6 +187,11 @@ impl Topology {
         (index, Self::new(nodes, threads, replication))
     }
 
+    /// Whether `actor` is one of the cluster's actors.
+    pub fn has_actor(&self, actor: ActorId) -> bool {
+        usize::from(actor.node) < self.nodes.len() && actor.thread < self.threads(actor.node)
+    }
+
     /// A single node with `threads` actors.
     pub fn single(threads: ThreadIndex, replication: Replication) -> Self {
         Self::new(vec!["local".to_owned()], vec![threads], replication)

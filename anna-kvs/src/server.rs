@@ -92,12 +92,12 @@ impl Server {
         if crate::auth::check_public_bind("Redis", &config.bind, password).is_err() {
             return Err(ServerError::PublicWithoutPassword(config.bind));
         }
-        let mut redis =
-            RedisFrontEnd::bind(&config.bind, password, config.redis.clone(), &config.node)
-                .map_err(|source| ServerError::Bind {
-                    addr: format!("{}:{}", config.bind, config.redis.port),
-                    source,
-                })?;
+        let mut redis = RedisFrontEnd::bind(&config.bind, password, config.redis.clone()).map_err(
+            |source| ServerError::Bind {
+                addr: format!("{}:{}", config.bind, config.redis.port),
+                source,
+            },
+        )?;
         let node = Node::start_with(config.node, |actors, handle| redis.services(actors, handle))?;
         let native = match config.native {
             Some(native) => {

@@ -141,23 +141,16 @@ pub fn encode<V: KvsValue>(
     origin: Origin,
     key: &ClusterKey,
 ) -> Result<Vec<u8>, WireError> {
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(MAGIC);
-    out.push(VERSION);
-    out.extend_from_slice(&type_id::<V>().to_le_bytes());
+    let mut out = envelope_header(MAGIC, type_id::<V>());
     out.extend_from_slice(&origin.actor.node.to_le_bytes());
     out.extend_from_slice(&origin.actor.thread.to_le_bytes());
     out.extend_from_slice(&origin.incarnation.to_le_bytes());
     out.extend_from_slice(&origin.to.node.to_le_bytes());
     out.extend_from_slice(&origin.to.thread.to_le_bytes());
-    bincode::serde::encode_into_std_write(message, &mut out, config())
-        .map_err(|e| WireError::Malformed(e.to_string()))?;
+    append_payload(&mut out, message)?;
     let tag = key.tag(&out);
     out.extend_from_slice(&tag);
-    if out.len() > MAX_MESSAGE_BYTES {
-        return Err(WireError::TooLarge(out.len()));
-    }
-    Ok(out)
+    check_size(out)
 }
 
 /// Decodes a message between nodes: checks size, magic and version, then the tag with `key`
@@ -170,7 +163,7 @@ pub fn decode<V: KvsValue>(
     bytes: &[u8],
     key: &ClusterKey,
 ) -> Result<(Origin, PeerMessage<V>), WireError> {
-    open_envelope(MAGIC, bytes)?;
+    let (type_id, _) = open_envelope(MAGIC, bytes)?;
     if bytes.len() < GOSSIP_HEADER + TAG_BYTES {
         return Err(WireError::Truncated(bytes.len()));
     }
@@ -180,7 +173,7 @@ pub fn decode<V: KvsValue>(
     if expected != blake3::Hash::from_bytes(tag.try_into().expect("32 bytes")) {
         return Err(WireError::BadTag);
     }
-    check_type::<V>(u32::from_le_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]))?;
+    check_type::<V>(type_id)?;
     let field = |at: usize, n: usize| &signed[at..at + n];
     let node = u16::from_le_bytes(field(HEADER, 2).try_into().expect("2 bytes"));
     let thread = u16::from_le_bytes(field(HEADER + 2, 2).try_into().expect("2 bytes"));
@@ -219,12 +212,32 @@ pub fn encode_envelope<M: serde::Serialize + ?Sized>(
     type_id: u32,
     message: &M,
 ) -> Result<Vec<u8>, WireError> {
+    let mut out = envelope_header(magic, type_id);
+    append_payload(&mut out, message)?;
+    check_size(out)
+}
+
+/// The envelope's first bytes: magic, version, value type.
+fn envelope_header(magic: &[u8; 4], type_id: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(magic);
     out.push(VERSION);
     out.extend_from_slice(&type_id.to_le_bytes());
-    bincode::serde::encode_into_std_write(message, &mut out, config())
-        .map_err(|e| WireError::Malformed(e.to_string()))?;
+    out
+}
+
+/// Appends `message`'s bincode encoding.
+fn append_payload<M: serde::Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    message: &M,
+) -> Result<(), WireError> {
+    bincode::serde::encode_into_std_write(message, out, config())
+        .map(drop)
+        .map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+/// Refuses a message over [`MAX_MESSAGE_BYTES`].
+fn check_size(out: Vec<u8>) -> Result<Vec<u8>, WireError> {
     if out.len() > MAX_MESSAGE_BYTES {
         return Err(WireError::TooLarge(out.len()));
     }

@@ -69,13 +69,10 @@ impl Cluster {
                 "node on {port} did not come up"
             );
         }
-        let topology = Topology::new(
-            {
-                let mut sorted = addrs.clone();
-                sorted.sort();
-                sorted
-            },
-            vec![1, 1, 1],
+        // Numbered as the nodes number themselves.
+        let (_, topology) = Topology::of_cluster(
+            (Some(&addrs[0]), 1),
+            addrs[1..].iter().map(|a| (a.clone(), 1)),
             Replication::FULL,
         );
         Self { nodes, redis: redis_ports, gossip, topology }

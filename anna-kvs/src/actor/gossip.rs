@@ -92,9 +92,7 @@ pub(super) struct PendingTombstone {
 impl<V: KvsValue> Actor<V> {
     /// Whether `actor` is another actor of the cluster (only those get per-peer state).
     fn is_peer(&self, actor: ActorId) -> bool {
-        actor != self.id
-            && usize::from(actor.node) < self.topology.nodes().len()
-            && actor.thread < self.topology.threads(actor.node)
+        actor != self.id && self.topology.has_actor(actor)
     }
 
     /// Forgets which batches arrived from the actors of `node`, which restarted: its new life

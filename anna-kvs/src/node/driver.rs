@@ -38,6 +38,15 @@ impl<V: KvsValue> Gather<V> {
         Self { answers, outstanding, deadline }
     }
 
+    /// Takes a piece's answers (without copying them when they are the first).
+    fn add(&mut self, answers: Vec<(usize, Response<V>)>) {
+        if self.answers.is_empty() {
+            self.answers = answers;
+        } else {
+            self.answers.extend(answers);
+        }
+    }
+
     /// One piece came in; `true` once every piece has.
     fn piece_done(&mut self) -> bool {
         self.outstanding = self.outstanding.saturating_sub(1);
@@ -129,14 +138,7 @@ impl<V: KvsValue> Driver<V> {
         let edge = EpollFlags::EPOLLIN | EpollFlags::EPOLLET;
         epoll.add(doorbell, EpollEvent::new(edge, DOORBELL_TOKEN))?;
         let actor = Actor::new(id, Arc::clone(&shared.topology), shared.config.actor.clone(), now);
-        let transport = Transport::new(
-            id,
-            shared.context.clone(),
-            Arc::clone(&shared.topology),
-            shared.config.send_high_water_mark,
-            inbound,
-            (shared.cluster_key.clone(), shared.incarnation),
-        );
+        let transport = Transport::new(id, &shared, inbound);
         Ok(Self {
             id,
             shared,
@@ -334,7 +336,7 @@ impl<V: KvsValue> Driver<V> {
     /// every batch is answered. Answers to an abandoned round are dropped.
     fn on_answers(&mut self, round: u64, answers: Vec<(usize, Response<V>)>) {
         let Some(current) = self.rounds.iter_mut().find(|r| r.id == round) else { return };
-        current.gather.answers.extend(answers);
+        current.gather.add(answers);
         if current.gather.piece_done() {
             self.finish_round(round);
         }

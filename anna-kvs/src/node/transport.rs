@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{NodeConfig, NodeError};
+use super::{NodeConfig, NodeError, Shared};
 use crate::message::PeerMessage;
 use crate::ring::{ActorId, NodeIndex, ThreadIndex, Topology};
 use crate::value::KvsValue;
@@ -125,23 +125,21 @@ pub(super) struct Transport {
 }
 
 impl Transport {
-    pub(super) fn new(
+    /// Actor `me`'s links, over the node's ZeroMQ context, ring, key and incarnation.
+    pub(super) fn new<V: KvsValue>(
         me: ActorId,
-        context: zmq::Context,
-        topology: Arc<Topology>,
-        high_water_mark: i32,
+        shared: &Shared<V>,
         inbound: Option<zmq::Socket>,
-        (key, incarnation): (ClusterKey, u64),
     ) -> Self {
         Self {
             me,
-            context,
-            topology,
-            high_water_mark,
+            context: shared.context.clone(),
+            topology: Arc::clone(&shared.topology),
+            high_water_mark: shared.config.send_high_water_mark,
             inbound,
             remotes: HashMap::new(),
-            key,
-            incarnation,
+            key: shared.cluster_key.clone(),
+            incarnation: shared.incarnation,
             incarnations: HashMap::new(),
         }
     }
@@ -174,10 +172,7 @@ impl Transport {
             // Authentic, but meant for another actor: a capture replayed here.
             return Err(Refusal::Misdirected(to));
         }
-        let known = usize::from(actor.node) < self.topology.nodes().len()
-            && actor.thread < self.topology.threads(actor.node)
-            && actor.node != self.me.node;
-        if !known {
+        if actor.node == self.me.node || !self.topology.has_actor(actor) {
             return Err(Refusal::UnknownSender(actor));
         }
         let newest = self.incarnations.entry(actor.node).or_insert(incarnation);

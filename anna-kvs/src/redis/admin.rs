@@ -189,8 +189,8 @@ fn config(cx: &Context<'_>, rest: &[Bytes]) -> Reply {
     }
     let settings: Vec<(&str, String)> = vec![
         ("bind", settings.bind.clone()),
-        ("port", settings.port.to_string()),
-        ("tls-port", settings.tls_port.unwrap_or(0).to_string()),
+        ("port", settings.redis.port.to_string()),
+        ("tls-port", settings.redis.tls.as_ref().map_or(0, |tls| tls.port).to_string()),
         ("maxclients", settings.redis.maxclients.to_string()),
         ("timeout", settings.redis.idle_timeout.map_or(0, |d| d.as_secs()).to_string()),
         ("databases", "1".into()),
@@ -245,7 +245,7 @@ fn info(cx: &Context<'_>, section: Option<&Bytes>) -> String {
             std::env::consts::OS,
             std::env::consts::ARCH,
             std::process::id(),
-            settings.port,
+            settings.redis.port,
             uptime / 86_400,
             reports.len(),
             settings.node.epoch.as_millis(),

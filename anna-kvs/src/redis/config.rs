@@ -41,13 +41,10 @@ impl Default for RedisConfig {
 pub struct Settings {
     /// The address the Redis port listens on.
     pub bind: String,
-    /// The Redis port (as bound: never 0).
-    pub port: u16,
-    /// The TLS port, if on (as bound).
-    pub tls_port: Option<u16>,
     /// The password `AUTH` checks, if any.
     pub requirepass: Option<String>,
-    /// The port's configuration (client limits and timeouts).
+    /// The port's configuration (client limits and timeouts), with the ports as bound
+    /// (never 0).
     pub redis: RedisConfig,
     /// The engine's configuration: size limits, epoch, replication.
     pub node: NodeConfig,
@@ -59,8 +56,6 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             bind: "127.0.0.1".into(),
-            port: 6379,
-            tls_port: None,
             requirepass: None,
             redis: RedisConfig::default(),
             node: NodeConfig::default(),

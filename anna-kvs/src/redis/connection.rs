@@ -49,7 +49,7 @@ pub(super) struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("port", &self.settings.port).finish()
+        f.debug_struct("Shared").field("port", &self.settings.redis.port).finish()
     }
 }
 

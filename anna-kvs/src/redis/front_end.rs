@@ -15,7 +15,7 @@ use super::config::{RedisConfig, Settings};
 use super::connection::{Connections, Incoming, Shared};
 use super::plan::Counters;
 use super::value::RedisValue;
-use crate::node::{NodeConfig, NodeHandle, Service};
+use crate::node::{NodeHandle, Service};
 
 /// A bound Redis port: give its [`services`](Self::services) to the node's actors, then
 /// [`run`](Self::run) its accept loop.
@@ -24,7 +24,7 @@ pub struct RedisFrontEnd {
     listener: TcpListener,
     /// The TLS listener and its rustls configuration, if TLS is on.
     tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
-    /// What the services will share: the bound port, the password, the port's config.
+    /// What the services will share (the node's configuration is added when they are made).
     settings: Settings,
     /// New connections for each actor's service.
     inboxes: Vec<crossbeam_channel::Sender<Incoming>>,
@@ -41,37 +41,30 @@ impl RedisFrontEnd {
     pub fn bind(
         bind: &str,
         requirepass: Option<&str>,
-        config: RedisConfig,
-        node: &NodeConfig,
+        mut config: RedisConfig,
     ) -> std::io::Result<Self> {
         crate::auth::check_public_bind("Redis", bind, requirepass)
             .map_err(|message| std::io::Error::new(ErrorKind::PermissionDenied, message))?;
         let listener = TcpListener::bind((bind, config.port))?;
         listener.set_nonblocking(true)?;
-        let port = listener.local_addr()?.port();
-        let tls = match &config.tls {
+        config.port = listener.local_addr()?.port();
+        let tls = match &mut config.tls {
             Some(tls) => {
                 let server_config = tls
                     .server_config()
                     .map_err(|message| std::io::Error::new(ErrorKind::InvalidInput, message))?;
                 let listener = TcpListener::bind((bind, tls.port))?;
                 listener.set_nonblocking(true)?;
+                tls.port = listener.local_addr()?.port();
                 Some((listener, server_config))
             }
             None => None,
         };
-        let tls_port = match &tls {
-            Some((listener, _)) => Some(listener.local_addr()?.port()),
-            None => None,
-        };
         let settings = Settings {
             bind: bind.to_owned(),
-            port,
-            tls_port,
             requirepass: requirepass.filter(|p| !p.is_empty()).map(str::to_owned),
             redis: config,
-            node: node.clone(),
-            started: Instant::now(),
+            ..Settings::default()
         };
         Ok(Self { listener, tls, settings, inboxes: Vec::new(), shared: None })
     }
@@ -93,9 +86,12 @@ impl RedisFrontEnd {
         actors: usize,
         node: NodeHandle<RedisValue>,
     ) -> Vec<Box<dyn Service<RedisValue>>> {
-        let mut settings = self.settings.clone();
-        // The node resolves `threads = 0` and the epoch; report what it runs with.
-        settings.node = node.config().clone();
+        // The node resolves `threads = 0` and the epoch: planners read what it runs with.
+        let settings = Settings {
+            node: node.config().clone(),
+            started: Instant::now(),
+            ..self.settings.clone()
+        };
         let shared = Arc::new(Shared {
             tls: self.tls.as_ref().map(|(_, config)| Arc::clone(config)),
             settings,
