@@ -31,6 +31,7 @@
 //! ```
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -41,6 +42,7 @@ use crate::message::{Request, RequestError, Response};
 use crate::native::{self, Answer, ClientFrame, ClientMessage, NodeStats, RingInfo, ServerMessage};
 use crate::redis::RedisValue;
 use crate::ring::{ActorId, Key, Topology};
+use crate::tls::tunnel::Tunnel;
 use crate::value::{Eventual, KvsValue};
 use crate::wire::{MAX_MESSAGE_BYTES, WireError};
 
@@ -57,6 +59,9 @@ pub struct ClientConfig {
     pub client_id: Option<u64>,
     /// The cluster's password (`anna-server --requirepass`).
     pub password: Option<String>,
+    /// Dial every node over TLS with this configuration (for nodes started with
+    /// `--native-tls`); see [`crate::tls::client_config`].
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ClientConfig {
@@ -67,6 +72,7 @@ impl Default for ClientConfig {
             suspect_for: Duration::from_secs(5),
             client_id: None,
             password: None,
+            tls: None,
         }
     }
 }
@@ -104,6 +110,9 @@ pub enum ClientError {
     /// The answer did not fit the request.
     #[error("unexpected answer: {0}")]
     Unexpected(String),
+    /// A TLS connection could not be set up.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl From<ClientError> for RequestError {
@@ -122,6 +131,8 @@ impl From<ClientError> for RequestError {
 struct Conn {
     addr: String,
     socket: zmq::Socket,
+    /// The TLS tunnel the socket goes through, when the client uses TLS.
+    tunnel: Option<Tunnel>,
     suspect_until: Option<Instant>,
 }
 
@@ -553,7 +564,8 @@ impl<V: KvsValue> Client<V> {
         }
     }
 
-    fn new_socket(&self, addr: &str) -> Result<zmq::Socket, ClientError> {
+    /// A socket connected to the node at `addr`: directly, or through a TLS tunnel.
+    fn new_socket(&self, addr: &str) -> Result<(zmq::Socket, Option<Tunnel>), ClientError> {
         let socket = self.context.socket(zmq::DEALER)?;
         socket.set_linger(0)?;
         socket.set_maxmsgsize(MAX_MESSAGE_BYTES as i64)?;
@@ -561,8 +573,24 @@ impl<V: KvsValue> Client<V> {
         // fails the send instead of swallowing the request.
         socket.set_immediate(true)?;
         socket.set_sndtimeo(self.config.timeout.as_millis().min(i32::MAX as u128) as i32)?;
-        socket.connect(&format!("tcp://{addr}"))?;
-        Ok(socket)
+        match &self.config.tls {
+            None => {
+                socket.connect(&format!("tcp://{addr}"))?;
+                Ok((socket, None))
+            }
+            Some(tls) => {
+                let tunnel = Tunnel::open(
+                    &self.context,
+                    addr,
+                    Arc::clone(tls),
+                    self.config.timeout,
+                    MAX_MESSAGE_BYTES,
+                )
+                .map_err(|e| ClientError::Tls(format!("{addr}: {e}")))?;
+                socket.connect(tunnel.endpoint())?;
+                Ok((socket, Some(tunnel)))
+            }
+        }
     }
 
     /// The connection to `addr`, created on first use.
@@ -570,8 +598,8 @@ impl<V: KvsValue> Client<V> {
         if let Some(i) = self.conns.iter().position(|c| c.addr == addr) {
             return Ok(i);
         }
-        let socket = self.new_socket(addr)?;
-        self.conns.push(Conn { addr: addr.to_owned(), socket, suspect_until: None });
+        let (socket, tunnel) = self.new_socket(addr)?;
+        self.conns.push(Conn { addr: addr.to_owned(), socket, tunnel, suspect_until: None });
         Ok(self.conns.len() - 1)
     }
 
@@ -579,8 +607,9 @@ impl<V: KvsValue> Client<V> {
     /// instead of delivered late.
     fn suspect(&mut self, conn: usize) {
         self.conns[conn].suspect_until = Some(Instant::now() + self.config.suspect_for);
-        if let Ok(socket) = self.new_socket(&self.conns[conn].addr.clone()) {
+        if let Ok((socket, tunnel)) = self.new_socket(&self.conns[conn].addr.clone()) {
             self.conns[conn].socket = socket;
+            self.conns[conn].tunnel = tunnel;
         }
     }
 

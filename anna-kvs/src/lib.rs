@@ -21,6 +21,8 @@
 //! - [`auth`]: the public-address policy and password comparison of every client port.
 //! - [`redis`]: the Redis-protocol port, served by the actors (command table, planners, RESP).
 //! - [`native`]: the native protocol over ZeroMQ, carrying whole lattice states.
+//! - [`tls`]: TLS for both client ports — rustls configurations from PEM files, and the
+//!   tunnel that carries native messages over TLS.
 //! - [`server`]: the composition point — a node with its Redis and native ports
 //!   ([`server::Server`], [`server::RunningServer`]).
 //!
@@ -44,6 +46,7 @@ pub mod native;
 pub mod node;
 pub mod redis;
 pub mod server;
+pub mod tls;
 pub mod wire;
 
 // Clients.

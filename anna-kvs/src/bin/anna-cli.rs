@@ -41,6 +41,18 @@ struct Args {
     /// Milliseconds to wait for a node before trying another.
     #[arg(long = "timeout-ms", default_value_t = 1500)]
     timeout_ms: u64,
+    /// Dial the nodes over TLS (servers started with `--native-tls`); needs --cacert.
+    #[arg(long, requires = "cacert")]
+    tls: bool,
+    /// The CA that signs the servers' certificates (PEM).
+    #[arg(long)]
+    cacert: Option<std::path::PathBuf>,
+    /// This client's certificate (PEM), for servers that require one; needs --key.
+    #[arg(long, requires = "key")]
+    cert: Option<std::path::PathBuf>,
+    /// This client's private key (PEM).
+    #[arg(long, requires = "cert")]
+    key: Option<std::path::PathBuf>,
     /// A command to run instead of the shell (see `help`).
     command: Vec<String>,
 }
@@ -96,9 +108,17 @@ commands (keys and values are words; quote with \"...\" for spaces):
   help | quit";
 
 fn connect<V: anna_kvs::KvsValue>(args: &Args) -> Result<Client<V>, ClientError> {
+    let tls = match (&args.tls, &args.cacert) {
+        (true, Some(ca)) => {
+            let identity = args.cert.as_deref().zip(args.key.as_deref());
+            Some(anna_kvs::tls::client_config(ca, identity).map_err(ClientError::Tls)?)
+        }
+        _ => None,
+    };
     let config = ClientConfig {
         timeout: Duration::from_millis(args.timeout_ms.max(1)),
         password: args.password.clone(),
+        tls,
         ..ClientConfig::default()
     };
     Client::with_config(&args.host, config)

@@ -15,8 +15,8 @@ use anna_kvs::auth::Secret;
 use anna_kvs::levels::{Causal, Transactional};
 use anna_kvs::native::{self, FrontEndConfig};
 use anna_kvs::node::PeerSpec;
-use anna_kvs::redis::tls::TlsConfig;
 use anna_kvs::server::{Server, ServerConfig};
+use anna_kvs::tls::TlsConfig;
 use anna_kvs::{Factor, Replication};
 use clap::Parser;
 
@@ -96,6 +96,11 @@ struct Options {
     /// --tls-cert-file and --tls-key-file.
     #[arg(long)]
     tls_port: Option<u16>,
+    /// Speak TLS on the native port instead of plain ZeroMQ (`anna-cli --tls`, the Rust
+    /// client's `ClientConfig::tls`), with the --tls-* files; every member of a cluster should
+    /// agree [default: false].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    native_tls: Option<bool>,
     /// The server's certificate chain (PEM).
     #[arg(long)]
     tls_cert_file: Option<PathBuf>,
@@ -267,11 +272,37 @@ fn build(options: Options) -> Result<Built, String> {
     }
     let level = o.consistency.unwrap_or_else(|| "eventual".into());
     let storage = parse_consistency(&level)?;
+    let native_tls = o.native_tls.unwrap_or(false);
+    let tls = match (o.tls_cert_file, o.tls_key_file) {
+        (None, None) if o.tls_port.is_none() && !native_tls => None,
+        (Some(cert_file), Some(key_file)) if o.tls_port.is_some() || native_tls => {
+            Some(TlsConfig {
+                port: o.tls_port.unwrap_or(0),
+                cert_file,
+                key_file,
+                ca_cert_file: o.tls_ca_cert_file,
+                auth_clients: o.tls_auth_clients.as_deref().unwrap_or("yes").parse()?,
+            })
+        }
+        (Some(_), Some(_)) => {
+            return Err("--tls-cert-file is used by --tls-port or --native-tls: give one".into());
+        }
+        _ => {
+            return Err(
+                "TLS (--tls-port, --native-tls) needs --tls-cert-file and --tls-key-file".into()
+            );
+        }
+    };
+    config.redis.tls = tls.clone().filter(|_| o.tls_port.is_some());
     let native_port = o.native_port.unwrap_or(native::DEFAULT_PORT);
     let mut native = FrontEndConfig {
         bind: config.bind.clone(),
         port: native_port,
         announce: o.announce_ip.as_ref().map(|ip| format!("{ip}:{native_port}")),
+        tls: match &tls {
+            Some(tls) if native_tls => Some(tls.server_config()?),
+            _ => None,
+        },
         ..FrontEndConfig::default()
     };
     for peer in peers {
@@ -297,17 +328,6 @@ fn build(options: Options) -> Result<Built, String> {
     if let Some(max) = o.maxclients {
         config.redis.maxclients = max;
     }
-    config.redis.tls = match (o.tls_port, o.tls_cert_file, o.tls_key_file) {
-        (None, None, None) => None,
-        (Some(port), Some(cert_file), Some(key_file)) => Some(TlsConfig {
-            port,
-            cert_file,
-            key_file,
-            ca_cert_file: o.tls_ca_cert_file,
-            auth_clients: o.tls_auth_clients.as_deref().unwrap_or("yes").parse()?,
-        }),
-        _ => return Err("TLS needs --tls-port, --tls-cert-file and --tls-key-file together".into()),
-    };
     if let Some(secs) = o.timeout {
         config.redis.idle_timeout = (secs > 0).then(|| Duration::from_secs(secs));
     }

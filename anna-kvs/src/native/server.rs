@@ -10,6 +10,7 @@ use super::{ClientMessage, RingInfo, ServerMessage};
 use crate::auth::constant_time_eq;
 use crate::message::{Request, Response};
 use crate::node::{NodeError, NodeHandle};
+use crate::tls::tunnel::{Gateway, GatewayCounters, inproc_endpoint};
 use crate::value::KvsValue;
 use crate::wire::MAX_MESSAGE_BYTES;
 
@@ -30,6 +31,12 @@ pub struct FrontEndConfig {
     /// The address clients dial, `host:port`, when it is not the bound one (a node bound to
     /// `0.0.0.0` announces a reachable address in its ring).
     pub announce: Option<String>,
+    /// Speak TLS on the port instead of plain ZeroMQ (see [`crate::tls::tunnel`]); build it
+    /// with [`TlsConfig::server_config`](crate::tls::TlsConfig::server_config). Every member of
+    /// a cluster should agree, since clients dial all of them the same way.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Most TLS connections at once; more are closed on arrival and counted.
+    pub max_tls_connections: usize,
 }
 
 impl Default for FrontEndConfig {
@@ -41,6 +48,8 @@ impl Default for FrontEndConfig {
             max_round: 256,
             password: None,
             announce: None,
+            tls: None,
+            max_tls_connections: 10_000,
         }
     }
 }
@@ -58,6 +67,13 @@ pub struct FrontEndStats {
     pub unauthenticated: u64,
     /// Answers that could not be sent (the client's queue was full or it left).
     pub send_failures: u64,
+    /// TLS connections accepted (a TLS port only).
+    pub tls_accepted: u64,
+    /// TLS connections closed on arrival because the port was full.
+    pub tls_refused: u64,
+    /// TLS connections ended by an error: a failed handshake or certificate, a bad record,
+    /// an oversized frame, a handshake that took too long.
+    pub tls_failed: u64,
 }
 
 /// The client port of a node: decodes messages, hands their requests to the actors, answers.
@@ -71,6 +87,9 @@ pub struct FrontEnd<V: KvsValue> {
     password: Option<String>,
     stop: Arc<AtomicBool>,
     stats: FrontEndStats,
+    /// The TLS listener, when the port speaks TLS; it runs on a thread of its own.
+    gateway: Option<Gateway>,
+    tls_counters: Option<Arc<GatewayCounters>>,
 }
 
 impl<V: KvsValue> std::fmt::Debug for FrontEnd<V> {
@@ -100,18 +119,40 @@ impl<V: KvsValue> FrontEnd<V> {
         socket.set_linger(0).map_err(NodeError::zmq("set ZMQ_LINGER"))?;
         socket.set_sndhwm(10_000).map_err(NodeError::zmq("set ZMQ_SNDHWM"))?;
         socket.set_rcvhwm(10_000).map_err(NodeError::zmq("set ZMQ_RCVHWM"))?;
-        let port = if config.port == 0 { "*".to_owned() } else { config.port.to_string() };
-        let endpoint = format!("tcp://{}:{port}", config.bind);
-        socket.bind(&endpoint).map_err(NodeError::zmq(format!("bind client port {endpoint}")))?;
-        let bound = socket
-            .get_last_endpoint()
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_else(|| endpoint.clone());
-        let addr = match &config.announce {
-            Some(announced) => announced.clone(),
-            None => bound.trim_start_matches("tcp://").to_owned(),
+        let (bound, gateway) = match &config.tls {
+            None => {
+                let port = if config.port == 0 { "*".to_owned() } else { config.port.to_string() };
+                let endpoint = format!("tcp://{}:{port}", config.bind);
+                socket
+                    .bind(&endpoint)
+                    .map_err(NodeError::zmq(format!("bind client port {endpoint}")))?;
+                let bound = socket.get_last_endpoint().ok().and_then(Result::ok);
+                let bound = bound.unwrap_or(endpoint).trim_start_matches("tcp://").to_owned();
+                (bound, None)
+            }
+            Some(tls) => {
+                // TLS connections reach the ROUTER through the gateway, over inproc.
+                let router = inproc_endpoint("native");
+                socket.bind(&router).map_err(NodeError::zmq("bind the TLS gateway's socket"))?;
+                let gateway = Gateway::bind(
+                    (&config.bind, config.port),
+                    Arc::clone(tls),
+                    context.clone(),
+                    router,
+                    config.max_tls_connections,
+                    MAX_MESSAGE_BYTES,
+                )
+                .map_err(NodeError::io(format!(
+                    "bind the native TLS port {}:{}",
+                    config.bind, config.port
+                )))?;
+                let bound = gateway
+                    .local_addr()
+                    .map_err(NodeError::io("read the native TLS port's address"))?;
+                (bound.to_string(), Some(gateway))
+            }
         };
+        let addr = config.announce.clone().unwrap_or(bound);
         let topology = handle.topology();
         let me = handle.index();
         let client_addrs = topology
@@ -137,6 +178,8 @@ impl<V: KvsValue> FrontEnd<V> {
             password: config.password.clone().filter(|p| !p.is_empty()),
             stop,
             stats: FrontEndStats::default(),
+            tls_counters: gateway.as_ref().map(Gateway::counters),
+            gateway,
         })
     }
 
@@ -161,7 +204,14 @@ impl<V: KvsValue> FrontEnd<V> {
     /// Serves until the stop flag is set. Each round reads every waiting message (up to the
     /// configured bound), sends all their requests to the actors as one batch, and answers.
     pub fn run(mut self) {
-        tracing::info!(addr = %self.addr, "native protocol ready");
+        let gateway = self.gateway.take().map(|gateway| {
+            let stop = Arc::clone(&self.stop);
+            std::thread::Builder::new()
+                .name("anna-native-tls".into())
+                .spawn(move || gateway.run(&stop))
+        });
+        let tls = if gateway.is_some() { "TLS" } else { "plain" };
+        tracing::info!(addr = %self.addr, tls, "native protocol ready");
         while !self.stop.load(Ordering::Relaxed) {
             let readable = {
                 let mut items = [self.socket.as_poll_item(zmq::POLLIN)];
@@ -170,6 +220,13 @@ impl<V: KvsValue> FrontEnd<V> {
             if readable {
                 self.round();
             }
+        }
+        match gateway {
+            Some(Ok(thread)) => {
+                let _ = thread.join();
+            }
+            Some(Err(error)) => tracing::error!(%error, "cannot spawn the native TLS thread"),
+            None => {}
         }
         tracing::info!(addr = %self.addr, "native protocol stopped");
     }
@@ -233,7 +290,7 @@ impl<V: KvsValue> FrontEnd<V> {
                     let answer = ServerMessage::<V>::Stats(super::NodeStats {
                         node: self.ring.me,
                         actors: self.handle.reports(),
-                        front_end: self.stats.clone(),
+                        front_end: self.stats(),
                     });
                     self.answer(frames, &answer);
                 }
@@ -255,6 +312,16 @@ impl<V: KvsValue> FrontEnd<V> {
             let answer = ServerMessage::Batch { id, ring_version: self.ring.version, responses };
             self.answer(frames, &answer);
         }
+    }
+
+    fn stats(&self) -> FrontEndStats {
+        let mut stats = self.stats.clone();
+        if let Some(counters) = &self.tls_counters {
+            stats.tls_accepted = counters.accepted.load(Ordering::Relaxed);
+            stats.tls_refused = counters.refused.load(Ordering::Relaxed);
+            stats.tls_failed = counters.failed.load(Ordering::Relaxed);
+        }
+        stats
     }
 
     fn answer(&mut self, frames: Vec<Vec<u8>>, message: &ServerMessage<V>) {

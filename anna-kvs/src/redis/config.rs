@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::tls::TlsConfig;
 use crate::node::NodeConfig;
+use crate::tls::TlsConfig;
 
 /// How to run the Redis port.
 #[derive(Clone, Debug)]

@@ -11,7 +11,7 @@
 //! | [`commands`] | data commands by type (`strings`, `sets`, `keyspace`) turned into plans |
 //! | [`admin`] | connection and server commands (AUTH, HELLO, CLIENT, CONFIG, INFO, …) |
 //! | [`plan`] | what a planner returns and reads; the one engine-error → Redis-text mapping |
-//! | [`tls`] | TLS on the Redis port: Redis's settings turned into a rustls configuration |
+//! | [`crate::tls`] | TLS on the Redis port: Redis's settings turned into a rustls configuration (shared with the native port) |
 //! | [`value`] | what a key holds ([`RedisValue`]), short strings inline ([`inline_bytes`]) |
 //!
 //! A `SET` goes: [`connection`] reads and parses it → [`table::dispatch`] finds its row and
@@ -30,7 +30,6 @@ pub mod plan;
 pub mod resp;
 pub mod session;
 pub mod table;
-pub mod tls;
 pub mod value;
 
 pub use config::RedisConfig;

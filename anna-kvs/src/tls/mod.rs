@@ -1,7 +1,12 @@
-//! TLS on the Redis port (rustls, with the `ring` provider): the configuration Redis users
-//! know (`tls-port`, `tls-cert-file`, `tls-key-file`, `tls-ca-cert-file`, `tls-auth-clients`)
-//! turned into a rustls server configuration at start, so a bad certificate fails the start
-//! with its file named, never a connection later.
+//! TLS on the client ports (rustls, with the `ring` provider).
+//!
+//! - The configuration Redis users know (`tls-port`, `tls-cert-file`, `tls-key-file`,
+//!   `tls-ca-cert-file`, `tls-auth-clients`) becomes a rustls server configuration at start
+//!   ([`TlsConfig::server_config`]), so a bad certificate fails the start with its file named,
+//!   never a connection later. The Redis port serves it on its TLS port; the native port, when
+//!   told to, speaks TLS instead of plain ZeroMQ ([`tunnel`]).
+//! - [`client_config`] builds the Rust client's side from PEM files (`redis-cli`'s `--cacert`,
+//!   `--cert`, `--key`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,6 +15,8 @@ use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
+
+pub mod tunnel;
 
 /// Whether clients must present a certificate (Redis's `tls-auth-clients`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -38,7 +45,8 @@ impl std::str::FromStr for ClientAuth {
 /// The Redis port's TLS listener.
 #[derive(Clone, Debug)]
 pub struct TlsConfig {
-    /// The TLS port (0 picks a free one).
+    /// The Redis port's TLS port (0 picks a free one). The native port, told to use TLS
+    /// ([`crate::native::FrontEndConfig::tls`]), uses the same files on its own port.
     pub port: u16,
     /// The server's certificate chain, PEM.
     pub cert_file: PathBuf,
@@ -109,4 +117,50 @@ impl TlsConfig {
         })?;
         Ok(Arc::new(config))
     }
+}
+
+/// A client's TLS configuration: servers are trusted when their certificate chains to a CA in
+/// `ca_file` (PEM) and names the host dialled; `identity` is the client's own certificate chain
+/// and key (PEM files), for servers that require one.
+///
+/// # Errors
+/// A file that cannot be read or parsed, or a certificate and key that do not match; each
+/// message names the file.
+///
+/// # Example
+/// ```no_run
+/// use std::path::Path;
+/// let tls = anna_kvs::tls::client_config(Path::new("ca.pem"), None)?;
+/// let config = anna_kvs::client::ClientConfig { tls: Some(tls), ..Default::default() };
+/// # Ok::<(), String>(())
+/// ```
+pub fn client_config(
+    ca_file: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(ca_file)? {
+        roots.add(cert).map_err(|e| format!("{}: {e}", ca_file.display()))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert_file, key_file)) => {
+            let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| {
+                format!("cannot read a private key from {}: {e}", key_file.display())
+            })?;
+            builder.with_client_auth_cert(certificates(cert_file)?, key).map_err(|e| {
+                format!(
+                    "{} and {} do not make a certificate and its key: {e}",
+                    cert_file.display(),
+                    key_file.display()
+                )
+            })?
+        }
+    };
+    Ok(Arc::new(config))
 }
