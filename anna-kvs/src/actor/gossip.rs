@@ -17,15 +17,25 @@ use lattice_core::Stamp;
 pub(super) struct PeerLink {
     /// Sequence number of the next batch to it.
     next_seq: u64,
-    /// Batches sent and not yet acknowledged: seq → (keys, epoch of the last send).
-    pub(super) unacked: BTreeMap<u64, (Vec<Key>, u64)>,
+    /// Batches sent and not yet acknowledged: seq → (keys, epoch of the next resend, resends
+    /// so far).
+    pub(super) unacked: BTreeMap<u64, (Vec<Key>, u64, u32)>,
     /// Keys held in `unacked`.
     unacked_keys: usize,
     /// Highest seq such that every batch from it up to there has arrived.
     received_contiguous: u64,
     /// Batches from it that arrived above `received_contiguous`.
     received_ahead: BTreeSet<u64>,
+    /// Whether it acknowledged anything since the last resend: a live peer gets a burst of
+    /// overdue batches, a silent one (partitioned, paused, dead) one probe per round.
+    acked_since_resend: bool,
 }
+
+/// Most overdue batches resent to one live peer per round.
+const RESEND_BURST: usize = 16;
+/// A batch's resend interval doubles after each resend, at most this many times (3 epochs
+/// becomes 96: 4.8 s at the default 50 ms).
+const MAX_BACKOFF_DOUBLINGS: u32 = 5;
 
 /// What a receiver makes of a gossip batch's sequence number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,10 +213,11 @@ impl<V: KvsValue> Actor<V> {
             self.stats.unknown_senders += u64::from(!self.is_peer(from));
             return;
         };
+        link.acked_since_resend = true;
         // Only an acknowledgement of a batch still awaited counts for tombstones: one of a
         // batch given up on may come from a receiver that never applied it (it was below the
         // low-water mark when it arrived).
-        let Some((keys, _)) = link.unacked.remove(&seq) else { return };
+        let Some((keys, _, _)) = link.unacked.remove(&seq) else { return };
         link.unacked_keys -= keys.len();
         for pending in &mut self.tombstones {
             for (peer, batch, need) in &mut pending.peers {
@@ -254,18 +265,19 @@ impl<V: KvsValue> Actor<V> {
         }
 
         let mut sent_seq: HashMap<ActorId, u64> = HashMap::new();
+        let wait = self.config.retransmit_after_epochs.max(1);
         for (to, updates) in batches {
             let link = self.links.entry(to).or_default();
             link.next_seq += 1;
             let seq = link.next_seq;
             let keys: Vec<Key> = updates.iter().map(|(k, _)| k.clone()).collect();
             link.unacked_keys += keys.len();
-            link.unacked.insert(seq, (keys, self.epoch));
+            link.unacked.insert(seq, (keys, self.epoch + wait, 0));
             // Never the batch being sent: its receiver must be able to apply it.
             while link.unacked_keys > self.config.max_unacked_keys_per_peer
                 && link.unacked.len() > 1
             {
-                let Some((_, (dropped, _))) = link.unacked.pop_first() else { break };
+                let Some((_, (dropped, _, _))) = link.unacked.pop_first() else { break };
                 link.unacked_keys -= dropped.len();
                 self.stats.gossip_given_up += 1;
             }
@@ -297,16 +309,30 @@ impl<V: KvsValue> Actor<V> {
         }
     }
 
+    /// Resends overdue batches, oldest first: up to [`RESEND_BURST`] to a peer that
+    /// acknowledged something since the last round, one (a probe) to a silent one. Resending
+    /// every overdue batch each round would pile up, behind a partition or a paused peer,
+    /// more than the peer can decode once it is back (found by the fault bed: a node paused
+    /// for 5 s never caught up).
     fn resend_overdue(&mut self, out: &mut Vec<Output<V>>) {
         let epoch = self.epoch;
         let wait = self.config.retransmit_after_epochs.max(1);
         for (&to, link) in &mut self.links {
             let low_water = link.low_water();
-            for (&seq, (keys, sent_epoch)) in link.unacked.iter_mut() {
-                if epoch < *sent_epoch + wait {
+            let mut budget = if link.acked_since_resend { RESEND_BURST } else { 1 };
+            for (&seq, (keys, due, resends)) in link.unacked.iter_mut() {
+                if epoch < *due {
                     continue;
                 }
-                *sent_epoch = epoch;
+                if budget == 0 {
+                    break;
+                }
+                budget -= 1;
+                link.acked_since_resend = false;
+                // Exponential backoff: a batch still unacknowledged is probably queued behind
+                // others at a slow peer, not lost.
+                *resends = (*resends + 1).min(MAX_BACKOFF_DOUBLINGS);
+                *due = epoch + (wait << *resends);
                 // The keys' current states: at least what was first sent, often more.
                 let updates: Vec<(Key, V)> = keys
                     .iter()
