@@ -1,0 +1,435 @@
+//! Scenarios: a fault, scheduled on a seeded timeline, against a three-node cluster under the
+//! workloads; then heal, wait for quiet, read every replica, and check.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::check::{self, Verdict};
+use crate::history::{self, Op};
+use crate::net::Net;
+use crate::node::{self, Node};
+use crate::timeline::{self, Window};
+use crate::workload::{self, Rng, Snapshot, Workload};
+
+/// The faults the nemesis knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Nothing (the baseline).
+    None,
+    /// One node cut off from the other two, both ways.
+    Isolate,
+    /// A bridge: A sees B, B sees C, A and C do not see each other.
+    Bridge,
+    /// One node hears nothing from one other (one-way loss).
+    OneWay,
+    /// 30% of packets between nodes dropped, at random.
+    Loss,
+    /// One node `kill -9`ed, restarted with the same flags later.
+    Kill,
+    /// One node `SIGSTOP`ped for many epochs, then continued.
+    Pause,
+    /// One node's clock 10 s ahead (libfaketime), the whole run.
+    ClockAhead,
+    /// One node's clock 10 s behind, the whole run.
+    ClockBehind,
+}
+
+/// A named fault, and why it is expected to fail today, if it is.
+#[derive(Clone, Copy, Debug)]
+pub struct Scenario {
+    /// Its name (`anna-faults run NAME`).
+    pub name: &'static str,
+    /// The fault.
+    pub fault: Fault,
+    /// A known failure: the issue that fixes it. Printed as such in every run, never hidden.
+    pub known_failure: Option<&'static str>,
+}
+
+/// Every scenario.
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario { name: "none", fault: Fault::None, known_failure: None },
+    Scenario { name: "isolate", fault: Fault::Isolate, known_failure: None },
+    Scenario { name: "bridge", fault: Fault::Bridge, known_failure: None },
+    Scenario { name: "one-way", fault: Fault::OneWay, known_failure: None },
+    Scenario { name: "loss", fault: Fault::Loss, known_failure: None },
+    Scenario { name: "pause", fault: Fault::Pause, known_failure: None },
+    Scenario {
+        name: "kill",
+        fault: Fault::Kill,
+        known_failure: Some(
+            "issue 17 (durability and identity): a node restarted after kill -9 comes back empty, restarts its gossip sequence numbers and reuses its writer ids",
+        ),
+    },
+    Scenario {
+        name: "clock-ahead",
+        fault: Fault::ClockAhead,
+        known_failure: Some(
+            "issue 17: a write takes its stamp from the local clock even when the key holds a newer one, so a fast node's writes beat later ones",
+        ),
+    },
+    Scenario {
+        name: "clock-behind",
+        fault: Fault::ClockBehind,
+        known_failure: Some(
+            "issue 17: a slow node's writes are stamped below the values they replace and lose to them",
+        ),
+    },
+];
+
+/// The short suite `.ci/run` runs.
+pub const SHORT: &[&str] = &["isolate", "bridge", "loss", "pause", "kill", "clock-ahead"];
+
+/// Finds a scenario by name.
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    SCENARIOS.iter().find(|s| s.name == name)
+}
+
+/// How a run is sized.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How long the workloads run.
+    pub duration: Duration,
+    /// Pause between one worker's operations.
+    pub pace: Duration,
+    /// How long to wait for every replica to agree after the workloads stop.
+    pub converge_limit: Duration,
+    /// Where histories, logs and pictures go.
+    pub out_dir: PathBuf,
+    /// Keep history, logs and picture even when the run passes.
+    pub keep: bool,
+}
+
+/// One run's result.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The scenario.
+    pub scenario: &'static Scenario,
+    /// Its seed.
+    pub seed: u64,
+    /// What the nemesis did, in words.
+    pub schedule: String,
+    /// Operations made.
+    pub ops: usize,
+    /// Writes acknowledged.
+    pub acknowledged: usize,
+    /// Acknowledged writes lost (all checkers; counter units included).
+    pub lost: u64,
+    /// Values never written.
+    pub unexpected: u64,
+    /// Whether every replica agreed in the end.
+    pub converged: bool,
+    /// How long after the heal they agreed.
+    pub converged_after_heal_ms: Option<u64>,
+    /// Each checker's verdict.
+    pub verdicts: Vec<Verdict>,
+    /// Other problems (a node that crashed, replicas that never agreed).
+    pub problems: Vec<String>,
+    /// Where the run's files are (kept when it failed).
+    pub files: Option<PathBuf>,
+}
+
+impl Report {
+    /// Nothing lost, nothing unexpected, converged, no crash.
+    pub fn passed(&self) -> bool {
+        self.lost == 0 && self.unexpected == 0 && self.converged && self.problems.is_empty()
+    }
+
+    /// One line for a table: scenario, seed, ops, acked, lost, unexpected, converged, time.
+    pub fn row(&self) -> String {
+        let verdict = match (self.passed(), self.scenario.known_failure) {
+            (true, _) => "pass",
+            (false, Some(_)) => "known failure",
+            (false, None) => "FAIL",
+        };
+        format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            self.scenario.name,
+            self.seed,
+            self.ops,
+            self.acknowledged,
+            self.lost,
+            self.unexpected,
+            if self.converged { "yes" } else { "no" },
+            self.converged_after_heal_ms
+                .map_or("-".to_owned(), |ms| format!("{:.1} s", ms as f64 / 1000.0)),
+            verdict
+        )
+    }
+
+    /// The table's header.
+    pub fn header() -> &'static str {
+        "| scenario | seed | ops | acked | lost | unexpected | converged | after heal | verdict |\n|---|---|---|---|---|---|---|---|---|"
+    }
+}
+
+fn sleep_until(began: Instant, ms: u64) {
+    let target = began + Duration::from_millis(ms);
+    if let Some(left) = target.checked_duration_since(Instant::now()) {
+        std::thread::sleep(left);
+    }
+}
+
+/// The nemesis's plan for one run: the victim, and when the fault starts and heals.
+struct Plan {
+    victim: usize,
+    other: usize,
+    from_ms: u64,
+    to_ms: u64,
+}
+
+fn plan(rng: &mut Rng, hosts: usize, duration_ms: u64) -> Plan {
+    let victim = rng.below(hosts as u64) as usize;
+    let other = (victim + 1 + rng.below(hosts as u64 - 1) as usize) % hosts;
+    let from_ms = 1500 + rng.below(duration_ms / 6);
+    let length = duration_ms * 3 / 10 + rng.below(duration_ms / 5);
+    let to_ms = (from_ms + length).min(duration_ms.saturating_sub(2000));
+    Plan { victim, other, from_ms, to_ms }
+}
+
+fn clock_offset(fault: Fault) -> i64 {
+    match fault {
+        Fault::ClockAhead => 10,
+        Fault::ClockBehind => -10,
+        _ => 0,
+    }
+}
+
+/// Runs one scenario with one seed. Errors are failures of the bed itself (no root, no
+/// iptables), not of the cluster.
+///
+/// # Errors
+/// The hosts or nodes could not be set up.
+pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Result<Report, String> {
+    let hosts = 3;
+    let duration_ms = settings.duration.as_millis() as u64;
+    let mut rng =
+        Rng::new(seed ^ scenario.name.bytes().fold(0u64, |h, b| h.wrapping_mul(31) ^ u64::from(b)));
+    let plan = plan(&mut rng, hosts, duration_ms);
+    let dir = settings.out_dir.join(format!("{}-{seed}", scenario.name));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let net = Net::create(hosts)?;
+    let binary = node::server_binary()?;
+    let mut nodes: Vec<Node> = (0..hosts)
+        .map(|i| {
+            let offset = if i == plan.victim { clock_offset(scenario.fault) } else { 0 };
+            Node::new(&net, i, &binary, dir.join(format!("node-{i}.log")), offset)
+        })
+        .collect();
+    for node in &mut nodes {
+        node.start()?;
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        node.wait_ready(net.addr(i), Duration::from_secs(15))?;
+    }
+    let addrs: Vec<_> = (0..hosts).map(|i| net.addr(i)).collect();
+    let began = Instant::now();
+    let workload = Workload::start(&addrs, seed, began, settings.pace);
+    let (v, o) = (plan.victim, plan.other);
+    let rest: Vec<usize> = (0..hosts).filter(|&i| i != v).collect();
+    let (schedule, windows, heal_ms) = match scenario.fault {
+        Fault::None => ("no fault".to_owned(), Vec::new(), duration_ms),
+        Fault::ClockAhead | Fault::ClockBehind => {
+            let text =
+                format!("node {v}'s clock {:+} s for the whole run", clock_offset(scenario.fault));
+            let window = Window { from_ms: 0, to_ms: duration_ms, label: text.clone() };
+            (text, vec![window], duration_ms)
+        }
+        fault => {
+            sleep_until(began, plan.from_ms);
+            let what = match fault {
+                Fault::Isolate => {
+                    net.partition(&[vec![v], rest.clone()])?;
+                    format!("node {v} isolated")
+                }
+                Fault::Bridge => {
+                    let far = rest.iter().copied().find(|&i| i != o).unwrap_or(o);
+                    net.partition(&[vec![v], vec![far]])?;
+                    format!("bridge: node {v} and node {far} cut, node {o} sees both")
+                }
+                Fault::OneWay => {
+                    net.cut(o, v)?;
+                    format!("node {v} hears nothing from node {o}")
+                }
+                Fault::Loss => {
+                    net.lose(0.3)?;
+                    "30% packet loss between nodes".to_owned()
+                }
+                Fault::Kill => {
+                    nodes[v].kill();
+                    format!("node {v} killed (-9), restarted with the same flags")
+                }
+                Fault::Pause => {
+                    nodes[v].pause();
+                    format!("node {v} paused (SIGSTOP)")
+                }
+                _ => unreachable!(),
+            };
+            sleep_until(began, plan.to_ms);
+            net.heal()?;
+            if fault == Fault::Kill {
+                nodes[v].start()?;
+            }
+            if fault == Fault::Pause {
+                nodes[v].resume();
+            }
+            let label = format!(
+                "{what}, {:.1}-{:.1} s",
+                plan.from_ms as f64 / 1e3,
+                plan.to_ms as f64 / 1e3
+            );
+            let window = Window { from_ms: plan.from_ms, to_ms: plan.to_ms, label: label.clone() };
+            (label, vec![window], plan.to_ms)
+        }
+    };
+    sleep_until(began, duration_ms);
+    let ops = workload.finish();
+    // Quiet: read every replica until they agree.
+    let mut problems = Vec::new();
+    let mut converged_at = None;
+    let mut last: Vec<Result<Snapshot, String>> = Vec::new();
+    let deadline = Instant::now() + settings.converge_limit;
+    let verbose = std::env::var_os("ANNA_FAULTS_VERBOSE").is_some();
+    let mut said = Instant::now();
+    while Instant::now() < deadline {
+        last = addrs.iter().map(|&a| workload::snapshot(a)).collect();
+        if verbose && said.elapsed() > Duration::from_secs(2) {
+            said = Instant::now();
+            eprintln!("[{} ms] {}", began.elapsed().as_millis(), describe_divergence(&last));
+        }
+        let first = last[0].as_ref().ok();
+        if first.is_some() && last.iter().all(|s| s.as_ref().ok() == first) {
+            converged_at = Some(began.elapsed().as_millis() as u64);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for node in &mut nodes {
+        if let Some(crash) = node.crashed() {
+            problems.push(crash);
+        }
+    }
+    let snapshot = last.iter().find_map(|s| s.as_ref().ok()).cloned().unwrap_or_default();
+    if converged_at.is_none() {
+        problems.push(describe_divergence(&last));
+    }
+    let verdicts = check::all(&ops, &snapshot);
+    let report = Report {
+        scenario,
+        seed,
+        schedule,
+        ops: ops.len(),
+        acknowledged: verdicts.iter().map(|v| v.acknowledged).sum(),
+        lost: verdicts.iter().map(|v| v.lost).sum(),
+        unexpected: verdicts.iter().map(|v| v.unexpected).sum(),
+        converged: converged_at.is_some(),
+        converged_after_heal_ms: converged_at.map(|at| at.saturating_sub(heal_ms)),
+        verdicts,
+        problems,
+        files: Some(dir.clone()),
+    };
+    drop(nodes);
+    drop(net);
+    save(&report, &ops, &windows, &dir, duration_ms, settings.keep)
+}
+
+fn describe_divergence(last: &[Result<Snapshot, String>]) -> String {
+    let mut text = String::from("replicas never agreed:");
+    let Some(Ok(first)) = last.first() else {
+        return format!("{text} node 0 did not answer");
+    };
+    for (i, other) in last.iter().enumerate().skip(1) {
+        match other {
+            Err(error) => text.push_str(&format!(" node {i} did not answer ({error});")),
+            Ok(other) => {
+                for (key, value) in first {
+                    if other.get(key) != Some(value) {
+                        let shown = |v: Option<&Option<String>>| {
+                            let v = format!("{v:?}");
+                            if v.len() > 60 { format!("{}…", &v[..60]) } else { v }
+                        };
+                        text.push_str(&format!(
+                            " {key}: node 0 {} vs node {i} {};",
+                            shown(Some(value)),
+                            shown(other.get(key))
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    text
+}
+
+fn save(
+    report: &Report,
+    ops: &[Op],
+    windows: &[Window],
+    dir: &Path,
+    duration_ms: u64,
+    keep: bool,
+) -> Result<Report, String> {
+    let mut report = report.clone();
+    if report.passed() && !keep {
+        let _ = std::fs::remove_dir_all(dir);
+        report.files = None;
+        return Ok(report);
+    }
+    history::save(&dir.join("history.jsonl"), ops).map_err(|e| e.to_string())?;
+    let title = format!("{} (seed {}): {}", report.scenario.name, report.seed, report.schedule);
+    let picture = timeline::svg(&title, ops, 3, duration_ms, windows);
+    std::fs::write(dir.join("timeline.svg"), picture).map_err(|e| e.to_string())?;
+    let mut text = format!("{}\n{}\n\n", Report::header(), report.row());
+    for verdict in &report.verdicts {
+        text.push_str(&format!(
+            "{}: {} acknowledged, {} lost, {} unexpected\n",
+            verdict.name, verdict.acknowledged, verdict.lost, verdict.unexpected
+        ));
+        for note in &verdict.notes {
+            text.push_str(&format!("  - {note}\n"));
+        }
+    }
+    for problem in &report.problems {
+        text.push_str(&format!("problem: {problem}\n"));
+    }
+    std::fs::write(dir.join("report.md"), text).map_err(|e| e.to_string())?;
+    Ok(report)
+}
+
+/// Prints a report the way every suite does: verdict first, known failures named as such.
+pub fn print(report: &Report) {
+    let status = match (report.passed(), report.scenario.known_failure) {
+        (true, Some(_)) => "PASS (listed as a known failure: it passes now)",
+        (true, None) => "PASS",
+        (false, Some(_)) => "KNOWN FAILURE",
+        (false, None) => "FAIL",
+    };
+    println!(
+        "{status}: {} seed {} — {}; {} ops, {} acknowledged, {} lost, {} unexpected, converged: {}",
+        report.scenario.name,
+        report.seed,
+        report.schedule,
+        report.ops,
+        report.acknowledged,
+        report.lost,
+        report.unexpected,
+        report
+            .converged_after_heal_ms
+            .map_or("no".to_owned(), |ms| format!("{:.1} s after the heal", ms as f64 / 1e3)),
+    );
+    if let Some(why) = report.scenario.known_failure
+        && !report.passed()
+    {
+        println!("    known failure until {why}");
+    }
+    for verdict in report.verdicts.iter().filter(|v| !v.ok()) {
+        for note in &verdict.notes {
+            println!("    {}: {note}", verdict.name);
+        }
+    }
+    for problem in &report.problems {
+        println!("    {problem}");
+    }
+    if let Some(files) = &report.files {
+        println!("    history, logs, timeline: {}", files.display());
+    }
+}
