@@ -308,11 +308,17 @@ pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Resul
             problems.push(crash);
         }
     }
-    let snapshot = last.iter().find_map(|s| s.as_ref().ok()).cloned().unwrap_or_default();
     if converged_at.is_none() {
         problems.push(describe_divergence(&last));
     }
-    let verdicts = check::all(&ops, &snapshot);
+    // Converged: every replica is the same. Otherwise each replica is checked and the worst
+    // reported (a replica that misses acknowledged writes is what a client reading it sees).
+    let verdicts = last
+        .iter()
+        .filter_map(|s| s.as_ref().ok())
+        .map(|snapshot| check::all(&ops, snapshot))
+        .max_by_key(|verdicts| verdicts.iter().map(|v| v.lost + v.unexpected).sum::<u64>())
+        .unwrap_or_else(|| check::all(&ops, &Snapshot::new()));
     let report = Report {
         scenario,
         seed,
