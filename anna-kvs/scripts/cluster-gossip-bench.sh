@@ -30,8 +30,10 @@ cleanup() {
 trap cleanup EXIT
 
 start_cluster() { # binary base-port -> starts 3 nodes: redis on base+0..2, gossip on base+10,20,30
-  local bin=$1 base=$2 secret=()
+  local bin=$1 base=$2 secret=() memory=()
   if "$bin" --help | grep -q -- --cluster-secret; then secret=(--cluster-secret bench-secret); fi
+  # Memory only (builds that keep a data directory would otherwise share ./anna-data).
+  if "$bin" --help | grep -q -- '--dir '; then memory=(--dir ""); fi
   for i in 0 1 2; do
     local peers=""
     for j in 0 1 2; do
@@ -39,7 +41,7 @@ start_cluster() { # binary base-port -> starts 3 nodes: redis on base+0..2, goss
       peers="$peers${peers:+,}127.0.0.1:$((base + 10 * (j + 1)))/1"
     done
     "$bin" --port $((base + i)) --native-port 0 --threads 1 --gossip-port $((base + 10 * (i + 1))) \
-      --peers "$peers" --log-level error "${secret[@]}" &
+      --peers "$peers" --log-level error "${secret[@]}" "${memory[@]}" &
     pids="$pids $!"
   done
   for i in 0 1 2; do

@@ -8,6 +8,9 @@
 #   ANNA_ARGS="--threads 1" bash anna-kvs/scripts/compare-redis.sh   # extra anna-server flags
 #   TLS=1 bash anna-kvs/scripts/compare-redis.sh   # both servers over TLS (certificates made
 #       # now with openssl in a temporary directory; no client certificates)
+#   AOF=everysec bash anna-kvs/scripts/compare-redis.sh   # both with an append-only file
+#       # synced with that policy (everysec or always) in a temporary directory; without AOF
+#       # both run from memory only
 #   BASELINE=/tmp/anna-server-old bash anna-kvs/scripts/compare-redis.sh
 #       # also runs another anna-server build (an older commit's, say) in the same rounds and
 #       # prints its median ratio to redis and the median new/baseline ratio
@@ -42,20 +45,29 @@ if [ -n "${TLS:-}" ]; then
   bench_tls=(--tls --cacert "$pki/ca.pem")
   anna_bench_port=$((anna_port + 10)) redis_bench_port=$((redis_port + 10))
 fi
+data=$(mktemp -d)
+if [ -n "${AOF:-}" ]; then
+  mkdir -p "$data/anna" "$data/redis" "$data/base"
+  anna_aof=(--dir "$data/anna" --appendonly yes --appendfsync "$AOF")
+  base_aof=(--dir "$data/base" --appendonly yes --appendfsync "$AOF")
+  redis_aof=(--dir "$data/redis" --appendonly yes --appendfsync "$AOF")
+else
+  anna_aof=(--dir "") base_aof=() redis_aof=(--appendonly no) # base: an older build may not know --dir
+fi
 # shellcheck disable=SC2086 # ANNA_ARGS is a list of flags
-./target/release/anna-server --port "$anna_port" --native-port 0 --log-level warn "${anna_tls[@]}" ${ANNA_ARGS:-} &
+./target/release/anna-server --port "$anna_port" --native-port 0 --log-level warn "${anna_aof[@]}" "${anna_tls[@]}" ${ANNA_ARGS:-} &
 pids=$!
-redis-server --port "$redis_port" --save '' --appendonly no --daemonize no --loglevel warning "${redis_tls[@]}" &
+redis-server --port "$redis_port" --save '' "${redis_aof[@]}" --daemonize no --loglevel warning "${redis_tls[@]}" &
 pids="$pids $!"
 ports="$anna_port $redis_port"
 if [ -n "$baseline" ]; then
   # shellcheck disable=SC2086
-  "$baseline" --port "$base_port" --native-port 0 --log-level warn ${ANNA_ARGS:-} &
+  "$baseline" --port "$base_port" --native-port 0 --log-level warn "${base_aof[@]}" ${ANNA_ARGS:-} &
   pids="$pids $!"
   ports="$ports $base_port"
 fi
 # shellcheck disable=SC2086
-trap 'kill -INT $pids 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+trap 'kill -INT $pids 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$data"' EXIT
 for port in $ports; do
   for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 done

@@ -47,6 +47,7 @@ fn start(consistency: &str, extra: &[&str]) -> Server {
     let native_port = free_port();
     let gossip_port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_anna-server"))
+        .args(["--dir", ""]) // memory only: tests run side by side
         .args(["--consistency", consistency, "--threads", "2", "--no-pin", "--epoch-ms", "20"])
         .args(["--port", &redis_port.to_string(), "--native-port", &native_port.to_string()])
         .args(["--gossip-port", &gossip_port.to_string(), "--log-level", "warn"])

@@ -37,6 +37,7 @@ struct Node {
 fn start_node(args: &[&str], peers: &[String]) -> Node {
     let redis_port = args[1].parse().expect("--port N first");
     let child = Command::new(env!("CARGO_BIN_EXE_anna-server"))
+        .args(["--dir", ""]) // memory only: tests run side by side
         .args(args)
         .args(["--threads", "2", "--no-pin", "--epoch-ms", "20", "--log-level", "warn"])
         .args(["--peers", &peers.join(",")])

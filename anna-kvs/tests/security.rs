@@ -50,6 +50,7 @@ impl Cluster {
                     (0..3).filter(|&j| j != i).map(|j| format!("{}/1", addrs[j])).collect();
                 Server(
                     Command::new(env!("CARGO_BIN_EXE_anna-server"))
+                        .args(["--dir", ""]) // memory only: tests run side by side
                         .args(["--port", &redis_ports[i].to_string(), "--native-port", "0"])
                         .args(["--gossip-port", &gossip[i].to_string(), "--threads", "1"])
                         .args(["--epoch-ms", "20", "--log-level", "error"])
@@ -235,6 +236,7 @@ fn a_members_future_stamp_pins_nothing_and_a_flood_of_sequence_numbers_is_bounde
 
 fn start_failure(args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_anna-server"))
+        .args(["--dir", ""]) // memory only: tests run side by side
         .args(args)
         .env_remove("ANNA_CLUSTER_SECRET")
         .output()
@@ -315,6 +317,8 @@ fn two_hosts_bound_to_every_address_replicate_through_their_announced_addresses(
                     &hosts.0[i],
                     env!("CARGO_BIN_EXE_anna-server"),
                     &[
+                        "--dir",
+                        "",
                         "--bind",
                         "0.0.0.0",
                         "--announce-ip",

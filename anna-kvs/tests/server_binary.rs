@@ -28,6 +28,7 @@ fn config_file(name: &str, text: &str) -> std::path::PathBuf {
 fn spawn(args: &[&str]) -> Server {
     Server(
         Command::new(env!("CARGO_BIN_EXE_anna-server"))
+            .args(["--dir", ""]) // memory only: tests run side by side
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -74,6 +75,7 @@ fn a_bad_config_file_is_refused_with_its_mistake_named() {
             std::fs::remove_file(&path).unwrap();
         }
         let output = Command::new(env!("CARGO_BIN_EXE_anna-server"))
+            .args(["--dir", ""]) // memory only: tests run side by side
             .args(["--config", path.to_str().unwrap()])
             .output()
             .unwrap();
@@ -88,6 +90,7 @@ fn a_bad_config_file_is_refused_with_its_mistake_named() {
 fn logs_to_a_pipe_are_plain_text() {
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_anna-server"))
+        .args(["--dir", ""]) // memory only: tests run side by side
         .args(["--port", &port.to_string(), "--native-port", "0", "--threads", "1"])
         .args(["--log-level", "info"])
         .stdout(Stdio::null())

@@ -169,20 +169,23 @@ impl<V: KvsValue> Actor<V> {
             return;
         }
         for (key, value) in updates {
-            if is_future(&value) {
+            let newest = value.newest_stamp();
+            if newest.is_some_and(|stamp| stamp.time > horizon) {
                 self.stats.future_stamps_refused += 1;
                 continue;
             }
+            self.observe(newest);
             self.stats.merges += 1;
-            let changed_to_tombstone = match self.store.get_mut(&key[..]) {
+            let (changed, changed_to_tombstone) = match self.store.get_mut(&key[..]) {
                 Some(slot) => {
                     let changed = slot.value.merge(value);
                     self.stats.merges_changed += u64::from(changed);
                     // Tombstones are passed on by every replica that learns of them, so each
                     // replica can track the acknowledgements it needs before freeing the key.
-                    changed
+                    let to_tombstone = changed
                         && slot.value.tombstone_stamp().is_some()
-                        && !std::mem::replace(&mut slot.dirty, true)
+                        && !std::mem::replace(&mut slot.dirty, true);
+                    (changed, to_tombstone)
                 }
                 None => {
                     let echo = match (value.tombstone_stamp(), self.recently_freed.get(&key)) {
@@ -190,15 +193,18 @@ impl<V: KvsValue> Actor<V> {
                         _ => false,
                     };
                     if value.is_bottom() || echo {
-                        false
+                        (false, false)
                     } else {
                         self.stats.merges_changed += 1;
                         let tombstone = value.tombstone_stamp().is_some();
                         self.store.insert(StoreKey::new(&key), Slot { value, dirty: tombstone });
-                        tombstone
+                        (true, tombstone)
                     }
                 }
             };
+            if changed {
+                self.journal(&key);
+            }
             if changed_to_tombstone {
                 self.changeset.push(key);
             }

@@ -64,6 +64,10 @@ pub struct ActorConfig {
     /// further ahead is refused unacknowledged (the sender resends it), so the receipt
     /// bookkeeping per peer stays bounded whatever the peer sends.
     pub max_receipts_ahead: u64,
+    /// The writer id this actor stamps its writes with and keys its counter slots and set
+    /// dots by; `None` uses [`ActorId::writer_id`]. A node derives it from its id and
+    /// incarnation, so no two lives of a node write under the same id.
+    pub writer: Option<u64>,
 }
 
 impl Default for ActorConfig {
@@ -76,6 +80,7 @@ impl Default for ActorConfig {
             reclaim_tombstones: true,
             max_clock_ahead_us: 30_000_000,
             max_receipts_ahead: 4096,
+            writer: None,
         }
     }
 }
@@ -190,6 +195,10 @@ pub struct Actor<V: KvsValue> {
     epoch: u64,
     /// Owners of the key being handled, reused to avoid an allocation per request.
     owners_buf: Vec<ActorId>,
+    /// Its writer id (see [`ActorConfig::writer`]).
+    writer: u64,
+    /// Keys whose state changed since the driver last logged them (when logging is on).
+    journal: Option<Vec<Key>>,
     stats: ActorStats,
 }
 
@@ -199,6 +208,8 @@ impl<V: KvsValue> Actor<V> {
         let next_epoch_at = now + config.epoch_us;
         let solo = topology.max_replicas() == 1;
         Self {
+            writer: config.writer.unwrap_or_else(|| id.writer_id()),
+            journal: None,
             solo,
             id,
             topology,
@@ -355,14 +366,80 @@ impl<V: KvsValue> Actor<V> {
         }
     }
 
-    /// A stamp for a write made now: strictly increasing per actor, newer than any freed
-    /// tombstone, unique cluster-wide through the writer id.
+    /// A stamp for a write made now: a hybrid logical clock — after the local clock, after
+    /// every stamp this actor handed out or saw (client writes, gossip, its log), and after any
+    /// freed tombstone — so a write always beats what its key held here, whatever the clocks
+    /// do; unique cluster-wide through the writer id.
     #[inline]
     pub fn next_stamp(&mut self, now: u64) -> Stamp {
         let floor = self.floor.map_or(0, |f| f.time);
         let time = now.max(self.last_stamp_time + 1).max(floor + 1);
         self.last_stamp_time = time;
-        Stamp::new(time, self.id.writer_id())
+        Stamp::new(time, self.writer)
+    }
+
+    /// Advances the clock past a stamp seen (never past the future bound: such stamps are
+    /// refused before they get here).
+    #[inline]
+    fn observe(&mut self, stamp: Option<Stamp>) {
+        if let Some(stamp) = stamp {
+            self.last_stamp_time = self.last_stamp_time.max(stamp.time);
+        }
+    }
+
+    /// Its writer id.
+    pub fn writer(&self) -> u64 {
+        self.writer
+    }
+
+    /// Turns on the journal of changed keys the driver logs (see [`take_journal`](Self::take_journal)).
+    pub fn enable_journal(&mut self) {
+        self.journal.get_or_insert_with(Vec::new);
+    }
+
+    /// The keys whose state changed since the last call, each once.
+    pub fn take_journal(&mut self) -> Vec<Key> {
+        let Some(journal) = &mut self.journal else { return Vec::new() };
+        let mut keys = std::mem::take(journal);
+        if keys.len() > 1 {
+            keys.sort_unstable();
+            keys.dedup();
+        }
+        keys
+    }
+
+    #[inline]
+    fn journal(&mut self, key: &Key) {
+        if let Some(journal) = &mut self.journal {
+            journal.push(key.clone());
+        }
+    }
+
+    /// Merges a state read back from the log at start. The key is gossiped again at the next
+    /// epoch: the crash may have come before its peers heard of it.
+    pub fn restore(&mut self, key: Key, value: V) {
+        self.observe(value.newest_stamp());
+        match self.store.get_mut(&key[..]) {
+            Some(slot) => {
+                slot.value.merge(value);
+            }
+            None => {
+                if value.is_bottom() {
+                    return;
+                }
+                self.store.insert(StoreKey::new(&key), Slot { value, dirty: false });
+            }
+        }
+        if let Some(slot) = self.store.get_mut(&key[..])
+            && !std::mem::replace(&mut slot.dirty, true)
+        {
+            self.changeset.push(key);
+        }
+    }
+
+    /// Every key it holds with its state (for rewriting the log).
+    pub fn states(&self) -> impl Iterator<Item = (&[u8], &V)> {
+        self.store.iter().map(|(k, slot)| (&k[..], &slot.value))
     }
 
     #[inline]
@@ -458,6 +535,7 @@ impl<V: KvsValue> Actor<V> {
             return Response::Error(RequestError::FutureStamp { stamp, now });
         }
         self.stats.puts += 1;
+        self.observe(value.newest_stamp());
         self.merge_local(key, value);
         Response::Done(assigned)
     }
@@ -465,28 +543,7 @@ impl<V: KvsValue> Actor<V> {
     /// Merges a client's write into the replica and marks the key for the next epoch.
     #[inline]
     fn merge_local(&mut self, key: Key, value: V) {
-        let gossiped = self.gossiped();
-        match self.store.get_mut(&key[..]) {
-            Some(slot) => {
-                if slot.value.merge(value)
-                    && !slot.dirty
-                    && (gossiped || slot.value.tombstone_stamp().is_some())
-                {
-                    slot.dirty = true;
-                    self.changeset.push(key);
-                }
-            }
-            None => {
-                if value.is_bottom() {
-                    return;
-                }
-                let dirty = gossiped || value.tombstone_stamp().is_some();
-                self.store.insert(StoreKey::new(&key), Slot { value, dirty });
-                if dirty {
-                    self.changeset.push(key);
-                }
-            }
-        }
+        let _ = self.update(key, |slot| Ok::<_, std::convert::Infallible>((slot.merge(value), ())));
     }
 
     /// `false` when every key has this actor as its only replica (replication 1 on one node,
@@ -500,14 +557,14 @@ impl<V: KvsValue> Actor<V> {
     fn delete(&mut self, now: u64, key: Key) -> Response<V> {
         self.stats.deletes += 1;
         let stamp = self.next_stamp(now);
-        let writer = self.id.writer_id();
+        let writer = self.writer;
         let _ = self.update(key, |value| Ok::<_, ()>((value.delete(stamp, writer), ())));
         Response::Done(Some(stamp))
     }
 
     fn apply(&mut self, now: u64, key: Key, op: V::Op) -> Response<V> {
         let stamp = self.next_stamp(now);
-        let writer = self.id.writer_id();
+        let writer = self.writer;
         match self.update(key, |value| value.apply(op, stamp, writer)) {
             Ok((changed, output)) => {
                 self.stats.puts += u64::from(changed);
@@ -529,9 +586,15 @@ impl<V: KvsValue> Actor<V> {
         match self.store.get_mut(&key[..]) {
             Some(slot) => {
                 let (changed, output) = change(&mut slot.value)?;
-                if changed && !slot.dirty && (gossiped || slot.value.tombstone_stamp().is_some()) {
-                    slot.dirty = true;
-                    self.changeset.push(key);
+                if changed {
+                    let mark = !slot.dirty && (gossiped || slot.value.tombstone_stamp().is_some());
+                    if mark {
+                        slot.dirty = true;
+                    }
+                    self.journal(&key);
+                    if mark {
+                        self.changeset.push(key);
+                    }
                 }
                 Ok((changed, output))
             }
@@ -541,6 +604,7 @@ impl<V: KvsValue> Actor<V> {
                 if changed && !value.is_bottom() {
                     let dirty = gossiped || value.tombstone_stamp().is_some();
                     self.store.insert(StoreKey::new(&key), Slot { value, dirty });
+                    self.journal(&key);
                     if dirty {
                         self.changeset.push(key);
                     }

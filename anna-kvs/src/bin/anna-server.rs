@@ -14,7 +14,7 @@ use std::time::Duration;
 use anna_kvs::auth::Secret;
 use anna_kvs::levels::{Causal, Transactional};
 use anna_kvs::native::{self, FrontEndConfig};
-use anna_kvs::node::PeerSpec;
+use anna_kvs::node::{Fsync, PeerSpec, Persistence};
 use anna_kvs::server::{Server, ServerConfig};
 use anna_kvs::tls::TlsConfig;
 use anna_kvs::{Factor, Replication};
@@ -49,6 +49,24 @@ struct Options {
     /// Native-protocol port (0 = off) [default: 6450].
     #[arg(long)]
     native_port: Option<u16>,
+    /// The data directory: the node's identity and each actor's append-only log. `""` runs
+    /// from memory only (a fresh identity at every start, nothing survives a restart). Each
+    /// node needs its own [default: ./anna-data].
+    #[arg(long)]
+    dir: Option<String>,
+    /// Keep an append-only log per actor in --dir, replayed at start: `yes` or `no` (Redis's
+    /// name) [default: yes].
+    #[arg(long)]
+    appendonly: Option<String>,
+    /// When the log reaches the disk: `always` (before a write is acknowledged), `everysec`
+    /// (up to about a second of writes can be lost with the machine) or `no` (the OS decides)
+    /// [default: everysec].
+    #[arg(long)]
+    appendfsync: Option<String>,
+    /// Start even when a log has a corrupt record in the middle, from the intact records
+    /// before it (the rest is dropped): `yes` or `no` [default: no].
+    #[arg(long)]
+    aof_load_corrupt: Option<String>,
     /// Redis-protocol port [default: 6379].
     #[arg(long)]
     port: Option<u16>,
@@ -174,6 +192,16 @@ impl Options {
             resolved.pin = Some(false);
         }
         Ok(resolved)
+    }
+}
+
+/// A Redis-style `yes`/`no` setting.
+fn yes_no(name: &str, text: Option<&str>, default: bool) -> Result<bool, String> {
+    match text.map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(default),
+        Some("yes") => Ok(true),
+        Some("no") => Ok(false),
+        Some(other) => Err(format!("{name} {other:?} is not yes or no")),
     }
 }
 
@@ -338,6 +366,13 @@ fn build(options: Options) -> Result<Built, String> {
         config.node.max_value_bytes = max;
     }
     config.node.pin_threads = o.pin.unwrap_or(false);
+    let dir = o.dir.unwrap_or_else(|| "anna-data".into());
+    config.node.persistence = Persistence {
+        dir: (!dir.is_empty()).then(|| PathBuf::from(dir)),
+        appendonly: yes_no("appendonly", o.appendonly.as_deref(), true)?,
+        fsync: o.appendfsync.as_deref().map_or(Ok(Fsync::EverySec), str::parse)?,
+        load_corrupt: yes_no("aof-load-corrupt", o.aof_load_corrupt.as_deref(), false)?,
+    };
     if config.node.threads == 0 {
         config.node.threads = core_affinity::get_core_ids().map_or(1, |c| c.len().max(1));
     }
@@ -452,6 +487,20 @@ mod tests {
         assert_eq!(resolve(&["--pin", "false", "--port", "7"]).unwrap().pin, Some(false));
         assert_eq!(resolve(&["--pin", "--port", "7"]).unwrap().port, Some(7));
         assert!(resolve(&["--pin", "yes"]).is_err());
+    }
+
+    #[test]
+    fn the_data_directory_defaults_to_anna_data_and_an_empty_one_means_memory_only() {
+        let built = build(resolve(&[]).unwrap()).unwrap();
+        let persistence = built.config.node.persistence;
+        assert_eq!(persistence.dir, Some(PathBuf::from("anna-data")));
+        assert!(persistence.appendonly);
+        assert_eq!(persistence.fsync, Fsync::EverySec);
+        let built = build(resolve(&["--dir", "", "--appendfsync", "always"]).unwrap()).unwrap();
+        assert_eq!(built.config.node.persistence.dir, None);
+        assert_eq!(built.config.node.persistence.fsync, Fsync::Always);
+        assert!(build(resolve(&["--appendonly", "maybe"]).unwrap()).is_err());
+        assert!(build(resolve(&["--appendfsync", "sometimes"]).unwrap()).is_err());
     }
 
     #[test]

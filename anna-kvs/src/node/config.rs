@@ -54,6 +54,9 @@ pub struct NodeConfig {
     pub send_high_water_mark: i32,
     /// Actor tunables (the epoch above overrides `actor.epoch_us`).
     pub actor: ActorConfig,
+    /// The data directory, its append-only logs and their sync policy (memory only by
+    /// default; `anna-server` keeps `./anna-data`).
+    pub persistence: super::aof::Persistence,
 }
 
 impl Default for NodeConfig {
@@ -73,6 +76,7 @@ impl Default for NodeConfig {
             mailbox_capacity: 64 * 1024,
             send_high_water_mark: 10_000,
             actor: ActorConfig::default(),
+            persistence: super::aof::Persistence::default(),
         }
     }
 }
@@ -141,6 +145,9 @@ pub enum NodeError {
     /// The configuration is inconsistent.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The data directory or a log could not be used (corrupt, locked, unreadable).
+    #[error("persistence: {0}")]
+    Persistence(#[from] super::aof::AofError),
 }
 
 impl NodeError {

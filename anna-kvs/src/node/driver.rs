@@ -11,13 +11,14 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, TrySendError};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
+use super::aof::{Aof, writer_id};
 use super::mailbox::{Mail, ReplyTo};
 use super::service::{Readiness, Registry, Service};
 use super::transport::{Inbound, Refusal, SendError, Transport};
 use super::{ActorReport, NodeHandle, Shared};
 use crate::actor::Actor;
 use crate::message::{Input, Output, PeerMessage, Request, RequestError, Response, Token};
-use crate::ring::{ActorId, ThreadIndex};
+use crate::ring::{ActorId, Key, ThreadIndex};
 use crate::value::KvsValue;
 
 /// Answers being gathered from several places before a deadline: a client batch some of whose
@@ -121,6 +122,10 @@ pub(super) struct Driver<V: KvsValue> {
     /// without a log line.
     last_refusal_log: Option<Instant>,
     refusals_unlogged: u64,
+    /// The actor's append-only log, when the node keeps one.
+    aof: Option<Aof>,
+    /// When a failed log write was last reported.
+    last_aof_error: Option<Instant>,
 }
 
 impl<V: KvsValue> Driver<V> {
@@ -130,6 +135,7 @@ impl<V: KvsValue> Driver<V> {
         inbound: Option<zmq::Socket>,
         mailbox: Receiver<Mail<V>>,
         service: Option<Box<dyn Service<V>>>,
+        log: Option<(Aof, Vec<(Key, V)>)>,
     ) -> Result<Self, nix::Error> {
         let now = shared.clock.now_us();
         let router = NodeHandle::new(Arc::clone(&shared)).with_affinity(usize::from(id.thread));
@@ -137,7 +143,20 @@ impl<V: KvsValue> Driver<V> {
         let doorbell = &shared.doorbells[usize::from(id.thread)].bell;
         let edge = EpollFlags::EPOLLIN | EpollFlags::EPOLLET;
         epoll.add(doorbell, EpollEvent::new(edge, DOORBELL_TOKEN))?;
-        let actor = Actor::new(id, Arc::clone(&shared.topology), shared.config.actor.clone(), now);
+        let mut config = shared.config.actor.clone();
+        config.writer = Some(writer_id(shared.identity.node_id, shared.incarnation, id.thread));
+        let mut actor = Actor::new(id, Arc::clone(&shared.topology), config, now);
+        let aof = log.map(|(aof, records)| {
+            let count = records.len();
+            for (key, value) in records {
+                actor.restore(key, value);
+            }
+            if count > 0 {
+                tracing::info!(actor = %id, records = count, bytes = aof.len(), "recovered from the append-only file");
+            }
+            actor.enable_journal();
+            aof
+        });
         let transport = Transport::new(id, &shared, inbound);
         Ok(Self {
             id,
@@ -160,6 +179,8 @@ impl<V: KvsValue> Driver<V> {
             events: vec![EpollEvent::empty(); 256],
             last_refusal_log: None,
             refusals_unlogged: 0,
+            aof,
+            last_aof_error: None,
         })
     }
 
@@ -231,6 +252,7 @@ impl<V: KvsValue> Driver<V> {
                 let start = Instant::now();
                 self.actor.handle(now, Input::Tick, &mut self.outputs);
                 self.deliver();
+                self.rewrite_log();
                 self.expire_batches();
                 self.report.gossip_ns += start.elapsed().as_nanos() as u64;
                 self.publish();
@@ -369,6 +391,17 @@ impl<V: KvsValue> Driver<V> {
                 }
             }
         }
+        if !self.persist() {
+            // Not on disk: a write must not be acknowledged (it is applied here and may
+            // still spread: its outcome is unknown to the client, as after a timeout).
+            for (_, answer) in &mut answers {
+                if matches!(answer, Response::Done(_) | Response::Applied(_)) {
+                    *answer = Response::Error(RequestError::Refused(
+                        "the append-only file could not be written (see the server log)".into(),
+                    ));
+                }
+            }
+        }
         if outstanding == 0 {
             self.send_answers(reply, answers);
         } else {
@@ -467,7 +500,53 @@ impl<V: KvsValue> Driver<V> {
         tracing::warn!(actor = %self.id, reason = %refusal, bytes, refused_since_last_warning = unlogged, "refused a message from the network");
     }
 
+    /// Logs the states the actor changed since the last call, in one write (synced with
+    /// `appendfsync always`). `false` if that failed: nothing of it may be acknowledged.
+    fn persist(&mut self) -> bool {
+        let Some(aof) = &mut self.aof else { return true };
+        let keys = self.actor.take_journal();
+        if keys.is_empty() {
+            return true;
+        }
+        let actor = &self.actor;
+        let records = keys.iter().filter_map(|k| actor.peek(k).map(|v| (&k[..], v)));
+        match aof.append(records) {
+            Ok(()) => true,
+            Err(error) => {
+                self.report.aof_write_errors += 1;
+                let now = Instant::now();
+                if self.last_aof_error.is_none_or(|at| now.duration_since(at) >= REFUSAL_LOG_EVERY)
+                {
+                    self.last_aof_error = Some(now);
+                    tracing::error!(actor = %self.id, %error, "cannot write the append-only file: writes are refused");
+                }
+                false
+            }
+        }
+    }
+
+    /// Rewrites the log from the store once it has outgrown it (blocking this actor for the
+    /// time it takes to write its store).
+    fn rewrite_log(&mut self) {
+        let Some(aof) = &mut self.aof else { return };
+        if !aof.wants_rewrite() {
+            return;
+        }
+        let before = aof.len();
+        let start = Instant::now();
+        match aof.rewrite(self.actor.states()) {
+            Ok(()) => {
+                tracing::info!(actor = %self.id, before, after = aof.len(), took_ms = start.elapsed().as_millis() as u64, "rewrote the append-only file")
+            }
+            Err(error) => {
+                tracing::error!(actor = %self.id, %error, "cannot rewrite the append-only file (the old one stays in use)")
+            }
+        }
+    }
+
     fn deliver(&mut self) {
+        // Acknowledgements and forwarded answers go out only after what they confirm is logged.
+        self.persist();
         let mut outputs = std::mem::take(&mut self.outputs);
         for output in outputs.drain(..) {
             match output {
@@ -523,6 +602,7 @@ impl<V: KvsValue> Driver<V> {
 
     fn publish(&mut self) {
         self.report.stats = self.actor.stats();
+        self.report.aof_bytes = self.aof.as_ref().map_or(0, Aof::len);
         if let Some(slot) = self.shared.reports.get(usize::from(self.id.thread))
             && let Ok(mut shared) = slot.lock()
         {

@@ -62,6 +62,11 @@ impl<V: KvsValue> NodeHandle<V> {
         &self.shared.config
     }
 
+    /// The node's id (random, kept in its data directory) and this start's incarnation.
+    pub fn identity(&self) -> (u64, u64) {
+        (self.shared.identity.node_id, self.shared.incarnation)
+    }
+
     /// Reads `key`.
     ///
     /// # Errors

@@ -16,6 +16,7 @@
 //! | file | what it holds |
 //! |---|---|
 //! | [`config`] | [`NodeConfig`], [`PeerSpec`], [`NodeError`], the size rule of every front end |
+//! | [`aof`] | durability: the node's identity on disk and each actor's append-only log |
 //! | `mailbox` | mail between local actors, the doorbell that wakes a sleeping actor, the clock |
 //! | [`service`] | [`Service`]: the plug-in trait of client-facing front ends |
 //! | [`handle`] | [`NodeHandle`]: routing a request to a local owner, limits, deadlines |
@@ -23,6 +24,7 @@
 //! | `transport` | ZeroMQ links to other nodes' actors |
 //! | this file | [`Node`]: start (bind everything, then spawn) and shutdown |
 
+pub mod aof;
 pub mod config;
 mod driver;
 pub mod handle;
@@ -36,6 +38,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
 
+pub use aof::{Fsync, Persistence};
 pub use config::{NodeConfig, NodeError, PeerSpec};
 pub use handle::NodeHandle;
 pub use service::{Readiness, Registry, Service};
@@ -56,6 +59,10 @@ pub struct ActorReport {
     pub stats: ActorStats,
     /// Time spent serving client requests (ns).
     pub request_ns: u64,
+    /// Rounds whose append-only-file write failed (their writes were refused).
+    pub aof_write_errors: u64,
+    /// Bytes in its append-only file.
+    pub aof_bytes: u64,
     /// Time spent on gossip: epochs, merging and acknowledging peers' batches (ns).
     pub gossip_ns: u64,
     /// Time spent waiting for work (ns).
@@ -101,9 +108,11 @@ struct Shared<V: KvsValue> {
     clock: Clock,
     /// Authenticates the messages between nodes (from the cluster secret).
     cluster_key: ClusterKey,
-    /// This node's incarnation: its start time in µs, in every message it sends, so peers
-    /// can tell its lives apart.
+    /// This node's incarnation: raised at every start (and never below the start time in µs),
+    /// in every message it sends, so peers can tell its lives apart.
     incarnation: u64,
+    /// Its id and incarnation (holding the data directory's lock while the node runs).
+    identity: aof::Identity,
 }
 
 impl<V: KvsValue> Shared<V> {
@@ -205,6 +214,30 @@ impl<V: KvsValue> Node<V> {
             bound.push(inbound);
         }
         let clock = Clock::new();
+        let identity = match &config.persistence.dir {
+            Some(dir) => aof::Identity::load(dir, clock.now_us())?,
+            None => aof::Identity::ephemeral(clock.now_us()),
+        };
+        // Each actor's log, read before anything is served. Keys live in the log of the actor
+        // that owns them, so the actor count must not change under a directory.
+        if let Some(dir) = &config.persistence.dir
+            && let Some(logged) = aof::logged_actors(dir)
+            && logged > usize::from(threads)
+        {
+            return Err(NodeError::Config(format!(
+                "{} holds the logs of {logged} actors: start with --threads {logged} (or move the directory away)",
+                dir.display()
+            )));
+        }
+        let mut logs = Vec::new();
+        for thread in 0..threads {
+            logs.push(match &config.persistence.dir {
+                Some(dir) if config.persistence.appendonly => {
+                    Some(aof::Aof::open::<V>(dir, thread, &config.persistence)?)
+                }
+                _ => None,
+            });
+        }
         let shared = Arc::new(Shared {
             context,
             me,
@@ -216,7 +249,8 @@ impl<V: KvsValue> Node<V> {
             cluster_key: config.cluster_secret.as_ref().map_or_else(ClusterKey::open, |secret| {
                 ClusterKey::derive(secret.expose().as_bytes())
             }),
-            incarnation: clock.now_us(),
+            incarnation: identity.incarnation,
+            identity,
             config: config.clone(),
             clock,
         });
@@ -236,11 +270,11 @@ impl<V: KvsValue> Node<V> {
         }
         // Every driver is built before any thread starts, so a failure leaves nothing running.
         let mut drivers = Vec::new();
-        for (thread, ((tcp, mailbox), service)) in
-            bound.into_iter().zip(receivers).zip(services).enumerate()
+        for (thread, (((tcp, mailbox), service), log)) in
+            bound.into_iter().zip(receivers).zip(services).zip(logs).enumerate()
         {
             let id = ActorId::new(shared.me, thread as ThreadIndex);
-            let driver = Driver::new(id, Arc::clone(&shared), tcp, mailbox, service)
+            let driver = Driver::new(id, Arc::clone(&shared), tcp, mailbox, service, log)
                 .map_err(NodeError::io("create an epoll set"))?;
             drivers.push(driver);
         }
@@ -263,7 +297,8 @@ impl<V: KvsValue> Node<V> {
                 .map_err(NodeError::io("spawn an actor thread"))?;
             node.threads.push(handle);
         }
-        tracing::info!(node = me, actors = threads, gossip = ?config.gossip_addr, peers = config.peers.len(), "anna node started");
+        let dir = config.persistence.dir.as_ref().map(|d| d.display().to_string());
+        tracing::info!(node = me, actors = threads, gossip = ?config.gossip_addr, peers = config.peers.len(), node_id = %format!("{:016x}", shared.identity.node_id), incarnation = shared.incarnation, dir, "anna node started");
         Ok(node)
     }
 
@@ -275,6 +310,11 @@ impl<V: KvsValue> Node<V> {
     /// The cluster topology this node routes with.
     pub fn topology(&self) -> Arc<Topology> {
         Arc::clone(&self.shared.topology)
+    }
+
+    /// This node's id (random, kept in its data directory) and this start's incarnation.
+    pub fn identity(&self) -> (u64, u64) {
+        (self.shared.identity.node_id, self.shared.incarnation)
     }
 
     /// This node's index in the cluster.

@@ -187,6 +187,7 @@ fn config(cx: &Context<'_>, rest: &[Bytes]) -> Reply {
                 .into(),
         );
     }
+    let persistence = &settings.node.persistence;
     let settings: Vec<(&str, String)> = vec![
         ("bind", settings.bind.clone()),
         ("port", settings.redis.port.to_string()),
@@ -195,7 +196,12 @@ fn config(cx: &Context<'_>, rest: &[Bytes]) -> Reply {
         ("timeout", settings.redis.idle_timeout.map_or(0, |d| d.as_secs()).to_string()),
         ("databases", "1".into()),
         ("save", String::new()),
-        ("appendonly", "no".into()),
+        (
+            "appendonly",
+            if persistence.dir.is_some() && persistence.appendonly { "yes" } else { "no" }.into(),
+        ),
+        ("appendfsync", persistence.fsync.to_string()),
+        ("dir", persistence.dir.as_ref().map_or(String::new(), |d| d.display().to_string())),
         ("proto-max-bulk-len", settings.node.max_value_bytes.to_string()),
         (
             "requirepass",
@@ -295,6 +301,20 @@ fn info(cx: &Context<'_>, section: Option<&Bytes>) -> String {
             topology.as_ref().map_or(1, |t| t.nodes().len()),
             replication.global,
             replication.local
+        ));
+    }
+    if show("persistence") {
+        let persistence = &settings.node.persistence;
+        let logging = persistence.dir.is_some() && persistence.appendonly;
+        let errors: u64 = reports.iter().map(|r| r.aof_write_errors).sum();
+        let (node_id, incarnation) = cx.node.map_or((0, 0), NodeHandle::identity);
+        out.push_str(&format!(
+            "# Persistence\r\nloading:0\r\naof_enabled:{}\r\naof_rewrite_in_progress:0\r\naof_last_write_status:{}\r\naof_current_size:{}\r\nanna_appendfsync:{}\r\nanna_dir:{}\r\nanna_aof_write_errors:{errors}\r\nanna_node_id:{node_id:016x}\r\nanna_incarnation:{incarnation}\r\n\r\n",
+            u8::from(logging),
+            if errors == 0 { "ok" } else { "err" },
+            reports.iter().map(|r| r.aof_bytes).sum::<u64>(),
+            persistence.fsync,
+            persistence.dir.as_ref().map_or(String::new(), |d| d.display().to_string()),
         ));
     }
     if show("keyspace") {

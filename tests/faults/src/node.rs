@@ -104,6 +104,8 @@ impl Node {
         ]
         .iter()
         .map(|s| (*s).to_owned())
+        // Each host keeps its own data directory across restarts, beside its log.
+        .chain(["--dir".to_owned(), log.with_extension("data").display().to_string()])
         .collect();
         Self {
             index,

@@ -53,27 +53,9 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario { name: "one-way", fault: Fault::OneWay, known_failure: None },
     Scenario { name: "loss", fault: Fault::Loss, known_failure: None },
     Scenario { name: "pause", fault: Fault::Pause, known_failure: None },
-    Scenario {
-        name: "kill",
-        fault: Fault::Kill,
-        known_failure: Some(
-            "issue 17 (durability and identity): a node restarted after kill -9 comes back empty, restarts its gossip sequence numbers and reuses its writer ids",
-        ),
-    },
-    Scenario {
-        name: "clock-ahead",
-        fault: Fault::ClockAhead,
-        known_failure: Some(
-            "issue 17: a write takes its stamp from the local clock even when the key holds a newer one, so a fast node's writes beat later ones",
-        ),
-    },
-    Scenario {
-        name: "clock-behind",
-        fault: Fault::ClockBehind,
-        known_failure: Some(
-            "issue 17: a slow node's writes are stamped below the values they replace and lose to them",
-        ),
-    },
+    Scenario { name: "kill", fault: Fault::Kill, known_failure: None },
+    Scenario { name: "clock-ahead", fault: Fault::ClockAhead, known_failure: None },
+    Scenario { name: "clock-behind", fault: Fault::ClockBehind, known_failure: None },
 ];
 
 /// The short suite `.ci/run` runs.
