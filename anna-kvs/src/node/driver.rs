@@ -124,9 +124,15 @@ pub(super) struct Driver<V: KvsValue> {
     refusals_unlogged: u64,
     /// The actor's append-only log, when the node keeps one.
     aof: Option<Aof>,
+    /// Answers held until the end of the loop iteration, when everything the iteration changed
+    /// is logged in one write (group commit), then sent.
+    held: Vec<(ReplyTo<V>, Answers<V>)>,
     /// When a failed log write was last reported.
     last_aof_error: Option<Instant>,
 }
+
+/// A batch's answers: (slot in the batch, response).
+type Answers<V> = Vec<(usize, Response<V>)>;
 
 impl<V: KvsValue> Driver<V> {
     pub(super) fn new(
@@ -181,6 +187,7 @@ impl<V: KvsValue> Driver<V> {
             refusals_unlogged: 0,
             aof,
             last_aof_error: None,
+            held: Vec::new(),
         })
     }
 
@@ -241,6 +248,9 @@ impl<V: KvsValue> Driver<V> {
             if self.service.is_some() {
                 self.start_round(&ready);
             }
+            // Everything this iteration changed is logged in one write; then its answers,
+            // acknowledgements and messages go out.
+            self.commit();
             let now = Instant::now();
             while let Some(round) =
                 self.rounds.iter().find(|r| now >= r.gather.deadline).map(|r| r.id)
@@ -251,7 +261,7 @@ impl<V: KvsValue> Driver<V> {
             if now >= self.actor.next_epoch_at() {
                 let start = Instant::now();
                 self.actor.handle(now, Input::Tick, &mut self.outputs);
-                self.deliver();
+                self.commit();
                 self.rewrite_log();
                 self.expire_batches();
                 self.report.gossip_ns += start.elapsed().as_nanos() as u64;
@@ -391,26 +401,22 @@ impl<V: KvsValue> Driver<V> {
                 }
             }
         }
-        if !self.persist() {
-            // Not on disk: a write must not be acknowledged (it is applied here and may
-            // still spread: its outcome is unknown to the client, as after a timeout).
-            for (_, answer) in &mut answers {
-                if matches!(answer, Response::Done(_) | Response::Applied(_)) {
-                    *answer = Response::Error(RequestError::Refused(
-                        "the append-only file could not be written (see the server log)".into(),
-                    ));
-                }
-            }
-        }
         if outstanding == 0 {
-            self.send_answers(reply, answers);
+            self.held.push((reply, answers));
         } else {
             self.next_batch += 1;
             let deadline = Instant::now() + self.shared.config.request_timeout;
             let gather = Gather::new(answers, outstanding, deadline);
             self.batches.insert(batch, PendingBatch { reply, gather });
         }
-        self.deliver();
+        self.commit_unless_logging();
+    }
+
+    /// Without a log there is nothing to group: answer and send at once (lowest latency).
+    fn commit_unless_logging(&mut self) {
+        if self.aof.is_none() {
+            self.commit();
+        }
     }
 
     fn send_answers(&mut self, reply: ReplyTo<V>, answers: Vec<(usize, Response<V>)>) {
@@ -449,7 +455,7 @@ impl<V: KvsValue> Driver<V> {
                 }
                 Mail::Peer(message) => {
                     self.actor.handle(now, Input::Peer(message), &mut self.outputs);
-                    self.deliver();
+                    self.commit_unless_logging();
                     self.report.gossip_ns += start.elapsed().as_nanos() as u64;
                 }
             }
@@ -469,7 +475,7 @@ impl<V: KvsValue> Driver<V> {
                     }
                     let now = self.shared.clock.now_us();
                     self.actor.handle(now, Input::Peer(message), &mut self.outputs);
-                    self.deliver();
+                    self.commit_unless_logging();
                 }
                 Err(refusal) => self.refused(&refusal, bytes.len()),
             }
@@ -544,9 +550,28 @@ impl<V: KvsValue> Driver<V> {
         }
     }
 
+    /// The group commit: logs what changed (one write, synced with `appendfsync always`),
+    /// then sends the held answers (writes refused if the log failed: applied here, their
+    /// outcome is unknown to the client, as after a timeout) and every queued message, so no
+    /// acknowledgement or forwarded answer leaves before what it confirms is logged.
+    fn commit(&mut self) {
+        let logged = self.persist();
+        for (reply, mut answers) in std::mem::take(&mut self.held) {
+            if !logged {
+                for (_, answer) in &mut answers {
+                    if matches!(answer, Response::Done(_) | Response::Applied(_)) {
+                        *answer = Response::Error(RequestError::Refused(
+                            "the append-only file could not be written (see the server log)".into(),
+                        ));
+                    }
+                }
+            }
+            self.send_answers(reply, answers);
+        }
+        self.deliver();
+    }
+
     fn deliver(&mut self) {
-        // Acknowledgements and forwarded answers go out only after what they confirm is logged.
-        self.persist();
         let mut outputs = std::mem::take(&mut self.outputs);
         for output in outputs.drain(..) {
             match output {

@@ -26,6 +26,9 @@ pub enum Fault {
     Loss,
     /// One node `kill -9`ed, restarted with the same flags later.
     Kill,
+    /// A random node `kill -9`ed every ~1.5 s through the window, each restarted 0.3-0.8 s
+    /// later (many crash/restart cycles per run).
+    Kills,
     /// One node `SIGSTOP`ped for many epochs, then continued.
     Pause,
     /// One node's clock 10 s ahead (libfaketime), the whole run.
@@ -54,6 +57,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario { name: "loss", fault: Fault::Loss, known_failure: None },
     Scenario { name: "pause", fault: Fault::Pause, known_failure: None },
     Scenario { name: "kill", fault: Fault::Kill, known_failure: None },
+    Scenario { name: "kills", fault: Fault::Kills, known_failure: None },
     Scenario { name: "clock-ahead", fault: Fault::ClockAhead, known_failure: None },
     Scenario { name: "clock-behind", fault: Fault::ClockBehind, known_failure: None },
 ];
@@ -186,7 +190,11 @@ pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Resul
     let duration_ms = settings.duration.as_millis() as u64;
     let mut rng =
         Rng::new(seed ^ scenario.name.bytes().fold(0u64, |h, b| h.wrapping_mul(31) ^ u64::from(b)));
-    let plan = plan(&mut rng, hosts, duration_ms);
+    let mut plan = plan(&mut rng, hosts, duration_ms);
+    if scenario.fault == Fault::Kills {
+        // Crash and restart all through the run.
+        (plan.from_ms, plan.to_ms) = (1500, duration_ms.saturating_sub(2000));
+    }
     let dir = settings.out_dir.join(format!("{}-{seed}", scenario.name));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let net = Net::create(hosts)?;
@@ -239,6 +247,20 @@ pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Resul
                 Fault::Kill => {
                     nodes[v].kill();
                     format!("node {v} killed (-9), restarted with the same flags")
+                }
+                Fault::Kills => {
+                    let mut cycles = 0;
+                    let mut at = plan.from_ms;
+                    while at + 1000 < plan.to_ms {
+                        let victim = rng.below(hosts as u64) as usize;
+                        sleep_until(began, at);
+                        nodes[victim].kill();
+                        sleep_until(began, at + 300 + rng.below(500));
+                        nodes[victim].start()?;
+                        cycles += 1;
+                        at += 1200 + rng.below(600);
+                    }
+                    format!("{cycles} kill -9/restart cycles of random nodes")
                 }
                 Fault::Pause => {
                     nodes[v].pause();
