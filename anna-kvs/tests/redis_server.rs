@@ -589,6 +589,63 @@ fn integers_parse_exactly_as_real_redis_parses_them() {
     assert_eq!(ours.lines().count(), theirs.lines().count());
 }
 
+/// Counters reset by `SET` and `DEL` and swung to the ends of the 64-bit range answer as a
+/// real redis-server does, reply for reply, over a long seeded random sequence (the old
+/// counter saturated and answered 99 where Redis answers 100).
+#[test]
+fn counter_resets_and_extremes_answer_as_real_redis_does() {
+    let redis = RealRedis::start();
+    let anna = server();
+    let resp = |args: &[&str]| {
+        let mut out = format!("*{}\r\n", args.len());
+        for arg in args {
+            out.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        out
+    };
+    let max = i64::MAX.to_string();
+    let min = i64::MIN.to_string();
+    let mut script = vec![
+        resp(&["DECR", "K"]),
+        resp(&["DECR", "K"]),
+        resp(&["SET", "K", &max]),
+        resp(&["INCRBY", "K", "-100"]),
+        resp(&["DEL", "K"]),
+        resp(&["DECR", "K"]),
+        resp(&["SET", "K", &max]),
+        resp(&["DECR", "K"]),
+        resp(&["DEL", "K"]),
+        resp(&["INCRBY", "K", "100"]),
+        resp(&["GET", "K"]),
+    ];
+    let extremes = [min.as_str(), "-1", "0", "1", max.as_str(), "-9223372036854775807", "5"];
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    for _ in 0..3000 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let key = format!("c{}", rng % 3);
+        let arg = extremes[((rng >> 8) % extremes.len() as u64) as usize];
+        script.push(match (rng >> 16) % 8 {
+            0 => resp(&["DEL", &key]),
+            1 => resp(&["SET", &key, arg]),
+            2 => resp(&["INCR", &key]),
+            3 => resp(&["DECR", &key]),
+            4 | 5 => resp(&["INCRBY", &key, arg]),
+            6 => resp(&["DECRBY", &key, arg]),
+            _ => resp(&["GET", &key]),
+        });
+    }
+    let script = script.concat();
+    let theirs = raw(([127, 0, 0, 1], redis.1).into(), script.as_bytes());
+    let ours = raw(anna.addr, script.as_bytes());
+    assert!(theirs.lines().count() >= 3000, "{theirs}");
+    for (n, (a, b)) in ours.lines().zip(theirs.lines()).enumerate() {
+        assert_eq!(a, b, "reply {n} differs (anna left, redis right)");
+    }
+    assert_eq!(ours.lines().count(), theirs.lines().count());
+}
+
 /// Inline (telnet-style) commands are split as Redis splits them: quotes, escapes, and an
 /// unbalanced quote answered with Redis's protocol error before the connection closes. Every
 /// reply byte for byte as a real redis-server's.

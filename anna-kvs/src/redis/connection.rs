@@ -235,6 +235,11 @@ struct Connection {
     fatal: Option<String>,
     /// The peer closed, or the socket failed: drop without writing.
     dead: bool,
+    /// The peer closed its sending side (EOF, or TLS close_notify): what it sent is still
+    /// answered, then the connection closes (as Redis answers a pipeline sent by `nc -q`).
+    eof: bool,
+    /// Complete commands may remain in `buf` beyond this round's batch.
+    more_commands: bool,
     /// The actor round this connection's planned commands wait on.
     round: Option<u64>,
     /// The socket may hold input not read yet (its events are edge-triggered).
@@ -258,6 +263,8 @@ impl Connection {
             plans: Vec::new(),
             fatal: None,
             dead: false,
+            eof: false,
+            more_commands: false,
             round: None,
             readable: false,
             last_read: Instant::now(),
@@ -293,7 +300,7 @@ impl Connection {
         loop {
             match self.stream.read(chunk) {
                 Ok(0) => {
-                    self.dead = true;
+                    self.eof = true;
                     self.readable = false;
                     return;
                 }
@@ -328,7 +335,7 @@ impl Connection {
     fn fill_tls(&mut self, chunk: &mut [u8]) {
         self.readable = true;
         let limit = self.query_buffer_limit();
-        let Self { tls: Some(tls), stream, buf, dead, readable, last_read, .. } = self else {
+        let Self { tls: Some(tls), stream, buf, dead, eof, readable, last_read, .. } = self else {
             return;
         };
         'socket: loop {
@@ -337,7 +344,7 @@ impl Connection {
                 match tls.reader().read(chunk) {
                     Ok(0) => {
                         // The client closed the session (close_notify).
-                        *dead = true;
+                        *eof = true;
                         *readable = false;
                         return;
                     }
@@ -358,7 +365,7 @@ impl Connection {
             }
             match tls.read_tls(stream) {
                 Ok(0) => {
-                    *dead = true;
+                    *eof = true;
                     *readable = false;
                     return;
                 }
@@ -394,6 +401,12 @@ impl Connection {
 
     /// Plans up to one batch of buffered commands; `true` if more complete commands may remain.
     fn plan_buffered(&mut self, counters: &Counters) -> bool {
+        let more = self.plan_batch(counters);
+        self.more_commands = more;
+        more
+    }
+
+    fn plan_batch(&mut self, counters: &Counters) -> bool {
         if self.session.quit || self.fatal.is_some() {
             return false;
         }
@@ -503,6 +516,11 @@ impl Connection {
         let config = &self.shared.settings.redis;
         self.dead
             || (self.session.quit && !self.output_pending())
+            || (self.eof
+                && self.round.is_none()
+                && self.plans.is_empty()
+                && !self.more_commands
+                && !self.output_pending())
             || self.out.len() > MAX_PENDING_OUTPUT
             || self.stalled_since.is_some_and(|t| t.elapsed() > config.write_timeout)
             || config

@@ -7,8 +7,10 @@
 //! a string holding an integer continues from that integer, and replicas that see the same
 //! writes in any order agree on the type and the value.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
-use lattice_core::{Lattice, Lww, Max, OrSet, PNCounter, Stamp};
+use lattice_core::{Lattice, Lww, Max, OrSet, Stamp};
 use serde::{Deserialize, Serialize};
 
 use super::inline_bytes::InlineBytes;
@@ -29,7 +31,7 @@ pub struct RedisValue {
 #[derive(Lattice, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Typed {
     /// `INCR` family.
-    counter: PNCounter,
+    counter: Tally,
     /// Stamp of the last counter write, as `(time, writer)`.
     counter_at: Max<(u64, u64)>,
     /// `SADD`/`SREM`: add-wins observed-remove set.
@@ -39,6 +41,81 @@ struct Typed {
     /// Stamp of the last `DEL` seen while the key had counter or set state (a `DEL` of a plain
     /// string is the string register's tombstone).
     deleted_at: Max<(u64, u64)>,
+}
+
+/// The `INCR` family's state: a count that starts over at every reset of the key and, since
+/// that reset, each writer's net contribution.
+///
+/// A reset is the write an `INCR` found instead of a counter: the string it parses (its
+/// value is the base), or the `DEL` (base 0), named by that write's stamp. Every replica that
+/// converts the same string or counts after the same `DEL` derives the same reset, so
+/// concurrent `INCR`s there add up; a later reset replaces the whole tally (greater reset
+/// wins, as in a dominating pair). Each writer's slot holds its net sum since the reset in
+/// an `i128`, newest by its own stamp, so no sequence of `INCRBY`s of any size can saturate
+/// it: a read is always the base plus every acknowledged step since the reset. (The previous
+/// design kept cumulative increments and decrements per writer in `u64`s, which saturated
+/// after a few swings near ±2^63 and dropped steps.)
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Tally {
+    /// The reset this tally counts from, as `(time, writer)` of its write.
+    reset: (u64, u64),
+    /// The value at the reset (the same on every replica that derives this reset).
+    base: i64,
+    /// Writer → (its stamp time at its last step, its net sum since the reset).
+    nets: BTreeMap<u64, (u64, i128)>,
+}
+
+impl Tally {
+    fn value(&self) -> i128 {
+        i128::from(self.base) + self.nets.values().map(|&(_, net)| net).sum::<i128>()
+    }
+
+    /// Adds `delta` for `writer` at time `time`, starting over from `reset` at `base` if that
+    /// reset is newer than the one counted from.
+    fn step(&mut self, reset: (u64, u64), base: i64, writer: u64, time: u64, delta: i64) {
+        if reset > self.reset {
+            *self = Self { reset, base, nets: BTreeMap::new() };
+        }
+        let slot = self.nets.entry(writer).or_insert((0, 0));
+        slot.0 = slot.0.max(time);
+        slot.1 += i128::from(delta);
+    }
+}
+
+impl Lattice for Tally {
+    fn merge(&mut self, other: Self) -> bool {
+        match other.reset.cmp(&self.reset) {
+            std::cmp::Ordering::Greater => {
+                *self = other;
+                true
+            }
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal => {
+                let mut changed = false;
+                if other.base > self.base {
+                    self.base = other.base;
+                    changed = true;
+                }
+                for (writer, theirs) in other.nets {
+                    let slot = self.nets.entry(writer).or_insert((0, 0));
+                    // A writer's newer step carries its whole net so far (ties: the larger).
+                    if theirs > *slot {
+                        *slot = theirs;
+                        changed = true;
+                    }
+                }
+                changed
+            }
+        }
+    }
+
+    fn bottom() -> Self {
+        Self::default()
+    }
+
+    fn is_bottom(&self) -> bool {
+        self.reset == (0, 0) && self.base == 0 && self.nets.is_empty()
+    }
 }
 
 /// The type a key shows to commands.
@@ -112,15 +189,19 @@ fn stamp_pair(stamp: Stamp) -> (u64, u64) {
 }
 
 impl RedisValue {
-    /// The key's visible type, or `None` if it reads as absent.
-    pub fn kind(&self) -> Option<Kind> {
-        // The latest DEL: recorded with the counter/set state, or as the string's tombstone.
+    /// The latest `DEL`: recorded with the counter/set state, or as the string's tombstone
+    /// (`(0, 0)`: never deleted).
+    fn deleted_at(&self) -> (u64, u64) {
         let string_deleted = match self.string.as_parts() {
             Some((stamp, None)) => stamp_pair(stamp),
             _ => (0, 0),
         };
-        let deleted =
-            self.typed.as_ref().map_or(string_deleted, |t| string_deleted.max(*t.deleted_at.get()));
+        self.typed.as_ref().map_or(string_deleted, |t| string_deleted.max(*t.deleted_at.get()))
+    }
+
+    /// The key's visible type, or `None` if it reads as absent.
+    pub fn kind(&self) -> Option<Kind> {
+        let deleted = self.deleted_at();
         let mut best: Option<((u64, u64), Kind)> = None;
         let mut consider = |at: (u64, u64), kind: Kind| {
             if at > deleted && best.is_none_or(|(b, _)| at > b) {
@@ -219,7 +300,7 @@ impl RedisValue {
 }
 
 impl KvsValue for RedisValue {
-    const TYPE_NAME: &'static str = "redis-value-v1";
+    const TYPE_NAME: &'static str = "redis-value-v2";
     type Op = RedisOp;
     type OpOutput = RedisOpOutput;
 
@@ -237,16 +318,19 @@ impl KvsValue for RedisValue {
             RedisOp::IncrBy(delta) => {
                 let current = self.integer()?;
                 let target = current.checked_add(delta).ok_or(OpError::Overflow)?;
-                // Move the counter to exactly `target` (a string's integer, or a reset after DEL
-                // or SET, becomes the counter's value); concurrent increments elsewhere still add.
-                let counted = i64::try_from(self.counter_value()).unwrap_or(0);
-                let step = i128::from(target) - i128::from(counted);
+                // Counting on from a counter, or from the reset it replaces: the string
+                // holding an integer, or the delete (or nothing) before it.
+                let reset = match self.kind() {
+                    Some(Kind::Counter) => None,
+                    Some(Kind::String) => self.string.stamp().map(stamp_pair),
+                    _ => Some(self.deleted_at()),
+                };
                 let typed = self.typed_mut();
-                if step >= 0 {
-                    typed.counter.increment(writer, u64::try_from(step).unwrap_or(u64::MAX));
-                } else {
-                    typed.counter.decrement(writer, u64::try_from(-step).unwrap_or(u64::MAX));
-                }
+                let (reset, base) = match reset {
+                    Some(reset) => (reset, current),
+                    None => (typed.counter.reset, typed.counter.base),
+                };
+                typed.counter.step(reset, base, writer, stamp.time, delta);
                 typed.counter_at.merge(Max::new(stamp_pair(stamp)));
                 Ok((true, RedisOpOutput::Int(target)))
             }
@@ -287,7 +371,7 @@ impl KvsValue for RedisValue {
         if let Some(typed) = &mut self.typed {
             changed |= typed.deleted_at.merge(Max::new(stamp_pair(stamp)));
             changed |= KvsValue::delete(&mut typed.set, stamp, writer);
-            changed |= KvsValue::delete(&mut typed.counter, stamp, writer);
+            // The counter needs nothing: the next INCR counts from this delete.
         }
         changed
     }
@@ -383,6 +467,148 @@ mod tests {
         set_again.apply(RedisOp::Set("y".into()), s(7), 1).unwrap();
         assert_eq!(set_again.get_string().unwrap().as_deref(), Some(&b"y"[..]));
         lattice_core::laws::check_all(&[set_again]);
+    }
+
+    #[test]
+    fn the_issue_sequence_reads_what_was_acknowledged() {
+        let max = i64::MAX;
+        let set_max = || Step::Op(RedisOp::Set(Bytes::from(max.to_string())));
+        let incr = |by| Step::Op(RedisOp::IncrBy(by));
+        let ops = [
+            incr(-1),
+            incr(-1),
+            set_max(),
+            incr(-100),
+            Step::Del,
+            incr(-1),
+            set_max(),
+            incr(-1),
+            Step::Del,
+            incr(100),
+        ];
+        let mut v = RedisValue::default();
+        let mut last = None;
+        for (t, op) in ops.into_iter().enumerate() {
+            last = Some(apply_any(&mut v, op, s(t as u64 + 1)));
+        }
+        assert_eq!(last, Some(Ok(RedisOpOutput::Int(100))));
+        assert_eq!(v.get_string().unwrap().as_deref(), Some(&b"100"[..]));
+    }
+
+    /// A command on one key: an op, or a `DEL`.
+    #[derive(Clone, Debug)]
+    enum Step {
+        Op(RedisOp),
+        Del,
+    }
+
+    /// Applies a step as the actor does (a `DEL` is a stamped delete).
+    fn apply_any(v: &mut RedisValue, step: Step, stamp: Stamp) -> Result<RedisOpOutput, OpError> {
+        match step {
+            Step::Del => {
+                KvsValue::delete(v, stamp, stamp.writer);
+                Ok(RedisOpOutput::Ok)
+            }
+            Step::Op(op) => v.apply(op, stamp, stamp.writer).map(|(_, out)| out),
+        }
+    }
+
+    /// A model of one Redis key holding a string or integer.
+    #[derive(Default)]
+    struct Model(Option<String>);
+
+    impl Model {
+        fn apply(&mut self, step: &Step) -> Result<RedisOpOutput, OpError> {
+            match step {
+                Step::Op(RedisOp::Set(bytes)) => {
+                    self.0 = Some(String::from_utf8_lossy(bytes).into_owned());
+                    Ok(RedisOpOutput::Ok)
+                }
+                Step::Del => {
+                    self.0 = None;
+                    Ok(RedisOpOutput::Ok)
+                }
+                Step::Op(RedisOp::IncrBy(delta)) => {
+                    let current = match &self.0 {
+                        None => 0,
+                        Some(text) => {
+                            parse_integer(text.as_bytes()).ok_or(OpError::NotAnInteger)?
+                        }
+                    };
+                    let target = current.checked_add(*delta).ok_or(OpError::Overflow)?;
+                    self.0 = Some(target.to_string());
+                    Ok(RedisOpOutput::Int(target))
+                }
+                _ => unreachable!(),
+            }
+        }
+    }
+
+    #[test]
+    fn counters_agree_with_a_model_over_long_random_sequences_with_the_extremes() {
+        let extremes = [i64::MIN, i64::MIN + 1, -1, 0, 1, i64::MAX - 1, i64::MAX];
+        let mut rng = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for run in 0..200 {
+            let mut v = RedisValue::default();
+            let mut model = Model::default();
+            // Two writers on one replica (two actors of a node, or two lives of one).
+            for t in 1..=300u64 {
+                let pick = |r: u64| extremes[(r % extremes.len() as u64) as usize];
+                let op = match next() % 10 {
+                    0 => Step::Del,
+                    1 | 2 => Step::Op(RedisOp::Set(Bytes::from(pick(next()).to_string()))),
+                    3 => Step::Op(RedisOp::Set(Bytes::from_static(b"not a number"))),
+                    4 | 5 => Step::Op(RedisOp::IncrBy(pick(next()))),
+                    _ => Step::Op(RedisOp::IncrBy((next() % 2001) as i64 - 1000)),
+                };
+                let stamp = Stamp::new(t, 1 + next() % 2);
+                let expected = model.apply(&op);
+                let got = apply_any(&mut v, op.clone(), stamp);
+                assert_eq!(got, expected, "run {run} step {t}: {op:?}");
+                let read =
+                    v.get_string().unwrap().map(|b| String::from_utf8_lossy(&b).into_owned());
+                assert_eq!(read, model.0, "run {run} step {t} after {op:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn replicas_counting_on_from_the_same_string_add_up_and_a_later_set_resets() {
+        let mut a = RedisValue::default();
+        a.apply(RedisOp::Set(Bytes::from_static(b"10")), s(1), 1).unwrap();
+        let mut b = a.clone();
+        a.apply(RedisOp::IncrBy(5), Stamp::new(2, 1), 1).unwrap();
+        b.apply(RedisOp::IncrBy(-3), Stamp::new(2, 2), 2).unwrap();
+        b.apply(RedisOp::IncrBy(1), Stamp::new(3, 2), 2).unwrap();
+        let merged = a.clone().join(b.clone());
+        assert_eq!(merged.get_string().unwrap().as_deref(), Some(&b"13"[..]));
+        assert_eq!(b.clone().join(a.clone()), merged);
+        // A SET after both replaces the count; an INCR after it counts from the SET.
+        let mut c = merged.clone();
+        c.apply(RedisOp::Set(Bytes::from_static(b"100")), s(4), 1).unwrap();
+        c.apply(RedisOp::IncrBy(1), s(5), 1).unwrap();
+        let all = c.join(merged);
+        assert_eq!(all.get_string().unwrap().as_deref(), Some(&b"101"[..]));
+    }
+
+    #[test]
+    fn tallies_obey_the_lattice_laws() {
+        let mut samples = vec![Tally::default()];
+        for (reset, base) in [((0, 0), 0), ((5, 1), 10), ((5, 1), 10), ((7, 2), -3)] {
+            for writers in
+                [vec![], vec![(1, 3, 4)], vec![(1, 4, -2), (2, 1, i128::from(i64::MAX) * 3)]]
+            {
+                let nets = writers.into_iter().map(|(w, t, n)| (w, (t, n))).collect();
+                samples.push(Tally { reset, base, nets });
+            }
+        }
+        lattice_core::laws::check_all(&samples);
     }
 
     #[test]
