@@ -646,6 +646,72 @@ fn counter_resets_and_extremes_answer_as_real_redis_does() {
     assert_eq!(ours.lines().count(), theirs.lines().count());
 }
 
+/// The conditional and read-modify-write string commands answer as a real redis-server does,
+/// on strings, counters, sets and missing keys, options and their errors included.
+#[test]
+fn conditional_string_commands_answer_as_real_redis_does() {
+    let redis = RealRedis::start();
+    let anna = server();
+    let resp = |args: &[&str]| {
+        let mut out = format!("*{}\r\n", args.len());
+        for arg in args {
+            out.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        out
+    };
+    let commands: &[&[&str]] = &[
+        &["SET", "a", "1", "NX"],
+        &["SET", "a", "2", "NX"],
+        &["GET", "a"],
+        &["SET", "a", "3", "XX"],
+        &["SET", "missing", "3", "XX"],
+        &["GET", "missing"],
+        &["SET", "a", "4", "GET"],
+        &["SET", "a", "5", "nx", "get"],
+        &["SET", "fresh", "6", "NX", "GET"],
+        &["SET", "a", "7", "NX", "XX"],
+        &["SET", "a", "7", "BOGUS"],
+        &["SETNX", "a", "8"],
+        &["SETNX", "b", "8"],
+        &["GETSET", "b", "9"],
+        &["GETSET", "nothing", "9"],
+        &["INCR", "n"],
+        &["APPEND", "n", "0"],
+        &["GET", "n"],
+        &["INCR", "n"],
+        &["STRLEN", "n"],
+        &["GETSET", "n", "x"],
+        &["APPEND", "c", "hello"],
+        &["APPEND", "c", " world"],
+        &["STRLEN", "c"],
+        &["STRLEN", "none"],
+        &["SADD", "s", "m"],
+        &["SET", "s", "v", "GET"],
+        &["GETSET", "s", "v"],
+        &["GETDEL", "s"],
+        &["APPEND", "s", "v"],
+        &["STRLEN", "s"],
+        &["SET", "s", "over"],
+        &["GET", "s"],
+        &["GETDEL", "c"],
+        &["GETDEL", "c"],
+        &["EXISTS", "c"],
+        &["INCR", "d"],
+        &["GETDEL", "d"],
+        &["GET", "d"],
+    ];
+    let script: String = commands.iter().map(|c| resp(c)).collect();
+    let theirs = raw(([127, 0, 0, 1], redis.1).into(), script.as_bytes());
+    let ours = raw(anna.addr, script.as_bytes());
+    for (n, (a, b)) in ours.lines().zip(theirs.lines()).enumerate() {
+        assert_eq!(
+            a, b,
+            "reply line {n} differs (anna left, redis right)\nanna:\n{ours}\nredis:\n{theirs}"
+        );
+    }
+    assert_eq!(ours.lines().count(), theirs.lines().count(), "anna:\n{ours}\nredis:\n{theirs}");
+}
+
 /// Inline (telnet-style) commands are split as Redis splits them: quotes, escapes, and an
 /// unbalanced quote answered with Redis's protocol error before the connection closes. Every
 /// reply byte for byte as a real redis-server's.

@@ -107,6 +107,16 @@ commands (keys and values are words; quote with \"...\" for spaces):
   stats                   every node's actor counters and time breakdown
   help | quit";
 
+/// An op's answer as redis-cli prints it.
+fn shown(output: RedisOpOutput) -> String {
+    match output {
+        RedisOpOutput::Int(n) => format!("(integer) {n}"),
+        RedisOpOutput::Ok => "OK".into(),
+        RedisOpOutput::Bulk(Some(bytes)) => format!("{:?}", String::from_utf8_lossy(&bytes)),
+        RedisOpOutput::Bulk(None) | RedisOpOutput::Nil => "(nil)".into(),
+    }
+}
+
 fn connect<V: anna_kvs::KvsValue>(args: &Args) -> Result<Client<V>, ClientError> {
     let tls = match (&args.tls, &args.cacert) {
         (true, Some(ca)) => {
@@ -372,20 +382,14 @@ fn register_command(
                 Some(n) => n.parse::<i64>().map_err(|_| format!("(error) not an integer: {n}"))?,
                 None => 1,
             };
-            match client.apply(key(&words[1]), RedisOp::IncrBy(by)).map_err(cli)? {
-                RedisOpOutput::Int(n) => Ok(format!("(integer) {n}")),
-                RedisOpOutput::Ok => Ok("OK".into()),
-            }
+            Ok(shown(client.apply(key(&words[1]), RedisOp::IncrBy(by)).map_err(cli)?))
         }
         "sadd" | "srem" => {
             arity(words, 3, "sadd|srem KEY MEMBER...")?;
             let members = words[2..].iter().map(|m| Bytes::copy_from_slice(m.as_bytes())).collect();
             let op =
                 if command == "sadd" { RedisOp::SAdd(members) } else { RedisOp::SRem(members) };
-            match client.apply(key(&words[1]), op).map_err(cli)? {
-                RedisOpOutput::Int(n) => Ok(format!("(integer) {n}")),
-                RedisOpOutput::Ok => Ok("OK".into()),
-            }
+            Ok(shown(client.apply(key(&words[1]), op).map_err(cli)?))
         }
         "smembers" => {
             arity(words, 2, "smembers KEY")?;

@@ -218,6 +218,8 @@ pub fn applied(answer: Result<Response<RedisValue>, RequestError>) -> Reply {
     match answer {
         Ok(Response::Applied(RedisOpOutput::Ok)) => Reply::ok(),
         Ok(Response::Applied(RedisOpOutput::Int(n))) => Reply::Int(n),
+        Ok(Response::Applied(RedisOpOutput::Bulk(Some(bytes)))) => Reply::Bulk(bytes),
+        Ok(Response::Applied(RedisOpOutput::Bulk(None) | RedisOpOutput::Nil)) => Reply::Nil,
         Ok(other) => error_reply(&RequestError::UnexpectedAnswer(format!("{other:?}"))),
         Err(error) => error_reply(&error),
     }

@@ -97,7 +97,12 @@ const ALL_KEYS: (i8, i8, i8) = (1, -1, 1);
 #[rustfmt::skip]
 pub static TABLE: &[Command] = &[
     Command { name: "get", arity: 2, flags: READONLY | FAST, keys: ONE_KEY, summary: "The string value of a key (a counter reads as its decimal value).", plan: strings::plan_get },
-    Command { name: "set", arity: -3, flags: WRITE, keys: ONE_KEY, summary: "Sets a string value; concurrent SETs on two replicas converge to the later one.", plan: strings::plan_set },
+    Command { name: "set", arity: -3, flags: WRITE, keys: ONE_KEY, summary: "Sets a string value (NX, XX: only if absent or present, judged by the owning actor; GET: answer the old string); concurrent SETs on two replicas converge to the later one.", plan: strings::plan_set },
+    Command { name: "setnx", arity: 3, flags: WRITE | FAST, keys: ONE_KEY, summary: "Sets a string only if the key holds nothing, as the owning actor sees it (with several replicas, two can both succeed; the later write wins).", plan: strings::plan_setnx },
+    Command { name: "getset", arity: 3, flags: WRITE | FAST, keys: ONE_KEY, summary: "Sets a string and answers the one it replaced on the owning actor.", plan: strings::plan_getset },
+    Command { name: "getdel", arity: 2, flags: WRITE | FAST, keys: ONE_KEY, summary: "Answers a string and deletes the key; writes concurrent with it on other replicas survive.", plan: strings::plan_getdel },
+    Command { name: "append", arity: 3, flags: WRITE | FAST, keys: ONE_KEY, summary: "Appends to a string on the owning actor (concurrent APPENDs on two replicas: the later result wins, one suffix is lost).", plan: strings::plan_append },
+    Command { name: "strlen", arity: 2, flags: READONLY | FAST, keys: ONE_KEY, summary: "The length of a string (a counter: of its decimal value).", plan: strings::plan_strlen },
     Command { name: "mget", arity: -2, flags: READONLY | FAST, keys: ALL_KEYS, summary: "The string values of several keys.", plan: strings::plan_mget },
     Command { name: "mset", arity: -3, flags: WRITE, keys: (1, -1, 2), summary: "Sets several keys, each independently (not atomically).", plan: strings::plan_mset },
     Command { name: "incr", arity: 2, flags: WRITE | FAST, keys: ONE_KEY, summary: "Adds 1 to a counter; concurrent increments on replicas all count.", plan: strings::plan_incr },

@@ -140,6 +140,31 @@ pub enum RedisOp {
     SAdd(Vec<Bytes>),
     /// `SREM key member...`.
     SRem(Vec<Bytes>),
+    /// `SET key value [NX|XX] [GET]`, `SETNX`, `GETSET`: a write under a condition evaluated by
+    /// the owning actor, optionally answering the string it replaces.
+    SetIf {
+        /// The new value.
+        value: Bytes,
+        /// When to write.
+        when: Condition,
+        /// Answer the previous string (`GET`).
+        get: bool,
+    },
+    /// `GETDEL key`: answers the string, then deletes the key.
+    GetDel,
+    /// `APPEND key value`: answers the new length.
+    Append(Bytes),
+}
+
+/// When a conditional `SET` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Condition {
+    /// Always (plain `SET`, `GETSET`).
+    Always,
+    /// Only if the key holds nothing (`NX`, `SETNX`).
+    IfAbsent,
+    /// Only if the key holds something (`XX`).
+    IfPresent,
 }
 
 /// What a [`RedisOp`] answers.
@@ -149,6 +174,10 @@ pub enum RedisOpOutput {
     Ok,
     /// An integer reply.
     Int(i64),
+    /// A string reply, or nil.
+    Bulk(Option<Bytes>),
+    /// Nil (a conditional write that did not happen).
+    Nil,
 }
 
 /// Parses a decimal integer exactly as Redis does (its `string2ll`): an optional `-`, then
@@ -333,6 +362,35 @@ impl KvsValue for RedisValue {
                 typed.counter.step(reset, base, writer, stamp.time, delta);
                 typed.counter_at.merge(Max::new(stamp_pair(stamp)));
                 Ok((true, RedisOpOutput::Int(target)))
+            }
+            RedisOp::SetIf { value, when, get } => {
+                let kind = self.kind();
+                // GET answers the string (a counter reads as its decimal); a set is WRONGTYPE.
+                let previous = if get { self.get_string()? } else { None };
+                let write = match when {
+                    Condition::Always => true,
+                    Condition::IfAbsent => kind.is_none(),
+                    Condition::IfPresent => kind.is_some(),
+                };
+                let changed = write && self.string.merge(Lww::new(stamp, Some(value.into())));
+                let output = match (get, write) {
+                    (true, _) => RedisOpOutput::Bulk(previous),
+                    (false, true) => RedisOpOutput::Ok,
+                    (false, false) => RedisOpOutput::Nil,
+                };
+                Ok((changed, output))
+            }
+            RedisOp::GetDel => {
+                let previous = self.get_string()?;
+                let changed = previous.is_some() && KvsValue::delete(self, stamp, writer);
+                Ok((changed, RedisOpOutput::Bulk(previous)))
+            }
+            RedisOp::Append(tail) => {
+                let mut joined = self.get_string()?.map(|b| b.to_vec()).unwrap_or_default();
+                joined.extend_from_slice(&tail);
+                let len = i64::try_from(joined.len()).unwrap_or(i64::MAX);
+                self.string.merge(Lww::new(stamp, Some(Bytes::from(joined).into())));
+                Ok((true, RedisOpOutput::Int(len)))
             }
             RedisOp::SAdd(members) => {
                 if matches!(self.kind(), Some(Kind::String | Kind::Counter)) {

@@ -1,8 +1,13 @@
-//! String and counter commands: GET, SET, MGET, MSET, INCR, DECR, INCRBY, DECRBY.
+//! String and counter commands: GET, SET (with NX, XX, GET), SETNX, GETSET, GETDEL, APPEND,
+//! STRLEN, MGET, MSET, INCR, DECR, INCRBY, DECRBY.
 //!
 //! A string is a last-writer-wins register; concurrent `SET`s on two replicas converge to the
-//! later stamp. The `INCR` family moves a PN-counter, so concurrent increments on different
-//! replicas all count.
+//! later stamp. The `INCR` family counts from the key's last reset, so concurrent increments
+//! on different replicas all count. Conditions (`NX`, `XX`, `SETNX`) and read-modify-writes
+//! (`GETSET`, `GETDEL`, `APPEND`) are evaluated by the actor that owns the key: exact on a
+//! single node and with one replica per key; with several replicas, two of them can both see a
+//! key absent and both write (the later write wins), as in Redis Enterprise's active-active
+//! databases.
 
 use std::sync::atomic::Ordering;
 
@@ -10,11 +15,12 @@ use bytes::Bytes;
 
 use crate::redis::plan::op_error_reply;
 use crate::redis::plan::{
-    Context, Plan, applied, apply_one, engine, get, not_an_integer, owned, parse_i64, read_value,
+    Context, Plan, applied, apply, apply_one, engine, get, not_an_integer, owned, parse_i64,
+    read_value,
 };
 use crate::redis::resp::Reply;
 use crate::redis::session::Session;
-use crate::redis::value::RedisOp;
+use crate::redis::value::{Condition, RedisOp};
 
 /// `GET key`.
 pub fn plan_get(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
@@ -38,21 +44,88 @@ pub fn plan_get(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
     })
 }
 
-/// `SET key value` (no options: expiry and conditional writes are not supported yet).
+/// `SET key value [NX | XX] [GET]`. Expiry options (`EX`, `PX`, `EXAT`, `PXAT`, `KEEPTTL`)
+/// are refused with a clear error until keys can expire.
 pub fn plan_set(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
-    match args {
-        [key, value] => {
-            if let Err(reply) = cx.check_sizes(key, Some(value)) {
-                return Plan::Now(reply);
-            }
-            apply_one(key, RedisOp::Set(owned(value)))
-        }
-        [_, _, option, ..] => Plan::Now(Reply::Error(format!(
-            "ERR SET option '{}' is not supported by anna-server (EX, PX, NX, XX, GET, KEEPTTL: no expiry or conditional writes in a coordination-free store); use plain SET key value",
-            String::from_utf8_lossy(option)
-        ))),
-        _ => unreachable!("the table's arity admits at least two arguments"),
+    let (key, value) = (&args[0], &args[1]);
+    if let Err(reply) = cx.check_sizes(key, Some(value)) {
+        return Plan::Now(reply);
     }
+    let mut when = Condition::Always;
+    let mut get = false;
+    for option in &args[2..] {
+        let upper = option.to_ascii_uppercase();
+        match (&upper[..], when) {
+            (b"NX", Condition::Always | Condition::IfAbsent) => when = Condition::IfAbsent,
+            (b"XX", Condition::Always | Condition::IfPresent) => when = Condition::IfPresent,
+            (b"GET", _) => get = true,
+            (b"EX" | b"PX" | b"EXAT" | b"PXAT" | b"KEEPTTL", _) => {
+                return Plan::Now(Reply::Error(format!(
+                    "ERR SET option '{}' is not supported yet (keys do not expire in anna-server)",
+                    String::from_utf8_lossy(option)
+                )));
+            }
+            _ => return Plan::Now(Reply::Error("ERR syntax error".into())),
+        }
+    }
+    if when == Condition::Always && !get {
+        return apply_one(key, RedisOp::Set(owned(value)));
+    }
+    apply_one(key, RedisOp::SetIf { value: owned(value), when, get })
+}
+
+/// `SETNX key value`: 1 if it wrote, 0 if the key held something.
+pub fn plan_setnx(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
+    let (key, value) = (&args[0], &args[1]);
+    if let Err(reply) = cx.check_sizes(key, Some(value)) {
+        return Plan::Now(reply);
+    }
+    let op = RedisOp::SetIf { value: owned(value), when: Condition::IfAbsent, get: false };
+    Plan::Single(Some(apply(key, op)), |answer, _| match applied(answer) {
+        Reply::Nil => Reply::Int(0),
+        Reply::Simple(_) => Reply::Int(1),
+        other => other,
+    })
+}
+
+/// `GETSET key value`: sets, answering the string it replaced.
+pub fn plan_getset(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
+    let (key, value) = (&args[0], &args[1]);
+    if let Err(reply) = cx.check_sizes(key, Some(value)) {
+        return Plan::Now(reply);
+    }
+    apply_one(key, RedisOp::SetIf { value: owned(value), when: Condition::Always, get: true })
+}
+
+/// `GETDEL key`: the string, and the key deleted.
+pub fn plan_getdel(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
+    if let Err(reply) = cx.check_sizes(&args[0], None) {
+        return Plan::Now(reply);
+    }
+    apply_one(&args[0], RedisOp::GetDel)
+}
+
+/// `APPEND key value`: the new length.
+pub fn plan_append(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
+    let (key, value) = (&args[0], &args[1]);
+    if let Err(reply) = cx.check_sizes(key, Some(value)) {
+        return Plan::Now(reply);
+    }
+    apply_one(key, RedisOp::Append(owned(value)))
+}
+
+/// `STRLEN key`: the string's length (0 for a missing key).
+pub fn plan_strlen(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
+    if let Err(reply) = cx.check_sizes(&args[0], None) {
+        return Plan::Now(reply);
+    }
+    Plan::Single(Some(get(&args[0])), |answer, _| match read_value(answer) {
+        Ok(value) => match value.map(|v| v.get_string()).transpose() {
+            Ok(bytes) => Reply::Int(bytes.flatten().map_or(0, |b| b.len() as i64)),
+            Err(wrong) => op_error_reply(&wrong),
+        },
+        Err(reply) => reply,
+    })
 }
 
 /// `MGET key [key ...]`: a nil for every key that holds no string.
@@ -82,9 +155,7 @@ pub fn plan_mset(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
         return Plan::Now(reply);
     }
     engine(
-        args.chunks(2)
-            .map(|kv| crate::redis::plan::apply(&kv[0], RedisOp::Set(owned(&kv[1]))))
-            .collect(),
+        args.chunks(2).map(|kv| apply(&kv[0], RedisOp::Set(owned(&kv[1])))).collect(),
         |answers, _| {
             answers
                 .into_iter()
