@@ -173,8 +173,7 @@ pub struct Loaded<V> {
     pub dropped: u64,
 }
 
-/// Decodes a whole log. A bad record that reaches the end of the data is a torn tail
-/// (dropped); one followed by more data is corruption (an error unless `load_corrupt`).
+/// Decodes a whole log into a list (see [`decode_log_with`]).
 ///
 /// # Errors
 /// Corruption in the middle without `load_corrupt`.
@@ -184,21 +183,34 @@ pub fn decode_log<V: KvsValue>(
     load_corrupt: bool,
 ) -> Result<Loaded<V>, AofError> {
     let mut records = Vec::new();
+    let (intact, dropped) = decode_log_with(data, path, load_corrupt, |k, v| records.push((k, v)))?;
+    Ok(Loaded { records, intact, dropped })
+}
+
+/// Decodes a log record by record, handing each to `each` as it goes (so recovery holds one
+/// decoded record at a time, not the whole log). A bad record that reaches the end of the
+/// data is a torn tail (dropped); one followed by more data is corruption (an error unless
+/// `load_corrupt`). Returns (intact bytes, dropped bytes).
+///
+/// # Errors
+/// Corruption in the middle without `load_corrupt`.
+pub fn decode_log_with<V: KvsValue>(
+    data: &[u8],
+    path: &Path,
+    load_corrupt: bool,
+    mut each: impl FnMut(Key, V),
+) -> Result<(u64, u64), AofError> {
     let mut at = 0usize;
     while at < data.len() {
         let rest = &data[at..];
-        let bad = |what: String, record_end: Option<usize>| -> Result<Loaded<V>, AofError> {
+        let bad = |what: String, record_end: Option<usize>| -> Result<(u64, u64), AofError> {
             // Torn: the record runs to (or past) the end of the file.
             let torn = record_end.is_none_or(|end| end >= data.len());
             if torn || load_corrupt {
                 if !torn {
                     tracing::warn!(path = %path.display(), offset = at, %what, "corrupt record: loading the intact prefix only (aof-load-corrupt)");
                 }
-                return Ok(Loaded {
-                    records: Vec::new(),
-                    intact: at as u64,
-                    dropped: (data.len() - at) as u64,
-                });
+                return Ok((at as u64, (data.len() - at) as u64));
             }
             Err(AofError::Corrupt {
                 path: path.to_path_buf(),
@@ -208,7 +220,7 @@ pub fn decode_log<V: KvsValue>(
             })
         };
         let Some(header) = rest.first_chunk::<RECORD_HEADER>() else {
-            return bad("a record header cut short".into(), None).map(|l| Loaded { records, ..l });
+            return bad("a record header cut short".into(), None);
         };
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
         let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
@@ -216,30 +228,27 @@ pub fn decode_log<V: KvsValue>(
             return bad(
                 format!("a record of {len} bytes, over the limit"),
                 Some(at + RECORD_HEADER),
-            )
-            .map(|l| Loaded { records, ..l });
+            );
         }
         let end = at + RECORD_HEADER + len;
         let Some(payload) = data.get(at + RECORD_HEADER..end) else {
-            return bad("a record cut short".into(), None).map(|l| Loaded { records, ..l });
+            return bad("a record cut short".into(), None);
         };
         if crc32fast::hash(payload) != crc {
-            return bad("checksum mismatch".into(), Some(end)).map(|l| Loaded { records, ..l });
+            return bad("checksum mismatch".into(), Some(end));
         }
         match bincode::serde::decode_from_slice::<(Key, V), _>(payload, config()) {
-            Ok((record, used)) if used == payload.len() => records.push(record),
+            Ok(((key, value), used)) if used == payload.len() => each(key, value),
             Ok(_) => {
-                return bad("trailing bytes in a record".into(), Some(end))
-                    .map(|l| Loaded { records, ..l });
+                return bad("trailing bytes in a record".into(), Some(end));
             }
             Err(error) => {
-                return bad(format!("undecodable: {error}"), Some(end))
-                    .map(|l| Loaded { records, ..l });
+                return bad(format!("undecodable: {error}"), Some(end));
             }
         }
         at = end;
     }
-    Ok(Loaded { records, intact: data.len() as u64, dropped: 0 })
+    Ok((data.len() as u64, 0))
 }
 
 /// How many actors' logs `dir` holds (one more than the highest actor number), if any.
@@ -273,15 +282,17 @@ pub struct Aof {
 }
 
 impl Aof {
-    /// Opens (creating) actor `thread`'s log in `dir` and reads what it holds.
+    /// Opens (creating) actor `thread`'s log in `dir`, handing each record it holds to
+    /// `restore` in file order; returns the log and how many records it held.
     ///
     /// # Errors
-    /// The file cannot be opened, read or cut, or it is corrupt (see [`decode_log`]).
+    /// The file cannot be opened, read or cut, or it is corrupt (see [`decode_log_with`]).
     pub fn open<V: KvsValue>(
         dir: &Path,
         thread: ThreadIndex,
         persistence: &Persistence,
-    ) -> Result<(Self, Vec<(Key, V)>), AofError> {
+        mut restore: impl FnMut(Key, V),
+    ) -> Result<(Self, usize), AofError> {
         let path = dir.join(format!("actor-{thread}.aof"));
         // A rewrite that crashed before its rename left only a temporary file: the log is whole.
         let _ = std::fs::remove_file(path.with_extension("aof.tmp"));
@@ -293,10 +304,16 @@ impl Aof {
             .map_err(io_error(&path))?;
         let mut data = Vec::new();
         file.read_to_end(&mut data).map_err(io_error(&path))?;
-        let loaded = decode_log::<V>(&data, &path, persistence.load_corrupt)?;
-        if loaded.dropped > 0 {
-            tracing::warn!(path = %path.display(), intact = loaded.intact, dropped = loaded.dropped, "dropped a torn or corrupt end of the log");
-            file.set_len(loaded.intact).map_err(io_error(&path))?;
+        let mut count = 0;
+        let (intact, dropped) =
+            decode_log_with::<V>(&data, &path, persistence.load_corrupt, |key, value| {
+                count += 1;
+                restore(key, value);
+            })?;
+        drop(data);
+        if dropped > 0 {
+            tracing::warn!(path = %path.display(), intact, dropped, "dropped a torn or corrupt end of the log");
+            file.set_len(intact).map_err(io_error(&path))?;
             file.sync_all().map_err(io_error(&path))?;
         }
         let unsynced = Arc::new(AtomicBool::new(false));
@@ -314,14 +331,14 @@ impl Aof {
             dir: dir.to_path_buf(),
             file,
             fsync: persistence.fsync,
-            bytes: loaded.intact,
-            base: loaded.intact,
+            bytes: intact,
+            base: intact,
             buf: Vec::new(),
             unsynced,
             stop,
             path,
         };
-        Ok((aof, loaded.records))
+        Ok((aof, count))
     }
 
     /// Appends one round's records in one write; with `always`, syncs before returning.
@@ -624,7 +641,9 @@ mod tests {
 
     /// The store a directory's log recovers, as recovery builds it.
     fn reopen(dir: &Path) -> std::collections::BTreeMap<Key, Eventual> {
-        let (_, records) = Aof::open::<Eventual>(dir, 0, &Persistence::default()).unwrap();
+        let mut records = Vec::new();
+        Aof::open::<Eventual>(dir, 0, &Persistence::default(), |k, v| records.push((k, v)))
+            .unwrap();
         recovered(records)
     }
 
@@ -634,7 +653,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let policy = Persistence { fsync: Fsync::Always, ..Persistence::default() };
-        let (mut aof, _) = Aof::open::<Eventual>(&dir, 0, &policy).unwrap();
+        let (mut aof, _) = Aof::open::<Eventual>(&dir, 0, &policy, |_, _| {}).unwrap();
         let writes: Vec<(Key, Eventual)> = (0..50u64)
             .map(|i| (bytes::Bytes::from(format!("k{}", i % 7)), value(i, &format!("v{i}"))))
             .collect();

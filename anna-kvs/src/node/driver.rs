@@ -11,14 +11,14 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, TrySendError};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
-use super::aof::{Aof, writer_id};
+use super::aof::Aof;
 use super::mailbox::{Mail, ReplyTo};
 use super::service::{Readiness, Registry, Service};
 use super::transport::{Inbound, Refusal, SendError, Transport};
 use super::{ActorReport, NodeHandle, Shared};
 use crate::actor::Actor;
 use crate::message::{Input, Output, PeerMessage, Request, RequestError, Response, Token};
-use crate::ring::{ActorId, Key, ThreadIndex};
+use crate::ring::{ActorId, ThreadIndex};
 use crate::value::KvsValue;
 
 /// Answers being gathered from several places before a deadline: a client batch some of whose
@@ -141,28 +141,14 @@ impl<V: KvsValue> Driver<V> {
         inbound: Option<zmq::Socket>,
         mailbox: Receiver<Mail<V>>,
         service: Option<Box<dyn Service<V>>>,
-        log: Option<(Aof, Vec<(Key, V)>)>,
+        actor: Actor<V>,
+        aof: Option<Aof>,
     ) -> Result<Self, nix::Error> {
-        let now = shared.clock.now_us();
         let router = NodeHandle::new(Arc::clone(&shared)).with_affinity(usize::from(id.thread));
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         let doorbell = &shared.doorbells[usize::from(id.thread)].bell;
         let edge = EpollFlags::EPOLLIN | EpollFlags::EPOLLET;
         epoll.add(doorbell, EpollEvent::new(edge, DOORBELL_TOKEN))?;
-        let mut config = shared.config.actor.clone();
-        config.writer = Some(writer_id(shared.identity.node_id, shared.incarnation, id.thread));
-        let mut actor = Actor::new(id, Arc::clone(&shared.topology), config, now);
-        let aof = log.map(|(aof, records)| {
-            let count = records.len();
-            for (key, value) in records {
-                actor.restore(key, value);
-            }
-            if count > 0 {
-                tracing::info!(actor = %id, records = count, bytes = aof.len(), "recovered from the append-only file");
-            }
-            actor.enable_journal();
-            aof
-        });
         let transport = Transport::new(id, &shared, inbound);
         Ok(Self {
             id,

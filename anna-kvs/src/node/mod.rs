@@ -43,7 +43,7 @@ pub use config::{NodeConfig, NodeError, PeerSpec};
 pub use handle::NodeHandle;
 pub use service::{Readiness, Registry, Service};
 
-use crate::actor::ActorStats;
+use crate::actor::{Actor, ActorStats};
 use crate::ring::{ActorId, NodeIndex, ThreadIndex, Topology};
 use crate::value::KvsValue;
 use crate::wire::ClusterKey;
@@ -229,14 +229,28 @@ impl<V: KvsValue> Node<V> {
                 dir.display()
             )));
         }
-        let mut logs = Vec::new();
+        // Each actor, with what its log holds merged in (record by record) before it serves.
+        let mut actors = Vec::new();
         for thread in 0..threads {
-            logs.push(match &config.persistence.dir {
+            let id = ActorId::new(me, thread);
+            let mut actor_config = config.actor.clone();
+            actor_config.writer =
+                Some(aof::writer_id(identity.node_id, identity.incarnation, thread));
+            let mut actor = Actor::new(id, Arc::clone(&topology), actor_config, clock.now_us());
+            let log = match &config.persistence.dir {
                 Some(dir) if config.persistence.appendonly => {
-                    Some(aof::Aof::open::<V>(dir, thread, &config.persistence)?)
+                    let restore = |key, value| actor.restore(key, value);
+                    let (log, records) =
+                        aof::Aof::open::<V>(dir, thread, &config.persistence, restore)?;
+                    if records > 0 {
+                        tracing::info!(actor = %id, records, bytes = log.len(), "recovered from the append-only file");
+                    }
+                    actor.enable_journal();
+                    Some(log)
                 }
                 _ => None,
-            });
+            };
+            actors.push((actor, log));
         }
         let shared = Arc::new(Shared {
             context,
@@ -270,11 +284,11 @@ impl<V: KvsValue> Node<V> {
         }
         // Every driver is built before any thread starts, so a failure leaves nothing running.
         let mut drivers = Vec::new();
-        for (thread, (((tcp, mailbox), service), log)) in
-            bound.into_iter().zip(receivers).zip(services).zip(logs).enumerate()
+        for (thread, (((tcp, mailbox), service), (actor, log))) in
+            bound.into_iter().zip(receivers).zip(services).zip(actors).enumerate()
         {
             let id = ActorId::new(shared.me, thread as ThreadIndex);
-            let driver = Driver::new(id, Arc::clone(&shared), tcp, mailbox, service, log)
+            let driver = Driver::new(id, Arc::clone(&shared), tcp, mailbox, service, actor, log)
                 .map_err(NodeError::io("create an epoll set"))?;
             drivers.push(driver);
         }

@@ -54,16 +54,20 @@ impl Net {
             addrs: Vec::new(),
             gateway: Ipv4Addr::new(10, 78, subnet as u8, 254),
         };
+        let _ = run("ip", &["link", "del", &net.bridge]);
         run("ip", &["link", "add", &net.bridge, "type", "bridge"])?;
         run("ip", &["addr", "add", &format!("{}/24", net.gateway), "dev", &net.bridge])?;
         run("ip", &["link", "set", &net.bridge, "up"])?;
         for i in 0..hosts {
             let ns = format!("{PREFIX}-{pid}-{i}");
+            let _ = run("ip", &["netns", "del", &ns]);
             run("ip", &["netns", "add", &ns])?;
             net.namespaces.push(ns.clone());
             let addr = Ipv4Addr::new(10, 78, subnet as u8, i as u8 + 1);
             net.addrs.push(addr);
             let (outside, inside) = (format!("{PREFIX}{pid}h{i}"), format!("{PREFIX}{pid}n{i}"));
+            // The kernel may still be tearing down the previous run's pair of the same name.
+            let _ = run("ip", &["link", "del", &outside]);
             run("ip", &["link", "add", &outside, "type", "veth", "peer", "name", &inside])?;
             run("ip", &["link", "set", &outside, "master", &net.bridge])?;
             run("ip", &["link", "set", &outside, "up"])?;
@@ -181,6 +185,12 @@ impl Drop for Net {
     fn drop(&mut self) {
         for ns in &self.namespaces {
             remove_namespace(ns);
+        }
+        // Each pair goes with its namespace, but not always at once: remove the outer ends
+        // explicitly, so the next run can reuse the names.
+        let pid = std::process::id();
+        for i in 0..self.namespaces.len() {
+            let _ = run("ip", &["link", "del", &format!("{PREFIX}{pid}h{i}")]);
         }
         let _ = run("ip", &["link", "del", &self.bridge]);
     }
