@@ -118,11 +118,21 @@ fn strings_counters_sets_and_keys() {
         "# Stats",
         "# Replication",
         "# Keyspace",
+        "# Memory",
+        "# CPU",
+        "# Persistence",
         "connected_clients:1",
         "db0:keys=",
     ] {
         assert!(info.contains(section), "INFO lacks {section}: {info}");
     }
+    let field = |name: &str| -> f64 {
+        let line = info.lines().find(|l| l.starts_with(&format!("{name}:"))).unwrap_or("");
+        line.split(':').nth(1).and_then(|v| v.trim().parse().ok()).unwrap_or(-1.0)
+    };
+    assert!(field("used_memory") > 1_000_000.0, "{info}");
+    assert!(field("used_memory_peak") >= field("used_memory"), "{info}");
+    assert!(field("used_cpu_user") >= 0.0 && field("used_cpu_sys") >= 0.0, "{info}");
     let stats: String = cmd(&mut con, &["INFO", "stats"]).unwrap();
     assert!(stats.contains("total_commands_processed") && !stats.contains("# Server"));
     assert!(
@@ -587,6 +597,25 @@ fn integers_parse_exactly_as_real_redis_parses_them() {
         assert_eq!(a, b, "reply {n} differs (anna left, redis right)");
     }
     assert_eq!(ours.lines().count(), theirs.lines().count());
+}
+
+/// `redis-cli --stat` prints every column from anna-server's INFO (it printed
+/// -9223372036854775808 for the memory before INFO had a memory section).
+#[test]
+fn redis_cli_stat_reads_every_column() {
+    let anna = server();
+    let port = anna.addr.port().to_string();
+    // Line-buffered: redis-cli buffers a pipe, and timeout ends it before it flushes.
+    let output = std::process::Command::new("timeout")
+        .args(["-s", "INT", "2", "stdbuf", "-oL", "redis-cli", "-p", &port, "--stat", "-i", "0.5"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let rows: Vec<&str> =
+        text.lines().filter(|l| l.trim_start().starts_with(char::is_numeric)).collect();
+    assert!(!rows.is_empty(), "no rows: {text}");
+    assert!(!text.contains("-9223372036854775808") && !text.contains("nan"), "{text}");
+    assert!(rows[0].contains('M') || rows[0].contains('K'), "no memory column: {text}");
 }
 
 /// Counters reset by `SET` and `DEL` and swung to the ends of the 64-bit range answer as a
