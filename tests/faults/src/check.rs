@@ -27,6 +27,9 @@ pub struct Verdict {
     pub lost: u64,
     /// Values never written (for the counter: excess units).
     pub unexpected: u64,
+    /// Register writes that lost to a write made less than the clock tolerance before them
+    /// (last-writer-wins under skewed clocks: expected, counted, not a failure).
+    pub tolerated: u64,
     /// The first few findings, in words.
     pub notes: Vec<String>,
 }
@@ -134,8 +137,10 @@ fn effect(op: &Op) -> Option<&str> {
 }
 
 /// Registers: every value read was written, and the final value is one of the writes no
-/// acknowledged write followed in real time.
-pub fn registers(history: &[Op], last: &Snapshot) -> Verdict {
+/// acknowledged write followed in real time by more than `tolerance_ms` (the clock
+/// uncertainty last-writer-wins is allowed: 0 with one clock; with skewed clocks, a write may
+/// lose to one made up to that long before it, and such losses are counted as tolerated).
+pub fn registers(history: &[Op], last: &Snapshot, tolerance_ms: u64) -> Verdict {
     let mut verdict = Verdict::new("register");
     for key in REGISTER_KEYS {
         let ops: Vec<&Op> = history.iter().filter(|op| op.key == key).collect();
@@ -154,17 +159,34 @@ pub fn registers(history: &[Op], last: &Snapshot) -> Verdict {
                 verdict.note(format!("{key}: read {value:?} at {} ms, never written", read.end_ms));
             }
         }
-        // Writes no acknowledged write was invoked after (an unknown write never "completes").
+        // Writes no acknowledged write was invoked after, by more than `slack` (an unknown
+        // write never "completes").
         let done = |op: &Op| if acked(op) { op.end_ms } else { u64::MAX };
-        let candidates: Vec<&Op> = writes
-            .iter()
-            .copied()
-            .filter(|w| !writes.iter().any(|later| acked(later) && later.start_ms > done(w)))
-            .collect();
+        let candidates_within = |slack: u64| -> Vec<&Op> {
+            writes
+                .iter()
+                .copied()
+                .filter(|w| {
+                    !writes
+                        .iter()
+                        .any(|later| acked(later) && later.start_ms > done(w).saturating_add(slack))
+                })
+                .collect()
+        };
+        let candidates = candidates_within(0);
         let last_value = last.get(key).cloned().flatten();
-        let allowed = candidates.iter().any(|w| effect(w) == last_value.as_deref())
-            || (writes.is_empty() && last_value.is_none());
-        if allowed {
+        let allowed_in = |candidates: &[&Op]| {
+            candidates.iter().any(|w| effect(w) == last_value.as_deref())
+                || (writes.is_empty() && last_value.is_none())
+        };
+        if allowed_in(&candidates) {
+            continue;
+        }
+        if tolerance_ms > 0 && allowed_in(&candidates_within(tolerance_ms)) {
+            verdict.tolerated += 1;
+            verdict.note(format!(
+                "{key} ends as {last_value:?}, a write less than {tolerance_ms} ms older than the last ones (tolerated: skewed clocks)"
+            ));
             continue;
         }
         match last_value.as_deref() {
@@ -251,9 +273,15 @@ pub fn sessions(history: &[Op]) -> Verdict {
     verdict
 }
 
-/// Every checker over one run.
-pub fn all(history: &[Op], last: &Snapshot) -> Vec<Verdict> {
-    vec![sets(history, last), counter(history, last), registers(history, last), sessions(history)]
+/// Every checker over one run; `tolerance_ms` is the clock uncertainty the register checker
+/// allows (0 unless the scenario skews a clock).
+pub fn all(history: &[Op], last: &Snapshot, tolerance_ms: u64) -> Vec<Verdict> {
+    vec![
+        sets(history, last),
+        counter(history, last),
+        registers(history, last, tolerance_ms),
+        sessions(history),
+    ]
 }
 
 #[cfg(test)]
@@ -274,6 +302,10 @@ mod tests {
             stamp: None,
             error: None,
         }
+    }
+
+    fn registers0(history: &[Op], last: &Snapshot) -> Verdict {
+        registers(history, last, 0)
     }
 
     fn state(pairs: &[(&str, Option<&str>)]) -> Snapshot {
@@ -316,31 +348,40 @@ mod tests {
             op(Kind::Set, key, Some("old"), (0, 10), Outcome::Ok),
             op(Kind::Set, key, Some("new"), (20, 30), Outcome::Ok),
         ];
-        assert!(registers(&history, &state(&[(key, Some("new"))])).ok());
-        let lost = registers(&history, &state(&[(key, Some("old"))]));
+        assert!(registers0(&history, &state(&[(key, Some("new"))])).ok());
+        let lost = registers0(&history, &state(&[(key, Some("old"))]));
         assert_eq!((lost.lost, lost.unexpected), (1, 0), "{lost:?}");
-        assert_eq!(registers(&history, &state(&[(key, Some("never"))])).unexpected, 1);
+        assert_eq!(registers0(&history, &state(&[(key, Some("never"))])).unexpected, 1);
         // Overlapping writes may end either way.
         let concurrent = vec![
             op(Kind::Set, key, Some("x"), (0, 10), Outcome::Ok),
             op(Kind::Set, key, Some("y"), (5, 15), Outcome::Ok),
         ];
-        assert!(registers(&concurrent, &state(&[(key, Some("x"))])).ok());
-        assert!(registers(&concurrent, &state(&[(key, Some("y"))])).ok());
+        assert!(registers0(&concurrent, &state(&[(key, Some("x"))])).ok());
+        assert!(registers0(&concurrent, &state(&[(key, Some("y"))])).ok());
         // A delete acknowledged after the last write must not be undone.
         let mut deleted = history.clone();
         deleted.push(op(Kind::Del, key, None, (40, 50), Outcome::Ok));
-        assert!(registers(&deleted, &state(&[(key, None)])).ok());
-        assert_eq!(registers(&deleted, &state(&[(key, Some("new"))])).lost, 1);
+        assert!(registers0(&deleted, &state(&[(key, None)])).ok());
+        assert_eq!(registers0(&deleted, &state(&[(key, Some("new"))])).lost, 1);
         // An unknown write may land any time after it was sent.
         let mut unknown = deleted.clone();
         unknown.push(op(Kind::Set, key, Some("late"), (35, 36), Outcome::Unknown));
-        assert!(registers(&unknown, &state(&[(key, Some("late"))])).ok());
+        assert!(registers0(&unknown, &state(&[(key, Some("late"))])).ok());
+        // With a clock tolerance, a write made just before the last one may win instead.
+        let close = vec![
+            op(Kind::Set, key, Some("first"), (0, 10), Outcome::Ok),
+            op(Kind::Set, key, Some("second"), (300, 310), Outcome::Ok),
+        ];
+        assert_eq!(registers0(&close, &state(&[(key, Some("first"))])).lost, 1);
+        let tolerant = registers(&close, &state(&[(key, Some("first"))]), 1000);
+        assert_eq!((tolerant.lost, tolerant.tolerated), (0, 1));
+        assert_eq!(registers(&close, &state(&[(key, Some("first"))]), 100).lost, 1);
         // Reads of values nobody wrote.
         let mut read = op(Kind::Get, key, None, (60, 61), Outcome::Ok);
         read.read = Some("ghost".into());
         deleted.push(read);
-        assert_eq!(registers(&deleted, &state(&[(key, None)])).unexpected, 1);
+        assert_eq!(registers0(&deleted, &state(&[(key, None)])).unexpected, 1);
     }
 
     #[test]
