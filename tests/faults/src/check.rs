@@ -374,9 +374,9 @@ mod tests {
             op(Kind::Set, key, Some("second"), (300, 310), Outcome::Ok),
         ];
         assert_eq!(registers0(&close, &state(&[(key, Some("first"))])).lost, 1);
-        let tolerant = registers(&close, &state(&[(key, Some("first"))]), 1000);
+        let tolerant = registers(&close, &state(&[(key, Some("first"))]), 300);
         assert_eq!((tolerant.lost, tolerant.tolerated), (0, 1));
-        assert_eq!(registers(&close, &state(&[(key, Some("first"))]), 100).lost, 1);
+        assert_eq!(registers(&close, &state(&[(key, Some("first"))]), 200).lost, 1);
         // Reads of values nobody wrote.
         let mut read = op(Kind::Get, key, None, (60, 61), Outcome::Ok);
         read.read = Some("ghost".into());
