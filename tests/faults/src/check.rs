@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | set | an element whose `SADD` was acknowledged is missing | a member never added |
 //! | counter | the value is below the sum of acknowledged increments (the missing units) | above acknowledged + unacknowledged |
-//! | register | the final value is not one of the writes that no acknowledged write followed (a `DEL` acknowledged after the last write counts as a write of nil) | a read or final value never written |
+//! | register | the final value is not one of the writes that no acknowledged write followed (a `DEL` acknowledged after the last write counts as a write of nil); a client reads, on the node that took its acknowledged write, a value written before it (read-your-writes, which must hold whatever the clocks do) | a read or final value never written |
 //! | session | a read missing the session's own acknowledged write (read-your-writes), or older than an earlier read (monotonic reads) | a value never written |
 //!
 //! Outcomes are treated as Jepsen treats them: an `Unknown` write may or may not have happened,
@@ -157,6 +157,54 @@ pub fn registers(history: &[Op], last: &Snapshot, tolerance_ms: u64) -> Verdict 
             {
                 verdict.unexpected += 1;
                 verdict.note(format!("{key}: read {value:?} at {} ms, never written", read.end_ms));
+            }
+        }
+        // Read-your-writes on the node that took the write: after a client's acknowledged write,
+        // its reads there return that write or one not finished before it began.
+        let mut own: BTreeMap<usize, &Op> = BTreeMap::new();
+        let mut in_order: Vec<&Op> = ops.clone();
+        in_order.sort_by_key(|op| (op.worker, op.start_ms));
+        for op in in_order {
+            match op.kind {
+                Kind::Set | Kind::Del if acked(op) => {
+                    own.insert(op.worker, op);
+                }
+                Kind::Get if acked(op) => {
+                    let Some(mine) = own.get(&op.worker) else { continue };
+                    if op.start_ms <= mine.end_ms || op.node != mine.node {
+                        continue;
+                    }
+                    let read = op.read.as_deref();
+                    let fresh_within = |slack: u64| {
+                        writes.iter().any(|w| {
+                            effect(w) == read
+                                && (std::ptr::eq(*w, *mine)
+                                    || !acked(w)
+                                    || w.end_ms.saturating_add(slack) >= mine.start_ms)
+                        })
+                    };
+                    if fresh_within(0) {
+                        continue;
+                    }
+                    if tolerance_ms > 0 && fresh_within(tolerance_ms) {
+                        // A write from a skewed clock, made just before but not yet gossiped
+                        // here when this one was stamped: last-writer-wins lets it win.
+                        verdict.tolerated += 1;
+                        continue;
+                    }
+                    {
+                        verdict.lost += 1;
+                        verdict.note(format!(
+                            "{key}: worker {} wrote {:?} ({}-{} ms), then read {read:?} at {} ms on the same node, written before it",
+                            op.worker,
+                            effect(mine),
+                            mine.start_ms,
+                            mine.end_ms,
+                            op.start_ms
+                        ));
+                    }
+                }
+                _ => {}
             }
         }
         // Writes no acknowledged write was invoked after, by more than `slack` (an unknown
@@ -377,6 +425,20 @@ mod tests {
         let tolerant = registers(&close, &state(&[(key, Some("first"))]), 300);
         assert_eq!((tolerant.lost, tolerant.tolerated), (0, 1));
         assert_eq!(registers(&close, &state(&[(key, Some("first"))]), 200).lost, 1);
+        // A client that reads, where it wrote, a value older than its own write.
+        let mut stale = vec![
+            op(Kind::Set, key, Some("theirs"), (0, 10), Outcome::Ok),
+            op(Kind::Set, key, Some("mine"), (20, 30), Outcome::Ok),
+        ];
+        stale[0].worker = 1;
+        let mut read_back = op(Kind::Get, key, None, (40, 41), Outcome::Ok);
+        read_back.read = Some("theirs".into());
+        stale.push(read_back.clone());
+        let verdict = registers0(&stale, &state(&[(key, Some("mine"))]));
+        assert_eq!(verdict.lost, 1, "{verdict:?}");
+        read_back.read = Some("mine".into());
+        stale[2] = read_back;
+        assert!(registers0(&stale, &state(&[(key, Some("mine"))])).ok());
         // Reads of values nobody wrote.
         let mut read = op(Kind::Get, key, None, (60, 61), Outcome::Ok);
         read.read = Some("ghost".into());

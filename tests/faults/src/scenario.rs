@@ -208,6 +208,9 @@ pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Resul
         (plan.from_ms, plan.to_ms) = (1500, duration_ms.saturating_sub(2000));
     }
     let dir = settings.out_dir.join(format!("{}-{seed}", scenario.name));
+    // A fresh start: an earlier failed run of the same scenario and seed left its nodes' data
+    // directories here, and nodes would recover them.
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let net = Net::create(hosts)?;
     let binary = node::server_binary()?;
