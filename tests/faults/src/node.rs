@@ -27,8 +27,20 @@ pub const THREADS: usize = 1;
 /// The gossip epoch.
 pub const EPOCH_MS: u64 = 50;
 
-/// libfaketime's preload library (Debian's `faketime` package).
-const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+/// libfaketime's preload library (Debian's `faketime` package installs it under the
+/// architecture's library directory).
+fn faketime_lib() -> Result<PathBuf, String> {
+    let mut candidates = vec![PathBuf::from("/usr/lib/faketime/libfaketime.so.1")];
+    if let Ok(dirs) = std::fs::read_dir("/usr/lib") {
+        for dir in dirs.flatten() {
+            candidates.push(dir.path().join("faketime/libfaketime.so.1"));
+        }
+    }
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| "libfaketime is not installed (apt-get install -y faketime)".to_owned())
+}
 
 /// Where `anna-server` is: `$ANNA_SERVER`, else in the running executable's target directory
 /// (`cargo test --workspace` builds it there for anna-kvs's own tests; `run.sh` builds it).
@@ -142,7 +154,7 @@ impl Node {
             .stderr(log);
         if self.clock_offset_s != 0 {
             command
-                .env("LD_PRELOAD", FAKETIME_LIB)
+                .env("LD_PRELOAD", faketime_lib()?)
                 .env("FAKETIME", format!("{:+}s", self.clock_offset_s))
                 .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
                 .env("FAKETIME_NO_CACHE", "1");
