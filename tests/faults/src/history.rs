@@ -35,12 +35,14 @@ pub enum Kind {
     SessionPut,
     /// A session read.
     SessionGet,
+    /// A failed attempt to connect (recorded for the timeline; no key).
+    Connect,
 }
 
 impl Kind {
     /// Whether it changes the store.
     pub fn is_write(self) -> bool {
-        !matches!(self, Self::Get | Self::SessionGet)
+        !matches!(self, Self::Get | Self::SessionGet | Self::Connect)
     }
 }
 

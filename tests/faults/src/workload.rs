@@ -140,9 +140,27 @@ fn resp_worker(
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(pace);
         if con.is_none() {
-            con = connect(addr, Duration::from_millis(500)).ok();
-            if con.is_none() {
-                continue;
+            let start_ms = ms_since(began);
+            match connect(addr, Duration::from_millis(500)) {
+                Ok(connection) => con = Some(connection),
+                Err(error) => {
+                    ops.push(Op {
+                        worker,
+                        node: Some(node),
+                        kind: Kind::Connect,
+                        key: String::new(),
+                        arg: None,
+                        start_ms,
+                        end_ms: ms_since(began),
+                        outcome: Outcome::Fail,
+                        read: None,
+                        stamp: None,
+                        error: Some(error.to_string()),
+                    });
+                    // Do not spin on a node that refuses at once.
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
             }
         }
         let Some(connection) = con.as_mut() else { continue };
