@@ -1,5 +1,5 @@
 //! A running node: one thread per actor (pinned to a core if asked), each driving its
-//! [`Actor`](crate::Actor) from its mailbox, its gossip socket and, optionally, a client-facing [`Service`]
+//! [`Actor`] from its mailbox, its gossip socket and, optionally, a client-facing [`Service`]
 //! (the Redis port runs as one, so clients are served on the actors' own threads).
 //!
 //! Inside a node, actors hand each other messages without serializing them (the paper passes
