@@ -408,6 +408,13 @@ impl<V: KvsValue> Actor<V> {
         keys
     }
 
+    /// Puts keys taken from the journal back (their log write failed: the next try logs them).
+    pub fn return_journal(&mut self, keys: Vec<Key>) {
+        if let Some(journal) = &mut self.journal {
+            journal.extend(keys);
+        }
+    }
+
     #[inline]
     fn journal(&mut self, key: &Key) {
         if let Some(journal) = &mut self.journal {

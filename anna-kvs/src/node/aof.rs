@@ -7,8 +7,11 @@
 //! in one `write`: a group commit. A record is
 //!
 //! ```text
-//! length: u32 LE | CRC32 of the payload: u32 LE | payload: bincode 2 of (key, state)
+//! length: u32 LE | CRC32 of the payload: u32 LE | CRC32 of those 8 bytes: u32 LE | payload
 //! ```
+//!
+//! (the payload is bincode 2 of (key, state); the header's own checksum tells a damaged
+//! length from a record cut short by a crash).
 //!
 //! Recovery merges every record into an empty store. Merge is associative, commutative and
 //! idempotent, so a record replayed twice, a state older than one already merged, or records
@@ -94,7 +97,7 @@ impl Default for Persistence {
 
 /// Largest record accepted when reading a log (a key and a value at their limits fit).
 const MAX_RECORD: usize = 64 << 20;
-const RECORD_HEADER: usize = 8;
+const RECORD_HEADER: usize = 12;
 /// The log is rewritten once it is this many times the size it had after the last rewrite…
 const REWRITE_FACTOR: u64 = 4;
 /// …and at least this big.
@@ -151,9 +154,17 @@ pub fn encode_record<V: KvsValue>(key: &[u8], value: &V, out: &mut Vec<u8>) -> R
     bincode::serde::encode_into_std_write(&(serde_bytes_ref(key), value), out, config())
         .map_err(|e| e.to_string())?;
     let payload_len = out.len() - start - RECORD_HEADER;
+    if payload_len > MAX_RECORD {
+        out.truncate(start);
+        return Err(format!(
+            "a state of {payload_len} bytes is over the log's {MAX_RECORD}-byte record limit"
+        ));
+    }
     let crc = crc32fast::hash(&out[start + RECORD_HEADER..]);
     out[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    let header_crc = crc32fast::hash(&out[start..start + 8]);
+    out[start + 8..start + 12].copy_from_slice(&header_crc.to_le_bytes());
     Ok(())
 }
 
@@ -219,11 +230,21 @@ pub fn decode_log_with<V: KvsValue>(
                 after: (data.len() - at) as u64,
             })
         };
+        // A remainder of zeros is space the file system allocated for a write that never
+        // landed (a crash with everysec): a torn tail.
+        if rest.iter().all(|&b| b == 0) {
+            return bad("zeros where a record should start".into(), None);
+        }
         let Some(header) = rest.first_chunk::<RECORD_HEADER>() else {
             return bad("a record header cut short".into(), None);
         };
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let word =
+            |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+        let (len, crc) = (word(0) as usize, word(4));
+        if crc32fast::hash(&header[..8]) != word(8) {
+            // The length itself cannot be trusted: whatever follows is unreadable.
+            return bad("a damaged record header".into(), Some(at + RECORD_HEADER));
+        }
         if len > MAX_RECORD {
             return bad(
                 format!("a record of {len} bytes, over the limit"),
@@ -276,6 +297,9 @@ pub struct Aof {
     /// Bytes right after the last rewrite (or the start).
     base: u64,
     buf: Vec<u8>,
+    /// A sync failed: the kernel may have dropped the pages, and a later sync would not say
+    /// so. Nothing more is written until the node restarts (and reads back what is on disk).
+    poisoned: Option<String>,
     /// Set when there is something to sync; the syncing thread clears it.
     unsynced: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
@@ -334,6 +358,7 @@ impl Aof {
             bytes: intact,
             base: intact,
             buf: Vec::new(),
+            poisoned: None,
             unsynced,
             stop,
             path,
@@ -350,6 +375,9 @@ impl Aof {
         &mut self,
         records: impl IntoIterator<Item = (&'a [u8], &'a V)>,
     ) -> Result<(), String> {
+        if let Some(why) = &self.poisoned {
+            return Err(why.clone());
+        }
         self.buf.clear();
         for (key, value) in records {
             encode_record(key, value, &mut self.buf)?;
@@ -357,11 +385,27 @@ impl Aof {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.file.write_all(&self.buf).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        if let Err(error) = self.file.write_all(&self.buf) {
+            // Cut a partial write back off, so later records do not follow half a record.
+            if let Err(cut) = self.file.set_len(self.bytes) {
+                self.poisoned = Some(format!(
+                    "{}: {error}, and cutting it back failed: {cut}",
+                    self.path.display()
+                ));
+            }
+            return Err(format!("{}: {error}", self.path.display()));
+        }
         self.bytes += self.buf.len() as u64;
         match self.fsync {
             Fsync::Always => {
-                self.file.sync_data().map_err(|e| format!("{}: {e}", self.path.display()))?;
+                if let Err(error) = self.file.sync_data() {
+                    let why = format!(
+                        "{}: sync failed ({error}); writes are refused until a restart",
+                        self.path.display()
+                    );
+                    self.poisoned = Some(why.clone());
+                    return Err(why);
+                }
             }
             Fsync::EverySec => self.unsynced.store(true, Ordering::Release),
             Fsync::No => {}
@@ -400,30 +444,49 @@ impl Aof {
         for (key, value) in store {
             encode_record(key, value, &mut out)?;
         }
-        let mut file = File::create(&tmp).map_err(|e| fail(&e))?;
+        // The handle written here becomes the log: nothing is opened after the rename, so
+        // no failure can leave appends going to the replaced file.
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&tmp)
+            .map_err(|e| fail(&e))?;
         file.write_all(&out).map_err(|e| fail(&e))?;
         file.sync_all().map_err(|e| fail(&e))?;
-        drop(file);
+        let syncer = match self.fsync {
+            Fsync::EverySec => Some(file.try_clone().map_err(|e| fail(&e))?),
+            _ => None,
+        };
         std::fs::rename(&tmp, &self.path).map_err(|e| fail(&e))?;
-        sync_dir(&self.dir).map_err(|e| fail(&e))?;
-        let file = OpenOptions::new().append(true).open(&self.path).map_err(|e| fail(&e))?;
-        // The syncing thread holds a clone of the old descriptor: point it at the new file
-        // by restarting it.
-        self.stop.store(true, Ordering::Release);
-        self.stop = Arc::new(AtomicBool::new(false));
-        if self.fsync == Fsync::EverySec {
-            let clone = file.try_clone().map_err(|e| fail(&e))?;
-            let (unsynced, stop) = (Arc::clone(&self.unsynced), Arc::clone(&self.stop));
-            let name = self.path.display().to_string();
-            std::thread::Builder::new()
-                .name("anna-aof".into())
-                .spawn(move || everysec(&clone, &unsynced, &stop, &name))
-                .map_err(|e| fail(&e))?;
-        }
         self.file = file;
         self.bytes = out.len() as u64;
         self.base = self.bytes.max(1);
+        // The old syncing thread holds the replaced file: start one on the new.
+        self.stop.store(true, Ordering::Release);
+        self.stop = Arc::new(AtomicBool::new(false));
+        self.unsynced = Arc::new(AtomicBool::new(false));
+        if let Some(clone) = syncer {
+            let (unsynced, stop) = (Arc::clone(&self.unsynced), Arc::clone(&self.stop));
+            let name = self.path.display().to_string();
+            if let Err(error) = std::thread::Builder::new()
+                .name("anna-aof".into())
+                .spawn(move || everysec(&clone, &unsynced, &stop, &name))
+            {
+                self.poisoned = Some(fail(&error));
+            }
+        }
+        // The rename is durable once the directory is; until then a crash keeps the old log,
+        // which holds everything too.
+        if let Err(error) = sync_dir(&self.dir) {
+            tracing::warn!(%error, dir = %self.dir.display(), "cannot sync the data directory after a rewrite");
+        }
         Ok(())
+    }
+
+    /// After a failed rewrite: try again only once the log has grown as much again.
+    pub fn postpone_rewrite(&mut self) {
+        self.base = self.bytes.max(1);
     }
 }
 
@@ -439,6 +502,9 @@ impl Drop for Aof {
 fn everysec(file: &File, unsynced: &AtomicBool, stop: &AtomicBool, name: &str) {
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_secs(1));
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
         if unsynced.swap(false, Ordering::AcqRel)
             && let Err(error) = file.sync_data()
         {
@@ -616,6 +682,24 @@ mod tests {
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         huge.extend_from_slice(&[0; 64]);
         assert_eq!(load(&huge, true).unwrap().records.len(), 1);
+    }
+
+    #[test]
+    fn a_zeroed_tail_is_torn_and_a_damaged_length_in_the_middle_is_corruption() {
+        let whole = log(&[("a", value(1, "x")), ("b", value(2, "y")), ("c", value(3, "z"))]);
+        // The file system allocated space for a write that never landed.
+        let mut zeroed = whole.clone();
+        zeroed.extend_from_slice(&[0; 100]);
+        let loaded = load(&zeroed, false).unwrap();
+        assert_eq!((loaded.records.len(), loaded.dropped), (3, 100));
+        // A length pointing past the end, in the middle of the file: not a torn tail.
+        let second = log(&[("a", value(1, "x"))]).len();
+        let mut damaged = whole.clone();
+        damaged[second + 3] = 0x7f;
+        match load(&damaged, false) {
+            Err(AofError::Corrupt { offset, .. }) => assert_eq!(offset, second as u64),
+            other => panic!("a damaged length was taken for a torn tail: {other:?}"),
+        }
     }
 
     #[test]

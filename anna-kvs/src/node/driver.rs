@@ -505,6 +505,8 @@ impl<V: KvsValue> Driver<V> {
         match aof.append(records) {
             Ok(()) => true,
             Err(error) => {
+                // Logged next time: the keys stay in the journal.
+                self.actor.return_journal(keys);
                 self.report.aof_write_errors += 1;
                 let now = Instant::now();
                 if self.last_aof_error.is_none_or(|at| now.duration_since(at) >= REFUSAL_LOG_EVERY)
@@ -553,6 +555,19 @@ impl<V: KvsValue> Driver<V> {
                 }
             }
             self.send_answers(reply, answers);
+        }
+        if !logged {
+            // Nothing may confirm what is not on disk: acknowledgements are withheld (the
+            // sender resends), and answers to forwarded writes too (the origin times out).
+            self.outputs.retain(|output| {
+                !matches!(
+                    output,
+                    Output::Send {
+                        message: PeerMessage::Ack { .. } | PeerMessage::ForwardReply { .. },
+                        ..
+                    }
+                )
+            });
         }
         self.deliver();
     }

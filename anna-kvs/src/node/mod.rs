@@ -221,8 +221,9 @@ impl<V: KvsValue> Node<V> {
         // Each actor's log, read before anything is served. Keys live in the log of the actor
         // that owns them, so the actor count must not change under a directory.
         if let Some(dir) = &config.persistence.dir
+            && config.persistence.appendonly
             && let Some(logged) = aof::logged_actors(dir)
-            && logged > usize::from(threads)
+            && logged != usize::from(threads)
         {
             return Err(NodeError::Config(format!(
                 "{} holds the logs of {logged} actors: start with --threads {logged} (or move the directory away)",
