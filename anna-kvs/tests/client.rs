@@ -2,6 +2,8 @@
 //! ports: every consistency level's session, transactions, passwords, lattice-type mismatches,
 //! and malformed messages on the client and gossip ports.
 
+mod common;
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -46,8 +48,7 @@ fn start(consistency: &str, extra: &[&str]) -> Server {
     let redis_port = free_port();
     let native_port = free_port();
     let gossip_port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_anna-server"))
-        .args(["--dir", ""]) // memory only: tests run side by side
+    let child = common::anna_server()
         .args(["--consistency", consistency, "--threads", "2", "--no-pin", "--epoch-ms", "20"])
         .args(["--port", &redis_port.to_string(), "--native-port", &native_port.to_string()])
         .args(["--gossip-port", &gossip_port.to_string(), "--log-level", "warn"])

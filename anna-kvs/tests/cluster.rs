@@ -36,8 +36,7 @@ struct Node {
 /// 20 ms epochs, and `peers`.
 fn start_node(args: &[&str], peers: &[String]) -> Node {
     let redis_port = args[1].parse().expect("--port N first");
-    let child = Command::new(env!("CARGO_BIN_EXE_anna-server"))
-        .args(["--dir", ""]) // memory only: tests run side by side
+    let child = common::anna_server()
         .args(args)
         .args(["--threads", "2", "--no-pin", "--epoch-ms", "20", "--log-level", "warn"])
         .args(["--peers", &peers.join(",")])

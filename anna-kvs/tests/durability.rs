@@ -18,13 +18,19 @@ fn data_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn start(port: u16, dir: &Path, extra: &[&str]) -> Process {
-    let child = Command::new(env!("CARGO_BIN_EXE_anna-server"))
-        .args(["--port", &port.to_string(), "--native-port", "0"])
+/// `anna-server` on `port` with data directory `dir` and `extra` flags.
+fn server(port: u16, dir: &Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_anna-server"));
+    command
+        .args(["--port", &port.to_string(), "--native-port", "0", "--log-level", "warn"])
         .arg("--dir")
         .arg(dir)
-        .args(["--log-level", "warn"])
-        .args(extra)
+        .args(extra);
+    command
+}
+
+fn start(port: u16, dir: &Path, extra: &[&str]) -> Process {
+    let child = server(port, dir, extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -38,13 +44,7 @@ fn start(port: u16, dir: &Path, extra: &[&str]) -> Process {
 }
 
 fn start_failure(port: u16, dir: &Path, extra: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_anna-server"))
-        .args(["--port", &port.to_string(), "--native-port", "0"])
-        .arg("--dir")
-        .arg(dir)
-        .args(extra)
-        .output()
-        .unwrap();
+    let output = server(port, dir, extra).output().unwrap();
     assert!(!output.status.success(), "started on {}", dir.display());
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -65,6 +65,8 @@ fn everything_acknowledged_survives_kill_9_and_the_restart_continues_from_it() {
     assert_eq!(redis(port, &["SREM", "s", "b"]).as_deref(), Some("1"));
     assert_eq!(redis(port, &["INCRBY", "n", "40"]).as_deref(), Some("40"));
     assert_eq!(redis(port, &["DECR", "n"]).as_deref(), Some("39"));
+    let incarnation = std::fs::read_to_string(dir.join("incarnation")).unwrap();
+    let before: u64 = incarnation.trim().parse().unwrap();
     // A second process on the same directory is refused while the first runs.
     let error = start_failure(free_port(), &dir, &["--threads", "2"]);
     assert!(error.contains("in use"), "{error}");
@@ -80,8 +82,9 @@ fn everything_acknowledged_survives_kill_9_and_the_restart_continues_from_it() {
     assert_eq!(redis(port, &["INCRBY", "n", "3"]).as_deref(), Some("42"));
     assert_eq!(redis(port, &["SADD", "s", "b"]).as_deref(), Some("1"));
     assert_eq!(redis(port, &["SMEMBERS", "s"]).as_deref(), Some("a\nb\nc"));
-    let incarnations = std::fs::read_to_string(dir.join("incarnation")).unwrap();
-    assert!(incarnations.trim().parse::<u64>().is_ok(), "{incarnations}");
+    let after: u64 =
+        std::fs::read_to_string(dir.join("incarnation")).unwrap().trim().parse().unwrap();
+    assert!(after > before, "the restart did not raise the incarnation: {before} then {after}");
 }
 
 #[test]

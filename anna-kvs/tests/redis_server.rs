@@ -332,6 +332,26 @@ fn big_pipelines_big_values_slow_readers_and_many_clients() {
 }
 
 /// Sends raw bytes on a fresh connection and returns what the server answers before closing.
+/// One command in RESP, as a client sends it.
+fn resp(args: &[&str]) -> String {
+    let mut out = format!("*{}\r\n", args.len());
+    for arg in args {
+        out.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    out
+}
+
+/// The two servers' replies to one script agree line for line (anna left, redis right).
+fn assert_same_replies(ours: &str, theirs: &str) {
+    for (n, (a, b)) in ours.lines().zip(theirs.lines()).enumerate() {
+        assert_eq!(
+            a, b,
+            "reply line {n} differs (anna left, redis right)\nanna:\n{ours}\nredis:\n{theirs}"
+        );
+    }
+    assert_eq!(ours.lines().count(), theirs.lines().count(), "anna:\n{ours}\nredis:\n{theirs}");
+}
+
 fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
@@ -575,13 +595,6 @@ fn integers_parse_exactly_as_real_redis_parses_them() {
     ];
     let mut script = Vec::new();
     for (i, input) in inputs.iter().enumerate() {
-        let resp = |args: &[&str]| {
-            let mut out = format!("*{}\r\n", args.len());
-            for arg in args {
-                out.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-            }
-            out
-        };
         let (k, s) = (format!("int{i}"), format!("str{i}"));
         script.push(resp(&["INCRBY", &k, input]));
         script.push(resp(&["DECRBY", &k, input]));
@@ -593,10 +606,7 @@ fn integers_parse_exactly_as_real_redis_parses_them() {
     let theirs = raw(([127, 0, 0, 1], redis.1).into(), script.as_bytes());
     let ours = raw(anna.addr, script.as_bytes());
     assert!(theirs.lines().count() >= inputs.len() * 5, "{theirs}");
-    for (n, (a, b)) in ours.lines().zip(theirs.lines()).enumerate() {
-        assert_eq!(a, b, "reply {n} differs (anna left, redis right)");
-    }
-    assert_eq!(ours.lines().count(), theirs.lines().count());
+    assert_same_replies(&ours, &theirs);
 }
 
 /// `redis-cli --stat` prints every column from anna-server's INFO (it printed
@@ -625,13 +635,6 @@ fn redis_cli_stat_reads_every_column() {
 fn counter_resets_and_extremes_answer_as_real_redis_does() {
     let redis = RealRedis::start();
     let anna = server();
-    let resp = |args: &[&str]| {
-        let mut out = format!("*{}\r\n", args.len());
-        for arg in args {
-            out.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-        }
-        out
-    };
     let max = i64::MAX.to_string();
     let min = i64::MIN.to_string();
     let mut script = vec![
@@ -669,10 +672,7 @@ fn counter_resets_and_extremes_answer_as_real_redis_does() {
     let theirs = raw(([127, 0, 0, 1], redis.1).into(), script.as_bytes());
     let ours = raw(anna.addr, script.as_bytes());
     assert!(theirs.lines().count() >= 3000, "{theirs}");
-    for (n, (a, b)) in ours.lines().zip(theirs.lines()).enumerate() {
-        assert_eq!(a, b, "reply {n} differs (anna left, redis right)");
-    }
-    assert_eq!(ours.lines().count(), theirs.lines().count());
+    assert_same_replies(&ours, &theirs);
 }
 
 /// The conditional and read-modify-write string commands answer as a real redis-server does,
@@ -681,13 +681,6 @@ fn counter_resets_and_extremes_answer_as_real_redis_does() {
 fn conditional_string_commands_answer_as_real_redis_does() {
     let redis = RealRedis::start();
     let anna = server();
-    let resp = |args: &[&str]| {
-        let mut out = format!("*{}\r\n", args.len());
-        for arg in args {
-            out.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-        }
-        out
-    };
     let commands: &[&[&str]] = &[
         &["SET", "a", "1", "NX"],
         &["SET", "a", "2", "NX"],
@@ -732,13 +725,7 @@ fn conditional_string_commands_answer_as_real_redis_does() {
     let script: String = commands.iter().map(|c| resp(c)).collect();
     let theirs = raw(([127, 0, 0, 1], redis.1).into(), script.as_bytes());
     let ours = raw(anna.addr, script.as_bytes());
-    for (n, (a, b)) in ours.lines().zip(theirs.lines()).enumerate() {
-        assert_eq!(
-            a, b,
-            "reply line {n} differs (anna left, redis right)\nanna:\n{ours}\nredis:\n{theirs}"
-        );
-    }
-    assert_eq!(ours.lines().count(), theirs.lines().count(), "anna:\n{ours}\nredis:\n{theirs}");
+    assert_same_replies(&ours, &theirs);
 }
 
 /// Inline (telnet-style) commands are split as Redis splits them: quotes, escapes, and an

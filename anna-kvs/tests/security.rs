@@ -49,8 +49,7 @@ impl Cluster {
                 let peers: Vec<String> =
                     (0..3).filter(|&j| j != i).map(|j| format!("{}/1", addrs[j])).collect();
                 Server(
-                    Command::new(env!("CARGO_BIN_EXE_anna-server"))
-                        .args(["--dir", ""]) // memory only: tests run side by side
+                    common::anna_server()
                         .args(["--port", &redis_ports[i].to_string(), "--native-port", "0"])
                         .args(["--gossip-port", &gossip[i].to_string(), "--threads", "1"])
                         .args(["--epoch-ms", "20", "--log-level", "error"])
@@ -235,12 +234,8 @@ fn a_members_future_stamp_pins_nothing_and_a_flood_of_sequence_numbers_is_bounde
 }
 
 fn start_failure(args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_anna-server"))
-        .args(["--dir", ""]) // memory only: tests run side by side
-        .args(args)
-        .env_remove("ANNA_CLUSTER_SECRET")
-        .output()
-        .unwrap();
+    let output =
+        common::anna_server().args(args).env_remove("ANNA_CLUSTER_SECRET").output().unwrap();
     assert!(!output.status.success(), "{args:?} started");
     String::from_utf8_lossy(&output.stderr).into_owned()
 }

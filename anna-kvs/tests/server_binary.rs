@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{Process as Server, free_port, redis_cli as redis};
@@ -27,8 +27,7 @@ fn config_file(name: &str, text: &str) -> std::path::PathBuf {
 
 fn spawn(args: &[&str]) -> Server {
     Server(
-        Command::new(env!("CARGO_BIN_EXE_anna-server"))
-            .args(["--dir", ""]) // memory only: tests run side by side
+        common::anna_server()
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -74,11 +73,8 @@ fn a_bad_config_file_is_refused_with_its_mistake_named() {
         if name == "missing.toml" {
             std::fs::remove_file(&path).unwrap();
         }
-        let output = Command::new(env!("CARGO_BIN_EXE_anna-server"))
-            .args(["--dir", ""]) // memory only: tests run side by side
-            .args(["--config", path.to_str().unwrap()])
-            .output()
-            .unwrap();
+        let output =
+            common::anna_server().args(["--config", path.to_str().unwrap()]).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
         assert!(stderr.contains(named), "{name}: {stderr}");
@@ -89,8 +85,7 @@ fn a_bad_config_file_is_refused_with_its_mistake_named() {
 #[test]
 fn logs_to_a_pipe_are_plain_text() {
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_anna-server"))
-        .args(["--dir", ""]) // memory only: tests run side by side
+    let mut child = common::anna_server()
         .args(["--port", &port.to_string(), "--native-port", "0", "--threads", "1"])
         .args(["--log-level", "info"])
         .stdout(Stdio::null())

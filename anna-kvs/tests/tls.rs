@@ -337,8 +337,7 @@ fn anna_cli_and_a_two_node_cluster_route_over_native_tls() {
     let _nodes: Vec<common::Process> = (0..2)
         .map(|i| {
             let peer = format!("127.0.0.1:{}/1/{}", gossip[1 - i], native[1 - i]);
-            let mut command = Command::new(env!("CARGO_BIN_EXE_anna-server"));
-            command.args(["--dir", ""]);
+            let mut command = common::anna_server();
             command
                 .args(["--port", &redis[i].to_string(), "--native-port", &native[i].to_string()])
                 .args(["--gossip-port", &gossip[i].to_string(), "--threads", "1"])

@@ -18,6 +18,14 @@ impl Drop for Process {
     }
 }
 
+/// The `anna-server` under test, memory only (`--dir ""`): tests run side by side, and a
+/// shared `./anna-data` would be locked by the first. Tests of durability give their own.
+pub fn anna_server() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_anna-server"));
+    command.args(["--dir", ""]);
+    command
+}
+
 /// Runs the real `redis-cli -p port args…`; its output without the trailing newline, or
 /// `None` if it failed (nothing listening, say).
 pub fn redis_cli(port: u16, args: &[&str]) -> Option<String> {

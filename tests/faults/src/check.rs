@@ -337,19 +337,9 @@ mod tests {
     use super::*;
 
     fn op(kind: Kind, key: &str, arg: Option<&str>, span: (u64, u64), outcome: Outcome) -> Op {
-        Op {
-            worker: 0,
-            node: Some(0),
-            kind,
-            key: key.to_owned(),
-            arg: arg.map(str::to_owned),
-            start_ms: span.0,
-            end_ms: span.1,
-            outcome,
-            read: None,
-            stamp: None,
-            error: None,
-        }
+        let mut op = Op::started(0, Some(0), kind, key, arg.map(str::to_owned), span.0);
+        (op.end_ms, op.outcome) = (span.1, outcome);
+        op
     }
 
     fn registers0(history: &[Op], last: &Snapshot) -> Verdict {

@@ -73,6 +73,33 @@ pub struct Op {
     pub error: Option<String>,
 }
 
+impl Op {
+    /// An operation invoked at `start_ms`, so far answered `Ok` with nothing read; the
+    /// caller fills in what happened.
+    pub fn started(
+        worker: usize,
+        node: Option<usize>,
+        kind: Kind,
+        key: &str,
+        arg: Option<String>,
+        start_ms: u64,
+    ) -> Self {
+        Self {
+            worker,
+            node,
+            kind,
+            key: key.to_owned(),
+            arg,
+            start_ms,
+            end_ms: start_ms,
+            outcome: Outcome::Ok,
+            read: None,
+            stamp: None,
+            error: None,
+        }
+    }
+}
+
 /// Writes `ops` to `path`, one JSON object per line.
 ///
 /// # Errors

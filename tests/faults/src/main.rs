@@ -111,8 +111,7 @@ fn main() {
     {
         eprintln!("{}: {error}", path.display());
     }
-    let unexpected =
-        reports.iter().filter(|r| !r.passed() && r.scenario.known_failure.is_none()).count();
+    let unexpected = reports.iter().filter(|r| r.failed_unexpectedly()).count();
     if unexpected > 0 {
         eprintln!("{unexpected} run(s) failed that are not known failures");
         std::process::exit(1);

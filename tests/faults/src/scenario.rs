@@ -122,6 +122,11 @@ impl Report {
         self.lost == 0 && self.unexpected == 0 && self.converged && self.problems.is_empty()
     }
 
+    /// Failed, and not as a listed known failure: what fails a suite.
+    pub fn failed_unexpectedly(&self) -> bool {
+        !self.passed() && self.scenario.known_failure.is_none()
+    }
+
     /// One line for a table: scenario, seed, ops, acked, lost, unexpected, converged, time.
     pub fn row(&self) -> String {
         let verdict = match (self.passed(), self.scenario.known_failure) {

@@ -78,39 +78,55 @@ enum Role {
     Register,
 }
 
-fn ms_since(began: Instant) -> u64 {
-    began.elapsed().as_millis() as u64
+/// What every worker shares: when to stop, the run's time origin, the pause between
+/// operations.
+#[derive(Clone, Debug)]
+struct Pacing {
+    stop: Arc<AtomicBool>,
+    began: Instant,
+    pace: Duration,
+}
+
+impl Pacing {
+    /// Waits `times` paces; `false` once the run is over.
+    fn next(&self, times: u32) -> bool {
+        std::thread::sleep(self.pace * times);
+        !self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Milliseconds since the run began.
+    fn now_ms(&self) -> u64 {
+        self.began.elapsed().as_millis() as u64
+    }
 }
 
 impl Workload {
     /// Starts one set, one counter and one register worker per node, and two session
     /// workers; each pauses `pace` between operations.
     pub fn start(addrs: &[Ipv4Addr], seed: u64, began: Instant, pace: Duration) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
+        let pacing = Pacing { stop: Arc::new(AtomicBool::new(false)), began, pace };
         let mut handles = Vec::new();
         let mut worker = 0;
         for role in [Role::Set, Role::Counter, Role::Register] {
             for (node, &addr) in addrs.iter().enumerate() {
-                let stop = Arc::clone(&stop);
-                let rng = Rng::new(seed ^ (worker as u64 + 1) << 20);
+                let (pacing, rng) = (pacing.clone(), Rng::new(seed ^ (worker as u64 + 1) << 20));
                 let spawned = std::thread::Builder::new()
                     .name(format!("worker-{worker}"))
-                    .spawn(move || resp_worker(worker, role, node, addr, rng, &stop, began, pace));
+                    .spawn(move || resp_worker(worker, role, node, addr, rng, &pacing));
                 handles.push(spawned.expect("spawn a worker"));
                 worker += 1;
             }
         }
         for _ in 0..2 {
-            let stop = Arc::clone(&stop);
+            let (pacing, rng) = (pacing.clone(), Rng::new(seed ^ (worker as u64 + 1) << 20));
             let addrs: Vec<String> = addrs.iter().map(|a| format!("{a}:{NATIVE_PORT}")).collect();
-            let rng = Rng::new(seed ^ (worker as u64 + 1) << 20);
             let spawned = std::thread::Builder::new()
                 .name(format!("session-{worker}"))
-                .spawn(move || session_worker(worker, &addrs, rng, &stop, began, pace));
+                .spawn(move || session_worker(worker, &addrs, rng, &pacing));
             handles.push(spawned.expect("spawn a session worker"));
             worker += 1;
         }
-        Self { stop, handles }
+        Self { stop: pacing.stop, handles }
     }
 
     /// Stops every worker and returns the history, ordered by invocation.
@@ -123,40 +139,27 @@ impl Workload {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn resp_worker(
     worker: usize,
     role: Role,
     node: usize,
     addr: Ipv4Addr,
     mut rng: Rng,
-    stop: &AtomicBool,
-    began: Instant,
-    pace: Duration,
+    pacing: &Pacing,
 ) -> Vec<Op> {
     let mut ops = Vec::new();
     let mut con: Option<redis::Connection> = None;
     let mut n = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(pace);
+    while pacing.next(1) {
         if con.is_none() {
-            let start_ms = ms_since(began);
+            let start_ms = pacing.now_ms();
             match connect(addr, Duration::from_millis(500)) {
                 Ok(connection) => con = Some(connection),
                 Err(error) => {
-                    ops.push(Op {
-                        worker,
-                        node: Some(node),
-                        kind: Kind::Connect,
-                        key: String::new(),
-                        arg: None,
-                        start_ms,
-                        end_ms: ms_since(began),
-                        outcome: Outcome::Fail,
-                        read: None,
-                        stamp: None,
-                        error: Some(error.to_string()),
-                    });
+                    let mut op = Op::started(worker, Some(node), Kind::Connect, "", None, start_ms);
+                    (op.end_ms, op.outcome) = (pacing.now_ms(), Outcome::Fail);
+                    op.error = Some(error.to_string());
+                    ops.push(op);
                     // Do not spin on a node that refuses at once.
                     std::thread::sleep(Duration::from_millis(50));
                     continue;
@@ -180,7 +183,7 @@ fn resp_worker(
                 }
             }
         };
-        let start_ms = ms_since(began);
+        let mut op = Op::started(worker, Some(node), kind, key, arg, pacing.now_ms());
         let mut command = redis::cmd(match kind {
             Kind::Sadd => "SADD",
             Kind::Incrby => "INCRBY",
@@ -189,50 +192,30 @@ fn resp_worker(
             _ => "DEL",
         });
         command.arg(key);
-        if let Some(arg) = &arg {
+        if let Some(arg) = &op.arg {
             command.arg(arg);
         }
         let answer = command.query::<redis::Value>(connection);
-        let end_ms = ms_since(began);
-        let (outcome, read, error) = match answer {
-            Ok(redis::Value::Nil) => (Outcome::Ok, None, None),
+        op.end_ms = pacing.now_ms();
+        match answer {
             Ok(redis::Value::BulkString(bytes)) => {
-                (Outcome::Ok, Some(String::from_utf8_lossy(&bytes).into_owned()), None)
+                op.read = Some(String::from_utf8_lossy(&bytes).into_owned());
             }
-            Ok(_) => (Outcome::Ok, None, None),
+            Ok(_) => {}
             Err(error) => {
                 if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() {
                     con = None;
                 }
-                let outcome = if kind.is_write() { Outcome::Unknown } else { Outcome::Fail };
-                (outcome, None, Some(error.to_string()))
+                op.outcome = if kind.is_write() { Outcome::Unknown } else { Outcome::Fail };
+                op.error = Some(error.to_string());
             }
-        };
-        ops.push(Op {
-            worker,
-            node: Some(node),
-            kind,
-            key: key.to_owned(),
-            arg,
-            start_ms,
-            end_ms,
-            outcome,
-            read,
-            stamp: None,
-            error,
-        });
+        }
+        ops.push(op);
     }
     ops
 }
 
-fn session_worker(
-    worker: usize,
-    addrs: &[String],
-    mut rng: Rng,
-    stop: &AtomicBool,
-    began: Instant,
-    pace: Duration,
-) -> Vec<Op> {
+fn session_worker(worker: usize, addrs: &[String], mut rng: Rng, pacing: &Pacing) -> Vec<Op> {
     let mut ops = Vec::new();
     let config = ClientConfig {
         password: Some(PASSWORD.to_owned()),
@@ -241,7 +224,7 @@ fn session_worker(
         ..ClientConfig::default()
     };
     let mut client = loop {
-        if stop.load(Ordering::Relaxed) {
+        if pacing.stop.load(Ordering::Relaxed) {
             return ops;
         }
         match Client::<RedisValue>::with_config(addrs, config.clone()) {
@@ -251,25 +234,11 @@ fn session_worker(
     };
     let mut session = PramSession::new(client.client_id());
     let mut n = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(pace * 2);
+    while pacing.next(2) {
         n += 1;
         let key = SESSION_KEYS[rng.below(SESSION_KEYS.len() as u64) as usize];
         let key_bytes = Bytes::from_static(key.as_bytes());
-        let start_ms = ms_since(began);
-        let mut op = Op {
-            worker,
-            node: None,
-            kind: Kind::SessionGet,
-            key: key.to_owned(),
-            arg: None,
-            start_ms,
-            end_ms: start_ms,
-            outcome: Outcome::Ok,
-            read: None,
-            stamp: None,
-            error: None,
-        };
+        let mut op = Op::started(worker, None, Kind::SessionGet, key, None, pacing.now_ms());
         if rng.below(2) == 0 {
             let value = format!("s{worker}-{n}");
             op.kind = Kind::SessionPut;
@@ -295,7 +264,7 @@ fn session_worker(
                 }
             }
         }
-        op.end_ms = ms_since(began);
+        op.end_ms = pacing.now_ms();
         ops.push(op);
     }
     ops
