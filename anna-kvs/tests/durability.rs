@@ -96,13 +96,13 @@ fn a_corrupt_log_stops_the_start_naming_file_and_offset_unless_told_otherwise() 
         assert_eq!(redis(port, &["SET", &format!("k{i}"), "value"]).as_deref(), Some("OK"));
     }
     drop(server);
-    let log = dir.join("actor-0.aof");
+    let log = dir.join("actor-0.0.aof");
     let mut bytes = std::fs::read(&log).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x5a;
     std::fs::write(&log, &bytes).unwrap();
     let error = start_failure(port, &dir, &["--threads", "1"]);
-    assert!(error.contains("actor-0.aof") && error.contains("corrupt record at byte"), "{error}");
+    assert!(error.contains("actor-0.0.aof") && error.contains("corrupt record at byte"), "{error}");
     let _server = start(port, &dir, &["--threads", "1", "--aof-load-corrupt", "yes"]);
     // The records before the damage are back; the server takes writes again.
     assert_eq!(redis(port, &["GET", "k0"]).as_deref(), Some("value"));
@@ -118,7 +118,7 @@ fn a_torn_tail_is_dropped_with_everything_before_it_kept() {
         assert_eq!(redis(port, &["SET", &format!("k{i}"), "value"]).as_deref(), Some("OK"));
     }
     drop(server);
-    let log = dir.join("actor-0.aof");
+    let log = dir.join("actor-0.0.aof");
     let bytes = std::fs::read(&log).unwrap();
     // As if the machine died halfway through the last record's write.
     std::fs::write(&log, &bytes[..bytes.len() - 5]).unwrap();
@@ -136,4 +136,76 @@ fn the_actor_count_cannot_change_under_a_data_directory() {
     drop(start(port, &dir, &["--threads", "2"]));
     let error = start_failure(port, &dir, &["--threads", "1"]);
     assert!(error.contains("--threads 2"), "{error}");
+}
+
+fn info_field(port: u16, field: &str) -> Option<String> {
+    let info = redis(port, &["INFO", "persistence"])?;
+    info.lines().find_map(|line| line.strip_prefix(&format!("{field}:")).map(str::to_owned))
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("actor-"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn save_and_bgsave_replace_the_logs_by_snapshots_that_a_restart_reads_back() {
+    let dir = data_dir("save");
+    let port = free_port();
+    let server = start(port, &dir, &["--appendfsync", "always", "--threads", "2"]);
+    for i in 0..300 {
+        assert_eq!(redis(port, &["SET", &format!("k{i}"), "before"]).as_deref(), Some("OK"));
+    }
+    assert_eq!(redis(port, &["SADD", "s", "a", "b"]).as_deref(), Some("2"));
+    assert_eq!(redis(port, &["INCRBY", "n", "5"]).as_deref(), Some("5"));
+    let started: u64 = redis(port, &["LASTSAVE"]).unwrap().parse().unwrap();
+    assert_eq!(info_field(port, "rdb_saves").as_deref(), Some("0"));
+    assert_eq!(redis(port, &["SAVE"]).as_deref(), Some("OK"));
+    // Each actor's first log is replaced by its snapshot and the log begun with it.
+    assert_eq!(files(&dir), ["actor-0.1.aof", "actor-0.1.snap", "actor-1.1.aof", "actor-1.1.snap"]);
+    let saved: u64 = redis(port, &["LASTSAVE"]).unwrap().parse().unwrap();
+    assert!(saved >= started, "LASTSAVE went from {started} to {saved}");
+    assert!(eventually(Duration::from_secs(5), || info_field(port, "rdb_saves").as_deref()
+        == Some("1")));
+    assert_eq!(info_field(port, "rdb_last_bgsave_status").as_deref(), Some("ok"));
+    // Writes after the snapshot go to the new logs; a background save replaces both again.
+    assert_eq!(redis(port, &["SET", "k0", "after"]).as_deref(), Some("OK"));
+    assert_eq!(redis(port, &["SADD", "s", "c"]).as_deref(), Some("1"));
+    assert_eq!(redis(port, &["BGSAVE"]).as_deref(), Some("Background saving started"));
+    assert!(eventually(Duration::from_secs(10), || info_field(port, "rdb_saves").as_deref()
+        == Some("2")));
+    assert!(files(&dir).contains(&"actor-0.2.snap".to_owned()), "{:?}", files(&dir));
+    assert_eq!(redis(port, &["INCRBY", "n", "2"]).as_deref(), Some("7"));
+    drop(server); // kill -9
+    let _server = start(port, &dir, &["--threads", "2"]);
+    assert_eq!(redis(port, &["GET", "k0"]).as_deref(), Some("after"));
+    for i in 1..300 {
+        assert_eq!(redis(port, &["GET", &format!("k{i}")]).as_deref(), Some("before"), "k{i}");
+    }
+    assert_eq!(redis(port, &["SMEMBERS", "s"]).as_deref(), Some("a\nb\nc"));
+    assert_eq!(redis(port, &["GET", "n"]).as_deref(), Some("7"));
+}
+
+#[test]
+fn save_is_refused_with_a_reason_by_a_memory_only_server() {
+    let port = free_port();
+    let child = common::anna_server()
+        .args(["--port", &port.to_string(), "--native-port", "0", "--log-level", "warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = Process(child);
+    assert!(
+        eventually(Duration::from_secs(15), || redis(port, &["PING"]).as_deref() == Some("PONG"))
+    );
+    for command in ["SAVE", "BGSAVE"] {
+        let reply = redis(port, &[command]).unwrap();
+        assert!(reply.contains("--dir"), "{command}: {reply}");
+    }
 }

@@ -265,6 +265,11 @@ impl<V: KvsValue> Actor<V> {
         self.store.keys().map(StoreKey::as_slice)
     }
 
+    /// A copy of every key held, for a snapshot to walk while the store changes.
+    pub(crate) fn key_list(&self) -> Vec<StoreKey> {
+        self.store.keys().cloned().collect()
+    }
+
     /// The hot-key override for `key`, if any.
     pub fn override_for(&self, key: &[u8]) -> Option<u32> {
         self.overrides.get(key).copied()

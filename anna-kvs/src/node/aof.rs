@@ -1,10 +1,9 @@
-//! Durability: each actor's append-only file of the lattice states its merges produced, and
-//! the node's identity in its data directory.
+//! Durability: each actor's append-only log of the lattice states its merges produced, its
+//! snapshots, and the node's identity in its data directory.
 //!
 //! # The log
-//! One file per actor, `actor-<thread>.aof` in the data directory. Every round, the actor
-//! appends the current state of each key that changed in it (a client write, a gossip merge),
-//! in one `write`: a group commit. A record is
+//! Every round, the actor appends the current state of each key that changed in it (a
+//! client write, a gossip merge), in one `write`: a group commit. A record is
 //!
 //! ```text
 //! length: u32 LE | CRC32 of the payload: u32 LE | CRC32 of those 8 bytes: u32 LE | payload
@@ -22,9 +21,19 @@
 //!
 //! `appendfsync` has Redis's meaning: `always` syncs before the round's answers go out (a
 //! write is acknowledged only once on disk), `everysec` (default) syncs from a background
-//! thread once a second, `no` leaves it to the OS. When the file outgrows the store it holds,
-//! it is rewritten from the store (temporary file, sync, rename, sync the directory), so a
-//! crash at any step leaves either the old log or the new one, never neither.
+//! thread once a second, `no` leaves it to the OS.
+//!
+//! # Snapshots
+//! Files are numbered by generation: `actor-<t>.<g>.aof` (a log) and `actor-<t>.<g>.snap`
+//! (a snapshot, in the log's record format, standing for every file of a lower generation).
+//! A snapshot (`BGSAVE`, `SAVE`, or automatic once the logs since the last one outgrow it and
+//! 64 MiB) starts a new log, then walks the store a chunk per loop iteration while the actor
+//! keeps serving; a thread writes the chunks to a temporary file, syncs it, renames it into
+//! place and deletes the older files. The walk is fuzzy: a key changed after the snapshot
+//! began is written as it is when the walk reaches it, which contains the state it had (merge
+//! only goes up), and the change is in the new log anyway. So the snapshot plus the logs
+//! from its generation on hold everything, and a crash at any step leaves either the older
+//! files or the snapshot whole (see `write_snapshot`).
 //!
 //! # Identity
 //! `node.id` holds a random 64-bit id made at the first start; `incarnation` a number raised
@@ -36,7 +45,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::ring::{Key, ThreadIndex};
 use crate::value::KvsValue;
@@ -98,10 +107,9 @@ impl Default for Persistence {
 /// Largest record accepted when reading a log (a key and a value at their limits fit).
 const MAX_RECORD: usize = 64 << 20;
 const RECORD_HEADER: usize = 12;
-/// The log is rewritten once it is this many times the size it had after the last rewrite…
-const REWRITE_FACTOR: u64 = 4;
-/// …and at least this big.
-const REWRITE_MIN_BYTES: u64 = 64 << 20;
+/// A snapshot is taken once the logs since the last one are at least this big (and as big as
+/// the snapshot itself).
+pub const SNAPSHOT_MIN_BYTES: u64 = 64 << 20;
 
 type Config = bincode::config::Configuration<
     bincode::config::LittleEndian,
@@ -271,31 +279,148 @@ pub fn decode_log_with<V: KvsValue>(
     }
     Ok((data.len() as u64, 0))
 }
+/// An actor's files in the data directory, by generation.
+#[derive(Debug, Default)]
+struct Files {
+    /// Logs: (generation, path), oldest first. The log of the first version of this format,
+    /// `actor-<t>.aof`, is generation 0.
+    logs: Vec<(u64, PathBuf)>,
+    /// Complete snapshots, oldest first.
+    snapshots: Vec<(u64, PathBuf)>,
+    /// Snapshots a crash left half written.
+    partial: Vec<PathBuf>,
+}
 
-/// How many actors' logs `dir` holds (one more than the highest actor number), if any.
+/// What the file `name` is to actor `thread`: a log, a snapshot or a partial snapshot, and
+/// its generation.
+fn classify(name: &str, thread: Option<ThreadIndex>) -> Option<(ThreadIndex, &'static str, u64)> {
+    let rest = name.strip_prefix("actor-")?;
+    let (owner, kind, generation) = if let Some(owner) = rest.strip_suffix(".aof")
+        && let Ok(owner) = owner.parse::<ThreadIndex>()
+    {
+        (owner, "log", 0)
+    } else {
+        let (owner, rest) = rest.split_once('.')?;
+        let (generation, kind) = rest.split_once('.')?;
+        let kind = match kind {
+            "aof" => "log",
+            "snap" => "snapshot",
+            "snap.tmp" => "partial",
+            _ => return None,
+        };
+        (owner.parse().ok()?, kind, generation.parse().ok()?)
+    };
+    thread.is_none_or(|t| t == owner).then_some((owner, kind, generation))
+}
+
+impl Files {
+    fn scan(dir: &Path, thread: ThreadIndex) -> Result<Self, AofError> {
+        let mut files = Self::default();
+        for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
+            let entry = entry.map_err(io_error(dir))?;
+            let Ok(name) = entry.file_name().into_string() else { continue };
+            match classify(&name, Some(thread)) {
+                Some((_, "log", generation)) => files.logs.push((generation, entry.path())),
+                Some((_, "snapshot", generation)) => {
+                    files.snapshots.push((generation, entry.path()))
+                }
+                Some((_, _, _)) => files.partial.push(entry.path()),
+                None => {}
+            }
+        }
+        files.logs.sort();
+        files.snapshots.sort();
+        Ok(files)
+    }
+}
+
+fn log_path(dir: &Path, thread: ThreadIndex, generation: u64) -> PathBuf {
+    dir.join(format!("actor-{thread}.{generation}.aof"))
+}
+
+fn snapshot_path(dir: &Path, thread: ThreadIndex, generation: u64) -> PathBuf {
+    dir.join(format!("actor-{thread}.{generation}.snap"))
+}
+
+/// How many actors' files `dir` holds (one more than the highest actor number), if any.
 pub fn logged_actors(dir: &Path) -> Option<usize> {
     std::fs::read_dir(dir)
         .ok()?
         .filter_map(|entry| {
             let name = entry.ok()?.file_name().into_string().ok()?;
-            let thread = name.strip_prefix("actor-")?.strip_suffix(".aof")?;
-            thread.parse::<usize>().ok()
+            classify(&name, None).map(|(thread, _, _)| usize::from(thread))
         })
         .max()
         .map(|highest| highest + 1)
 }
 
-/// One actor's open log.
+/// A step of a snapshot after which a test can stop it, as a crash would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(test), allow(dead_code))]
+enum Step {
+    /// Part of the temporary file is written.
+    PartWritten,
+    /// The temporary file is whole and synced.
+    Written,
+    /// It is renamed to the snapshot.
+    Renamed,
+    /// One of the files it replaces is deleted.
+    FirstDeleted,
+}
+
+/// What the snapshot writer is sent.
+enum Chunk {
+    /// Encoded records.
+    Records(Vec<u8>),
+    /// Every key is in: sync, rename, delete what the snapshot replaces.
+    Finish,
+}
+
+/// A snapshot being written by its thread.
+#[derive(Debug)]
+struct SnapshotJob {
+    /// Its generation: it replaces every file of a lower one.
+    generation: u64,
+    chunks: crossbeam_channel::Sender<Chunk>,
+    done: crossbeam_channel::Receiver<Result<u64, String>>,
+    started: Instant,
+    finishing: bool,
+}
+
+impl std::fmt::Debug for Chunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Records(bytes) => write!(f, "Records({} bytes)", bytes.len()),
+            Self::Finish => f.write_str("Finish"),
+        }
+    }
+}
+
+/// A finished snapshot.
+#[derive(Clone, Copy, Debug)]
+pub struct Saved {
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// How long it took, start to finish.
+    pub took: Duration,
+}
+
+/// One actor's open log, and its snapshot.
 #[derive(Debug)]
 pub struct Aof {
-    path: PathBuf,
     dir: PathBuf,
+    thread: ThreadIndex,
+    /// The log being appended to, and its generation.
+    path: PathBuf,
+    generation: u64,
     file: File,
     fsync: Fsync,
-    /// Bytes in the file.
+    /// Bytes in the log being appended to.
     bytes: u64,
-    /// Bytes right after the last rewrite (or the start).
-    base: u64,
+    /// Bytes in older logs that no finished snapshot replaces yet.
+    older_bytes: u64,
+    /// Bytes in the newest snapshot.
+    snapshot_bytes: u64,
     buf: Vec<u8>,
     /// A sync failed: the kernel may have dropped the pages, and a later sync would not say
     /// so. Nothing more is written until the node restarts (and reads back what is on disk).
@@ -303,23 +428,75 @@ pub struct Aof {
     /// Set when there is something to sync; the syncing thread clears it.
     unsynced: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+    /// The snapshot being written, if one is.
+    job: Option<SnapshotJob>,
+    /// Tests stop snapshots here, as a crash would.
+    crash_after: Option<Step>,
 }
 
 impl Aof {
-    /// Opens (creating) actor `thread`'s log in `dir`, handing each record it holds to
-    /// `restore` in file order; returns the log and how many records it held.
+    /// Opens actor `thread`'s files in `dir`, creating its log if it has none, and hands
+    /// `restore` every record of its newest snapshot, then of each log since, in order;
+    /// returns the log and how many records it read. Files a newer snapshot replaces, and a
+    /// snapshot a crash left half written, are deleted.
     ///
     /// # Errors
-    /// The file cannot be opened, read or cut, or it is corrupt (see [`decode_log_with`]).
+    /// A file cannot be listed, opened, read or cut, or it is corrupt (see
+    /// [`decode_log_with`]; a snapshot is never written in place, so any damage in one is
+    /// corruption).
     pub fn open<V: KvsValue>(
         dir: &Path,
         thread: ThreadIndex,
         persistence: &Persistence,
         mut restore: impl FnMut(Key, V),
     ) -> Result<(Self, usize), AofError> {
-        let path = dir.join(format!("actor-{thread}.aof"));
-        // A rewrite that crashed before its rename left only a temporary file: the log is whole.
-        let _ = std::fs::remove_file(path.with_extension("aof.tmp"));
+        let files = Files::scan(dir, thread)?;
+        // A snapshot not renamed into place is not one: the files before it hold everything.
+        for partial in &files.partial {
+            std::fs::remove_file(partial).map_err(io_error(partial))?;
+        }
+        let newest = files.snapshots.last().cloned();
+        let floor = newest.as_ref().map_or(0, |(generation, _)| *generation);
+        // What the newest snapshot replaces (a crash came before they were deleted).
+        for (generation, path) in files.logs.iter().chain(&files.snapshots) {
+            if *generation < floor {
+                std::fs::remove_file(path).map_err(io_error(path))?;
+            }
+        }
+        let mut count = 0;
+        let mut snapshot_bytes = 0;
+        if let Some((_, path)) = &newest {
+            let data = std::fs::read(path).map_err(io_error(path))?;
+            let (intact, dropped) =
+                decode_log_with::<V>(&data, path, persistence.load_corrupt, |key, value| {
+                    count += 1;
+                    restore(key, value);
+                })?;
+            if dropped > 0 && !persistence.load_corrupt {
+                return Err(AofError::Corrupt {
+                    path: path.clone(),
+                    offset: intact,
+                    what: "a snapshot cut short".into(),
+                    after: dropped,
+                });
+            }
+            snapshot_bytes = data.len() as u64;
+        }
+        let logs: Vec<&(u64, PathBuf)> = files.logs.iter().filter(|(g, _)| *g >= floor).collect();
+        let mut older_bytes = 0;
+        let (generation, path) = match logs.last() {
+            Some((generation, path)) => (*generation, path.clone()),
+            None => (floor, log_path(dir, thread, floor)),
+        };
+        for (_, older) in &logs[..logs.len().saturating_sub(1)] {
+            let data = std::fs::read(older).map_err(io_error(older))?;
+            let (intact, _) =
+                decode_log_with::<V>(&data, older, persistence.load_corrupt, |key, value| {
+                    count += 1;
+                    restore(key, value);
+                })?;
+            older_bytes += intact;
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -328,7 +505,6 @@ impl Aof {
             .map_err(io_error(&path))?;
         let mut data = Vec::new();
         file.read_to_end(&mut data).map_err(io_error(&path))?;
-        let mut count = 0;
         let (intact, dropped) =
             decode_log_with::<V>(&data, &path, persistence.load_corrupt, |key, value| {
                 count += 1;
@@ -340,30 +516,44 @@ impl Aof {
             file.set_len(intact).map_err(io_error(&path))?;
             file.sync_all().map_err(io_error(&path))?;
         }
-        let unsynced = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        if persistence.fsync == Fsync::EverySec {
-            let file = file.try_clone().map_err(io_error(&path))?;
-            let (unsynced, stop) = (Arc::clone(&unsynced), Arc::clone(&stop));
-            let name = path.display().to_string();
-            std::thread::Builder::new()
-                .name(format!("anna-aof-{thread}"))
-                .spawn(move || everysec(&file, &unsynced, &stop, &name))
-                .map_err(io_error(&path))?;
-        }
-        let aof = Self {
+        sync_dir(dir).map_err(io_error(dir))?;
+        let mut aof = Self {
             dir: dir.to_path_buf(),
+            thread,
+            path,
+            generation,
             file,
             fsync: persistence.fsync,
             bytes: intact,
-            base: intact,
+            older_bytes,
+            snapshot_bytes,
             buf: Vec::new(),
             poisoned: None,
-            unsynced,
-            stop,
-            path,
+            unsynced: Arc::new(AtomicBool::new(false)),
+            stop: Arc::new(AtomicBool::new(false)),
+            job: None,
+            crash_after: None,
         };
+        aof.start_syncer().map_err(|e| AofError::Io { path: aof.path.clone(), source: e })?;
         Ok((aof, count))
+    }
+
+    /// With `everysec`, starts the thread that syncs the current log once a second (the
+    /// previous one, if any, stops).
+    fn start_syncer(&mut self) -> io::Result<()> {
+        self.stop.store(true, Ordering::Release);
+        self.stop = Arc::new(AtomicBool::new(false));
+        self.unsynced = Arc::new(AtomicBool::new(false));
+        if self.fsync != Fsync::EverySec {
+            return Ok(());
+        }
+        let file = self.file.try_clone()?;
+        let (unsynced, stop) = (Arc::clone(&self.unsynced), Arc::clone(&self.stop));
+        let name = self.path.display().to_string();
+        std::thread::Builder::new()
+            .name(format!("anna-aof-{}", self.thread))
+            .spawn(move || everysec(&file, &unsynced, &stop, &name))?;
+        Ok(())
     }
 
     /// Appends one round's records in one write; with `always`, syncs before returning.
@@ -413,81 +603,211 @@ impl Aof {
         Ok(())
     }
 
-    /// Whether the log has outgrown what it had after the last rewrite.
-    pub fn wants_rewrite(&self) -> bool {
-        self.bytes >= REWRITE_MIN_BYTES && self.bytes >= self.base.saturating_mul(REWRITE_FACTOR)
+    /// Whether the logs since the last snapshot have grown past [`SNAPSHOT_MIN_BYTES`] and
+    /// the snapshot's own size (Redis's `auto-aof-rewrite-percentage 100`), with no snapshot
+    /// being written.
+    pub fn wants_snapshot(&self) -> bool {
+        let logs = self.len();
+        self.job.is_none() && logs >= SNAPSHOT_MIN_BYTES && logs >= self.snapshot_bytes
     }
 
-    /// Bytes in the log.
+    /// Bytes in the logs since the last finished snapshot.
     pub fn len(&self) -> u64 {
-        self.bytes
+        self.bytes + self.older_bytes
     }
 
-    /// Whether the log is empty.
+    /// Whether those logs are empty.
     pub fn is_empty(&self) -> bool {
-        self.bytes == 0
+        self.len() == 0
     }
 
-    /// Replaces the log by one record per key of `store`: written to a temporary file,
-    /// synced, renamed over the log, the directory synced. A crash before the rename keeps
-    /// the old log (the temporary file is removed at the next start); after it, the new one.
+    /// Bytes in the newest snapshot.
+    pub fn snapshot_len(&self) -> u64 {
+        self.snapshot_bytes
+    }
+
+    /// Whether a snapshot is being written.
+    pub fn saving(&self) -> bool {
+        self.job.is_some()
+    }
+
+    /// Starts a snapshot: appends go to a new log from now on, and a thread writes what
+    /// [`Aof::snapshot_chunk`] is given to a temporary file. Every state the actor holds now
+    /// must then be given, in any order, each no older than it is now (a state that moved on
+    /// since is as good: it contains this one). The snapshot plus the logs from the new one
+    /// on then hold everything, and once it is synced and renamed into place, the older files
+    /// are deleted.
     ///
     /// # Errors
-    /// Any step failed; the old log is then still in place and in use.
-    pub fn rewrite<'a, V: KvsValue + 'a>(
-        &mut self,
-        store: impl IntoIterator<Item = (&'a [u8], &'a V)>,
-    ) -> Result<(), String> {
-        let tmp = self.path.with_extension("aof.tmp");
-        let fail = |e: &dyn std::fmt::Display| format!("rewriting {}: {e}", self.path.display());
-        let mut out = Vec::new();
-        for (key, value) in store {
-            encode_record(key, value, &mut out)?;
+    /// The new log or the thread could not be made (nothing changed then). A snapshot
+    /// already in progress is not an error: it goes on.
+    pub fn begin_snapshot(&mut self) -> Result<(), String> {
+        if self.job.is_some() {
+            return Ok(());
         }
-        // The handle written here becomes the log: nothing is opened after the rename, so
-        // no failure can leave appends going to the replaced file.
-        let mut file = OpenOptions::new()
+        if let Some(why) = &self.poisoned {
+            return Err(why.clone());
+        }
+        let generation = self.generation + 1;
+        let path = log_path(&self.dir, self.thread, generation);
+        let name = path.display().to_string();
+        let fail = |e: &dyn std::fmt::Display| format!("starting a snapshot: {name}: {e}");
+        let file = OpenOptions::new()
+            .append(true)
             .create(true)
-            .truncate(true)
-            .write(true)
-            .open(&tmp)
+            .truncate(false)
+            .open(&path)
             .map_err(|e| fail(&e))?;
-        file.write_all(&out).map_err(|e| fail(&e))?;
-        file.sync_all().map_err(|e| fail(&e))?;
-        let syncer = match self.fsync {
-            Fsync::EverySec => Some(file.try_clone().map_err(|e| fail(&e))?),
-            _ => None,
-        };
-        std::fs::rename(&tmp, &self.path).map_err(|e| fail(&e))?;
-        self.file = file;
-        self.bytes = out.len() as u64;
-        self.base = self.bytes.max(1);
-        // The old syncing thread holds the replaced file: start one on the new.
-        self.stop.store(true, Ordering::Release);
-        self.stop = Arc::new(AtomicBool::new(false));
-        self.unsynced = Arc::new(AtomicBool::new(false));
-        if let Some(clone) = syncer {
-            let (unsynced, stop) = (Arc::clone(&self.unsynced), Arc::clone(&self.stop));
-            let name = self.path.display().to_string();
-            if let Err(error) = std::thread::Builder::new()
-                .name("anna-aof".into())
-                .spawn(move || everysec(&clone, &unsynced, &stop, &name))
-            {
-                self.poisoned = Some(fail(&error));
-            }
+        // The new log must survive a crash before anything is appended to it.
+        sync_dir(&self.dir).map_err(|e| fail(&e))?;
+        let old = std::mem::replace(&mut self.file, file);
+        self.older_bytes += self.bytes;
+        self.bytes = 0;
+        self.path = path;
+        self.generation = generation;
+        if let Err(error) = self.start_syncer() {
+            self.poisoned = Some(fail(&error));
         }
-        // The rename is durable once the directory is; until then a crash keeps the old log,
-        // which holds everything too.
-        if let Err(error) = sync_dir(&self.dir) {
-            tracing::warn!(%error, dir = %self.dir.display(), "cannot sync the data directory after a rewrite");
-        }
+        // From here on the old log is only read back at a start, like any log no snapshot
+        // replaces yet: a failure below leaves it there and loses nothing.
+        let (chunks, work) = crossbeam_channel::bounded(SNAPSHOT_QUEUE);
+        let (report, done) = crossbeam_channel::bounded(1);
+        let (dir, thread, crash_after) = (self.dir.clone(), self.thread, self.crash_after);
+        std::thread::Builder::new()
+            .name(format!("anna-snapshot-{thread}"))
+            .spawn(move || {
+                let outcome = write_snapshot(&dir, thread, generation, &old, &work, crash_after);
+                let _ = report.send(outcome);
+            })
+            .map_err(|e| fail(&e))?;
+        self.job = Some(SnapshotJob {
+            generation,
+            chunks,
+            done,
+            started: Instant::now(),
+            finishing: false,
+        });
         Ok(())
     }
 
-    /// After a failed rewrite: try again only once the log has grown as much again.
-    pub fn postpone_rewrite(&mut self) {
-        self.base = self.bytes.max(1);
+    /// Whether the snapshot being written takes another chunk now (its writer keeps up).
+    pub fn snapshot_room(&self) -> bool {
+        self.job.as_ref().is_some_and(|job| !job.finishing && !job.chunks.is_full())
     }
+
+    /// Encodes states into the snapshot being written (see [`Aof::begin_snapshot`]).
+    ///
+    /// # Errors
+    /// A state does not encode, or the writer has stopped (its outcome then comes from
+    /// [`Aof::poll_snapshot`]).
+    pub fn snapshot_chunk<'a, V: KvsValue + 'a>(
+        &mut self,
+        records: impl IntoIterator<Item = (&'a [u8], &'a V)>,
+    ) -> Result<(), String> {
+        let Some(job) = &self.job else { return Err("no snapshot is being written".into()) };
+        let mut out = Vec::new();
+        for (key, value) in records {
+            encode_record(key, value, &mut out)?;
+        }
+        job.chunks.send(Chunk::Records(out)).map_err(|_| "the snapshot writer stopped".into())
+    }
+
+    /// Every state is in: the writer syncs the snapshot, renames it into place and deletes
+    /// what it replaces.
+    pub fn finish_snapshot(&mut self) {
+        if let Some(job) = &mut self.job
+            && !job.finishing
+        {
+            job.finishing = true;
+            let _ = job.chunks.send(Chunk::Finish);
+        }
+    }
+
+    /// The outcome of the snapshot being written, once it is known.
+    pub fn poll_snapshot(&mut self) -> Option<Result<Saved, String>> {
+        let job = self.job.as_ref()?;
+        let outcome = match job.done.try_recv() {
+            Ok(outcome) => outcome,
+            Err(crossbeam_channel::TryRecvError::Empty) => return None,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                Err("the snapshot writer stopped without a word".into())
+            }
+        };
+        let job = self.job.take()?;
+        Some(outcome.map(|bytes| {
+            // The logs before it are gone; the one begun with it stays.
+            self.older_bytes = 0;
+            self.snapshot_bytes = bytes;
+            tracing::debug!(generation = job.generation, bytes, "snapshot written");
+            Saved { bytes, took: job.started.elapsed() }
+        }))
+    }
+}
+
+/// Most encoded chunks queued for the snapshot writer.
+const SNAPSHOT_QUEUE: usize = 8;
+
+/// The snapshot writer: syncs the log it replaces (what was logged before the snapshot began
+/// is on disk before the snapshot can stand for it), writes the chunks to
+/// `actor-<t>.<g>.snap.tmp`, syncs it, renames it into place, syncs the directory, deletes
+/// every older file and syncs the directory again. A crash between any two steps leaves
+/// either the old files (the temporary one is deleted at the next start) or the snapshot
+/// (the older files still there are deleted then): never neither.
+fn write_snapshot(
+    dir: &Path,
+    thread: ThreadIndex,
+    generation: u64,
+    old_log: &File,
+    chunks: &crossbeam_channel::Receiver<Chunk>,
+    crash_after: Option<Step>,
+) -> Result<u64, String> {
+    let done = snapshot_path(dir, thread, generation);
+    let tmp = done.with_extension("snap.tmp");
+    let fail = |e: &dyn std::fmt::Display| format!("writing {}: {e}", tmp.display());
+    let crash = |step: Step| -> Result<(), String> {
+        if crash_after == Some(step) {
+            Err(format!("crash injected after {step:?}"))
+        } else {
+            Ok(())
+        }
+    };
+    old_log.sync_data().map_err(|e| fail(&e))?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&tmp)
+        .map_err(|e| fail(&e))?;
+    let mut bytes = 0;
+    loop {
+        match chunks.recv() {
+            Ok(Chunk::Records(data)) => {
+                file.write_all(&data).map_err(|e| fail(&e))?;
+                bytes += data.len() as u64;
+                crash(Step::PartWritten)?;
+            }
+            Ok(Chunk::Finish) => break,
+            Err(_) => {
+                drop(file);
+                let _ = std::fs::remove_file(&tmp);
+                return Err("the snapshot was abandoned".into());
+            }
+        }
+    }
+    file.sync_all().map_err(|e| fail(&e))?;
+    crash(Step::Written)?;
+    std::fs::rename(&tmp, &done).map_err(|e| fail(&e))?;
+    crash(Step::Renamed)?;
+    sync_dir(dir).map_err(|e| fail(&e))?;
+    let files = Files::scan(dir, thread).map_err(|e| e.to_string())?;
+    for (older, path) in files.logs.iter().chain(&files.snapshots) {
+        if *older < generation {
+            std::fs::remove_file(path).map_err(|e| fail(&e))?;
+            crash(Step::FirstDeleted)?;
+        }
+    }
+    sync_dir(dir).map_err(|e| fail(&e))?;
+    Ok(bytes)
 }
 
 impl Drop for Aof {
@@ -731,43 +1051,151 @@ mod tests {
         recovered(records)
     }
 
-    #[test]
-    fn a_rewrite_interrupted_at_any_step_loses_nothing() {
-        let dir = std::env::temp_dir().join(format!("anna-rewrite-{}", std::process::id()));
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("anna-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn writes(from: u64, to: u64) -> Vec<(Key, Eventual)> {
+        (from..to)
+            .map(|i| (bytes::Bytes::from(format!("k{}", i % 7)), value(i, &format!("v{i}"))))
+            .collect()
+    }
+
+    fn append(aof: &mut Aof, records: &[(Key, Eventual)]) {
+        aof.append(records.iter().map(|(k, v)| (&k[..], v))).unwrap();
+    }
+
+    /// Runs a snapshot of `store` to its end, in two chunks, with `during` appended while it
+    /// is written; its outcome.
+    fn snapshot(
+        aof: &mut Aof,
+        store: &std::collections::BTreeMap<Key, Eventual>,
+        during: &[(Key, Eventual)],
+    ) -> Result<Saved, String> {
+        aof.begin_snapshot()?;
+        append(aof, during);
+        let half = store.len() / 2;
+        aof.snapshot_chunk(store.iter().take(half).map(|(k, v)| (&k[..], v)))?;
+        let _ = aof.snapshot_chunk(store.iter().skip(half).map(|(k, v)| (&k[..], v)));
+        aof.finish_snapshot();
+        loop {
+            if let Some(outcome) = aof.poll_snapshot() {
+                return outcome;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("actor-"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_snapshot_replaces_the_logs_and_keeps_every_write_including_those_made_meanwhile() {
+        let dir = scratch("snapshot");
         let policy = Persistence { fsync: Fsync::Always, ..Persistence::default() };
         let (mut aof, _) = Aof::open::<Eventual>(&dir, 0, &policy, |_, _| {}).unwrap();
-        let writes: Vec<(Key, Eventual)> = (0..50u64)
-            .map(|i| (bytes::Bytes::from(format!("k{}", i % 7)), value(i, &format!("v{i}"))))
-            .collect();
-        aof.append(writes.iter().map(|(k, v)| (&k[..], v))).unwrap();
-        let expected = recovered(writes.clone());
-        assert_eq!(reopen(&dir), expected);
-        let log = dir.join("actor-0.aof");
-        let tmp = log.with_extension("aof.tmp");
-        let snapshot = {
-            let mut out = Vec::new();
-            for (key, value) in &expected {
-                encode_record(key, value, &mut out).unwrap();
-            }
-            out
-        };
-        // A crash while the temporary file is written, at every length: the old log rules.
-        for cut in [0, 1, snapshot.len() / 2, snapshot.len()] {
-            std::fs::write(&tmp, &snapshot[..cut]).unwrap();
-            assert_eq!(reopen(&dir), expected, "temporary file cut at {cut}");
-            assert!(!tmp.exists(), "the leftover temporary file is removed");
-        }
-        // The rewrite itself, then a crash right after it: the new log holds the same store.
-        aof.rewrite(expected.iter().map(|(k, v)| (&k[..], v))).unwrap();
-        assert_eq!(std::fs::read(&log).unwrap(), snapshot);
-        assert_eq!(reopen(&dir), expected);
-        // Appends after the rewrite land in the new log.
-        let later = (bytes::Bytes::from_static(b"k0"), value(99, "later"));
-        aof.append([(&later.0[..], &later.1)]).unwrap();
-        assert_eq!(reopen(&dir)[&later.0], later.1);
+        let (before, during, after) = (writes(0, 50), writes(50, 60), writes(60, 70));
+        append(&mut aof, &before);
+        let saved = snapshot(&mut aof, &recovered(before.clone()), &during).unwrap();
+        assert!(saved.bytes > 0);
+        assert_eq!(aof.snapshot_len(), saved.bytes);
+        // The first log is gone; the snapshot and the log begun with it remain.
+        assert_eq!(names(&dir), ["actor-0.1.aof", "actor-0.1.snap"]);
+        append(&mut aof, &after);
+        let all: Vec<_> = before.iter().chain(&during).chain(&after).cloned().collect();
+        assert_eq!(reopen(&dir), recovered(all.clone()));
+        // A second snapshot replaces the first.
+        let store = reopen(&dir);
+        snapshot(&mut aof, &store, &[]).unwrap();
+        assert_eq!(names(&dir), ["actor-0.2.aof", "actor-0.2.snap"]);
+        assert_eq!(reopen(&dir), recovered(all));
         drop(aof);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_snapshot_interrupted_after_any_step_loses_nothing() {
+        for step in [Step::PartWritten, Step::Written, Step::Renamed, Step::FirstDeleted] {
+            let dir = scratch(&format!("snapshot-crash-{step:?}"));
+            let policy = Persistence { fsync: Fsync::Always, ..Persistence::default() };
+            let (mut aof, _) = Aof::open::<Eventual>(&dir, 0, &policy, |_, _| {}).unwrap();
+            // An older snapshot and log, so the interrupted one has files to replace.
+            let first = writes(0, 30);
+            append(&mut aof, &first);
+            snapshot(&mut aof, &recovered(first.clone()), &[]).unwrap();
+            let second = writes(30, 60);
+            append(&mut aof, &second);
+            let mut so_far = first.clone();
+            so_far.extend(second.iter().cloned());
+            let during = writes(60, 65);
+            aof.crash_after = Some(step);
+            let outcome = snapshot(&mut aof, &recovered(so_far.clone()), &during);
+            assert!(outcome.is_err(), "{step:?}: the injected crash did not stop the snapshot");
+            drop(aof);
+            so_far.extend(during.iter().cloned());
+            let expected = recovered(so_far.clone());
+            assert_eq!(reopen(&dir), expected, "crash after {step:?}");
+            // The start tidied up: no partial snapshot, nothing the newest one replaces.
+            let left = names(&dir);
+            assert!(!left.iter().any(|n| n.ends_with(".tmp")), "{step:?}: {left:?}");
+            let snapshots = left.iter().filter(|n| n.ends_with(".snap")).count();
+            assert_eq!(snapshots, 1, "{step:?}: {left:?}");
+            // And it goes on: appends after the restart, then a snapshot that completes.
+            let (mut aof, _) = Aof::open::<Eventual>(&dir, 0, &policy, |_, _| {}).unwrap();
+            let later = writes(65, 70);
+            append(&mut aof, &later);
+            so_far.extend(later.iter().cloned());
+            snapshot(&mut aof, &recovered(so_far.clone()), &[]).unwrap();
+            drop(aof);
+            assert_eq!(reopen(&dir), recovered(so_far), "after {step:?}, then a restart");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
+    #[test]
+    fn an_abandoned_snapshot_leaves_the_logs_whole() {
+        let dir = scratch("snapshot-abandoned");
+        let (mut aof, _) =
+            Aof::open::<Eventual>(&dir, 0, &Persistence::default(), |_, _| {}).unwrap();
+        let before = writes(0, 40);
+        append(&mut aof, &before);
+        aof.begin_snapshot().unwrap();
+        let store = recovered(before.clone());
+        aof.snapshot_chunk(store.iter().take(2).map(|(k, v)| (&k[..], v))).unwrap();
+        // The node stops mid-snapshot.
+        drop(aof);
+        assert_eq!(reopen(&dir), store);
+        assert!(!names(&dir).iter().any(|n| n.ends_with(".tmp") || n.ends_with(".snap")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_first_formats_single_log_is_read_as_generation_zero() {
+        let dir = scratch("legacy-log");
+        let old = writes(0, 20);
+        let mut data = Vec::new();
+        for (key, value) in &old {
+            encode_record(key, value, &mut data).unwrap();
+        }
+        std::fs::write(dir.join("actor-0.aof"), &data).unwrap();
+        assert_eq!(logged_actors(&dir), Some(1));
+        let (mut aof, count) =
+            Aof::open::<Eventual>(&dir, 0, &Persistence::default(), |_, _| {}).unwrap();
+        assert_eq!(count, old.len());
+        snapshot(&mut aof, &recovered(old.clone()), &[]).unwrap();
+        assert_eq!(names(&dir), ["actor-0.1.aof", "actor-0.1.snap"]);
+        drop(aof);
+        assert_eq!(reopen(&dir), recovered(old));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TrySendError};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
@@ -19,6 +19,7 @@ use super::{ActorReport, NodeHandle, Shared};
 use crate::actor::Actor;
 use crate::message::{Input, Output, PeerMessage, Request, RequestError, Response, Token};
 use crate::ring::{ActorId, ThreadIndex};
+use crate::small_bytes::StoreKey;
 use crate::value::KvsValue;
 
 /// Answers being gathered from several places before a deadline: a client batch some of whose
@@ -129,6 +130,26 @@ pub(super) struct Driver<V: KvsValue> {
     held: Vec<(ReplyTo<V>, Answers<V>)>,
     /// When a failed log write was last reported.
     last_aof_error: Option<Instant>,
+    /// The snapshot being written: the keys still to give it.
+    snapshot: Option<SnapshotCursor>,
+}
+
+/// A snapshot's walk over the store: the keys held when it began (keys added later are in
+/// the log begun with it), and how far it got.
+struct SnapshotCursor {
+    keys: Vec<StoreKey>,
+    next: usize,
+    /// The `SAVE`/`BGSAVE` request count it answers.
+    asked: u64,
+}
+
+/// Keys encoded per snapshot chunk.
+const SNAPSHOT_CHUNK_KEYS: usize = 512;
+/// Longest a loop iteration spends encoding a snapshot.
+const SNAPSHOT_SLICE: Duration = Duration::from_millis(1);
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// A batch's answers: (slot in the batch, response).
@@ -174,6 +195,7 @@ impl<V: KvsValue> Driver<V> {
             aof,
             last_aof_error: None,
             held: Vec::new(),
+            snapshot: None,
         })
     }
 
@@ -183,6 +205,10 @@ impl<V: KvsValue> Driver<V> {
         while !self.shared.stop.load(Ordering::Relaxed) {
             let now = self.shared.clock.now_us();
             let mut timeout_ms = self.actor.next_epoch_at().saturating_sub(now).div_ceil(1000);
+            if self.snapshot.is_some() {
+                // Come back soon to feed the snapshot writer.
+                timeout_ms = timeout_ms.min(1);
+            }
             if let Some(deadline) = self.rounds.iter().map(|r| r.gather.deadline).min() {
                 let left = deadline.saturating_duration_since(Instant::now());
                 timeout_ms = timeout_ms.min(left.as_millis() as u64 + 1);
@@ -231,6 +257,7 @@ impl<V: KvsValue> Driver<V> {
             }
             self.drain_mailbox();
             self.drain_tcp();
+            self.snapshot_work();
             if self.service.is_some() {
                 self.start_round(&ready);
             }
@@ -248,7 +275,7 @@ impl<V: KvsValue> Driver<V> {
                 let start = Instant::now();
                 self.actor.handle(now, Input::Tick, &mut self.outputs);
                 self.commit();
-                self.rewrite_log();
+                self.maybe_snapshot();
                 self.expire_batches();
                 self.report.gossip_ns += start.elapsed().as_nanos() as u64;
                 self.publish();
@@ -503,7 +530,10 @@ impl<V: KvsValue> Driver<V> {
         let actor = &self.actor;
         let records = keys.iter().filter_map(|k| actor.peek(k).map(|v| (&k[..], v)));
         match aof.append(records) {
-            Ok(()) => true,
+            Ok(()) => {
+                self.report.changes_since_save += keys.len() as u64;
+                true
+            }
             Err(error) => {
                 // Logged next time: the keys stay in the journal.
                 self.actor.return_journal(keys);
@@ -519,23 +549,76 @@ impl<V: KvsValue> Driver<V> {
         }
     }
 
-    /// Rewrites the log from the store once it has outgrown it (blocking this actor for the
-    /// time it takes to write its store).
-    fn rewrite_log(&mut self) {
+    /// Starts a snapshot when one is asked for (`SAVE`, `BGSAVE`) or the logs have outgrown
+    /// the last one; called once per epoch.
+    fn maybe_snapshot(&mut self) {
         let Some(aof) = &mut self.aof else { return };
-        if !aof.wants_rewrite() {
+        if aof.saving() {
             return;
         }
-        let before = aof.len();
-        let start = Instant::now();
-        match aof.rewrite(self.actor.states()) {
-            Ok(()) => {
-                tracing::info!(actor = %self.id, before, after = aof.len(), took_ms = start.elapsed().as_millis() as u64, "rewrote the append-only file")
-            }
-            Err(error) => {
-                tracing::error!(actor = %self.id, %error, "cannot rewrite the append-only file (the old one stays in use)")
-            }
+        let asked = self.shared.save_requests.load(Ordering::Acquire);
+        if asked <= self.report.saved_request && !aof.wants_snapshot() {
+            return;
         }
+        match aof.begin_snapshot() {
+            Ok(()) => {
+                self.snapshot =
+                    Some(SnapshotCursor { keys: self.actor.key_list(), next: 0, asked });
+                self.report.saving = true;
+                self.report.changes_since_save = 0;
+            }
+            Err(error) => self.snapshot_failed(asked, error),
+        }
+    }
+
+    /// Feeds the snapshot being written, a few chunks per loop iteration (at most about a
+    /// millisecond of encoding, and only as fast as its writer keeps up), so requests are
+    /// never held up behind it; then collects its outcome.
+    fn snapshot_work(&mut self) {
+        let (Some(aof), Some(cursor)) = (&mut self.aof, &mut self.snapshot) else { return };
+        let until = Instant::now() + SNAPSHOT_SLICE;
+        while cursor.next < cursor.keys.len() && aof.snapshot_room() && Instant::now() < until {
+            let end = (cursor.next + SNAPSHOT_CHUNK_KEYS).min(cursor.keys.len());
+            let actor = &self.actor;
+            let records = cursor.keys[cursor.next..end]
+                .iter()
+                .filter_map(|k| actor.peek(k).map(|v| (&k[..], v)));
+            if aof.snapshot_chunk(records).is_err() {
+                // The writer stopped: its outcome says why.
+                cursor.next = cursor.keys.len();
+                break;
+            }
+            cursor.next = end;
+        }
+        if cursor.next == cursor.keys.len() {
+            cursor.keys = Vec::new();
+            aof.finish_snapshot();
+        }
+        let Some(outcome) = aof.poll_snapshot() else { return };
+        let asked = cursor.asked;
+        self.snapshot = None;
+        self.report.saving = false;
+        match outcome {
+            Ok(saved) => {
+                tracing::info!(actor = %self.id, bytes = saved.bytes, took_ms = saved.took.as_millis() as u64, "snapshot written");
+                self.report.saved_request = self.report.saved_request.max(asked);
+                self.report.saves += 1;
+                self.report.last_save_unix = unix_now();
+                self.report.last_save_ms = saved.took.as_millis() as u64;
+                self.report.last_save_error = None;
+            }
+            Err(error) => self.snapshot_failed(asked, error),
+        }
+        self.publish();
+    }
+
+    fn snapshot_failed(&mut self, asked: u64, error: String) {
+        tracing::error!(actor = %self.id, %error, "snapshot failed (the logs it was to replace stay, and hold everything)");
+        self.report.failed_request = self.report.failed_request.max(asked);
+        self.report.last_save_error = Some(error);
+        self.report.saving = false;
+        self.snapshot = None;
+        self.publish();
     }
 
     /// The group commit: logs what changed (one write, synced with `appendfsync always`),
@@ -629,6 +712,7 @@ impl<V: KvsValue> Driver<V> {
     fn publish(&mut self) {
         self.report.stats = self.actor.stats();
         self.report.aof_bytes = self.aof.as_ref().map_or(0, Aof::len);
+        self.report.snapshot_bytes = self.aof.as_ref().map_or(0, Aof::snapshot_len);
         if let Some(slot) = self.shared.reports.get(usize::from(self.id.thread))
             && let Ok(mut shared) = slot.lock()
         {

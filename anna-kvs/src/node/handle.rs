@@ -67,6 +67,40 @@ impl<V: KvsValue> NodeHandle<V> {
         (self.shared.identity.node_id, self.shared.incarnation)
     }
 
+    /// Whether the node keeps logs and snapshots (a data directory with `appendonly`).
+    pub fn persistent(&self) -> bool {
+        let persistence = &self.shared.config.persistence;
+        persistence.dir.is_some() && persistence.appendonly
+    }
+
+    /// Asks every actor for a snapshot (`BGSAVE`), started at its next epoch; returns the
+    /// request's number. The save is done once every actor's
+    /// [`ActorReport::saved_request`] has reached it; it failed if an actor's
+    /// [`ActorReport::failed_request`] did first. See [`save_outcome`](Self::save_outcome).
+    pub fn request_save(&self) -> u64 {
+        let number = self.shared.save_requests.fetch_add(1, Ordering::AcqRel) + 1;
+        for thread in 0..self.shared.doorbells.len() {
+            self.wake(thread);
+        }
+        number
+    }
+
+    /// Where save request `number` stands: `None` while an actor still works on it,
+    /// `Some(Err(why))` once one failed, `Some(Ok(()))` once all have written a snapshot
+    /// that answers it.
+    pub fn save_outcome(&self, number: u64) -> Option<Result<(), String>> {
+        let reports = self.reports();
+        if let Some(failed) =
+            reports.iter().find(|r| r.failed_request >= number && r.saved_request < number)
+        {
+            return Some(Err(failed
+                .last_save_error
+                .clone()
+                .unwrap_or_else(|| "snapshot failed".into())));
+        }
+        reports.iter().all(|r| r.saved_request >= number).then_some(Ok(()))
+    }
+
     /// Reads `key`.
     ///
     /// # Errors

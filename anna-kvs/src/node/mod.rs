@@ -61,8 +61,27 @@ pub struct ActorReport {
     pub request_ns: u64,
     /// Rounds whose append-only-file write failed (their writes were refused).
     pub aof_write_errors: u64,
-    /// Bytes in its append-only file.
+    /// Bytes in its logs since its last snapshot.
     pub aof_bytes: u64,
+    /// Bytes in its last snapshot.
+    pub snapshot_bytes: u64,
+    /// Keys logged since its last snapshot began (`rdb_changes_since_last_save`).
+    pub changes_since_save: u64,
+    /// A snapshot is being written.
+    pub saving: bool,
+    /// Snapshots written since the start.
+    pub saves: u64,
+    /// When the last one finished (Unix seconds; 0: none since the start).
+    pub last_save_unix: u64,
+    /// How long it took (ms).
+    pub last_save_ms: u64,
+    /// Why the last snapshot failed, if it did (cleared by the next one that succeeds).
+    pub last_save_error: Option<String>,
+    /// The highest `SAVE`/`BGSAVE` request number a finished snapshot answers (see
+    /// [`NodeHandle::request_save`]).
+    pub saved_request: u64,
+    /// The highest request number a failed snapshot was for.
+    pub failed_request: u64,
     /// Time spent on gossip: epochs, merging and acknowledging peers' batches (ns).
     pub gossip_ns: u64,
     /// Time spent waiting for work (ns).
@@ -113,6 +132,8 @@ struct Shared<V: KvsValue> {
     incarnation: u64,
     /// Its id and incarnation (holding the data directory's lock while the node runs).
     identity: aof::Identity,
+    /// `SAVE`/`BGSAVE` requests so far: an actor whose last snapshot answers fewer starts one.
+    save_requests: std::sync::atomic::AtomicU64,
 }
 
 impl<V: KvsValue> Shared<V> {
@@ -266,6 +287,7 @@ impl<V: KvsValue> Node<V> {
             }),
             incarnation: identity.incarnation,
             identity,
+            save_requests: std::sync::atomic::AtomicU64::new(0),
             config: config.clone(),
             clock,
         });

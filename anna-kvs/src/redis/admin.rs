@@ -358,11 +358,25 @@ fn info(cx: &Context<'_>, section: Option<&Bytes>) -> String {
         let logging = persistence.dir.is_some() && persistence.appendonly;
         let errors: u64 = reports.iter().map(|r| r.aof_write_errors).sum();
         let (node_id, incarnation) = cx.node.map_or((0, 0), NodeHandle::identity);
+        let saving = reports.iter().any(|r| r.saving);
+        let failed = reports.iter().any(|r| r.last_save_error.is_some());
+        let saves = reports.iter().map(|r| r.saves).min().unwrap_or(0);
+        let took = reports.iter().map(|r| r.last_save_ms).max().unwrap_or(0);
+        let logs: u64 = reports.iter().map(|r| r.aof_bytes).sum();
+        let base: u64 = reports.iter().map(|r| r.snapshot_bytes).sum();
+        let changes: u64 = reports.iter().map(|r| r.changes_since_save).sum();
+        let last_save = super::durability::last_save(cx);
+        let status = |bad: bool| if bad { "err" } else { "ok" };
         out.push_str(&format!(
-            "# Persistence\r\nloading:0\r\naof_enabled:{}\r\naof_rewrite_in_progress:0\r\naof_last_write_status:{}\r\naof_current_size:{}\r\nanna_appendfsync:{}\r\nanna_dir:{}\r\nanna_aof_write_errors:{errors}\r\nanna_node_id:{node_id:016x}\r\nanna_incarnation:{incarnation}\r\n\r\n",
+            "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:{changes}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{last_save}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_saves:{saves}\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrites:{saves}\r\naof_last_bgrewrite_status:{}\r\naof_last_write_status:{}\r\naof_current_size:{}\r\naof_base_size:{base}\r\nanna_appendfsync:{}\r\nanna_dir:{}\r\nanna_aof_write_errors:{errors}\r\nanna_node_id:{node_id:016x}\r\nanna_incarnation:{incarnation}\r\n\r\n",
+            u8::from(saving),
+            status(failed),
+            took.div_ceil(1000),
             u8::from(logging),
-            if errors == 0 { "ok" } else { "err" },
-            reports.iter().map(|r| r.aof_bytes).sum::<u64>(),
+            u8::from(saving),
+            status(failed),
+            status(errors > 0),
+            logs + base,
             persistence.fsync,
             persistence.dir.as_ref().map_or(String::new(), |d| d.display().to_string()),
         ));

@@ -18,7 +18,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 use super::config::Settings;
-use super::plan::{Context, Counters, Plan};
+use super::plan::{Context, Counters, Plan, Waiting};
 use super::resp::{Limits, ParseError, Reply, parse_command};
 use super::session::Session;
 use super::table;
@@ -168,8 +168,20 @@ impl Service<RedisValue> for Connections {
         // one batch, queued in slot order (the order `complete` finds them in). Input of a
         // connection in a round, or with replies piling up, waits in the socket.
         self.more_buffered = false;
+        let now = Instant::now();
         for conn in self.slots.iter_mut().flatten() {
             if conn.round.is_some() || conn.dead || conn.out.len() > MAX_PENDING_OUTPUT / 2 {
+                continue;
+            }
+            if let Some((waiting, at)) = conn.blocked.take() {
+                if now < at {
+                    conn.blocked = Some((waiting, at));
+                    continue;
+                }
+                let mut plan = Plan::Wait(waiting, 0);
+                plan.take_requests(requests);
+                conn.plans.push(plan);
+                conn.round = Some(round);
                 continue;
             }
             if conn.readable {
@@ -202,7 +214,8 @@ impl Service<RedisValue> for Connections {
             conn.finish_plans(&mut answers, &self.local);
             conn.round = None;
             conn.flush();
-            self.more_buffered |= !conn.buf.is_empty() || conn.unread();
+            // A blocked connection reads nothing until it answers (it is polled on a timer).
+            self.more_buffered |= conn.blocked.is_none() && (!conn.buf.is_empty() || conn.unread());
             self.sweep(slot);
         }
         self.local.flush_into(&self.shared.counters);
@@ -242,6 +255,9 @@ struct Connection {
     more_commands: bool,
     /// The actor round this connection's planned commands wait on.
     round: Option<u64>,
+    /// A blocking command (`SAVE`, `WAIT`) not answered yet, and when to poll it next: the
+    /// connection reads nothing more until it answers.
+    blocked: Option<(Box<dyn Waiting>, Instant)>,
     /// The socket may hold input not read yet (its events are edge-triggered).
     readable: bool,
     last_read: Instant,
@@ -266,6 +282,7 @@ impl Connection {
             eof: false,
             more_commands: false,
             round: None,
+            blocked: None,
             readable: false,
             last_read: Instant::now(),
             stalled_since: None,
@@ -416,7 +433,12 @@ impl Connection {
                 Ok(args) if args.is_empty() => {}
                 Ok(args) => {
                     let plan = self.plan(&args, counters);
+                    let blocks = matches!(plan, Plan::Wait(..));
                     self.plans.push(plan);
+                    if blocks {
+                        // What follows waits until it answers.
+                        return true;
+                    }
                 }
                 Err(ParseError::Incomplete) => {
                     if self.buf.len() > self.query_buffer_limit() {
@@ -440,9 +462,19 @@ impl Connection {
         answers: &mut impl Iterator<Item = Result<Response<RedisValue>, RequestError>>,
         counters: &Counters,
     ) {
-        for plan in std::mem::take(&mut self.plans) {
+        let mut plans = std::mem::take(&mut self.plans);
+        let last = plans.pop();
+        for plan in plans {
             let reply = plan.finish(answers, counters);
             reply.encode(&mut self.out, self.session.resp3);
+        }
+        match last.map(|plan| plan.finish_or_wait(answers, counters)) {
+            Some(Ok(reply)) => reply.encode(&mut self.out, self.session.resp3),
+            Some(Err(waiting)) => {
+                let again = Instant::now() + (self.shared.settings.node.epoch / 2);
+                self.blocked = Some((waiting, again));
+            }
+            None => {}
         }
         if let Some(message) = &self.fatal {
             if !self.session.quit {
@@ -518,6 +550,7 @@ impl Connection {
             || (self.session.quit && !self.output_pending())
             || (self.eof
                 && self.round.is_none()
+                && self.blocked.is_none()
                 && self.plans.is_empty()
                 && !self.more_commands
                 && !self.output_pending())

@@ -10,6 +10,7 @@
 //! | [`table`] | **the command table**: name, arity, flags, keys, planner — dispatch reads it |
 //! | [`commands`] | data commands by type (`strings`, `sets`, `keyspace`) turned into plans |
 //! | [`admin`] | connection and server commands (AUTH, HELLO, CLIENT, CONFIG, INFO, …) |
+//! | [`durability`] | SAVE, BGSAVE, LASTSAVE, WAIT: snapshots and replication acknowledgements |
 //! | [`plan`] | what a planner returns and reads; the one engine-error → Redis-text mapping |
 //! | [`crate::tls`] | TLS on the Redis port: Redis's settings turned into a rustls configuration (shared with the native port) |
 //! | [`value`] | what a key holds ([`RedisValue`]), short strings inline ([`inline_bytes`]) |
@@ -24,6 +25,7 @@ pub mod admin;
 pub mod commands;
 pub mod config;
 pub mod connection;
+pub mod durability;
 pub mod front_end;
 pub mod inline_bytes;
 pub mod plan;

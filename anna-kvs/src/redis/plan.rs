@@ -29,6 +29,20 @@ pub enum Plan {
     Single(Option<Request<RedisValue>>, FinishOne),
     /// Several commands answered as one array, their requests in one round (`EXEC`).
     Batch(Vec<Plan>),
+    /// A command that holds its connection until something happens (`SAVE`, `WAIT`): polled,
+    /// with fresh requests each time, until it answers. It ends its batch, so the commands
+    /// after it run only once it has answered (as in Redis). The count is that of the
+    /// requests in flight.
+    Wait(Box<dyn Waiting>, usize),
+}
+
+/// What a blocking command waits for (see [`Plan::Wait`]).
+pub trait Waiting: Send {
+    /// The requests of the next poll (none if it watches something else).
+    fn poll(&mut self) -> Vec<Request<RedisValue>>;
+    /// The poll's answers: the reply once there is one, `None` to poll again. With `last`
+    /// (inside `EXEC`, where nothing may block) it answers with what it has.
+    fn check(&mut self, answers: Answers, last: bool) -> Option<Reply>;
 }
 
 impl std::fmt::Debug for Plan {
@@ -40,6 +54,7 @@ impl std::fmt::Debug for Plan {
             }
             Self::Single(request, _) => f.debug_tuple("Single").field(request).finish(),
             Self::Batch(plans) => f.debug_tuple("Batch").field(plans).finish(),
+            Self::Wait(_, count) => f.debug_tuple("Wait").field(count).finish(),
         }
     }
 }
@@ -48,7 +63,7 @@ impl Plan {
     /// The engine requests the plan still holds (before the round takes them), in order.
     pub fn requests(&self) -> Vec<&Request<RedisValue>> {
         match self {
-            Self::Now(_) => Vec::new(),
+            Self::Now(_) | Self::Wait(..) => Vec::new(),
             Self::Engine(requests, _, _) => requests.iter().collect(),
             Self::Single(request, _) => request.iter().collect(),
             Self::Batch(plans) => plans.iter().flat_map(Plan::requests).collect(),
@@ -65,6 +80,11 @@ impl Plan {
             }
             Self::Single(request, _) => into.extend(request.take()),
             Self::Batch(plans) => plans.iter_mut().for_each(|plan| plan.take_requests(into)),
+            Self::Wait(waiting, count) => {
+                let requests = waiting.poll();
+                *count = requests.len();
+                into.extend(requests);
+            }
         }
     }
 
@@ -86,6 +106,27 @@ impl Plan {
             Self::Batch(plans) => {
                 Reply::Array(plans.into_iter().map(|plan| plan.finish(answers, counters)).collect())
             }
+            Self::Wait(mut waiting, count) => waiting
+                .check(answers.by_ref().take(count).collect(), true)
+                .unwrap_or_else(|| Reply::Error("ERR the command could not finish".into())),
+        }
+    }
+
+    /// [`Plan::finish`] for the last plan of a connection's batch: a [`Plan::Wait`] not done
+    /// yet comes back to be polled again.
+    pub fn finish_or_wait(
+        self,
+        answers: &mut impl Iterator<Item = Result<Response<RedisValue>, RequestError>>,
+        counters: &Counters,
+    ) -> Result<Reply, Box<dyn Waiting>> {
+        match self {
+            Self::Wait(mut waiting, count) => {
+                match waiting.check(answers.by_ref().take(count).collect(), false) {
+                    Some(reply) => Ok(reply),
+                    None => Err(waiting),
+                }
+            }
+            other => Ok(other.finish(answers, counters)),
         }
     }
 }

@@ -21,6 +21,7 @@ use bytes::Bytes;
 
 use super::admin;
 use super::commands::{keyspace, sets, strings};
+use super::durability;
 use super::plan::{Context, Plan, arity_error};
 use super::resp::Reply;
 use super::session::Session;
@@ -128,6 +129,10 @@ pub static TABLE: &[Command] = &[
     Command { name: "dbsize", arity: 1, flags: READONLY | FAST, keys: NO_KEYS, summary: "Keys on this node, as of each actor's last epoch.", plan: admin::plan_dbsize },
     Command { name: "info", arity: -1, flags: ADMIN, keys: NO_KEYS, summary: "Server, client, statistics, replication and keyspace sections.", plan: admin::plan_info },
     Command { name: "config", arity: -2, flags: ADMIN, keys: NO_KEYS, summary: "CONFIG GET of the settings the server started with.", plan: admin::plan_config },
+    Command { name: "save", arity: 1, flags: ADMIN, keys: NO_KEYS, summary: "Writes a snapshot of every actor and answers once all are on disk (only this connection waits; the node keeps serving).", plan: durability::plan_save },
+    Command { name: "bgsave", arity: -1, flags: ADMIN, keys: NO_KEYS, summary: "Starts a snapshot of every actor in the background (SCHEDULE accepted).", plan: durability::plan_bgsave },
+    Command { name: "bgrewriteaof", arity: 1, flags: ADMIN, keys: NO_KEYS, summary: "As BGSAVE: a snapshot is what compacts the append-only logs.", plan: durability::plan_bgrewriteaof },
+    Command { name: "lastsave", arity: 1, flags: ADMIN | FAST, keys: NO_KEYS, summary: "When every actor last finished a snapshot (Unix seconds; the start time before that).", plan: durability::plan_lastsave },
     Command { name: "multi", arity: 1, flags: FAST | NO_QUEUE, keys: NO_KEYS, summary: "Starts a transaction: commands are queued until EXEC.", plan: plan_multi },
     Command { name: "exec", arity: 1, flags: NO_QUEUE, keys: NO_KEYS, summary: "Runs the queued commands in one round, answering them as one array. Commands on keys of one actor run back to back with no other client in between; keys on different actors or nodes are not isolated from each other (no coordination), and there is no rollback.", plan: plan_exec },
     Command { name: "discard", arity: 1, flags: FAST | NO_QUEUE, keys: NO_KEYS, summary: "Drops the queued commands.", plan: plan_discard },
