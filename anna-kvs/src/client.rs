@@ -330,6 +330,95 @@ impl<V: KvsValue> Client<V> {
         }
     }
 
+    /// Merges `value` into `key`, then waits until `replicas` other nodes have acknowledged
+    /// it or `timeout` passes (see [`Client::wait_replicated`]); returns how many did. The
+    /// write is applied either way: a count below `replicas` means it may not yet survive
+    /// the loss of the node that took it.
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn put_replicated(
+        &mut self,
+        key: impl Into<Key>,
+        value: V,
+        replicas: u32,
+        timeout: Duration,
+    ) -> Result<u32, ClientError> {
+        let key = key.into();
+        self.put(key.clone(), value)?;
+        self.wait_replicated(&[key], replicas, timeout)
+    }
+
+    /// Redis's `WAIT` for the native protocol: polls the owners of `keys` until each key's
+    /// last change is acknowledged by `replicas` nodes other than the one that took it (a
+    /// node acknowledges gossip only once its own log holds it), or until `timeout`. Returns
+    /// the count reached by every key (the smallest).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use anna_kvs::client::{Client, key};
+    /// use anna_kvs::value::Eventual;
+    /// use lattice_core::{Lww, Stamp};
+    ///
+    /// let mut client = Client::<Eventual>::connect(&["127.0.0.1:6450"])?;
+    /// client.put("k", Lww::new(Stamp::new(1, client.client_id()), Some("v".into())))?;
+    /// // Block until two other nodes hold it (or a second passes).
+    /// let acked = client.wait_replicated(&[key("k")], 2, Duration::from_secs(1))?;
+    /// if acked < 2 {
+    ///     eprintln!("only {acked} other nodes have the write so far");
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// No owner of some key answered at all.
+    pub fn wait_replicated(
+        &mut self,
+        keys: &[Key],
+        replicas: u32,
+        timeout: Duration,
+    ) -> Result<u32, ClientError> {
+        let deadline = Instant::now() + timeout;
+        let mut best = vec![0_u32; keys.len()];
+        loop {
+            // Every owner of every key still short of the target: the one that took the write
+            // counts the others' acknowledgements; the rest answer 0 or their own count.
+            let mut requests = Vec::new();
+            let mut of_key = Vec::new();
+            let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+            for (k, key) in keys.iter().enumerate().filter(|&(k, _)| best[k] < replicas) {
+                for conn in self.owner_conns(key) {
+                    match groups.iter_mut().find(|(c, _)| *c == conn) {
+                        Some((_, members)) => members.push(requests.len()),
+                        None => groups.push((conn, vec![requests.len()])),
+                    }
+                    requests.push(Request::Replicated { key: key.clone() });
+                    of_key.push(k);
+                }
+            }
+            if requests.is_empty() {
+                return Ok(best.into_iter().min().unwrap_or(0));
+            }
+            let mut results: Vec<Option<Result<Response<V>, ClientError>>> =
+                (0..requests.len()).map(|_| None).collect();
+            let mut stale_ring = false;
+            let answered = self.exchange(&groups, &requests, &mut results, &mut stale_ring);
+            if answered.is_empty() {
+                return Err(ClientError::Timeout(1));
+            }
+            for (k, result) in of_key.into_iter().zip(results) {
+                if let Some(Ok(Response::Replicated(n))) = result {
+                    best[k] = best[k].max(n);
+                }
+            }
+            let reached = best.iter().copied().min().unwrap_or(0);
+            if reached >= replicas || Instant::now() >= deadline {
+                return Ok(reached);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Sends one request; an error response becomes [`ClientError::Request`].
     ///
     /// # Errors
@@ -623,6 +712,14 @@ impl<V: KvsValue> Client<V> {
     /// The nodes to try for `key`: its owners in random order (healthy first), then every
     /// other known node (a non-owner forwards to an owner).
     fn candidates(&mut self, key: &[u8]) -> Vec<usize> {
+        let mut conns = self.owner_conns(key);
+        let others: Vec<usize> = (0..self.conns.len()).filter(|c| !conns.contains(c)).collect();
+        conns.extend(self.preferred_order(others));
+        conns
+    }
+
+    /// The connections to `key`'s owners, in random order, healthy first.
+    fn owner_conns(&mut self, key: &[u8]) -> Vec<usize> {
         let mut owners = std::mem::take(&mut self.owners);
         self.topology.owners_into(key, None, &mut owners);
         let mut nodes: Vec<usize> = Vec::new();
@@ -647,10 +744,7 @@ impl<V: KvsValue> Client<V> {
                 conns.push(conn);
             }
         }
-        let mut conns = self.preferred_order(conns);
-        let others: Vec<usize> = (0..self.conns.len()).filter(|c| !conns.contains(c)).collect();
-        conns.extend(self.preferred_order(others));
-        conns
+        self.preferred_order(conns)
     }
 }
 

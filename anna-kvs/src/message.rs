@@ -41,6 +41,12 @@ pub enum Request<V: KvsValue> {
         /// The operation.
         op: <V as KvsValue>::Op,
     },
+    /// How many other nodes have acknowledged the key's state as of its last change on the
+    /// actor that serves this (what `WAIT` polls). Answered with [`Response::Replicated`].
+    Replicated {
+        /// The key.
+        key: Key,
+    },
 }
 
 impl<V: KvsValue> Request<V> {
@@ -50,7 +56,8 @@ impl<V: KvsValue> Request<V> {
             Self::Get { key }
             | Self::Put { key, .. }
             | Self::Delete { key }
-            | Self::Apply { key, .. } => key,
+            | Self::Apply { key, .. }
+            | Self::Replicated { key } => key,
         }
     }
 }
@@ -65,6 +72,8 @@ pub enum Response<V: KvsValue> {
     Done(Option<Stamp>),
     /// The result of an [`Request::Apply`].
     Applied(<V as KvsValue>::OpOutput),
+    /// The answer to a [`Request::Replicated`]: how many other nodes acknowledged the key.
+    Replicated(u32),
     /// The request was refused.
     Error(RequestError),
 }

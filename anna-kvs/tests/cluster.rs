@@ -180,6 +180,25 @@ fn the_client_routes_to_owners_and_retries_past_a_killed_node() {
             .map(|n| n.actors.iter().map(|a| a.stats.keys).sum::<u64>())
             .collect::<Vec<_>>()
     );
+    // WAIT over the native protocol: each key has one other replica (replication 2), and
+    // it acknowledged; a third node holds none of it, so asking for two times out at one.
+    let all: Vec<bytes::Bytes> = keys.iter().map(anna_kvs::client::key).collect();
+    assert_eq!(client.wait_replicated(&all, 1, Duration::from_secs(5)).unwrap(), 1);
+    let start = Instant::now();
+    assert_eq!(client.wait_replicated(&all[..3], 2, Duration::from_millis(300)).unwrap(), 1);
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    let written = client
+        .put_replicated(
+            "fresh",
+            RedisValue::from_register(
+                lattice_core::Lww::new(lattice_core::Stamp::new(1, 1), Some("v".into())),
+                1,
+            ),
+            1,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    assert_eq!(written, 1);
     // The CLI, pointed at another node, reads them (every replica has them by now).
     let (ok, text) = anna_cli(&native[1], &["get", "key-7"]);
     assert!(ok && text.starts_with("\"key-7\""), "{text}");
@@ -264,4 +283,69 @@ fn a_key_owned_by_a_dead_node_gets_an_error_not_a_hang() {
     let mine = served.first().expect("no key of the live node among 40");
     assert_eq!(redis(r0, &["SET", mine, "still alive"]).as_deref(), Some("OK"));
     assert_eq!(redis(r0, &["GET", mine]).as_deref(), Some("still alive"));
+}
+
+/// Sends each command (inline form) on one connection, one at a time, and returns each
+/// single-line reply and how long it took.
+fn one_connection(port: u16, commands: &[&str]) -> Vec<(String, Duration)> {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    commands
+        .iter()
+        .map(|command| {
+            let start = Instant::now();
+            writer.write_all(format!("{command}\r\n").as_bytes()).unwrap();
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            (line.trim_end().to_owned(), start.elapsed())
+        })
+        .collect()
+}
+
+#[test]
+fn wait_counts_the_nodes_that_acknowledged_a_connections_writes() {
+    let mut taken = Vec::new();
+    let (mut gossip, mut redis_ports) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let g = free_ports(&taken);
+        taken.push(g);
+        gossip.push(g);
+        let r = free_ports(&taken);
+        taken.push(r);
+        redis_ports.push(r);
+    }
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            let peers: Vec<String> =
+                (0..3).filter(|&j| j != i).map(|j| format!("127.0.0.1:{}", gossip[j])).collect();
+            let (gossip, redis) = (gossip[i].to_string(), redis_ports[i].to_string());
+            start_node(&["--port", &redis, "--gossip-port", &gossip, "--native-port", "0"], &peers)
+        })
+        .collect();
+    wait_up(&nodes);
+    let port = nodes[0].redis_port;
+    // All up: both other nodes acknowledge, well before the timeout.
+    let replies = one_connection(
+        port,
+        &["WAIT 2 100", "SET a 1", "SADD s x", "INCR n", "WAIT 2 10000", "WAIT 0 0"],
+    );
+    assert_eq!(replies[0].0, ":2", "nothing written: every other replica counts");
+    assert_eq!(replies[4].0, ":2", "{replies:?}");
+    assert!(replies[4].1 < Duration::from_secs(5), "WAIT took {:?}", replies[4].1);
+    assert_eq!(replies[5].0, ":2");
+    // The writes did reach the other nodes.
+    for node in &nodes[1..] {
+        assert_eq!(redis(node.redis_port, &["GET", "a"]).as_deref(), Some("1"));
+    }
+    // One node dead: only one can acknowledge; asking for two runs into the timeout.
+    drop(nodes.remove(2));
+    let replies = one_connection(port, &["SET b 2", "WAIT 2 1500", "SET c 3", "WAIT 1 10000"]);
+    assert_eq!(replies[1].0, ":1", "{replies:?}");
+    assert!(replies[1].1 >= Duration::from_millis(1400), "WAIT answered early: {replies:?}");
+    assert_eq!(replies[3].0, ":1", "{replies:?}");
+    assert!(replies[3].1 < Duration::from_secs(5), "{replies:?}");
+    assert_eq!(redis(nodes[1].redis_port, &["GET", "c"]).as_deref(), Some("3"));
 }

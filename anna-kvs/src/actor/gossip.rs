@@ -18,8 +18,11 @@ pub(super) struct PeerLink {
     /// Sequence number of the next batch to it.
     next_seq: u64,
     /// Batches sent and not yet acknowledged: seq → (keys, epoch of the next resend, resends
-    /// so far).
-    pub(super) unacked: BTreeMap<u64, (Vec<Key>, u64, u32)>,
+    /// so far, epoch it was first sent at).
+    pub(super) unacked: BTreeMap<u64, (Vec<Key>, u64, u32, u64)>,
+    /// The latest epoch whose batch to it was given up on (0: none): what was in it may never
+    /// have arrived.
+    lost_through: u64,
     /// Keys held in `unacked`.
     unacked_keys: usize,
     /// Highest seq such that every batch from it up to there has arrived.
@@ -127,6 +130,41 @@ impl<V: KvsValue> Actor<V> {
         }
     }
 
+    /// How many other nodes are known to hold `key`'s state as of its last change here: the
+    /// owners on other nodes whose acknowledgement of the gossip batch that last carried it
+    /// came back (acknowledgements leave a node only once its log has what they confirm).
+    /// A key changed since its last batch counts none; a key not held here counts every
+    /// other owner (there is nothing of it to replicate). `WAIT` polls this.
+    pub fn replicated(&mut self, key: &[u8]) -> u32 {
+        let over = self.overrides.get(key).copied();
+        let mut owners = std::mem::take(&mut self.owners_buf);
+        self.topology.owners_into(key, over, &mut owners);
+        let me = self.id.node;
+        let mut nodes: Vec<NodeIndex> =
+            owners.iter().map(|o| o.node).filter(|&n| n != me).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let count = match self.store.get(key) {
+            None => nodes.len(),
+            Some(slot) if slot.dirty || slot.shipped == 0 => 0,
+            Some(slot) => {
+                let epoch = u64::from(slot.shipped);
+                let acked = |owner: &ActorId| {
+                    self.links.get(owner).is_some_and(|link| {
+                        link.lost_through < epoch
+                            && !link.unacked.values().any(|&(_, _, _, sent)| sent == epoch)
+                    })
+                };
+                nodes
+                    .iter()
+                    .filter(|&&node| owners.iter().any(|o| o.node == node && acked(o)))
+                    .count()
+            }
+        };
+        self.owners_buf = owners;
+        u32::try_from(count).unwrap_or(u32::MAX)
+    }
+
     pub(super) fn receive_gossip(&mut self, now: u64, gossip: Gossip<V>, out: &mut Vec<Output<V>>) {
         let Gossip { from, seq, low_water, updates, overrides } = gossip;
         if !self.is_peer(from) {
@@ -197,7 +235,10 @@ impl<V: KvsValue> Actor<V> {
                     } else {
                         self.stats.merges_changed += 1;
                         let tombstone = value.tombstone_stamp().is_some();
-                        self.store.insert(StoreKey::new(&key), Slot { value, dirty: tombstone });
+                        self.store.insert(
+                            StoreKey::new(&key),
+                            Slot { value, dirty: tombstone, shipped: 0 },
+                        );
                         (true, tombstone)
                     }
                 }
@@ -223,7 +264,7 @@ impl<V: KvsValue> Actor<V> {
         // Only an acknowledgement of a batch still awaited counts for tombstones: one of a
         // batch given up on may come from a receiver that never applied it (it was below the
         // low-water mark when it arrived).
-        let Some((keys, _, _)) = link.unacked.remove(&seq) else { return };
+        let Some((keys, _, _, _)) = link.unacked.remove(&seq) else { return };
         link.unacked_keys -= keys.len();
         for pending in &mut self.tombstones {
             for (peer, batch, need) in &mut pending.peers {
@@ -243,6 +284,7 @@ impl<V: KvsValue> Actor<V> {
         for key in &changeset {
             let Some(slot) = self.store.get_mut(&key[..]) else { continue };
             slot.dirty = false;
+            slot.shipped = u32::try_from(self.epoch + 1).unwrap_or(u32::MAX);
             let over = self.overrides.get(key).copied();
             self.topology.owners_into(key, over, &mut owners);
             for &owner in &owners {
@@ -278,13 +320,14 @@ impl<V: KvsValue> Actor<V> {
             let seq = link.next_seq;
             let keys: Vec<Key> = updates.iter().map(|(k, _)| k.clone()).collect();
             link.unacked_keys += keys.len();
-            link.unacked.insert(seq, (keys, self.epoch + wait, 0));
+            link.unacked.insert(seq, (keys, self.epoch + wait, 0, self.epoch + 1));
             // Never the batch being sent: its receiver must be able to apply it.
             while link.unacked_keys > self.config.max_unacked_keys_per_peer
                 && link.unacked.len() > 1
             {
-                let Some((_, (dropped, _, _))) = link.unacked.pop_first() else { break };
+                let Some((_, (dropped, _, _, sent))) = link.unacked.pop_first() else { break };
                 link.unacked_keys -= dropped.len();
+                link.lost_through = link.lost_through.max(sent);
                 self.stats.gossip_given_up += 1;
             }
             sent_seq.insert(to, seq);
@@ -326,7 +369,7 @@ impl<V: KvsValue> Actor<V> {
         for (&to, link) in &mut self.links {
             let low_water = link.low_water();
             let mut budget = if link.acked_since_resend { RESEND_BURST } else { 1 };
-            for (&seq, (keys, due, resends)) in link.unacked.iter_mut() {
+            for (&seq, (keys, due, resends, _)) in link.unacked.iter_mut() {
                 if epoch < *due {
                     continue;
                 }

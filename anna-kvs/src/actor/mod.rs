@@ -153,6 +153,9 @@ struct Slot<V> {
     /// Set by a write, cleared when the epoch's gossip takes the key; the changeset holds
     /// exactly the keys whose flag is set.
     dirty: bool,
+    /// The epoch (plus one; 0: never) whose gossip last took the key to its other owners:
+    /// what [`Actor::replicated`] asks their acknowledgements about.
+    shipped: u32,
 }
 
 /// One actor: a private replica of its keys, its changeset, and its gossip state.
@@ -368,6 +371,7 @@ impl<V: KvsValue> Actor<V> {
             Request::Get { key } => self.get(&key),
             Request::Delete { key } => self.delete(now, key),
             Request::Apply { key, op } => self.apply(now, key, op),
+            Request::Replicated { key } => Response::Replicated(self.replicated(&key)),
         }
     }
 
@@ -439,7 +443,7 @@ impl<V: KvsValue> Actor<V> {
                 if value.is_bottom() {
                     return;
                 }
-                self.store.insert(StoreKey::new(&key), Slot { value, dirty: false });
+                self.store.insert(StoreKey::new(&key), Slot { value, dirty: false, shipped: 0 });
             }
         }
         if let Some(slot) = self.store.get_mut(&key[..])
@@ -615,7 +619,7 @@ impl<V: KvsValue> Actor<V> {
                 let (changed, output) = change(&mut value)?;
                 if changed && !value.is_bottom() {
                     let dirty = gossiped || value.tombstone_stamp().is_some();
-                    self.store.insert(StoreKey::new(&key), Slot { value, dirty });
+                    self.store.insert(StoreKey::new(&key), Slot { value, dirty, shipped: 0 });
                     self.journal(&key);
                     if dirty {
                         self.changeset.push(key);

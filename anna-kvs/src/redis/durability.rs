@@ -1,19 +1,21 @@
-//! Persistence commands: `SAVE`, `BGSAVE`, `BGREWRITEAOF`, `LASTSAVE`.
+//! Persistence commands: `SAVE`, `BGSAVE`, `BGREWRITEAOF`, `LASTSAVE`, and `WAIT`, which
+//! waits for a connection's writes to reach other nodes.
 //!
 //! Each actor writes its own snapshot (see [`crate::node::aof`]); a node-wide save is asked
 //! of every actor through [`NodeHandle::request_save`] and is done once all have written one
 //! that answers it. `SAVE` blocks only its own connection while that happens (Redis's blocks
 //! the whole server): the actors go on serving.
 
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
 
-use super::plan::{Answers, Context, Plan, Waiting};
+use super::plan::{Answers, Context, Plan, Waiting, not_an_integer, parse_i64};
 use super::resp::Reply;
-use super::session::Session;
-use crate::message::Request;
-use crate::node::NodeHandle;
-
+use super::session::{Session, WAIT_MAX_KEY_BYTES, WAIT_MAX_KEYS};
 use super::value::RedisValue;
+use crate::message::{Request, Response};
+use crate::node::NodeHandle;
 
 /// The node, if it keeps a data directory; the error otherwise.
 fn persistent<'a>(cx: &Context<'a>) -> Result<&'a NodeHandle<RedisValue>, Reply> {
@@ -100,5 +102,141 @@ pub fn last_save(cx: &Context<'_>) -> u64 {
     match reports.iter().map(|r| r.last_save_unix).min() {
         Some(0) | None => started,
         Some(oldest) => oldest,
+    }
+}
+
+/// `WAIT numreplicas timeout`: blocks the connection until every key it wrote since its last
+/// `WAIT` is acknowledged by `numreplicas` other nodes (each node acknowledges gossip only
+/// once its own log holds it), or `timeout` ms pass (0: no limit); answers how many nodes
+/// acknowledged all of them, as Redis does. With nothing written, the number of other
+/// nodes that replicate a key. Inside `MULTI` it answers at once.
+pub fn plan_wait(session: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
+    let (Some(want), Some(timeout)) = (parse_i64(&args[0]), parse_i64(&args[1])) else {
+        return Plan::Now(not_an_integer());
+    };
+    if timeout < 0 {
+        return Plan::Now(Reply::Error("ERR timeout is negative".into()));
+    }
+    let Some(keys) = session.take_written() else {
+        return Plan::Now(Reply::Error(format!(
+            "ERR more than {WAIT_MAX_KEYS} keys (or {WAIT_MAX_KEY_BYTES} bytes of keys) were written since this connection's last WAIT: call WAIT more often"
+        )));
+    };
+    if keys.is_empty() {
+        let replicas = cx.node.map_or(0, |node| {
+            let topology = node.topology();
+            let me = node.index();
+            let mut nodes: Vec<_> = topology
+                .owners(b"", None)
+                .into_iter()
+                .map(|o| o.node)
+                .filter(|&n| n != me)
+                .collect();
+            nodes.sort_unstable();
+            nodes.dedup();
+            nodes.len()
+        });
+        return Plan::Now(Reply::Int(replicas as i64));
+    }
+    let deadline =
+        (timeout > 0).then(|| Instant::now() + Duration::from_millis(timeout.unsigned_abs()));
+    let counts = vec![0; keys.len()];
+    Plan::Wait(Box::new(Wait { keys, counts, want: want.max(0).unsigned_abs(), deadline }), 0)
+}
+
+/// A `WAIT` in progress: each key's best count so far (a key that reached the target is not
+/// asked again, so a later write to it by someone else does not hold this one up).
+struct Wait {
+    keys: Vec<Bytes>,
+    counts: Vec<u64>,
+    want: u64,
+    deadline: Option<Instant>,
+}
+
+impl Wait {
+    fn pending(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.keys.len()).filter(|&i| self.counts[i] < self.want)
+    }
+}
+
+impl Waiting for Wait {
+    fn poll(&mut self) -> Vec<Request<RedisValue>> {
+        self.pending().map(|i| Request::Replicated { key: self.keys[i].clone() }).collect()
+    }
+
+    fn check(&mut self, answers: Answers, last: bool) -> Option<Reply> {
+        let pending: Vec<usize> = self.pending().collect();
+        for (i, answer) in pending.into_iter().zip(answers) {
+            if let Ok(Response::Replicated(n)) = answer {
+                self.counts[i] = self.counts[i].max(u64::from(n));
+            }
+        }
+        let reached = self.counts.iter().copied().min().unwrap_or(0);
+        let expired = self.deadline.is_some_and(|at| Instant::now() >= at);
+        (reached >= self.want || last || expired).then(|| Reply::Int(reached as i64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis::config::Settings;
+    use crate::redis::plan::Counters;
+    use crate::redis::table::dispatch;
+
+    fn run(session: &mut Session, line: &str) -> Plan {
+        let (settings, totals) = (Settings::default(), Counters::default());
+        let cx = Context { settings: &settings, totals: &totals, node: None };
+        let args: Vec<Bytes> =
+            line.split(' ').map(|w| Bytes::copy_from_slice(w.as_bytes())).collect();
+        dispatch(session, &cx, &args)
+    }
+
+    #[test]
+    fn wait_vouches_for_each_key_written_since_the_last_wait_once() {
+        let mut session = Session::new(1, false);
+        for line in ["SET a 1", "GET b", "SET a 2", "SADD s x", "MSET c 1 d 2", "INCR n"] {
+            run(&mut session, line);
+        }
+        let Plan::Wait(mut waiting, _) = run(&mut session, "WAIT 1 0") else {
+            panic!("WAIT after writes must block")
+        };
+        let keys: Vec<Bytes> = waiting.poll().iter().map(|r| r.key().clone()).collect();
+        assert_eq!(keys, ["a", "c", "d", "n", "s"].map(Bytes::from));
+        // Answers below the target keep it waiting; the last key reaching it ends the wait.
+        let answer = |n| Ok(Response::Replicated(n));
+        assert!(
+            waiting
+                .check(vec![answer(1), answer(1), answer(0), answer(1), answer(1)], false)
+                .is_none()
+        );
+        let again: Vec<Bytes> = waiting.poll().iter().map(|r| r.key().clone()).collect();
+        assert_eq!(
+            again,
+            [Bytes::from_static(b"d")],
+            "keys already acknowledged are not asked again"
+        );
+        assert_eq!(waiting.check(vec![answer(2)], false), Some(Reply::Int(1)));
+        // The next WAIT starts afresh: nothing written since.
+        assert!(matches!(run(&mut session, "WAIT 1 0"), Plan::Now(Reply::Int(0))));
+    }
+
+    #[test]
+    fn wait_refuses_to_vouch_for_more_keys_than_it_tracked() {
+        let mut session = Session::new(1, false);
+        for i in 0..=WAIT_MAX_KEYS {
+            run(&mut session, &format!("SET k{i} v"));
+        }
+        let Plan::Now(Reply::Error(message)) = run(&mut session, "WAIT 1 0") else {
+            panic!("WAIT over the cap must say so")
+        };
+        assert!(message.contains("call WAIT more often"), "{message}");
+        // Repeats of one key never overflow.
+        for _ in 0..3 * WAIT_MAX_KEYS {
+            run(&mut session, "SET same v");
+        }
+        assert!(matches!(run(&mut session, "WAIT 1 0"), Plan::Wait(..)));
+        assert!(matches!(run(&mut session, "WAIT x 0"), Plan::Now(Reply::Error(_))));
+        assert!(matches!(run(&mut session, "WAIT 1 -1"), Plan::Now(Reply::Error(_))));
     }
 }

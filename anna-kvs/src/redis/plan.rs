@@ -70,6 +70,21 @@ impl Plan {
         }
     }
 
+    /// Tells `session` the keys the plan writes (for `WAIT`); without allocating, as `SET`
+    /// goes through here. (A `Batch`'s commands told it when `EXEC` planned them.)
+    pub fn note_writes(&self, session: &mut super::session::Session) {
+        let mut note = |request: &Request<RedisValue>| {
+            if !matches!(request, Request::Get { .. } | Request::Replicated { .. }) {
+                session.note_written(request.key());
+            }
+        };
+        match self {
+            Self::Single(Some(request), _) => note(request),
+            Self::Engine(requests, _, _) => requests.iter().for_each(note),
+            _ => {}
+        }
+    }
+
     /// Moves the plan's requests to the end of the round's batch (keeping their count).
     pub fn take_requests(&mut self, into: &mut Vec<Request<RedisValue>>) {
         match self {

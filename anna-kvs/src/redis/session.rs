@@ -24,7 +24,19 @@ pub struct Session {
     /// A command was refused while queueing (unknown, wrong arity): `EXEC` will discard the
     /// transaction, as Redis does.
     pub multi_failed: bool,
+    /// Keys written since the last `WAIT` (what the next one vouches for), in order, with
+    /// repeats until they are squeezed out at the cap.
+    pub written: Vec<Bytes>,
+    /// Bytes of keys in `written`.
+    pub written_bytes: usize,
+    /// More distinct keys were written since the last `WAIT` than it can track.
+    pub written_overflow: bool,
 }
+
+/// Most distinct keys `WAIT` tracks per connection between two calls…
+pub const WAIT_MAX_KEYS: usize = 4096;
+/// …and most bytes of them.
+pub const WAIT_MAX_KEY_BYTES: usize = 1 << 20;
 
 impl Session {
     /// A new connection's state: authenticated from the start only when no password is set.
@@ -38,6 +50,47 @@ impl Session {
             multi: None,
             multi_bytes: 0,
             multi_failed: false,
+            written: Vec::new(),
+            written_bytes: 0,
+            written_overflow: false,
         }
+    }
+
+    /// Notes a key this connection wrote, for its next `WAIT`.
+    pub fn note_written(&mut self, key: &Bytes) {
+        if self.written_overflow {
+            return;
+        }
+        if self.written.len() >= WAIT_MAX_KEYS
+            || self.written_bytes + key.len() > WAIT_MAX_KEY_BYTES
+        {
+            // Squeeze out repeats; past the cap with distinct keys, give up tracking.
+            self.written.sort_unstable();
+            self.written.dedup();
+            self.written_bytes = self.written.iter().map(Bytes::len).sum();
+            if self.written.len() >= WAIT_MAX_KEYS
+                || self.written_bytes + key.len() > WAIT_MAX_KEY_BYTES
+            {
+                self.written_overflow = true;
+                self.written = Vec::new();
+                self.written_bytes = 0;
+                return;
+            }
+        }
+        self.written_bytes += key.len();
+        self.written.push(key.clone());
+    }
+
+    /// The keys written since the last `WAIT`, each once (`None` if there were more than it
+    /// tracks), and a fresh start for the next.
+    pub fn take_written(&mut self) -> Option<Vec<Bytes>> {
+        let mut keys = std::mem::take(&mut self.written);
+        self.written_bytes = 0;
+        if std::mem::take(&mut self.written_overflow) {
+            return None;
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        Some(keys)
     }
 }

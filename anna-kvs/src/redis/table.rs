@@ -133,6 +133,7 @@ pub static TABLE: &[Command] = &[
     Command { name: "bgsave", arity: -1, flags: ADMIN, keys: NO_KEYS, summary: "Starts a snapshot of every actor in the background (SCHEDULE accepted).", plan: durability::plan_bgsave },
     Command { name: "bgrewriteaof", arity: 1, flags: ADMIN, keys: NO_KEYS, summary: "As BGSAVE: a snapshot is what compacts the append-only logs.", plan: durability::plan_bgrewriteaof },
     Command { name: "lastsave", arity: 1, flags: ADMIN | FAST, keys: NO_KEYS, summary: "When every actor last finished a snapshot (Unix seconds; the start time before that).", plan: durability::plan_lastsave },
+    Command { name: "wait", arity: 3, flags: 0, keys: NO_KEYS, summary: "WAIT numreplicas timeout: blocks until this connection's writes since its last WAIT are acknowledged by that many other nodes (or timeout ms pass; 0: no limit), and answers how many did.", plan: durability::plan_wait },
     Command { name: "multi", arity: 1, flags: FAST | NO_QUEUE, keys: NO_KEYS, summary: "Starts a transaction: commands are queued until EXEC.", plan: plan_multi },
     Command { name: "exec", arity: 1, flags: NO_QUEUE, keys: NO_KEYS, summary: "Runs the queued commands in one round, answering them as one array. Commands on keys of one actor run back to back with no other client in between; keys on different actors or nodes are not isolated from each other (no coordination), and there is no rollback.", plan: plan_exec },
     Command { name: "discard", arity: 1, flags: FAST | NO_QUEUE, keys: NO_KEYS, summary: "Drops the queued commands.", plan: plan_discard },
@@ -191,7 +192,11 @@ pub fn dispatch(session: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan
         queue.push(args.to_vec());
         return Plan::Now(Reply::Simple("QUEUED".into()));
     }
-    (command.plan)(session, cx, &args[1..])
+    let plan = (command.plan)(session, cx, &args[1..]);
+    if command.has(WRITE) {
+        plan.note_writes(session);
+    }
+    plan
 }
 
 /// Most commands one `MULTI` queues (each is answered, and planned at `EXEC`, in one round).
