@@ -332,6 +332,40 @@ pub fn all(history: &[Op], last: &Snapshot, tolerance_ms: u64) -> Vec<Verdict> {
     ]
 }
 
+/// What a node served right after a restart, cut off from its peers (so only its own log
+/// could have given it), against what it served just before it was killed: every set member
+/// still there, the counter not below (the workload's sets and counter only grow).
+pub fn kept_through_restart(before: &Snapshot, after: &Snapshot) -> Vec<String> {
+    let mut problems = Vec::new();
+    for key in SET_KEYS {
+        let members = |s: &Snapshot| -> BTreeSet<String> {
+            s.get(key)
+                .cloned()
+                .flatten()
+                .map(|m| m.split(',').filter(|m| !m.is_empty()).map(str::to_owned).collect())
+                .unwrap_or_default()
+        };
+        let missing: Vec<String> = members(before).difference(&members(after)).cloned().collect();
+        if !missing.is_empty() {
+            problems.push(format!(
+                "restarted node lost {} members of {key} it held before the kill, e.g. {}",
+                missing.len(),
+                missing[0]
+            ));
+        }
+    }
+    let count =
+        |s: &Snapshot| s.get(COUNTER_KEY).cloned().flatten().and_then(|v| v.parse::<i64>().ok());
+    if let (Some(before), after) = (count(before), count(after))
+        && after.is_none_or(|after| after < before)
+    {
+        problems.push(format!(
+            "restarted node's counter is {after:?}, below the {before} it held before the kill"
+        ));
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,5 +494,21 @@ mod tests {
         let mut ghost = get(Some((12, 2)), (0, 1));
         ghost.read = Some("ghost".into());
         assert_eq!(sessions(&[ghost]).unexpected, 1);
+    }
+
+    #[test]
+    fn a_restart_that_forgot_members_or_counts_is_caught() {
+        let snapshot = |members: &str, counter: &str| -> Snapshot {
+            let mut s = Snapshot::new();
+            s.insert(SET_KEYS[0].to_owned(), Some(members.to_owned()));
+            s.insert(COUNTER_KEY.to_owned(), Some(counter.to_owned()));
+            s
+        };
+        let before = snapshot("a,b", "10");
+        assert!(kept_through_restart(&before, &snapshot("a,b,c", "12")).is_empty());
+        assert_eq!(kept_through_restart(&before, &snapshot("a", "10")).len(), 1);
+        assert_eq!(kept_through_restart(&before, &snapshot("a,b", "9")).len(), 1);
+        // An empty replica (the old bug) fails both.
+        assert_eq!(kept_through_restart(&before, &Snapshot::new()).len(), 2);
     }
 }

@@ -86,7 +86,14 @@ pub struct Node {
 impl Node {
     /// The node on host `index` of `net`, peering with every other host; its stderr appends to
     /// `log`. Not started yet.
-    pub fn new(net: &Net, index: usize, binary: &Path, log: PathBuf, clock_offset_s: i64) -> Self {
+    pub fn new(
+        net: &Net,
+        index: usize,
+        binary: &Path,
+        log: PathBuf,
+        clock_offset_s: i64,
+        extra: &[&str],
+    ) -> Self {
         let me = net.addr(index);
         let peers: Vec<String> = (0..net.hosts())
             .filter(|&j| j != index)
@@ -118,6 +125,7 @@ impl Node {
         .map(|s| (*s).to_owned())
         // Each host keeps its own data directory across restarts, beside its log.
         .chain(["--dir".to_owned(), log.with_extension("data").display().to_string()])
+        .chain(extra.iter().map(|s| (*s).to_owned()))
         .collect();
         Self {
             index,

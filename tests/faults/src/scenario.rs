@@ -46,24 +46,48 @@ pub struct Scenario {
     pub fault: Fault,
     /// A known failure: the issue that fixes it. Printed as such in every run, never hidden.
     pub known_failure: Option<&'static str>,
+    /// Flags every node gets besides the bed's own (an `appendfsync` policy).
+    pub server_args: &'static [&'static str],
 }
+
+const ALWAYS: &[&str] = &["--appendfsync", "always"];
+const NO_SYNC: &[&str] = &["--appendfsync", "no"];
 
 /// Every scenario.
 pub const SCENARIOS: &[Scenario] = &[
-    Scenario { name: "none", fault: Fault::None, known_failure: None },
-    Scenario { name: "isolate", fault: Fault::Isolate, known_failure: None },
-    Scenario { name: "bridge", fault: Fault::Bridge, known_failure: None },
-    Scenario { name: "one-way", fault: Fault::OneWay, known_failure: None },
-    Scenario { name: "loss", fault: Fault::Loss, known_failure: None },
-    Scenario { name: "pause", fault: Fault::Pause, known_failure: None },
-    Scenario { name: "kill", fault: Fault::Kill, known_failure: None },
-    Scenario { name: "kills", fault: Fault::Kills, known_failure: None },
-    Scenario { name: "clock-ahead", fault: Fault::ClockAhead, known_failure: None },
-    Scenario { name: "clock-behind", fault: Fault::ClockBehind, known_failure: None },
+    Scenario { name: "none", fault: Fault::None, known_failure: None, server_args: &[] },
+    Scenario { name: "isolate", fault: Fault::Isolate, known_failure: None, server_args: &[] },
+    Scenario { name: "bridge", fault: Fault::Bridge, known_failure: None, server_args: &[] },
+    Scenario { name: "one-way", fault: Fault::OneWay, known_failure: None, server_args: &[] },
+    Scenario { name: "loss", fault: Fault::Loss, known_failure: None, server_args: &[] },
+    Scenario { name: "pause", fault: Fault::Pause, known_failure: None, server_args: &[] },
+    Scenario { name: "kill", fault: Fault::Kill, known_failure: None, server_args: &[] },
+    Scenario { name: "kills", fault: Fault::Kills, known_failure: None, server_args: &[] },
+    Scenario { name: "kill-always", fault: Fault::Kill, known_failure: None, server_args: ALWAYS },
+    Scenario { name: "kill-no", fault: Fault::Kill, known_failure: None, server_args: NO_SYNC },
+    Scenario {
+        name: "kills-always",
+        fault: Fault::Kills,
+        known_failure: None,
+        server_args: ALWAYS,
+    },
+    Scenario {
+        name: "clock-ahead",
+        fault: Fault::ClockAhead,
+        known_failure: None,
+        server_args: &[],
+    },
+    Scenario {
+        name: "clock-behind",
+        fault: Fault::ClockBehind,
+        known_failure: None,
+        server_args: &[],
+    },
 ];
 
 /// The short suite `.ci/run` runs.
-pub const SHORT: &[&str] = &["isolate", "bridge", "loss", "pause", "kill", "clock-ahead"];
+pub const SHORT: &[&str] =
+    &["isolate", "bridge", "loss", "pause", "kill", "kill-always", "kill-no", "clock-ahead"];
 
 /// Finds a scenario by name.
 pub fn find(name: &str) -> Option<&'static Scenario> {
@@ -222,7 +246,8 @@ pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Resul
     let mut nodes: Vec<Node> = (0..hosts)
         .map(|i| {
             let offset = if i == plan.victim { clock_offset(scenario.fault) } else { 0 };
-            Node::new(&net, i, &binary, dir.join(format!("node-{i}.log")), offset)
+            let log = dir.join(format!("node-{i}.log"));
+            Node::new(&net, i, &binary, log, offset, scenario.server_args)
         })
         .collect();
     for node in &mut nodes {
@@ -235,6 +260,8 @@ pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Resul
     let began = Instant::now();
     let workload = Workload::start(&addrs, seed, began, settings.pace);
     let (v, o) = (plan.victim, plan.other);
+    let mut before_kill = None;
+    let mut restart_problems = Vec::new();
     let rest: Vec<usize> = (0..hosts).filter(|&i| i != v).collect();
     let (schedule, windows, heal_ms) = match scenario.fault {
         Fault::None => ("no fault".to_owned(), Vec::new(), duration_ms),
@@ -265,8 +292,11 @@ pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Resul
                     "30% packet loss between nodes".to_owned()
                 }
                 Fault::Kill => {
+                    before_kill = workload::snapshot(net.addr(v)).ok();
                     nodes[v].kill();
-                    format!("node {v} killed (-9), restarted with the same flags")
+                    format!(
+                        "node {v} killed (-9), restarted with the same flags, isolated at first"
+                    )
                 }
                 Fault::Kills => {
                     let mut cycles = 0;
@@ -289,10 +319,22 @@ pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Resul
                 _ => unreachable!(),
             };
             sleep_until(began, plan.to_ms);
-            net.heal()?;
             if fault == Fault::Kill {
+                // Restarted cut off from its peers: what it serves then is its own log's.
+                net.partition(&[vec![v], rest.clone()])?;
                 nodes[v].start()?;
+                nodes[v].wait_ready(net.addr(v), Duration::from_secs(15))?;
+                match (&before_kill, workload::snapshot(net.addr(v))) {
+                    (Some(before), Ok(after)) => {
+                        restart_problems.extend(check::kept_through_restart(before, &after))
+                    }
+                    (None, _) => restart_problems
+                        .push(format!("node {v} could not be read before it was killed")),
+                    (_, Err(error)) => restart_problems
+                        .push(format!("node {v} could not be read after its restart: {error}")),
+                }
             }
+            net.heal()?;
             if fault == Fault::Pause {
                 nodes[v].resume();
             }
@@ -308,7 +350,7 @@ pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Resul
     sleep_until(began, duration_ms);
     let ops = workload.finish();
     // Quiet: read every replica until they agree.
-    let mut problems = Vec::new();
+    let mut problems = restart_problems;
     let mut converged_at = None;
     let mut last: Vec<Result<Snapshot, String>> = Vec::new();
     let deadline = Instant::now() + settings.converge_limit;
