@@ -28,23 +28,25 @@ fn free_ports(taken: &[u16]) -> u16 {
 
 struct Node {
     /// Killed when the node is dropped.
-    _process: common::Process,
+    process: common::Process,
     redis_port: u16,
 }
 
 /// Starts an `anna-server` with `args` (the first two must be `--port N`), two unpinned actors,
-/// 20 ms epochs, and `peers`.
+/// 20 ms epochs (unless `args` say otherwise), and `peers`.
 fn start_node(args: &[&str], peers: &[String]) -> Node {
     let redis_port = args[1].parse().expect("--port N first");
+    let epoch: &[&str] = if args.contains(&"--epoch-ms") { &[] } else { &["--epoch-ms", "20"] };
     let child = common::anna_server()
         .args(args)
-        .args(["--threads", "2", "--no-pin", "--epoch-ms", "20", "--log-level", "warn"])
+        .args(epoch)
+        .args(["--threads", "2", "--no-pin", "--log-level", "warn"])
         .args(["--peers", &peers.join(",")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start anna-server");
-    Node { _process: common::Process(child), redis_port }
+    Node { process: common::Process(child), redis_port }
 }
 
 fn wait_up(nodes: &[Node]) {
@@ -58,11 +60,11 @@ fn wait_up(nodes: &[Node]) {
     }
 }
 
-#[test]
-fn three_anna_server_processes_replicate_and_survive_a_kill() {
+/// Three nodes peering with each other (Redis port, gossip port, no native port), `extra`
+/// flags on each, all answering.
+fn three_nodes(extra: &[&str]) -> Vec<Node> {
     let mut taken = Vec::new();
-    let mut gossip = Vec::new();
-    let mut redis_ports = Vec::new();
+    let (mut gossip, mut redis_ports) = (Vec::new(), Vec::new());
     for _ in 0..3 {
         let g = free_ports(&taken);
         taken.push(g);
@@ -71,15 +73,22 @@ fn three_anna_server_processes_replicate_and_survive_a_kill() {
         taken.push(r);
         redis_ports.push(r);
     }
-    let mut nodes: Vec<Node> = (0..3)
+    let nodes: Vec<Node> = (0..3)
         .map(|i| {
             let peers: Vec<String> =
                 (0..3).filter(|&j| j != i).map(|j| format!("127.0.0.1:{}", gossip[j])).collect();
             let (gossip, redis) = (gossip[i].to_string(), redis_ports[i].to_string());
-            start_node(&["--port", &redis, "--gossip-port", &gossip, "--native-port", "0"], &peers)
+            let args = ["--port", &redis, "--gossip-port", &gossip, "--native-port", "0"];
+            start_node(&[&args[..], extra].concat(), &peers)
         })
         .collect();
     wait_up(&nodes);
+    nodes
+}
+
+#[test]
+fn three_anna_server_processes_replicate_and_survive_a_kill() {
+    let mut nodes = three_nodes(&[]);
 
     // Writes through node 0 are read through nodes 1 and 2.
     assert_eq!(redis(nodes[0].redis_port, &["SET", "city", "Berkeley"]).as_deref(), Some("OK"));
@@ -307,25 +316,7 @@ fn one_connection(port: u16, commands: &[&str]) -> Vec<(String, Duration)> {
 
 #[test]
 fn wait_counts_the_nodes_that_acknowledged_a_connections_writes() {
-    let mut taken = Vec::new();
-    let (mut gossip, mut redis_ports) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
-        let g = free_ports(&taken);
-        taken.push(g);
-        gossip.push(g);
-        let r = free_ports(&taken);
-        taken.push(r);
-        redis_ports.push(r);
-    }
-    let mut nodes: Vec<Node> = (0..3)
-        .map(|i| {
-            let peers: Vec<String> =
-                (0..3).filter(|&j| j != i).map(|j| format!("127.0.0.1:{}", gossip[j])).collect();
-            let (gossip, redis) = (gossip[i].to_string(), redis_ports[i].to_string());
-            start_node(&["--port", &redis, "--gossip-port", &gossip, "--native-port", "0"], &peers)
-        })
-        .collect();
-    wait_up(&nodes);
+    let mut nodes = three_nodes(&[]);
     let port = nodes[0].redis_port;
     // All up: both other nodes acknowledge, well before the timeout.
     let replies = one_connection(
@@ -348,4 +339,35 @@ fn wait_counts_the_nodes_that_acknowledged_a_connections_writes() {
     assert_eq!(replies[3].0, ":1", "{replies:?}");
     assert!(replies[3].1 < Duration::from_secs(5), "{replies:?}");
     assert_eq!(redis(nodes[1].redis_port, &["GET", "c"]).as_deref(), Some("3"));
+}
+
+#[test]
+fn sigterm_gossips_the_last_changes_before_the_node_exits() {
+    // Long epochs: without a graceful stop, the writes of the epoch in progress would be lost.
+    let mut nodes = three_nodes(&["--epoch-ms", "2000"]);
+    let port = nodes[0].redis_port;
+    let commands: Vec<String> = (0..200).map(|i| format!("SET term-{i} v{i}")).collect();
+    let commands: Vec<&str> = commands.iter().map(String::as_str).collect();
+    let replies = one_connection(port, &commands);
+    assert!(replies.iter().all(|(reply, _)| reply == "+OK"), "{replies:?}");
+    // SIGTERM right after the last acknowledgement; the node must exit by itself.
+    let mut stopped = nodes.remove(0);
+    let pid = stopped.process.0.id().to_string();
+    let start = Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = loop {
+        if let Some(status) = stopped.process.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no exit 10 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status}");
+    // The survivors have every acknowledged write at once: nothing was left to a later epoch.
+    for node in &nodes {
+        for i in 0..200 {
+            let key = format!("term-{i}");
+            assert_eq!(redis(node.redis_port, &["GET", &key]), Some(format!("v{i}")), "{key}");
+        }
+    }
 }

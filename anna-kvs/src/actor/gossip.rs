@@ -358,6 +358,19 @@ impl<V: KvsValue> Actor<V> {
         }
     }
 
+    /// Makes every unacknowledged batch due and resends (a stopping node does not wait out the
+    /// backoff: it wants its last changes acknowledged before it exits).
+    pub fn resend_unacked_now(&mut self, out: &mut Vec<Output<V>>) {
+        let epoch = self.epoch;
+        for link in self.links.values_mut() {
+            link.acked_since_resend = true;
+            for (_, due, _, _) in link.unacked.values_mut() {
+                *due = epoch;
+            }
+        }
+        self.resend_overdue(out);
+    }
+
     /// Resends overdue batches, oldest first: up to [`RESEND_BURST`] to a peer that
     /// acknowledged something since the last round, one (a probe) to a silent one. Resending
     /// every overdue batch each round would pile up, behind a partition or a paused peer,

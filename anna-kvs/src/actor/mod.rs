@@ -251,6 +251,11 @@ impl<V: KvsValue> Actor<V> {
         self.next_epoch_at
     }
 
+    /// Makes the next epoch due at `now` (a stopping node gossips its last changes at once).
+    pub fn bring_epoch_forward(&mut self, now: u64) {
+        self.next_epoch_at = self.next_epoch_at.min(now);
+    }
+
     /// Its counters.
     pub fn stats(&self) -> ActorStats {
         let mut stats = self.stats.clone();

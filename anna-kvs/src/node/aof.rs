@@ -846,13 +846,13 @@ pub struct Identity {
     /// wall clock in µs, so it also orders with nodes that keep no directory.
     pub incarnation: u64,
     /// Held for the node's life: a second process on the same directory is refused.
-    _lock: Option<File>,
+    lock: std::sync::Mutex<Option<File>>,
 }
 
 impl Identity {
     /// A fresh identity for a node without a directory (memory only: nothing survives it).
     pub fn ephemeral(now_us: u64) -> Self {
-        Self { node_id: random_u64(), incarnation: now_us, _lock: None }
+        Self { node_id: random_u64(), incarnation: now_us, lock: std::sync::Mutex::new(None) }
     }
 
     /// Reads (or makes) the identity in `dir`, raises the incarnation and syncs it.
@@ -899,7 +899,7 @@ impl Identity {
         };
         let incarnation = (previous + 1).max(now_us);
         write_synced(dir, &inc_path, &format!("{incarnation}\n"))?;
-        Ok(Self { node_id, incarnation, _lock: Some(lock) })
+        Ok(Self { node_id, incarnation, lock: std::sync::Mutex::new(Some(lock)) })
     }
 }
 
@@ -923,6 +923,15 @@ fn random_u64() -> u64 {
     hasher.write_u128(nanos);
     hasher.write_u32(std::process::id());
     hasher.finish()
+}
+
+impl Identity {
+    /// Lets go of the data directory (the node has stopped; handles to it may live on).
+    pub fn release(&self) {
+        if let Ok(mut lock) = self.lock.lock() {
+            lock.take();
+        }
+    }
 }
 
 /// The writer id of actor `thread` in this life of node `node_id`: a 64-bit hash of (id,

@@ -132,6 +132,10 @@ pub(super) struct Driver<V: KvsValue> {
     last_aof_error: Option<Instant>,
     /// The snapshot being written: the keys still to give it.
     snapshot: Option<SnapshotCursor>,
+    /// The node is stopping (see `Shared::draining`), and whether this actor is done.
+    draining: bool,
+    drained: bool,
+    last_drain_resend: Option<Instant>,
 }
 
 /// A snapshot's walk over the store: the keys held when it began (keys added later are in
@@ -142,6 +146,9 @@ struct SnapshotCursor {
     /// The `SAVE`/`BGSAVE` request count it answers.
     asked: u64,
 }
+
+/// How often a stopping actor resends what its peers have not acknowledged.
+const DRAIN_RESEND: Duration = Duration::from_millis(100);
 
 /// Keys encoded per snapshot chunk.
 const SNAPSHOT_CHUNK_KEYS: usize = 512;
@@ -196,6 +203,9 @@ impl<V: KvsValue> Driver<V> {
             last_aof_error: None,
             held: Vec::new(),
             snapshot: None,
+            draining: false,
+            drained: false,
+            last_drain_resend: None,
         })
     }
 
@@ -208,6 +218,9 @@ impl<V: KvsValue> Driver<V> {
             if self.snapshot.is_some() {
                 // Come back soon to feed the snapshot writer.
                 timeout_ms = timeout_ms.min(1);
+            }
+            if self.draining && !self.drained {
+                timeout_ms = timeout_ms.min(DRAIN_RESEND.as_millis() as u64);
             }
             if let Some(deadline) = self.rounds.iter().map(|r| r.gather.deadline).min() {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -270,7 +283,17 @@ impl<V: KvsValue> Driver<V> {
             {
                 self.finish_round(round);
             }
+            let start_draining = !self.draining && self.shared.draining.load(Ordering::Relaxed);
+            if start_draining {
+                self.draining = true;
+                if let Some(service) = &mut self.service {
+                    service.drain();
+                }
+            }
             let now = self.shared.clock.now_us();
+            if start_draining {
+                self.actor.bring_epoch_forward(now);
+            }
             if now >= self.actor.next_epoch_at() {
                 let start = Instant::now();
                 self.actor.handle(now, Input::Tick, &mut self.outputs);
@@ -280,8 +303,30 @@ impl<V: KvsValue> Driver<V> {
                 self.report.gossip_ns += start.elapsed().as_nanos() as u64;
                 self.publish();
             }
+            if self.draining && !self.drained {
+                if self.is_drained() {
+                    self.drained = true;
+                    self.shared.drained.fetch_add(1, Ordering::SeqCst);
+                } else if self.last_drain_resend.is_none_or(|at| at.elapsed() >= DRAIN_RESEND) {
+                    // A batch or its acknowledgement may have been dropped (a connection not
+                    // up yet): resend without waiting out the backoff.
+                    self.last_drain_resend = Some(Instant::now());
+                    self.actor.resend_unacked_now(&mut self.outputs);
+                    self.commit();
+                }
+            }
         }
         self.publish();
+    }
+
+    /// Stopping, nothing left in flight: no client round, no mail, every change gossiped and
+    /// acknowledged (and so logged, here and at the peers).
+    fn is_drained(&self) -> bool {
+        self.rounds.is_empty()
+            && self.held.is_empty()
+            && self.mailbox.is_empty()
+            && self.actor.is_quiet()
+            && self.service.as_ref().is_none_or(|s| s.drained())
     }
 
     /// Answers, with timeouts, the batches whose forwarded requests are overdue, and forgets

@@ -105,6 +105,9 @@ pub struct ActorReport {
     pub bytes_out: u64,
 }
 
+/// Longest a stopping node waits for its peers to acknowledge its last changes.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// State shared by a node's threads and handles.
 struct Shared<V: KvsValue> {
     /// Creates the gossip sockets.
@@ -119,6 +122,12 @@ struct Shared<V: KvsValue> {
     doorbells: Vec<Doorbell>,
     /// Set once at shutdown; every actor loop checks it each round.
     stop: AtomicBool,
+    /// Set first at shutdown: actors take no new client commands, finish those in flight,
+    /// log and gossip their last changes, and count themselves in `drained` once every peer
+    /// acknowledged (or [`DRAIN_TIMEOUT`] passes).
+    draining: AtomicBool,
+    /// Actors done draining.
+    drained: std::sync::atomic::AtomicUsize,
     /// Each actor's counters as of its last epoch (read by INFO and the stats request).
     reports: Vec<Mutex<ActorReport>>,
     /// The configuration the node was started with (thread count resolved).
@@ -288,6 +297,8 @@ impl<V: KvsValue> Node<V> {
             incarnation: identity.incarnation,
             identity,
             save_requests: std::sync::atomic::AtomicU64::new(0),
+            draining: AtomicBool::new(false),
+            drained: std::sync::atomic::AtomicUsize::new(0),
             config: config.clone(),
             clock,
         });
@@ -373,6 +384,22 @@ impl<V: KvsValue> Node<V> {
         if self.threads.is_empty() {
             return;
         }
+        // Drain first: what was acknowledged reaches the log and the peers before the stop.
+        self.shared.draining.store(true, Ordering::SeqCst);
+        for doorbell in &self.shared.doorbells {
+            doorbell.ring_now();
+        }
+        let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
+        while self.shared.drained.load(Ordering::SeqCst) < self.threads.len()
+            && std::time::Instant::now() < deadline
+            && !self.threads.iter().any(JoinHandle::is_finished)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let drained = self.shared.drained.load(Ordering::SeqCst);
+        if drained < self.threads.len() {
+            tracing::warn!(node = self.shared.me, drained, actors = self.threads.len(), timeout = ?DRAIN_TIMEOUT, "stopping with gossip unacknowledged (a peer is down or slow): its writes stay in this node's log");
+        }
         self.shared.stop.store(true, Ordering::SeqCst);
         for doorbell in &self.shared.doorbells {
             doorbell.ring_now();
@@ -380,6 +407,8 @@ impl<V: KvsValue> Node<V> {
         for handle in self.threads.drain(..) {
             let _ = handle.join();
         }
+        // Every log is closed: another process may open the directory now.
+        self.shared.identity.release();
         tracing::info!(node = self.shared.me, "anna node stopped");
     }
 }

@@ -39,6 +39,12 @@ pub trait Service<V: KvsValue>: Send {
     /// [`Service::step`], at once with no answers if it pushed no requests; a request nobody
     /// answered within the node's `request_timeout` gets [`RequestError::Timeout`]).
     fn complete(&mut self, round: u64, answers: Vec<Result<Response<V>, RequestError>>);
+    /// The node is shutting down: take no new commands, finish what is in flight, then close.
+    fn drain(&mut self) {}
+    /// Whether nothing is in flight any more (after [`Service::drain`]).
+    fn drained(&self) -> bool {
+        true
+    }
 }
 
 /// New events on a descriptor a [`Service`] registered.

@@ -75,6 +75,20 @@ pub fn plan_info(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
     Plan::Now(Reply::text(info(cx, args.first())))
 }
 
+/// When the node last had a whole snapshot (`LASTSAVE`, `rdb_last_save_time`): every
+/// actor's last one finished by then, in Unix seconds; the start time before the first.
+pub fn last_save(cx: &Context<'_>) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let started = now.saturating_sub(cx.settings.started.elapsed().as_secs());
+    let reports = cx.node.map(NodeHandle::reports).unwrap_or_default();
+    match reports.iter().map(|r| r.last_save_unix).min() {
+        Some(0) | None => started,
+        Some(oldest) => oldest,
+    }
+}
+
 fn auth(session: &mut Session, cx: &Context<'_>, rest: &[Bytes]) -> Reply {
     let (user, password) = match rest {
         [password] => (None, password),
@@ -365,7 +379,7 @@ fn info(cx: &Context<'_>, section: Option<&Bytes>) -> String {
         let logs: u64 = reports.iter().map(|r| r.aof_bytes).sum();
         let base: u64 = reports.iter().map(|r| r.snapshot_bytes).sum();
         let changes: u64 = reports.iter().map(|r| r.changes_since_save).sum();
-        let last_save = super::durability::last_save(cx);
+        let last_save = last_save(cx);
         let status = |bad: bool| if bad { "err" } else { "ok" };
         out.push_str(&format!(
             "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:{changes}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{last_save}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_saves:{saves}\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrites:{saves}\r\naof_last_bgrewrite_status:{}\r\naof_last_write_status:{}\r\naof_current_size:{}\r\naof_base_size:{base}\r\nanna_appendfsync:{}\r\nanna_dir:{}\r\nanna_aof_write_errors:{errors}\r\nanna_node_id:{node_id:016x}\r\nanna_incarnation:{incarnation}\r\n\r\n",

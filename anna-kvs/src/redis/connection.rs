@@ -74,6 +74,8 @@ pub(super) struct Connections {
     chunk: Vec<u8>,
     /// Some connection not in a round has complete commands left unparsed.
     more_buffered: bool,
+    /// The node is stopping: no new commands are read; connections close once answered.
+    draining: bool,
 }
 
 impl Connections {
@@ -89,6 +91,7 @@ impl Connections {
             local: Counters::default(),
             chunk: vec![0_u8; 64 * 1024],
             more_buffered: false,
+            draining: false,
         }
     }
 
@@ -161,6 +164,20 @@ impl Service<RedisValue> for Connections {
             }
             conn.readable |= event.readable;
         }
+        if self.draining {
+            // Answer what is in flight; read nothing new; close what is answered.
+            for slot in 0..self.slots.len() {
+                if let Some(conn) = &mut self.slots[slot]
+                    && conn.round.is_none()
+                {
+                    conn.flush();
+                    conn.dead |= !conn.output_pending();
+                }
+                self.sweep(slot);
+            }
+            self.more_buffered = false;
+            return;
+        }
         while let Ok(incoming) = self.incoming.try_recv() {
             self.adopt(incoming, registry);
         }
@@ -200,6 +217,17 @@ impl Service<RedisValue> for Connections {
         for slot in 0..self.slots.len() {
             self.sweep(slot);
         }
+    }
+
+    fn drain(&mut self) {
+        self.draining = true;
+        // Connections not yet adopted are closed unserved.
+        let queued = self.incoming.try_iter().count();
+        self.shared.counters.connected.fetch_sub(queued, Ordering::Relaxed);
+    }
+
+    fn drained(&self) -> bool {
+        self.slots.iter().flatten().all(|conn| conn.round.is_none())
     }
 
     fn complete(&mut self, round: u64, answers: Vec<Result<Response<RedisValue>, RequestError>>) {

@@ -89,20 +89,7 @@ impl Waiting for Save {
 /// `LASTSAVE`: when the node last had a whole snapshot (every actor's last one finished by
 /// then), in Unix seconds; the start time before the first.
 pub fn plan_lastsave(_: &mut Session, cx: &Context<'_>, _: &[Bytes]) -> Plan {
-    Plan::Now(Reply::Int(last_save(cx) as i64))
-}
-
-/// See [`plan_lastsave`].
-pub fn last_save(cx: &Context<'_>) -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let started = now.saturating_sub(cx.settings.started.elapsed().as_secs());
-    let reports = cx.node.map(NodeHandle::reports).unwrap_or_default();
-    match reports.iter().map(|r| r.last_save_unix).min() {
-        Some(0) | None => started,
-        Some(oldest) => oldest,
-    }
+    Plan::Now(Reply::Int(super::admin::last_save(cx) as i64))
 }
 
 /// `WAIT numreplicas timeout`: blocks the connection until every key it wrote since its last
@@ -174,69 +161,5 @@ impl Waiting for Wait {
         let reached = self.counts.iter().copied().min().unwrap_or(0);
         let expired = self.deadline.is_some_and(|at| Instant::now() >= at);
         (reached >= self.want || last || expired).then(|| Reply::Int(reached as i64))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::redis::config::Settings;
-    use crate::redis::plan::Counters;
-    use crate::redis::table::dispatch;
-
-    fn run(session: &mut Session, line: &str) -> Plan {
-        let (settings, totals) = (Settings::default(), Counters::default());
-        let cx = Context { settings: &settings, totals: &totals, node: None };
-        let args: Vec<Bytes> =
-            line.split(' ').map(|w| Bytes::copy_from_slice(w.as_bytes())).collect();
-        dispatch(session, &cx, &args)
-    }
-
-    #[test]
-    fn wait_vouches_for_each_key_written_since_the_last_wait_once() {
-        let mut session = Session::new(1, false);
-        for line in ["SET a 1", "GET b", "SET a 2", "SADD s x", "MSET c 1 d 2", "INCR n"] {
-            run(&mut session, line);
-        }
-        let Plan::Wait(mut waiting, _) = run(&mut session, "WAIT 1 0") else {
-            panic!("WAIT after writes must block")
-        };
-        let keys: Vec<Bytes> = waiting.poll().iter().map(|r| r.key().clone()).collect();
-        assert_eq!(keys, ["a", "c", "d", "n", "s"].map(Bytes::from));
-        // Answers below the target keep it waiting; the last key reaching it ends the wait.
-        let answer = |n| Ok(Response::Replicated(n));
-        assert!(
-            waiting
-                .check(vec![answer(1), answer(1), answer(0), answer(1), answer(1)], false)
-                .is_none()
-        );
-        let again: Vec<Bytes> = waiting.poll().iter().map(|r| r.key().clone()).collect();
-        assert_eq!(
-            again,
-            [Bytes::from_static(b"d")],
-            "keys already acknowledged are not asked again"
-        );
-        assert_eq!(waiting.check(vec![answer(2)], false), Some(Reply::Int(1)));
-        // The next WAIT starts afresh: nothing written since.
-        assert!(matches!(run(&mut session, "WAIT 1 0"), Plan::Now(Reply::Int(0))));
-    }
-
-    #[test]
-    fn wait_refuses_to_vouch_for_more_keys_than_it_tracked() {
-        let mut session = Session::new(1, false);
-        for i in 0..=WAIT_MAX_KEYS {
-            run(&mut session, &format!("SET k{i} v"));
-        }
-        let Plan::Now(Reply::Error(message)) = run(&mut session, "WAIT 1 0") else {
-            panic!("WAIT over the cap must say so")
-        };
-        assert!(message.contains("call WAIT more often"), "{message}");
-        // Repeats of one key never overflow.
-        for _ in 0..3 * WAIT_MAX_KEYS {
-            run(&mut session, "SET same v");
-        }
-        assert!(matches!(run(&mut session, "WAIT 1 0"), Plan::Wait(..)));
-        assert!(matches!(run(&mut session, "WAIT x 0"), Plan::Now(Reply::Error(_))));
-        assert!(matches!(run(&mut session, "WAIT 1 -1"), Plan::Now(Reply::Error(_))));
     }
 }

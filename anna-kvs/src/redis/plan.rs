@@ -74,7 +74,7 @@ impl Plan {
     /// goes through here. (A `Batch`'s commands told it when `EXEC` planned them.)
     pub fn note_writes(&self, session: &mut super::session::Session) {
         let mut note = |request: &Request<RedisValue>| {
-            if !matches!(request, Request::Get { .. } | Request::Replicated { .. }) {
+            if writes(request) {
                 session.note_written(request.key());
             }
         };
@@ -143,6 +143,15 @@ impl Plan {
             }
             other => Ok(other.finish(answers, counters)),
         }
+    }
+}
+
+/// Whether an engine request may change the store (a read-only operation does not).
+pub fn writes(request: &Request<RedisValue>) -> bool {
+    match request {
+        Request::Get { .. } | Request::Replicated { .. } => false,
+        Request::Apply { op, .. } => !op.is_read(),
+        Request::Put { .. } | Request::Delete { .. } => true,
     }
 }
 

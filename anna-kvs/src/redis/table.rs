@@ -300,7 +300,6 @@ pub fn plan_command(_: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::Request;
     use crate::redis::config::Settings;
     use crate::redis::plan::Counters;
 
@@ -365,7 +364,7 @@ mod tests {
             let mut session = Session::new(1, false);
             let plan = dispatch(&mut session, &cx, &args);
             let requests = plan.requests();
-            let writes = requests.iter().any(|r| !matches!(r, Request::Get { .. }));
+            let writes = requests.iter().any(|r| crate::redis::plan::writes(r));
             assert_eq!(writes, command.has(WRITE), "{}: write flag vs {plan:?}", command.name);
             if command.has(READONLY) && command.keys != NO_KEYS {
                 assert!(!requests.is_empty() && !writes, "{}: read-only", command.name);
@@ -445,5 +444,70 @@ mod tests {
         let Reply::Array(mset) = &rows[0] else { panic!("{rows:?}") };
         assert_eq!(mset[..2], [Reply::text("mset"), Reply::Int(-3)]);
         assert_eq!(mset[3..], [Reply::Int(1), Reply::Int(-1), Reply::Int(2)]);
+    }
+
+    /// `WAIT`'s bookkeeping: what dispatch notes as written, and what the wait asks.
+    mod wait {
+        use super::super::*;
+        use crate::message::Response;
+        use crate::redis::config::Settings;
+        use crate::redis::plan::{Counters, Waiting};
+        use crate::redis::session::WAIT_MAX_KEYS;
+
+        fn run(session: &mut Session, line: &str) -> Plan {
+            let (settings, totals) = (Settings::default(), Counters::default());
+            let cx = Context { settings: &settings, totals: &totals, node: None };
+            let args: Vec<Bytes> =
+                line.split(' ').map(|w| Bytes::copy_from_slice(w.as_bytes())).collect();
+            dispatch(session, &cx, &args)
+        }
+
+        #[test]
+        fn wait_vouches_for_each_key_written_since_the_last_wait_once() {
+            let mut session = Session::new(1, false);
+            for line in ["SET a 1", "GET b", "SET a 2", "SADD s x", "MSET c 1 d 2", "INCR n"] {
+                run(&mut session, line);
+            }
+            let Plan::Wait(mut waiting, _) = run(&mut session, "WAIT 1 0") else {
+                panic!("WAIT after writes must block")
+            };
+            let keys: Vec<Bytes> = waiting.poll().iter().map(|r| r.key().clone()).collect();
+            assert_eq!(keys, ["a", "c", "d", "n", "s"].map(Bytes::from));
+            // Answers below the target keep it waiting; the last key reaching it ends the wait.
+            let answer = |n| Ok(Response::Replicated(n));
+            assert!(
+                waiting
+                    .check(vec![answer(1), answer(1), answer(0), answer(1), answer(1)], false)
+                    .is_none()
+            );
+            let again: Vec<Bytes> = waiting.poll().iter().map(|r| r.key().clone()).collect();
+            assert_eq!(
+                again,
+                [Bytes::from_static(b"d")],
+                "keys already acknowledged are not asked again"
+            );
+            assert_eq!(waiting.check(vec![answer(2)], false), Some(Reply::Int(1)));
+            // The next WAIT starts afresh: nothing written since.
+            assert!(matches!(run(&mut session, "WAIT 1 0"), Plan::Now(Reply::Int(0))));
+        }
+
+        #[test]
+        fn wait_refuses_to_vouch_for_more_keys_than_it_tracked() {
+            let mut session = Session::new(1, false);
+            for i in 0..=WAIT_MAX_KEYS {
+                run(&mut session, &format!("SET k{i} v"));
+            }
+            let Plan::Now(Reply::Error(message)) = run(&mut session, "WAIT 1 0") else {
+                panic!("WAIT over the cap must say so")
+            };
+            assert!(message.contains("call WAIT more often"), "{message}");
+            // Repeats of one key never overflow.
+            for _ in 0..3 * WAIT_MAX_KEYS {
+                run(&mut session, "SET same v");
+            }
+            assert!(matches!(run(&mut session, "WAIT 1 0"), Plan::Wait(..)));
+            assert!(matches!(run(&mut session, "WAIT x 0"), Plan::Now(Reply::Error(_))));
+            assert!(matches!(run(&mut session, "WAIT 1 -1"), Plan::Now(Reply::Error(_))));
+        }
     }
 }

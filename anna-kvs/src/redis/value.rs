@@ -154,6 +154,19 @@ pub enum RedisOp {
     GetDel,
     /// `APPEND key value`: answers the new length.
     Append(Bytes),
+    /// `SCARD key`: read in place (no copy of the set), O(1).
+    SCard,
+    /// `SISMEMBER key member`: read in place, O(log n).
+    SIsMember(Bytes),
+    /// `TYPE`/`EXISTS`: the key's type name (`string`, `set`), nil when it holds nothing; O(1).
+    Kind,
+}
+
+impl RedisOp {
+    /// Whether the operation only reads (it never changes the state).
+    pub fn is_read(&self) -> bool {
+        matches!(self, Self::SCard | Self::SIsMember(_) | Self::Kind)
+    }
 }
 
 /// When a conditional `SET` writes.
@@ -391,6 +404,26 @@ impl KvsValue for RedisValue {
                 let len = i64::try_from(joined.len()).unwrap_or(i64::MAX);
                 self.string.merge(Lww::new(stamp, Some(Bytes::from(joined).into())));
                 Ok((true, RedisOpOutput::Int(len)))
+            }
+            RedisOp::SCard | RedisOp::SIsMember(_) => {
+                if matches!(self.kind(), Some(Kind::String | Kind::Counter)) {
+                    return Err(OpError::WrongType);
+                }
+                let set = self.typed.as_ref().map(|t| &t.set).filter(|_| self.kind().is_some());
+                let answer = match (op, set) {
+                    (_, None) => 0,
+                    (RedisOp::SIsMember(member), Some(set)) => i64::from(set.contains(&member)),
+                    (_, Some(set)) => set.len() as i64,
+                };
+                Ok((false, RedisOpOutput::Int(answer)))
+            }
+            RedisOp::Kind => {
+                let name: Option<&'static [u8]> = match self.kind() {
+                    Some(Kind::Set) => Some(b"set"),
+                    Some(Kind::String | Kind::Counter) => Some(b"string"),
+                    None => None,
+                };
+                Ok((false, RedisOpOutput::Bulk(name.map(Bytes::from_static))))
             }
             RedisOp::SAdd(members) => {
                 if matches!(self.kind(), Some(Kind::String | Kind::Counter)) {

@@ -305,6 +305,43 @@ fn embedded_node() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 #[test]
+fn durability() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = std::env::temp_dir().join(format!("anna-book-durability-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // ANCHOR: durability
+    use anna_kvs::{Eventual, Fsync, Node, NodeConfig, Persistence};
+    use lattice_core::{Lww, Stamp};
+
+    let config = NodeConfig {
+        threads: 2,
+        pin_threads: false,
+        persistence: Persistence {
+            dir: Some(dir.clone()),
+            fsync: Fsync::Always, // acknowledged only once on disk
+            ..Persistence::default()
+        },
+        ..NodeConfig::default()
+    };
+    let node: Node<Eventual> = Node::start(config.clone())?;
+    let (id, first_life) = node.identity();
+    let mut handle = node.handle();
+    handle.put("greeting", Lww::new(Stamp::default(), Some("hello".into())), true)?;
+    node.shutdown();
+
+    // The same directory: the same node, in its next life, with what it acknowledged.
+    let node: Node<Eventual> = Node::start(config)?;
+    let (same_id, next_life) = node.identity();
+    assert_eq!(same_id, id);
+    assert!(next_life > first_life);
+    let value = node.handle().get("greeting")?.and_then(|v| v.value().cloned().flatten());
+    assert_eq!(value.as_deref(), Some(&b"hello"[..]));
+    node.shutdown();
+    // ANCHOR_END: durability
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[test]
 fn the_level_table_in_the_book_is_the_one_the_tests_count() {
     let source = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../anna-kvs/src/levels/mod.rs"),

@@ -188,6 +188,24 @@ impl Node {
         self.paused = false;
     }
 
+    /// `SIGTERM`, then waits for the process to exit: how long it took, or `None` if it had to
+    /// be killed after `limit`.
+    pub fn terminate(&mut self, limit: Duration) -> Option<Duration> {
+        let pid = self.pid()?;
+        let start = Instant::now();
+        let _ = kill(pid, Signal::SIGTERM);
+        let mut child = self.child.take()?;
+        while start.elapsed() < limit {
+            if let Ok(Some(_)) = child.try_wait() {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
     /// `SIGSTOP`.
     pub fn pause(&mut self) {
         if let Some(pid) = self.pid() {

@@ -29,6 +29,9 @@ pub enum Fault {
     /// A random node `kill -9`ed every ~1.5 s through the window, each restarted 0.3-0.8 s
     /// later (many crash/restart cycles per run).
     Kills,
+    /// One node stopped with `SIGTERM` under load and never restarted: what it acknowledged
+    /// must be on the other two (a graceful stop gossips its last changes first).
+    Term,
     /// One node `SIGSTOP`ped for many epochs, then continued.
     Pause,
     /// One node's clock 10 s ahead (libfaketime), the whole run.
@@ -63,6 +66,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario { name: "pause", fault: Fault::Pause, known_failure: None, server_args: &[] },
     Scenario { name: "kill", fault: Fault::Kill, known_failure: None, server_args: &[] },
     Scenario { name: "kills", fault: Fault::Kills, known_failure: None, server_args: &[] },
+    Scenario { name: "term", fault: Fault::Term, known_failure: None, server_args: &[] },
     Scenario { name: "kill-always", fault: Fault::Kill, known_failure: None, server_args: ALWAYS },
     Scenario { name: "kill-no", fault: Fault::Kill, known_failure: None, server_args: NO_SYNC },
     Scenario {
@@ -86,8 +90,17 @@ pub const SCENARIOS: &[Scenario] = &[
 ];
 
 /// The short suite `.ci/run` runs.
-pub const SHORT: &[&str] =
-    &["isolate", "bridge", "loss", "pause", "kill", "kill-always", "kill-no", "clock-ahead"];
+pub const SHORT: &[&str] = &[
+    "isolate",
+    "bridge",
+    "loss",
+    "pause",
+    "kill",
+    "kill-always",
+    "kill-no",
+    "term",
+    "clock-ahead",
+];
 
 /// Finds a scenario by name.
 pub fn find(name: &str) -> Option<&'static Scenario> {
@@ -316,6 +329,20 @@ pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Resul
                     nodes[v].pause();
                     format!("node {v} paused (SIGSTOP)")
                 }
+                Fault::Term => {
+                    let took = nodes[v].terminate(Duration::from_secs(15));
+                    match took {
+                        Some(took) => format!(
+                            "node {v} stopped by SIGTERM (exited after {} ms), never restarted",
+                            took.as_millis()
+                        ),
+                        None => {
+                            restart_problems
+                                .push(format!("node {v} did not exit within 15 s of SIGTERM"));
+                            format!("node {v} sent SIGTERM, killed after 15 s")
+                        }
+                    }
+                }
                 _ => unreachable!(),
             };
             sleep_until(began, plan.to_ms);
@@ -349,15 +376,19 @@ pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Resul
     };
     sleep_until(began, duration_ms);
     let ops = workload.finish();
-    // Quiet: read every replica until they agree.
+    // Quiet: read every replica until they agree (a node stopped for good is not read).
     let mut problems = restart_problems;
+    let readable: Vec<_> = (0..hosts)
+        .filter(|&i| !(scenario.fault == Fault::Term && i == v))
+        .map(|i| addrs[i])
+        .collect();
     let mut converged_at = None;
     let mut last: Vec<Result<Snapshot, String>> = Vec::new();
     let deadline = Instant::now() + settings.converge_limit;
     let verbose = std::env::var_os("ANNA_FAULTS_VERBOSE").is_some();
     let mut said = Instant::now();
     while Instant::now() < deadline {
-        last = addrs.iter().map(|&a| workload::snapshot(a)).collect();
+        last = readable.iter().map(|&a| workload::snapshot(a)).collect();
         if verbose && said.elapsed() > Duration::from_secs(2) {
             said = Instant::now();
             eprintln!("[{} ms] {}", began.elapsed().as_millis(), describe_divergence(&last));

@@ -6,10 +6,10 @@
 use bytes::Bytes;
 
 use crate::message::{Request, Response};
-use crate::redis::plan::{Context, Plan, engine, get, read_value};
+use crate::redis::plan::{Context, Plan, applied, apply, engine, get};
 use crate::redis::resp::Reply;
 use crate::redis::session::Session;
-use crate::redis::value::Kind;
+use crate::redis::value::{RedisOp, RedisOpOutput};
 use crate::value::KvsValue;
 
 /// `DEL key [key ...]` (and `UNLINK`, the same here: memory is reclaimed after gossip anyway):
@@ -34,26 +34,27 @@ pub fn plan_del(_: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Plan {
 }
 
 /// `EXISTS key [key ...]`: how many of the keys exist (a key named twice counts twice).
+/// Each is asked where it is stored, without copying its value.
 pub fn plan_exists(_: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Plan {
-    engine(args.iter().map(get).collect(), |answers, _| {
-        Reply::Int(
-            answers.into_iter().filter(|a| matches!(a, Ok(Response::Value(Some(_))))).count()
-                as i64,
-        )
+    engine(args.iter().map(|key| apply(key, RedisOp::Kind)).collect(), |answers, _| {
+        let mut existing = 0;
+        for answer in answers {
+            match answer {
+                Ok(Response::Applied(RedisOpOutput::Bulk(Some(_)))) => existing += 1,
+                Ok(Response::Applied(_)) => {}
+                other => return applied(other),
+            }
+        }
+        Reply::Int(existing)
     })
 }
 
-/// `TYPE key`: `string` (strings and counters), `set` or `none`.
+/// `TYPE key`: `string` (strings and counters), `set` or `none`, without copying the value.
 pub fn plan_type(_: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Plan {
-    engine(vec![get(&args[0])], |mut answers, _| match read_value(answers.remove(0)) {
-        Ok(value) => Reply::Simple(
-            match value.and_then(|v| v.kind()) {
-                Some(Kind::Set) => "set",
-                Some(Kind::String | Kind::Counter) => "string",
-                None => "none",
-            }
-            .into(),
-        ),
-        Err(reply) => reply,
+    engine(vec![apply(&args[0], RedisOp::Kind)], |mut answers, _| match answers.remove(0) {
+        Ok(Response::Applied(RedisOpOutput::Bulk(name))) => {
+            Reply::Simple(name.map_or("none".into(), |n| String::from_utf8_lossy(&n).into_owned()))
+        }
+        other => applied(other),
     })
 }

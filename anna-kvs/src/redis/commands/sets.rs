@@ -33,15 +33,14 @@ pub fn plan_smembers(_: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Plan {
     members(&args[0], |members| Reply::Set(members.into_iter().map(Reply::Bulk).collect()))
 }
 
-/// `SCARD key`.
+/// `SCARD key`: counted where the set is stored, without copying it.
 pub fn plan_scard(_: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Plan {
-    members(&args[0], |members| Reply::Int(members.len() as i64))
+    apply_one(&args[0], RedisOp::SCard)
 }
 
-/// `SISMEMBER key member`.
+/// `SISMEMBER key member`: looked up where the set is stored, without copying it.
 pub fn plan_sismember(_: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Plan {
-    let member = args[1].clone();
-    members(&args[0], move |members| Reply::Int(i64::from(members.contains(&member))))
+    apply_one(&args[0], RedisOp::SIsMember(owned(&args[1])))
 }
 
 /// Reads the set at `key` (empty if absent) and answers with `reply`.
