@@ -451,7 +451,7 @@ mod tests {
         use super::super::*;
         use crate::message::Response;
         use crate::redis::config::Settings;
-        use crate::redis::plan::{Counters, Waiting};
+        use crate::redis::plan::Counters;
         use crate::redis::session::WAIT_MAX_KEYS;
 
         fn run(session: &mut Session, line: &str) -> Plan {
