@@ -42,6 +42,7 @@ pub mod value;
 
 // Running it.
 pub mod auth;
+pub mod memory;
 pub mod native;
 pub mod node;
 pub mod redis;

@@ -124,6 +124,15 @@ pub enum RequestError {
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// A write that may grow memory, refused while the node holds more than its `maxmemory`
+    /// (reads, deletes and replication from peers still go through).
+    #[error("command not allowed when used memory > 'maxmemory' ({used} > {limit} bytes)")]
+    OutOfMemory {
+        /// Bytes held.
+        used: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// The value-specific operation was refused (for example, incrementing a set).
     #[error(transparent)]
     Op(#[from] OpError),

@@ -66,6 +66,13 @@ pub trait KvsValue:
         None
     }
 
+    /// Whether `op` may make the state bigger (a write past `maxmemory` is refused only then;
+    /// a removal or a read goes through). Defaults to `true`.
+    fn op_may_grow(op: &Self::Op) -> bool {
+        let _ = op;
+        true
+    }
+
     /// The newest wall-clock stamp anywhere in the state (a write, a delete, a type change),
     /// if the lattice carries any: a state stamped far ahead of the receiving actor's clock is
     /// refused, so one bad clock or forged message cannot pin a key. Defaults to

@@ -107,3 +107,81 @@ fn logs_to_a_pipe_are_plain_text() {
     assert!(lines.iter().any(|l| l.contains("ready to accept connections")), "{lines:?}");
     assert!(lines.iter().all(|l| !l.contains('\u{1b}')), "colour codes in {lines:?}");
 }
+
+fn info_memory(con: &mut redis::Connection, field: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg("memory").query(con).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {info}"))
+}
+
+#[test]
+fn maxmemory_refuses_growing_writes_with_redis_oom_error_and_keeps_reads_and_deletes() {
+    let port = free_port();
+    let _server = spawn(&[
+        "--port",
+        &port.to_string(),
+        "--native-port",
+        "0",
+        "--maxmemory",
+        "48mb",
+        "--threads",
+        "2",
+    ]);
+    wait_up(port);
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+    let mut con = client.get_connection().unwrap();
+    // The allocator's own count, as Redis reports its allocator's.
+    let info: String = redis::cmd("INFO").arg("memory").query(&mut con).unwrap();
+    assert!(info.contains("anna_memory_measure:allocator"), "{info}");
+    assert_eq!(info_memory(&mut con, "maxmemory"), 48 << 20);
+    let value = "x".repeat(4096);
+    let mut acknowledged = Vec::new();
+    let mut refusal = None;
+    for i in 0..40_000 {
+        let key = format!("fill:{i}");
+        match redis::cmd("SET").arg(&key).arg(&value).query::<String>(&mut con) {
+            Ok(_) => acknowledged.push(key),
+            Err(error) => {
+                refusal = Some(error.to_string());
+                break;
+            }
+        }
+    }
+    let refusal = refusal.expect("40,000 4 KiB values never hit a 48 MiB limit");
+    // Redis's reply, `-OOM command not allowed when used memory > 'maxmemory'.` (the redis
+    // crate shows the code apart from the message).
+    assert!(
+        refusal.contains("OOM")
+            && refusal.contains("command not allowed when used memory > 'maxmemory'"),
+        "{refusal}"
+    );
+    // Held within a small margin of the limit (one write past the check, and the counters
+    // each thread has not flushed yet).
+    let used = info_memory(&mut con, "used_memory");
+    assert!(used < (48 << 20) + (4 << 20), "used_memory {used}");
+    // Other growing writes are refused too; reads, removals and deletes go on.
+    let sadd: redis::RedisResult<i64> = redis::cmd("SADD").arg("s").arg("m").query(&mut con);
+    assert!(sadd.unwrap_err().to_string().contains("OOM"));
+    for key in [&acknowledged[0], &acknowledged[acknowledged.len() - 1]] {
+        let got: String = redis::cmd("GET").arg(key).query(&mut con).unwrap();
+        assert_eq!(got, value, "{key}: an acknowledged write is gone");
+    }
+    let deleted: i64 = redis::cmd("DEL").arg(&acknowledged[..100]).query(&mut con).unwrap();
+    assert_eq!(deleted, 100);
+    let config: Vec<String> =
+        redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy").query(&mut con).unwrap();
+    assert_eq!(config, ["maxmemory-policy", "noeviction"]);
+}
+
+#[test]
+fn an_eviction_policy_is_refused_with_the_reason() {
+    let output = common::anna_server()
+        .args(["--port", "0", "--maxmemory", "1gb", "--maxmemory-policy", "allkeys-lru"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(text.contains("only noeviction"), "{text}");
+}

@@ -22,8 +22,11 @@ use clap::Parser;
 
 /// The server allocates small, short-lived buffers per command (arguments, replies, stored
 /// values); mimalloc serves those faster than glibc's allocator (as jemalloc does for Redis).
+/// The counting wrapper gives `INFO memory` and `maxmemory` the bytes held, as Redis's
+/// `used_memory` is its allocator's count.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: anna_kvs::memory::Counting<mimalloc::MiMalloc> =
+    anna_kvs::memory::Counting(mimalloc::MiMalloc);
 use serde::{Deserialize, Serialize};
 
 /// Anna: a coordination-free, lattice-based key-value store, speaking the Redis protocol.
@@ -144,6 +147,16 @@ struct Options {
     /// Largest value in bytes [default: 16777216].
     #[arg(long)]
     max_value_bytes: Option<usize>,
+    /// Redis's `maxmemory`: past it, client writes that may grow memory get Redis's `OOM`
+    /// error (reads, deletes and replication go on); `100mb`, `2gb`, `1000000`, or 0 for no
+    /// limit [default: 0].
+    #[arg(long)]
+    maxmemory: Option<String>,
+    /// What happens at `maxmemory`: only `noeviction` (evicting a key on one replica of a
+    /// store without coordination would not delete it, and could lose writes) [default:
+    /// noeviction].
+    #[arg(long)]
+    maxmemory_policy: Option<String>,
     /// Pin each actor thread to its own core (`--pin`, or `--pin false`) [default: false].
     /// Worth it only when the actors have the cores to themselves: on a machine shared with
     /// clients or other services, pinned actors cannot move off a busy core (on 2 cores shared
@@ -365,6 +378,16 @@ fn build(options: Options) -> Result<Built, String> {
     if let Some(max) = o.max_value_bytes {
         config.node.max_value_bytes = max;
     }
+    if let Some(max) = &o.maxmemory {
+        config.node.maxmemory = parse_memory(max)?;
+    }
+    if let Some(policy) = o.maxmemory_policy.as_deref()
+        && !policy.eq_ignore_ascii_case("noeviction")
+    {
+        return Err(format!(
+            "maxmemory-policy {policy:?}: only noeviction is offered (a replica evicting a key on its own would bring it back from its peers' gossip, or drop writes they have not seen)"
+        ));
+    }
     config.node.pin_threads = o.pin.unwrap_or(false);
     let dir = o.dir.unwrap_or_else(|| "anna-data".into());
     config.node.persistence = Persistence {
@@ -450,9 +473,41 @@ fn main() {
     tracing::info!("anna-server stopped");
 }
 
+/// A memory size as Redis writes it: `1000`, `1k` (1000), `1kb` (1024), `5m`, `5mb`, `2g`,
+/// `2gb`, case-insensitive.
+fn parse_memory(text: &str) -> Result<u64, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit: u64 = match &lower[digits.len()..] {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1 << 10,
+        "m" => 1_000_000,
+        "mb" => 1 << 20,
+        "g" => 1_000_000_000,
+        "gb" => 1 << 30,
+        other => return Err(format!("maxmemory {text:?}: unknown unit {other:?}")),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| format!("maxmemory {text:?} is not a size"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_sizes_read_as_redis_reads_them() {
+        assert_eq!(parse_memory("100mb"), Ok(100 << 20));
+        assert_eq!(parse_memory("1K"), Ok(1000));
+        assert_eq!(parse_memory("2gb"), Ok(2 << 30));
+        assert_eq!(parse_memory("12345"), Ok(12345));
+        assert!(parse_memory("12tb").is_err());
+        assert!(parse_memory("lots").is_err());
+    }
 
     fn resolve(args: &[&str]) -> Result<Options, String> {
         let parsed =

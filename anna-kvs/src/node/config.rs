@@ -46,6 +46,11 @@ pub struct NodeConfig {
     pub max_key_bytes: usize,
     /// Largest value accepted (encoded lattice state).
     pub max_value_bytes: usize,
+    /// Redis's `maxmemory` with the `noeviction` policy: past this many bytes held by the
+    /// process (see [`crate::memory::used`]), client writes that may grow memory are refused
+    /// with [`RequestError::OutOfMemory`]; reads, deletes and gossip from peers go on (a
+    /// replica that refused its peers' writes would never converge). 0: no limit.
+    pub maxmemory: u64,
     /// How long a client waits for an answer.
     pub request_timeout: Duration,
     /// Capacity of each actor's mailbox (client requests and messages from local actors).
@@ -72,6 +77,7 @@ impl Default for NodeConfig {
             peers: Vec::new(),
             max_key_bytes: 64 * 1024,
             max_value_bytes: 64 * 1024 * 1024 / 4,
+            maxmemory: 0,
             request_timeout: Duration::from_secs(2),
             mailbox_capacity: 64 * 1024,
             send_high_water_mark: 10_000,
@@ -105,6 +111,17 @@ impl NodeConfig {
         request: &Request<V>,
     ) -> Result<(), RequestError> {
         self.check_key(request.key().len())?;
+        if self.maxmemory > 0 {
+            let grows = match request {
+                Request::Put { .. } => true,
+                Request::Apply { op, .. } => V::op_may_grow(op),
+                Request::Get { .. } | Request::Delete { .. } | Request::Replicated { .. } => false,
+            };
+            let used = crate::memory::used();
+            if grows && used > self.maxmemory {
+                return Err(RequestError::OutOfMemory { used, limit: self.maxmemory });
+            }
+        }
         if let Request::Put { value, .. } = request {
             // The encoded size is what travels and what is stored; measure it only for PUTs.
             let size = bincode::serde::encode_to_vec(value, bincode::config::standard())

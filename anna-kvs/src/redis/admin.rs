@@ -215,6 +215,8 @@ fn config(cx: &Context<'_>, rest: &[Bytes]) -> Reply {
             if persistence.dir.is_some() && persistence.appendonly { "yes" } else { "no" }.into(),
         ),
         ("appendfsync", persistence.fsync.to_string()),
+        ("maxmemory", settings.node.maxmemory.to_string()),
+        ("maxmemory-policy", "noeviction".into()),
         ("dir", persistence.dir.as_ref().map_or(String::new(), |d| d.display().to_string())),
         ("proto-max-bulk-len", settings.node.max_value_bytes.to_string()),
         (
@@ -243,20 +245,6 @@ fn dbsize(cx: &Context<'_>) -> u64 {
     } else {
         reports.iter().map(|r| r.stats.keys).sum()
     }
-}
-
-/// The process's resident memory and its peak, in bytes (Linux `/proc/self/status`; 0 where
-/// unavailable). Reported as `used_memory`: the allocator's own count is not exposed.
-fn process_memory() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-            .map_or(0, |kib| kib * 1024)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// System and user CPU seconds used by the process.
@@ -316,14 +304,21 @@ fn info(cx: &Context<'_>, section: Option<&Bytes>) -> String {
         ));
     }
     if show("memory") {
-        let (rss, peak) = process_memory();
+        let used = crate::memory::used();
+        let peak = crate::memory::peak();
+        let (rss, _) = crate::memory::resident();
+        let max = settings.node.maxmemory;
+        let ratio = if used == 0 { 1.0 } else { rss as f64 / used as f64 };
         out.push_str(&format!(
-            "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:1.00\r\nanna_memory_measure:rss\r\n\r\n",
-            human_bytes(rss),
+            "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nmaxmemory:{max}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:{ratio:.2}\r\nanna_memory_measure:{}\r\n\r\n",
+            human_bytes(used),
             human_bytes(rss),
             human_bytes(peak),
+            human_bytes(max),
+            if crate::memory::counted() { "allocator" } else { "rss" },
         ));
     }
+
     if show("cpu") {
         let (sys, user) = cpu_seconds();
         out.push_str(&format!("# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\n\r\n"));

@@ -216,6 +216,10 @@ pub struct Context<'a> {
 pub fn error_reply(error: &RequestError) -> Reply {
     match error {
         RequestError::Op(op) => op_error_reply(op),
+        // Redis's exact text: clients match on the OOM prefix.
+        RequestError::OutOfMemory { .. } => {
+            Reply::Error("OOM command not allowed when used memory > 'maxmemory'.".into())
+        }
         other => Reply::Error(format!("ERR {other}")),
     }
 }

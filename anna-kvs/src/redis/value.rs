@@ -457,6 +457,10 @@ impl KvsValue for RedisValue {
         }
     }
 
+    fn op_may_grow(op: &RedisOp) -> bool {
+        !op.is_read() && !matches!(op, RedisOp::SRem(_) | RedisOp::GetDel)
+    }
+
     fn delete(&mut self, stamp: Stamp, writer: u64) -> bool {
         let mut changed = self.string.merge(Lww::new(stamp, None));
         if let Some(typed) = &mut self.typed {
