@@ -330,13 +330,30 @@ impl<V: KvsValue> Client<V> {
         }
     }
 
-    /// Merges `value` into `key`, then waits until `replicas` other nodes have acknowledged
-    /// it or `timeout` passes (see [`Client::wait_replicated`]); returns how many did. The
-    /// write is applied either way: a count below `replicas` means it may not yet survive
-    /// the loss of the node that took it.
+    /// Redis's `WAIT` for one write: merges `value` into `key` at one of its owners, then
+    /// polls that owner until `replicas` other nodes have acknowledged the key's state (a
+    /// node acknowledges gossip only once its own log holds it) or `timeout` passes; returns
+    /// how many did. The write is applied either way: a count below `replicas` means it may
+    /// not yet survive the loss of the node that took it.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use anna_kvs::client::Client;
+    /// use anna_kvs::value::Eventual;
+    /// use lattice_core::{Lww, Stamp};
+    ///
+    /// let mut client = Client::<Eventual>::connect(&["127.0.0.1:6450"])?;
+    /// let value = Lww::new(Stamp::new(1, client.client_id()), Some("v".into()));
+    /// // Block until two other nodes hold it (or a second passes).
+    /// let acked = client.put_replicated("k", value, 2, Duration::from_secs(1))?;
+    /// if acked < 2 {
+    ///     eprintln!("only {acked} other nodes have the write so far");
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
-    /// See [`ClientError`].
+    /// The owner did not answer (the write may or may not have been applied), or refused.
     pub fn put_replicated(
         &mut self,
         key: impl Into<Key>,
@@ -345,78 +362,36 @@ impl<V: KvsValue> Client<V> {
         timeout: Duration,
     ) -> Result<u32, ClientError> {
         let key = key.into();
-        self.put(key.clone(), value)?;
-        self.wait_replicated(&[key], replicas, timeout)
-    }
-
-    /// Redis's `WAIT` for the native protocol: polls the owners of `keys` until each key's
-    /// last change is acknowledged by `replicas` nodes other than the one that took it (a
-    /// node acknowledges gossip only once its own log holds it), or until `timeout`. Returns
-    /// the count reached by every key (the smallest).
-    ///
-    /// ```no_run
-    /// use std::time::Duration;
-    /// use anna_kvs::client::{Client, key};
-    /// use anna_kvs::value::Eventual;
-    /// use lattice_core::{Lww, Stamp};
-    ///
-    /// let mut client = Client::<Eventual>::connect(&["127.0.0.1:6450"])?;
-    /// client.put("k", Lww::new(Stamp::new(1, client.client_id()), Some("v".into())))?;
-    /// // Block until two other nodes hold it (or a second passes).
-    /// let acked = client.wait_replicated(&[key("k")], 2, Duration::from_secs(1))?;
-    /// if acked < 2 {
-    ///     eprintln!("only {acked} other nodes have the write so far");
-    /// }
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    ///
-    /// # Errors
-    /// No owner of some key answered at all.
-    pub fn wait_replicated(
-        &mut self,
-        keys: &[Key],
-        replicas: u32,
-        timeout: Duration,
-    ) -> Result<u32, ClientError> {
+        // One owner takes the write and is the one asked: only it can vouch for it.
+        let Some(&conn) = self.owner_conns(&key).first() else {
+            return Err(ClientError::Timeout(0));
+        };
+        let put = Request::Put { key: key.clone(), value, stamp_here: false };
+        match self.request_on(conn, put)? {
+            Response::Done(_) => {}
+            Response::Error(error) => return Err(ClientError::Request(error)),
+            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
         let deadline = Instant::now() + timeout;
-        let mut best = vec![0_u32; keys.len()];
         loop {
-            // Every owner of every key still short of the target: the one that took the write
-            // counts the others' acknowledgements; the rest answer 0 or their own count.
-            let mut requests = Vec::new();
-            let mut of_key = Vec::new();
-            let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
-            for (k, key) in keys.iter().enumerate().filter(|&(k, _)| best[k] < replicas) {
-                for conn in self.owner_conns(key) {
-                    match groups.iter_mut().find(|(c, _)| *c == conn) {
-                        Some((_, members)) => members.push(requests.len()),
-                        None => groups.push((conn, vec![requests.len()])),
-                    }
-                    requests.push(Request::Replicated { key: key.clone() });
-                    of_key.push(k);
-                }
-            }
-            if requests.is_empty() {
-                return Ok(best.into_iter().min().unwrap_or(0));
-            }
-            let mut results: Vec<Option<Result<Response<V>, ClientError>>> =
-                (0..requests.len()).map(|_| None).collect();
-            let mut stale_ring = false;
-            let answered = self.exchange(&groups, &requests, &mut results, &mut stale_ring);
-            if answered.is_empty() {
-                return Err(ClientError::Timeout(1));
-            }
-            for (k, result) in of_key.into_iter().zip(results) {
-                if let Some(Ok(Response::Replicated(n))) = result {
-                    best[k] = best[k].max(n);
-                }
-            }
-            let reached = best.iter().copied().min().unwrap_or(0);
-            if reached >= replicas || Instant::now() >= deadline {
-                return Ok(reached);
+            let acked = match self.request_on(conn, Request::Replicated { key: key.clone() })? {
+                Response::Replicated(n) => n,
+                Response::Error(error) => return Err(ClientError::Request(error)),
+                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            };
+            if acked >= replicas || Instant::now() >= deadline {
+                return Ok(acked);
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Sends one request to one connection (no retry elsewhere).
+    fn request_on(&mut self, conn: usize, request: Request<V>) -> Result<Response<V>, ClientError> {
+        let mut results = vec![None];
+        let mut stale_ring = false;
+        self.exchange(&[(conn, vec![0])], &[request], &mut results, &mut stale_ring);
+        results.pop().flatten().unwrap_or(Err(ClientError::Timeout(1)))
     }
 
     /// Sends one request; an error response becomes [`ClientError::Request`].

@@ -48,6 +48,24 @@ fn tally(delta: i64) {
     }
 }
 
+/// Notes that [`Counting`] is installed (read first: no shared cache line written per call).
+fn mark_counting() {
+    if !COUNTING.load(Ordering::Relaxed) {
+        COUNTING.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Adds this thread's unflushed tally to the shared count: call it as a thread ends (a
+/// thread that exits with bytes in its tally would leave the count off by them for good).
+pub fn flush_thread() {
+    let _ = LOCAL.try_with(|local| {
+        let pending = local.replace(0);
+        if pending != 0 {
+            ALLOCATED.fetch_add(pending, Ordering::Relaxed);
+        }
+    });
+}
+
 /// A global allocator that counts the bytes it hands out, over another allocator:
 ///
 /// ```ignore
@@ -64,7 +82,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
         // SAFETY: the caller's contract is passed on as is.
         let ptr = unsafe { self.0.alloc(layout) };
         if !ptr.is_null() {
-            COUNTING.store(true, Ordering::Relaxed);
+            mark_counting();
             tally(layout.size() as i64);
         }
         ptr
@@ -80,7 +98,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
         // SAFETY: as above.
         let ptr = unsafe { self.0.alloc_zeroed(layout) };
         if !ptr.is_null() {
-            COUNTING.store(true, Ordering::Relaxed);
+            mark_counting();
             tally(layout.size() as i64);
         }
         ptr
@@ -105,7 +123,9 @@ pub fn counted() -> bool {
 pub fn used() -> u64 {
     let used =
         if counted() { ALLOCATED.load(Ordering::Relaxed).max(0) as u64 } else { resident_cached() };
-    PEAK.fetch_max(used, Ordering::Relaxed);
+    if used > PEAK.load(Ordering::Relaxed) {
+        PEAK.fetch_max(used, Ordering::Relaxed);
+    }
     used
 }
 

@@ -66,6 +66,13 @@ pub trait KvsValue:
         None
     }
 
+    /// Whether `op` only reads (it takes no stamp, so reads never move the actor's clock).
+    /// Defaults to `false`.
+    fn op_reads_only(op: &Self::Op) -> bool {
+        let _ = op;
+        false
+    }
+
     /// Whether `op` may make the state bigger (a write past `maxmemory` is refused only then;
     /// a removal or a read goes through). Defaults to `true`.
     fn op_may_grow(op: &Self::Op) -> bool {

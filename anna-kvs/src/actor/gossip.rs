@@ -133,22 +133,29 @@ impl<V: KvsValue> Actor<V> {
     /// How many other nodes are known to hold `key`'s state as of its last change here: the
     /// owners on other nodes whose acknowledgement of the gossip batch that last carried it
     /// came back (acknowledgements leave a node only once its log has what they confirm).
-    /// A key changed since its last batch counts none; a key not held here counts every
-    /// other owner (there is nothing of it to replicate). `WAIT` polls this.
+    /// A key changed since its last batch counts none, and so does one this actor never
+    /// gossiped itself (not held, or only received from a peer): it cannot vouch for it. A
+    /// key freed after every replica acknowledged its delete counts every other owner. Only
+    /// the key's base owners are counted: replicas a hot-key override added later may never
+    /// have been sent the batch. `WAIT` polls this.
     pub fn replicated(&mut self, key: &[u8]) -> u32 {
-        let over = self.overrides.get(key).copied();
         let mut owners = std::mem::take(&mut self.owners_buf);
-        self.topology.owners_into(key, over, &mut owners);
+        self.topology.owners_into(key, None, &mut owners);
         let me = self.id.node;
         let mut nodes: Vec<NodeIndex> =
             owners.iter().map(|o| o.node).filter(|&n| n != me).collect();
         nodes.sort_unstable();
         nodes.dedup();
         let count = match self.store.get(key) {
-            None => nodes.len(),
+            None if self.recently_freed.contains_key(key) => nodes.len(),
+            None => 0,
             Some(slot) if slot.dirty || slot.shipped == 0 => 0,
             Some(slot) => {
-                let epoch = u64::from(slot.shipped);
+                // `shipped` keeps the low 32 bits of epoch + 1: rebuild the full number (a
+                // batch is acknowledged or given up long before 2^32 epochs pass).
+                let now = self.epoch + 1;
+                let age = u64::from((now as u32).wrapping_sub(slot.shipped));
+                let epoch = now.saturating_sub(age);
                 let acked = |owner: &ActorId| {
                     self.links.get(owner).is_some_and(|link| {
                         link.lost_through < epoch
@@ -284,7 +291,8 @@ impl<V: KvsValue> Actor<V> {
         for key in &changeset {
             let Some(slot) = self.store.get_mut(&key[..]) else { continue };
             slot.dirty = false;
-            slot.shipped = u32::try_from(self.epoch + 1).unwrap_or(u32::MAX);
+            // The low 32 bits (see `replicated`); never 0, which means "never shipped".
+            slot.shipped = ((self.epoch + 1) as u32).max(1);
             let over = self.overrides.get(key).copied();
             self.topology.owners_into(key, over, &mut owners);
             for &owner in &owners {

@@ -499,7 +499,12 @@ impl<V: KvsValue> Actor<V> {
                 return Some(Response::Error(RequestError::TooManyHops(hops)));
             }
             self.stats.forwarded += 1;
-            let owner = self.owners_buf[(token as usize) % self.owners_buf.len()];
+            // The same owner for every request on one key (spread over owners by key): a
+            // `WAIT` asks the actor that took the write.
+            let spread = request.key().iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+            let owner = self.owners_buf[(spread % self.owners_buf.len() as u64) as usize];
             let (origin, token) = match origin {
                 Some(origin) => (origin, token),
                 None => {
@@ -584,7 +589,12 @@ impl<V: KvsValue> Actor<V> {
     }
 
     fn apply(&mut self, now: u64, key: Key, op: V::Op) -> Response<V> {
-        let stamp = self.next_stamp(now);
+        // A read-only operation takes no stamp: reads must not push the clock ahead.
+        let stamp = if V::op_reads_only(&op) {
+            Stamp::new(self.last_stamp_time, self.writer)
+        } else {
+            self.next_stamp(now)
+        };
         let writer = self.writer;
         match self.update(key, |value| value.apply(op, stamp, writer)) {
             Ok((changed, output)) => {

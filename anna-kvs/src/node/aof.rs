@@ -385,6 +385,7 @@ struct SnapshotJob {
     done: crossbeam_channel::Receiver<Result<u64, String>>,
     started: Instant,
     finishing: bool,
+    writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Chunk {
@@ -457,12 +458,6 @@ impl Aof {
         }
         let newest = files.snapshots.last().cloned();
         let floor = newest.as_ref().map_or(0, |(generation, _)| *generation);
-        // What the newest snapshot replaces (a crash came before they were deleted).
-        for (generation, path) in files.logs.iter().chain(&files.snapshots) {
-            if *generation < floor {
-                std::fs::remove_file(path).map_err(io_error(path))?;
-            }
-        }
         let mut count = 0;
         let mut snapshot_bytes = 0;
         if let Some((_, path)) = &newest {
@@ -481,6 +476,13 @@ impl Aof {
                 });
             }
             snapshot_bytes = data.len() as u64;
+        }
+        // What the newest snapshot replaces (a crash came before they were deleted), now
+        // that it has been read whole.
+        for (generation, path) in files.logs.iter().chain(&files.snapshots) {
+            if *generation < floor {
+                std::fs::remove_file(path).map_err(io_error(path))?;
+            }
         }
         let logs: Vec<&(u64, PathBuf)> = files.logs.iter().filter(|(g, _)| *g >= floor).collect();
         let mut older_bytes = 0;
@@ -673,11 +675,18 @@ impl Aof {
         let (chunks, work) = crossbeam_channel::bounded(SNAPSHOT_QUEUE);
         let (report, done) = crossbeam_channel::bounded(1);
         let (dir, thread, crash_after) = (self.dir.clone(), self.thread, self.crash_after);
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name(format!("anna-snapshot-{thread}"))
             .spawn(move || {
                 let outcome = write_snapshot(&dir, thread, generation, &old, &work, crash_after);
+                if outcome.is_err() && crash_after.is_none() {
+                    // A real failure (a full disk, say) leaves no partial file behind; an
+                    // injected crash leaves what a crash would.
+                    let tmp = snapshot_path(&dir, thread, generation).with_extension("snap.tmp");
+                    let _ = std::fs::remove_file(tmp);
+                }
                 let _ = report.send(outcome);
+                crate::memory::flush_thread();
             })
             .map_err(|e| fail(&e))?;
         self.job = Some(SnapshotJob {
@@ -686,6 +695,7 @@ impl Aof {
             done,
             started: Instant::now(),
             finishing: false,
+            writer: Some(writer),
         });
         Ok(())
     }
@@ -713,14 +723,18 @@ impl Aof {
     }
 
     /// Every state is in: the writer syncs the snapshot, renames it into place and deletes
-    /// what it replaces.
-    pub fn finish_snapshot(&mut self) {
-        if let Some(job) = &mut self.job
-            && !job.finishing
-        {
-            job.finishing = true;
-            let _ = job.chunks.send(Chunk::Finish);
+    /// what it replaces. `false` if its queue is full (never blocks): call again later.
+    pub fn finish_snapshot(&mut self) -> bool {
+        let Some(job) = &mut self.job else { return true };
+        if !job.finishing {
+            match job.chunks.try_send(Chunk::Finish) {
+                Ok(()) | Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
+                    job.finishing = true
+                }
+                Err(crossbeam_channel::TrySendError::Full(_)) => return false,
+            }
         }
+        true
     }
 
     /// The outcome of the snapshot being written, once it is known.
@@ -733,7 +747,10 @@ impl Aof {
                 Err("the snapshot writer stopped without a word".into())
             }
         };
-        let job = self.job.take()?;
+        let mut job = self.job.take()?;
+        if let Some(writer) = job.writer.take() {
+            let _ = writer.join();
+        }
         Some(outcome.map(|bytes| {
             // The logs before it are gone; the one begun with it stays.
             self.older_bytes = 0;
@@ -772,6 +789,14 @@ fn write_snapshot(
         }
     };
     old_log.sync_data().map_err(|e| fail(&e))?;
+    // A partial snapshot of an earlier failed attempt is no use to anyone.
+    if let Ok(files) = Files::scan(dir, thread) {
+        for partial in files.partial {
+            if partial != tmp {
+                let _ = std::fs::remove_file(partial);
+            }
+        }
+    }
     let mut file = OpenOptions::new()
         .create(true)
         .truncate(true)
@@ -812,6 +837,16 @@ fn write_snapshot(
 
 impl Drop for Aof {
     fn drop(&mut self) {
+        // A snapshot not told to finish is abandoned (its writer removes the temporary file);
+        // one that was finishes its rename and deletions first: nothing touches the directory
+        // after the node has let go of it.
+        if let Some(mut job) = self.job.take() {
+            let writer = job.writer.take();
+            drop(job);
+            if let Some(writer) = writer {
+                let _ = writer.join();
+            }
+        }
         self.stop.store(true, Ordering::Release);
         // A clean stop leaves nothing unsynced, whatever the policy.
         let _ = self.file.sync_data();
@@ -831,6 +866,7 @@ fn everysec(file: &File, unsynced: &AtomicBool, stop: &AtomicBool, name: &str) {
             tracing::error!(file = name, %error, "cannot sync the append-only file");
         }
     }
+    crate::memory::flush_thread();
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {

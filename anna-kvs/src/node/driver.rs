@@ -136,6 +136,8 @@ pub(super) struct Driver<V: KvsValue> {
     draining: bool,
     drained: bool,
     last_drain_resend: Option<Instant>,
+    /// No snapshot is started before this (one failed).
+    snapshot_retry_at: Option<Instant>,
 }
 
 /// A snapshot's walk over the store: the keys held when it began (keys added later are in
@@ -149,6 +151,9 @@ struct SnapshotCursor {
 
 /// How often a stopping actor resends what its peers have not acknowledged.
 const DRAIN_RESEND: Duration = Duration::from_millis(100);
+
+/// How long after a failed snapshot the next may start.
+const SNAPSHOT_RETRY: Duration = Duration::from_secs(5);
 
 /// Keys encoded per snapshot chunk.
 const SNAPSHOT_CHUNK_KEYS: usize = 512;
@@ -206,6 +211,7 @@ impl<V: KvsValue> Driver<V> {
             draining: false,
             drained: false,
             last_drain_resend: None,
+            snapshot_retry_at: None,
         })
     }
 
@@ -605,10 +611,19 @@ impl<V: KvsValue> Driver<V> {
         if asked <= self.report.saved_request && !aof.wants_snapshot() {
             return;
         }
+        // After a failure, wait before trying again (as Redis does), instead of starting a
+        // new log and a new attempt every epoch while the disk is full.
+        if self.snapshot_retry_at.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
+        let start = Instant::now();
         match aof.begin_snapshot() {
             Ok(()) => {
-                self.snapshot =
-                    Some(SnapshotCursor { keys: self.actor.key_list(), next: 0, asked });
+                let rotated_us = start.elapsed().as_micros() as u64;
+                let keys = self.actor.key_list();
+                let listed_us = start.elapsed().as_micros() as u64 - rotated_us;
+                tracing::info!(actor = %self.id, keys = keys.len(), rotated_us, listed_us, "snapshot started");
+                self.snapshot = Some(SnapshotCursor { keys, next: 0, asked });
                 self.report.saving = true;
                 self.report.changes_since_save = 0;
             }
@@ -635,9 +650,8 @@ impl<V: KvsValue> Driver<V> {
             }
             cursor.next = end;
         }
-        if cursor.next == cursor.keys.len() {
+        if cursor.next == cursor.keys.len() && aof.finish_snapshot() {
             cursor.keys = Vec::new();
-            aof.finish_snapshot();
         }
         let Some(outcome) = aof.poll_snapshot() else { return };
         let asked = cursor.asked;
@@ -658,6 +672,7 @@ impl<V: KvsValue> Driver<V> {
     }
 
     fn snapshot_failed(&mut self, asked: u64, error: String) {
+        self.snapshot_retry_at = Some(Instant::now() + SNAPSHOT_RETRY);
         tracing::error!(actor = %self.id, %error, "snapshot failed (the logs it was to replace stay, and hold everything)");
         self.report.failed_request = self.report.failed_request.max(asked);
         self.report.last_save_error = Some(error);

@@ -377,7 +377,7 @@ fn info(cx: &Context<'_>, section: Option<&Bytes>) -> String {
         let last_save = last_save(cx);
         let status = |bad: bool| if bad { "err" } else { "ok" };
         out.push_str(&format!(
-            "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:{changes}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{last_save}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_saves:{saves}\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrites:{saves}\r\naof_last_bgrewrite_status:{}\r\naof_last_write_status:{}\r\naof_current_size:{}\r\naof_base_size:{base}\r\nanna_appendfsync:{}\r\nanna_dir:{}\r\nanna_aof_write_errors:{errors}\r\nanna_node_id:{node_id:016x}\r\nanna_incarnation:{incarnation}\r\n\r\n",
+            "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:{changes}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{last_save}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_saves:{saves}\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrites:{saves}\r\naof_last_bgrewrite_status:{}\r\naof_last_write_status:{}\r\naof_current_size:{}\r\naof_base_size:{base}\r\nanna_appendfsync:{}\r\nanna_dir:{}\r\nanna_last_bgsave_ms:{took}\r\nanna_aof_write_errors:{errors}\r\nanna_node_id:{node_id:016x}\r\nanna_incarnation:{incarnation}\r\n\r\n",
             u8::from(saving),
             status(failed),
             took.div_ceil(1000),

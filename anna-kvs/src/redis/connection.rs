@@ -191,6 +191,15 @@ impl Service<RedisValue> for Connections {
                 continue;
             }
             if let Some((waiting, at)) = conn.blocked.take() {
+                // Still watch the socket: a client that leaves while blocked is let go (its
+                // input, if any, waits in the buffer until the command answers).
+                if conn.readable {
+                    conn.fill(&mut self.chunk);
+                }
+                if conn.eof || conn.dead {
+                    conn.dead = true;
+                    continue;
+                }
                 if now < at {
                     conn.blocked = Some((waiting, at));
                     continue;
@@ -584,9 +593,10 @@ impl Connection {
                 && !self.output_pending())
             || self.out.len() > MAX_PENDING_OUTPUT
             || self.stalled_since.is_some_and(|t| t.elapsed() > config.write_timeout)
-            || config
-                .idle_timeout
-                .is_some_and(|limit| self.last_read.elapsed() > limit && !self.output_pending())
+            || (self.blocked.is_none()
+                && config.idle_timeout.is_some_and(|limit| {
+                    self.last_read.elapsed() > limit && !self.output_pending()
+                }))
     }
 
     fn plan(&mut self, args: &[bytes::Bytes], counters: &Counters) -> Plan {

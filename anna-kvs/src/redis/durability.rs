@@ -30,9 +30,8 @@ fn persistent<'a>(cx: &Context<'a>) -> Result<&'a NodeHandle<RedisValue>, Reply>
 /// `BGSAVE [SCHEDULE]`: every actor starts a snapshot at its next epoch (one in progress
 /// finishes first).
 pub fn plan_bgsave(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
-    if let [option] = args
-        && !option.eq_ignore_ascii_case(b"schedule")
-    {
+    let schedule = matches!(args, [option] if option.eq_ignore_ascii_case(b"schedule"));
+    if !args.is_empty() && !schedule {
         return Plan::Now(Reply::Error("ERR syntax error".into()));
     }
     match persistent(cx) {
@@ -128,7 +127,8 @@ pub fn plan_wait(session: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Pla
     let deadline =
         (timeout > 0).then(|| Instant::now() + Duration::from_millis(timeout.unsigned_abs()));
     let counts = vec![0; keys.len()];
-    Plan::Wait(Box::new(Wait { keys, counts, want: want.max(0).unsigned_abs(), deadline }), 0)
+    let want = want.max(0).unsigned_abs();
+    Plan::Wait(Box::new(Wait { keys, counts, want, deadline, asked: false }), 0)
 }
 
 /// A `WAIT` in progress: each key's best count so far (a key that reached the target is not
@@ -138,11 +138,13 @@ struct Wait {
     counts: Vec<u64>,
     want: u64,
     deadline: Option<Instant>,
+    /// Every key was asked once (so `WAIT 0` answers the real count, not 0).
+    asked: bool,
 }
 
 impl Wait {
     fn pending(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.keys.len()).filter(|&i| self.counts[i] < self.want)
+        (0..self.keys.len()).filter(|&i| !self.asked || self.counts[i] < self.want)
     }
 }
 
@@ -153,6 +155,7 @@ impl Waiting for Wait {
 
     fn check(&mut self, answers: Answers, last: bool) -> Option<Reply> {
         let pending: Vec<usize> = self.pending().collect();
+        self.asked = true;
         for (i, answer) in pending.into_iter().zip(answers) {
             if let Ok(Response::Replicated(n)) = answer {
                 self.counts[i] = self.counts[i].max(u64::from(n));

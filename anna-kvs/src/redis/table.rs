@@ -489,6 +489,17 @@ mod tests {
             assert_eq!(waiting.check(vec![answer(2)], false), Some(Reply::Int(1)));
             // The next WAIT starts afresh: nothing written since.
             assert!(matches!(run(&mut session, "WAIT 1 0"), Plan::Now(Reply::Int(0))));
+            // WAIT 0 still asks once, and answers the count it got.
+            run(&mut session, "SET a 3");
+            let Plan::Wait(mut waiting, _) = run(&mut session, "WAIT 0 0") else {
+                panic!("WAIT 0 after a write must ask")
+            };
+            assert_eq!(waiting.poll().len(), 1);
+            assert_eq!(waiting.check(vec![answer(2)], false), Some(Reply::Int(2)));
+            let Plan::Now(Reply::Error(message)) = run(&mut session, "BGSAVE now please") else {
+                panic!("BGSAVE with stray arguments must be refused")
+            };
+            assert_eq!(message, "ERR syntax error");
         }
 
         #[test]

@@ -457,6 +457,10 @@ impl KvsValue for RedisValue {
         }
     }
 
+    fn op_reads_only(op: &RedisOp) -> bool {
+        op.is_read()
+    }
+
     fn op_may_grow(op: &RedisOp) -> bool {
         !op.is_read() && !matches!(op, RedisOp::SRem(_) | RedisOp::GetDel)
     }
