@@ -1,7 +1,8 @@
 //! Anna's fault test bed: every `anna-server` on its own network host (a Linux network
 //! namespace on a bridge), a seeded nemesis (partitions, one-way and random packet loss,
-//! `kill -9` and restart, `SIGSTOP` pauses, clocks skewed with libfaketime), workloads through
-//! real clients, and checkers over the recorded history in the manner of Jepsen.
+//! `kill -9` and restart under each `appendfsync` policy, a graceful `SIGTERM` stop, `SIGSTOP`
+//! pauses, clocks skewed with libfaketime), workloads through real clients, and checkers over
+//! the recorded history in the manner of Jepsen.
 //!
 //! - [`net`]: the hosts and their packet filters.
 //! - [`node`]: the server processes.
