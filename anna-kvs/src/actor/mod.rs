@@ -499,11 +499,15 @@ impl<V: KvsValue> Actor<V> {
                 return Some(Response::Error(RequestError::TooManyHops(hops)));
             }
             self.stats.forwarded += 1;
-            // The same owner for every request on one key (spread over owners by key): a
-            // `WAIT` asks the actor that took the write.
-            let spread = request.key().iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-            });
+            // Reads spread over the owners request by request (hot keys' extra replicas share
+            // the load); writes and `WAIT`'s questions on one key always go to the same owner
+            // (spread by key), so `WAIT` asks the actor that took the write.
+            let spread = match &request {
+                Request::Get { .. } => token,
+                other => other.key().iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                }),
+            };
             let owner = self.owners_buf[(spread % self.owners_buf.len() as u64) as usize];
             let (origin, token) = match origin {
                 Some(origin) => (origin, token),
