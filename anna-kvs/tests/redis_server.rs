@@ -755,3 +755,46 @@ fn inline_commands_split_exactly_as_real_redis_splits_them() {
     assert!(theirs.contains("unbalanced quotes"), "{theirs:?}");
     assert_eq!(ours, theirs, "anna (left) and redis (right) differ");
 }
+
+fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap()
+        * 1024
+}
+
+#[test]
+fn a_pipeline_of_big_reads_that_is_never_read_is_cut_off_at_the_output_limit() {
+    let server = server();
+    let mut con = connect(server.addr);
+    let value = "v".repeat(512 * 1024);
+    assert_eq!(cmd::<String>(&mut con, &["SET", "half-mega", &value]).unwrap(), "OK");
+    let before = resident_bytes();
+    // 1024 GETs of 512 KiB (about 30 KB sent): 512 MiB of replies if they were all built.
+    let mut greedy = TcpStream::connect(server.addr).unwrap();
+    greedy.write_all(&b"*2\r\n$3\r\nGET\r\n$9\r\nhalf-mega\r\n".repeat(1024)).unwrap();
+    let start = std::time::Instant::now();
+    let mut disconnections = 0;
+    while start.elapsed() < Duration::from_secs(10) {
+        let info: String = cmd(&mut con, &["INFO", "stats"]).unwrap();
+        disconnections = info
+            .lines()
+            .find_map(|l| l.strip_prefix("client_output_buffer_limit_disconnections:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap();
+        if disconnections > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(disconnections, 1, "the greedy client was not cut off");
+    // The server held at most the limit (64 MiB) for it, not the 512 MiB it asked for.
+    let grown = resident_bytes().saturating_sub(before);
+    assert!(grown < 200 << 20, "resident memory grew by {} MiB", grown >> 20);
+    // Everyone else is served as before.
+    assert_eq!(cmd::<String>(&mut con, &["GET", "half-mega"]).unwrap(), value);
+    drop(greedy);
+}

@@ -503,10 +503,10 @@ impl Connection {
         let last = plans.pop();
         for plan in plans {
             let reply = plan.finish(answers, counters);
-            reply.encode(&mut self.out, self.session.resp3);
+            self.encode(&reply);
         }
         match last.map(|plan| plan.finish_or_wait(answers, counters)) {
-            Some(Ok(reply)) => reply.encode(&mut self.out, self.session.resp3),
+            Some(Ok(reply)) => self.encode(&reply),
             Some(Err(waiting)) => {
                 let again = Instant::now() + (self.shared.settings.node.epoch / 2);
                 self.blocked = Some((waiting, again));
@@ -520,6 +520,30 @@ impl Connection {
             }
             self.session.quit = true;
         }
+    }
+
+    /// Encodes a reply onto the output, unless that would take the output past
+    /// [`MAX_PENDING_OUTPUT`]: then the client is dropped before the reply is built (Redis's
+    /// hard `client-output-buffer-limit`), so a small pipeline of big reads cannot make the
+    /// server hold gigabytes for a client that does not read.
+    fn encode(&mut self, reply: &Reply) {
+        if self.dead {
+            return;
+        }
+        let pending = self.out.len() + reply.encoded_len_hint();
+        if pending > MAX_PENDING_OUTPUT {
+            tracing::warn!(
+                client = self.session.id,
+                pending,
+                limit = MAX_PENDING_OUTPUT,
+                "closing a client whose replies would pass the output buffer limit"
+            );
+            self.shared.counters.output_limit_closed.fetch_add(1, Ordering::Relaxed);
+            self.dead = true;
+            self.out = Vec::new();
+            return;
+        }
+        reply.encode(&mut self.out, self.session.resp3);
     }
 
     /// Writes as much pending output as the socket takes now.

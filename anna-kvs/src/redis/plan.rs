@@ -180,6 +180,8 @@ pub struct Counters {
     pub misses: AtomicU64,
     /// Connections closed for breaking the protocol.
     pub protocol_errors: AtomicU64,
+    /// Connections closed because their replies would pass the output buffer limit.
+    pub output_limit_closed: AtomicU64,
 }
 
 impl Counters {

@@ -258,6 +258,27 @@ impl Reply {
         Self::Bulk(Bytes::from(text.into()))
     }
 
+    /// About how many bytes the reply encodes to (the payload, plus a few bytes of framing
+    /// per element), without encoding it: what the output limit checks first.
+    pub fn encoded_len_hint(&self) -> usize {
+        const FRAME: usize = 16;
+        match self {
+            Self::Simple(text) | Self::Error(text) => text.len() + FRAME,
+            Self::Bulk(bytes) => bytes.len() + FRAME,
+            Self::Int(_) | Self::Nil => FRAME,
+            Self::Array(items) | Self::Set(items) => {
+                items.iter().map(Self::encoded_len_hint).sum::<usize>() + FRAME
+            }
+            Self::Map(pairs) => {
+                pairs
+                    .iter()
+                    .map(|(k, v)| k.encoded_len_hint() + v.encoded_len_hint())
+                    .sum::<usize>()
+                    + FRAME
+            }
+        }
+    }
+
     /// Appends the encoding of `self` to `out`; `resp3` selects the protocol version.
     pub fn encode(&self, out: &mut Vec<u8>, resp3: bool) {
         match self {
