@@ -798,3 +798,50 @@ fn a_pipeline_of_big_reads_that_is_never_read_is_cut_off_at_the_output_limit() {
     assert_eq!(cmd::<String>(&mut con, &["GET", "half-mega"]).unwrap(), value);
     drop(greedy);
 }
+
+#[test]
+fn clients_over_maxmemory_clients_are_closed_biggest_first() {
+    let server = server_with(|config| config.redis.maxmemory_clients = 48 << 20);
+    let mut con = connect(server.addr);
+    // Six clients each send most of a 16 MB SET and stop: about 72 MB of query buffers.
+    let mut partial = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$16000000\r\n".to_vec();
+    partial.extend(std::iter::repeat_n(b'x', 12 << 20));
+    let mut hogs: Vec<TcpStream> = (0..6)
+        .map(|_| {
+            let mut hog = TcpStream::connect(server.addr).unwrap();
+            hog.write_all(&partial).unwrap();
+            hog
+        })
+        .collect();
+    let evicted = || -> u64 {
+        let info: String = cmd(&mut connect(server.addr), &["INFO", "stats"]).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("evicted_clients:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap()
+    };
+    let start = std::time::Instant::now();
+    while evicted() < 2 && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // At least two had to go to get under 48 MB; the server closed their sockets.
+    let gone = evicted();
+    assert!((2..6).contains(&gone), "{gone} clients evicted");
+    let closed = hogs
+        .iter_mut()
+        .filter_map(|hog| {
+            hog.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            let closed = match hog.read(&mut [0_u8; 16]) {
+                Ok(0) => true,
+                Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+                Ok(_) => false,
+            };
+            closed.then_some(())
+        })
+        .count();
+    assert_eq!(closed as u64, gone, "the evicted clients' sockets are closed, the others open");
+    // Small clients are unaffected.
+    assert_eq!(cmd::<String>(&mut con, &["PING"]).unwrap(), "PONG");
+    let config: Vec<String> = cmd(&mut con, &["CONFIG", "GET", "maxmemory-clients"]).unwrap();
+    assert_eq!(config, ["maxmemory-clients", &(48_u64 << 20).to_string()]);
+}

@@ -157,6 +157,10 @@ struct Options {
     /// noeviction].
     #[arg(long)]
     maxmemory_policy: Option<String>,
+    /// Redis's `maxmemory-clients`: once all clients' query and reply buffers together pass
+    /// this size, the client holding the most is closed; 0 for no limit [default: 0].
+    #[arg(long)]
+    maxmemory_clients: Option<String>,
     /// Pin each actor thread to its own core (`--pin`, or `--pin false`) [default: false].
     /// Worth it only when the actors have the cores to themselves: on a machine shared with
     /// clients or other services, pinned actors cannot move off a busy core (on 2 cores shared
@@ -380,6 +384,9 @@ fn build(options: Options) -> Result<Built, String> {
     }
     if let Some(max) = &o.maxmemory {
         config.node.maxmemory = parse_memory(max)?;
+    }
+    if let Some(max) = &o.maxmemory_clients {
+        config.redis.maxmemory_clients = parse_memory(max)?;
     }
     if let Some(policy) = o.maxmemory_policy.as_deref()
         && !policy.eq_ignore_ascii_case("noeviction")

@@ -217,6 +217,7 @@ fn config(cx: &Context<'_>, rest: &[Bytes]) -> Reply {
         ("appendfsync", persistence.fsync.to_string()),
         ("maxmemory", settings.node.maxmemory.to_string()),
         ("maxmemory-policy", "noeviction".into()),
+        ("maxmemory-clients", settings.redis.maxmemory_clients.to_string()),
         ("dir", persistence.dir.as_ref().map_or(String::new(), |d| d.display().to_string())),
         ("proto-max-bulk-len", settings.node.max_value_bytes.to_string()),
         (
@@ -326,7 +327,7 @@ fn info(cx: &Context<'_>, section: Option<&Bytes>) -> String {
     if show("stats") {
         let sum = |f: &dyn Fn(&ActorReport) -> u64| reports.iter().map(f).sum::<u64>();
         out.push_str(&format!(
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nprotocol_errors:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nanna_gets:{}\r\nanna_writes:{}\r\nanna_deletes:{}\r\nanna_forwarded:{}\r\nanna_gossip_batches_out:{}\r\nanna_gossip_entries_out:{}\r\nanna_gossip_batches_in:{}\r\nanna_merges:{}\r\nanna_reclaimed_keys:{}\r\nanna_request_ms:{}\r\nanna_gossip_ms:{}\r\nanna_idle_ms:{}\r\nanna_refused_unauthenticated:{}\r\nanna_refused_malformed:{}\r\nanna_refused_unknown_sender:{}\r\nanna_refused_replayed:{}\r\nanna_future_stamps_refused:{}\r\nanna_gossip_refused_ahead:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nprotocol_errors:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nevicted_clients:{}\r\nanna_gets:{}\r\nanna_writes:{}\r\nanna_deletes:{}\r\nanna_forwarded:{}\r\nanna_gossip_batches_out:{}\r\nanna_gossip_entries_out:{}\r\nanna_gossip_batches_in:{}\r\nanna_merges:{}\r\nanna_reclaimed_keys:{}\r\nanna_request_ms:{}\r\nanna_gossip_ms:{}\r\nanna_idle_ms:{}\r\nanna_refused_unauthenticated:{}\r\nanna_refused_malformed:{}\r\nanna_refused_unknown_sender:{}\r\nanna_refused_replayed:{}\r\nanna_future_stamps_refused:{}\r\nanna_gossip_refused_ahead:{}\r\n\r\n",
             counters.connections_received.load(Ordering::Relaxed),
             counters.commands.load(Ordering::Relaxed),
             counters.rejected.load(Ordering::Relaxed),
@@ -334,6 +335,7 @@ fn info(cx: &Context<'_>, section: Option<&Bytes>) -> String {
             counters.misses.load(Ordering::Relaxed),
             counters.protocol_errors.load(Ordering::Relaxed),
             counters.output_limit_closed.load(Ordering::Relaxed),
+            counters.evicted_clients.load(Ordering::Relaxed),
             sum(&|r| r.stats.gets),
             sum(&|r| r.stats.puts),
             sum(&|r| r.stats.deletes),

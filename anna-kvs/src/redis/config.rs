@@ -21,6 +21,9 @@ pub struct RedisConfig {
     pub max_batch: usize,
     /// A TLS listener beside the plain one, serving the same commands and data.
     pub tls: Option<TlsConfig>,
+    /// Redis's `maxmemory-clients`: once all clients' query and reply buffers together pass
+    /// this many bytes, the client holding the most is closed (0: no limit, Redis's default).
+    pub maxmemory_clients: u64,
 }
 
 impl Default for RedisConfig {
@@ -32,6 +35,7 @@ impl Default for RedisConfig {
             write_timeout: Duration::from_secs(10),
             max_batch: 1024,
             tls: None,
+            maxmemory_clients: 0,
         }
     }
 }

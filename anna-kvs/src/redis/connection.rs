@@ -45,7 +45,21 @@ pub(super) struct Shared {
     pub(super) counters: Counters,
     /// The next `CLIENT ID`.
     pub(super) next_client_id: AtomicU64,
+    /// Each actor's clients' buffer bytes (`maxmemory-clients`).
+    pub(super) client_memory: Vec<ClientMemory>,
 }
+
+/// What one actor's clients hold in query and reply buffers, as of its last look.
+#[derive(Debug, Default)]
+pub(super) struct ClientMemory {
+    /// All of them together.
+    total: AtomicU64,
+    /// The biggest one.
+    largest: AtomicU64,
+}
+
+/// How often an actor adds up its clients' buffers.
+const CLIENT_MEMORY_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,12 +90,17 @@ pub(super) struct Connections {
     more_buffered: bool,
     /// The node is stopping: no new commands are read; connections close once answered.
     draining: bool,
+    /// This actor's index (its slot in `Shared::client_memory`).
+    actor: usize,
+    /// When the clients' buffers were last added up.
+    measured_at: Instant,
 }
 
 impl Connections {
     pub(super) fn new(
         shared: Arc<Shared>,
         incoming: crossbeam_channel::Receiver<Incoming>,
+        actor: usize,
     ) -> Self {
         Self {
             shared,
@@ -92,6 +111,60 @@ impl Connections {
             chunk: vec![0_u8; 64 * 1024],
             more_buffered: false,
             draining: false,
+            actor,
+            measured_at: Instant::now(),
+        }
+    }
+
+    /// `maxmemory-clients`: adds up this actor's clients' buffers (every
+    /// [`CLIENT_MEMORY_EVERY`]), publishes the sum and the biggest, and when every actor's
+    /// clients together are over the limit, closes its biggest client if that is the biggest
+    /// anywhere (as Redis evicts the client using the most memory first).
+    fn limit_client_memory(&mut self) {
+        let limit = self.shared.settings.redis.maxmemory_clients;
+        if limit == 0 || self.measured_at.elapsed() < CLIENT_MEMORY_EVERY {
+            return;
+        }
+        self.measured_at = Instant::now();
+        let mut total = 0_u64;
+        let mut largest: Option<(usize, u64)> = None;
+        for (slot, conn) in self.slots.iter().enumerate() {
+            let Some(conn) = conn else { continue };
+            let bytes = conn.buffer_bytes();
+            total += bytes;
+            if largest.is_none_or(|(_, most)| bytes > most) {
+                largest = Some((slot, bytes));
+            }
+        }
+        let mine = &self.shared.client_memory[self.actor];
+        mine.total.store(total, Ordering::Relaxed);
+        mine.largest.store(largest.map_or(0, |(_, b)| b), Ordering::Relaxed);
+        let all: u64 =
+            self.shared.client_memory.iter().map(|m| m.total.load(Ordering::Relaxed)).sum();
+        let biggest =
+            self.shared.client_memory.iter().map(|m| m.largest.load(Ordering::Relaxed)).max();
+        if all <= limit {
+            return;
+        }
+        if let Some((slot, bytes)) = largest
+            && bytes > 0
+            && Some(bytes) >= biggest
+            && let Some(Some(conn)) = self.slots.get_mut(slot)
+            && !conn.dead
+        {
+            tracing::warn!(
+                client = conn.session.id,
+                bytes,
+                all_clients = all,
+                limit,
+                "closing the client with the biggest buffers: all clients together are over maxmemory-clients"
+            );
+            self.shared.counters.evicted_clients.fetch_add(1, Ordering::Relaxed);
+            conn.dead = true;
+            conn.buf = BytesMut::new();
+            conn.out = Vec::new();
+            mine.total.store(total - bytes, Ordering::Relaxed);
+            mine.largest.store(0, Ordering::Relaxed);
         }
     }
 
@@ -222,6 +295,7 @@ impl Service<RedisValue> for Connections {
             }
             conn.round = Some(round);
         }
+        self.limit_client_memory();
         // Idle, timed-out and stalled connections are closed here.
         for slot in 0..self.slots.len() {
             self.sweep(slot);
@@ -520,6 +594,11 @@ impl Connection {
             }
             self.session.quit = true;
         }
+    }
+
+    /// Bytes its query and reply buffers hold.
+    fn buffer_bytes(&self) -> u64 {
+        (self.buf.capacity() + self.out.capacity()) as u64
     }
 
     /// Encodes a reply onto the output, unless that would take the output past

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::config::{RedisConfig, Settings};
-use super::connection::{Connections, Incoming, Shared};
+use super::connection::{ClientMemory, Connections, Incoming, Shared};
 use super::plan::Counters;
 use super::value::RedisValue;
 use crate::node::{NodeHandle, Service};
@@ -98,14 +98,16 @@ impl RedisFrontEnd {
             node,
             counters: Counters::default(),
             next_client_id: AtomicU64::new(1),
+            client_memory: (0..actors).map(|_| ClientMemory::default()).collect(),
         });
         self.shared = Some(Arc::clone(&shared));
         self.inboxes.clear();
         (0..actors)
-            .map(|_| {
+            .map(|actor| {
                 let (tx, rx) = crossbeam_channel::unbounded();
                 self.inboxes.push(tx);
-                Box::new(Connections::new(Arc::clone(&shared), rx)) as Box<dyn Service<RedisValue>>
+                Box::new(Connections::new(Arc::clone(&shared), rx, actor))
+                    as Box<dyn Service<RedisValue>>
             })
             .collect()
     }

@@ -182,6 +182,8 @@ pub struct Counters {
     pub protocol_errors: AtomicU64,
     /// Connections closed because their replies would pass the output buffer limit.
     pub output_limit_closed: AtomicU64,
+    /// Connections closed because all clients' buffers passed `maxmemory-clients`.
+    pub evicted_clients: AtomicU64,
 }
 
 impl Counters {
