@@ -155,7 +155,17 @@ fn client_config_and_command_introspection() {
     let save: Vec<String> = cmd(&mut con, &["CONFIG", "GET", "save"]).unwrap();
     assert_eq!(save, ["save", ""]);
     let many: Vec<String> = cmd(&mut con, &["CONFIG", "GET", "max*"]).unwrap();
-    assert_eq!(many, ["maxclients", "10000", "maxmemory", "0", "maxmemory-policy", "noeviction"]);
+    let expected = [
+        "maxclients",
+        "10000",
+        "maxmemory",
+        "0",
+        "maxmemory-policy",
+        "noeviction",
+        "maxmemory-clients",
+        "0",
+    ];
+    assert_eq!(many, expected);
     let count: i64 = cmd(&mut con, &["COMMAND", "COUNT"]).unwrap();
     let all: Vec<Value> = cmd(&mut con, &["COMMAND"]).unwrap();
     assert_eq!(all.len() as i64, count);
