@@ -66,6 +66,15 @@ pub fn flush_thread() {
     });
 }
 
+/// Counts a fresh allocation of `size` bytes at `ptr` (none if it failed), and returns `ptr`.
+fn allocated(ptr: *mut u8, size: usize) -> *mut u8 {
+    if !ptr.is_null() {
+        mark_counting();
+        tally(size as i64);
+    }
+    ptr
+}
+
 /// A global allocator that counts the bytes it hands out, over another allocator:
 ///
 /// ```ignore
@@ -80,12 +89,7 @@ pub struct Counting<A>(pub A);
 unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller's contract is passed on as is.
-        let ptr = unsafe { self.0.alloc(layout) };
-        if !ptr.is_null() {
-            mark_counting();
-            tally(layout.size() as i64);
-        }
-        ptr
+        allocated(unsafe { self.0.alloc(layout) }, layout.size())
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -96,12 +100,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as above.
-        let ptr = unsafe { self.0.alloc_zeroed(layout) };
-        if !ptr.is_null() {
-            mark_counting();
-            tally(layout.size() as i64);
-        }
-        ptr
+        allocated(unsafe { self.0.alloc_zeroed(layout) }, layout.size())
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {

@@ -462,11 +462,7 @@ impl Aof {
         let mut snapshot_bytes = 0;
         if let Some((_, path)) = &newest {
             let data = std::fs::read(path).map_err(io_error(path))?;
-            let (intact, dropped) =
-                decode_log_with::<V>(&data, path, persistence.load_corrupt, |key, value| {
-                    count += 1;
-                    restore(key, value);
-                })?;
+            let (intact, dropped) = replay(&data, path, persistence, &mut count, &mut restore)?;
             if dropped > 0 && !persistence.load_corrupt {
                 return Err(AofError::Corrupt {
                     path: path.clone(),
@@ -492,12 +488,7 @@ impl Aof {
         };
         for (_, older) in &logs[..logs.len().saturating_sub(1)] {
             let data = std::fs::read(older).map_err(io_error(older))?;
-            let (intact, _) =
-                decode_log_with::<V>(&data, older, persistence.load_corrupt, |key, value| {
-                    count += 1;
-                    restore(key, value);
-                })?;
-            older_bytes += intact;
+            older_bytes += replay(&data, older, persistence, &mut count, &mut restore)?.0;
         }
         let mut file = OpenOptions::new()
             .read(true)
@@ -507,11 +498,7 @@ impl Aof {
             .map_err(io_error(&path))?;
         let mut data = Vec::new();
         file.read_to_end(&mut data).map_err(io_error(&path))?;
-        let (intact, dropped) =
-            decode_log_with::<V>(&data, &path, persistence.load_corrupt, |key, value| {
-                count += 1;
-                restore(key, value);
-            })?;
+        let (intact, dropped) = replay(&data, &path, persistence, &mut count, &mut restore)?;
         drop(data);
         if dropped > 0 {
             tracing::warn!(path = %path.display(), intact, dropped, "dropped a torn or corrupt end of the log");
@@ -759,6 +746,20 @@ impl Aof {
             Saved { bytes, took: job.started.elapsed() }
         }))
     }
+}
+
+/// Hands every record of one file to `restore`, counting them (see [`decode_log_with`]).
+fn replay<V: KvsValue>(
+    data: &[u8],
+    path: &Path,
+    persistence: &Persistence,
+    count: &mut usize,
+    restore: &mut impl FnMut(Key, V),
+) -> Result<(u64, u64), AofError> {
+    decode_log_with::<V>(data, path, persistence.load_corrupt, |key, value| {
+        *count += 1;
+        restore(key, value);
+    })
 }
 
 /// Most encoded chunks queued for the snapshot writer.
