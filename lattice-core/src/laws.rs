@@ -68,6 +68,11 @@ pub enum Law {
     DefaultIsBottom,
     /// Encoding and decoding gives back the same state.
     RoundTrip,
+    /// A delta is below the new state and takes the old state to it (`δ ≤ new`,
+    /// `old ⊔ δ == new`).
+    DeltaAgrees,
+    /// A split's parts are below the state, within the bound, and join back to it.
+    SplitJoins,
 }
 
 impl Law {
@@ -84,6 +89,8 @@ impl Law {
             Self::OrderAgrees => "order agrees with merge",
             Self::DefaultIsBottom => "Default is bottom",
             Self::RoundTrip => "serialization round trip",
+            Self::DeltaAgrees => "delta takes old to new",
+            Self::SplitJoins => "split parts join back",
         }
     }
 }
@@ -352,6 +359,73 @@ where
                 &[("a", sample), ("decoded", &back)],
             );
         }
+    }
+    Ok(())
+}
+
+/// Checks that `delta`, reported by a mutation of `before` into `after`, is a delta of it:
+/// `delta ≤ after` and `before ⊔ delta == after` (see [`crate::delta`]).
+///
+/// ```
+/// use lattice_core::{laws, OrSet};
+/// let mut set = OrSet::<char, u8>::new();
+/// let before = set.clone();
+/// let delta = set.add_delta(1, 'x');
+/// laws::try_check_delta(&before, &delta, &set).unwrap();
+/// // The whole new state is a delta too, just not a small one; the old state is not.
+/// laws::try_check_delta(&before, &set, &set).unwrap();
+/// assert!(laws::try_check_delta(&before, &before, &set).is_err());
+/// ```
+pub fn try_check_delta<T: Lattice + PartialEq + Debug>(
+    before: &T,
+    delta: &T,
+    after: &T,
+) -> Result<(), LawViolation> {
+    let values: [(&str, &dyn Debug); 3] = [("old", before), ("delta", delta), ("new", after)];
+    if !delta.leq(after) {
+        return fail(Law::DeltaAgrees, "delta is not below the new state", &values);
+    }
+    let (reached, _) = joined(before, delta);
+    if reached != *after {
+        return fail(Law::DeltaAgrees, "old ⊔ delta != new", &values);
+    }
+    Ok(())
+}
+
+/// Checks [`Decompose::split`](crate::delta::Decompose::split) of `state` at `max_weight`:
+/// at least one part, each below the state and within the bound (a part of one element may
+/// outweigh it), and their join is the state.
+pub fn try_check_split<T>(state: &T, max_weight: usize) -> Result<(), LawViolation>
+where
+    T: crate::delta::Decompose + PartialEq + Debug,
+{
+    let parts = state.clone().split(max_weight);
+    if parts.is_empty() {
+        return fail(Law::SplitJoins, "split returned no parts", &[("state", state)]);
+    }
+    for part in &parts {
+        if !part.leq(state) {
+            return fail(
+                Law::SplitJoins,
+                "a part is not below the state",
+                &[("state", state), ("part", part)],
+            );
+        }
+        if part.weight() > max_weight.max(1) && parts.len() > 1 {
+            return fail(
+                Law::SplitJoins,
+                "a part outweighs the bound",
+                &[("state", state), ("part", part)],
+            );
+        }
+    }
+    let rejoined = crate::lattice::join_all(parts.iter().cloned());
+    if rejoined != *state {
+        return fail(
+            Law::SplitJoins,
+            "the parts do not join back to the state",
+            &[("state", state), ("rejoined", &rejoined), ("parts", &parts)],
+        );
     }
     Ok(())
 }

@@ -6,6 +6,8 @@
 //!
 //! - [`Lattice`] (module [`lattice`]): the trait, its laws, and [`lattice::join_all`].
 //! - [`laws`]: the law checks, for your own tests.
+//! - [`delta`]: delta states ([`OrSet::add_delta`]) and [`delta::Decompose`] (whole states
+//!   cut into bounded parts).
 //! - One module per built-in lattice: [`Max`], [`Min`], [`BoolOr`], [`SetUnion`],
 //!   [`MapLattice`], [`Pair`] (and tuples), [`DomPair`], [`Lww`], [`VectorClock`],
 //!   [`MultiValue`], [`GCounter`], [`PNCounter`], [`OrSet`], [`Priority`].
@@ -13,6 +15,7 @@
 //!   the [`lattice_law_tests!`] macro. Feature `quickcheck`: `quickcheck::Arbitrary` for every
 //!   built-in and `laws::quickcheck_laws`.
 
+pub mod delta;
 pub mod lattice;
 pub mod laws;
 

@@ -14,6 +14,9 @@ pub struct Dot<A = u64> {
     pub counter: u64,
 }
 
+/// An [`OrSet`]'s live add dots per element (see [`OrSet::into_parts`]).
+pub type AddDots<T, A> = BTreeMap<T, BTreeSet<Dot<A>>>;
+
 /// An observed-remove set (add-wins).
 ///
 /// Every add is tagged with a fresh [`Dot`]; a remove tombstones the dots it has *observed* for
@@ -137,6 +140,46 @@ impl<T: Ord, A: Ord + Clone> OrSet<T, A> {
         let dot = Dot { actor, counter };
         self.adds.entry(value).or_default().insert(dot.clone());
         dot
+    }
+
+    /// Adds `value` on behalf of `actor`, like [`add`](Self::add), and returns the delta: the
+    /// one-dot state that, merged into the set as it was, makes it what it is now (see
+    /// [`crate::delta`]).
+    ///
+    /// ```
+    /// use lattice_core::{Lattice, OrSet};
+    /// let mut set = OrSet::<&str, u8>::new();
+    /// set.add(1, "a");
+    /// let mut replica = set.clone();
+    /// replica.merge(set.add_delta(1, "b"));
+    /// assert_eq!(replica, set);
+    /// ```
+    pub fn add_delta(&mut self, actor: A, value: T) -> Self
+    where
+        T: Clone,
+    {
+        let dot = self.add(actor, value.clone());
+        let mut clock = VectorClock::new();
+        clock.observe(dot.actor.clone(), dot.counter);
+        Self {
+            adds: BTreeMap::from([(value, BTreeSet::from([dot]))]),
+            removed: BTreeSet::new(),
+            clock,
+        }
+    }
+
+    /// Removes every observed add of `value`, like [`remove`](Self::remove), and returns the
+    /// delta (the tombstones it made), or `None` if `value` was not present.
+    pub fn remove_delta(&mut self, value: &T) -> Option<Self> {
+        let dots = self.adds.remove(value)?;
+        self.removed.extend(dots.iter().cloned());
+        Some(Self::from_parts(BTreeMap::new(), dots, VectorClock::new()))
+    }
+
+    /// The raw parts: live add dots per element, tombstones, clock (see
+    /// [`from_parts`](Self::from_parts)).
+    pub fn into_parts(self) -> (AddDots<T, A>, BTreeSet<Dot<A>>, VectorClock<A>) {
+        (self.adds, self.removed, self.clock)
     }
 
     /// Builds a set from raw parts, restoring the invariants (tombstoned dots dropped from the
