@@ -8,6 +8,7 @@
 use std::fmt::Debug;
 
 use bytes::Bytes;
+use lattice_core::delta::Decompose;
 use lattice_core::{Lattice, Lww, OrSet, PNCounter, Stamp};
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -38,6 +39,40 @@ pub trait KvsValue:
         stamp: Stamp,
         writer: u64,
     ) -> Result<(bool, Self::OpOutput), OpError>;
+
+    /// Like [`apply`](Self::apply), and also says how the state changed: by a small delta
+    /// (`δ ≤ new`, `old ⊔ δ == new`; see [`lattice_core::delta`]) where the value can tell,
+    /// so a change to a big state is gossiped and logged as what changed instead of the whole
+    /// state. The store calls it only for states whose [`weight`](Self::weight) makes that
+    /// worthwhile. The default reports every change as [`Change::Whole`].
+    ///
+    /// # Errors
+    /// As [`apply`](Self::apply).
+    fn apply_delta(
+        &mut self,
+        op: Self::Op,
+        stamp: Stamp,
+        writer: u64,
+    ) -> Result<(Change<Self>, Self::OpOutput), OpError> {
+        let (changed, output) = self.apply(op, stamp, writer)?;
+        Ok((if changed { Change::Whole } else { Change::Unchanged }, output))
+    }
+
+    /// The state's size in elements (a set's members and tombstones; 1 for a scalar): the
+    /// store tracks deltas of states of some weight, and ships and logs whole states heavier
+    /// than a bound in parts (see [`split`](Self::split)). Must be cheap. Defaults to 1.
+    fn weight(&self) -> usize {
+        1
+    }
+
+    /// Cuts the state into parts of at most `max_weight` each whose join is the state, each
+    /// below it (the laws of [`lattice_core::delta::Decompose`]), so a big state travels in
+    /// bounded messages. The default does not cut.
+    #[must_use]
+    fn split(self, max_weight: usize) -> Vec<Self> {
+        let _ = max_weight;
+        vec![self]
+    }
 
     /// Applies a DELETE, made at `stamp` by `writer`, to this replica's state. Returns `true`
     /// if the state changed. The result must be above `self` (deletes are lattice writes too).
@@ -86,6 +121,24 @@ pub trait KvsValue:
     /// [`write_stamp`](Self::write_stamp).
     fn newest_stamp(&self) -> Option<Stamp> {
         self.write_stamp()
+    }
+}
+
+/// How a write changed a stored state (see [`KvsValue::apply_delta`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change<V> {
+    /// Not at all.
+    Unchanged,
+    /// In a way only the whole new state describes.
+    Whole,
+    /// By this delta: below the new state, and the old state merged with it is the new one.
+    Delta(V),
+}
+
+impl<V> Change<V> {
+    /// Whether the state changed.
+    pub fn changed(&self) -> bool {
+        !matches!(self, Self::Unchanged)
     }
 }
 
@@ -171,6 +224,13 @@ pub type Set = OrSet<Bytes>;
 impl KvsValue for OrSet<Bytes> {
     const TYPE_NAME: &'static str = "or-set-bytes";
     no_ops!();
+
+    fn weight(&self) -> usize {
+        Decompose::weight(self)
+    }
+    fn split(self, max_weight: usize) -> Vec<Self> {
+        Decompose::split(self, max_weight)
+    }
 
     fn delete(&mut self, _stamp: Stamp, _writer: u64) -> bool {
         let present: Vec<Bytes> = self.iter().cloned().collect();

@@ -10,11 +10,12 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use lattice_core::delta::Decompose;
 use lattice_core::{Lattice, Lww, Max, OrSet, Stamp};
 use serde::{Deserialize, Serialize};
 
 use super::inline_bytes::InlineBytes;
-use crate::value::{KvsValue, OpError};
+use crate::value::{Change, KvsValue, OpError};
 
 /// A Redis key's state.
 #[derive(Lattice, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -326,6 +327,149 @@ impl RedisValue {
         }
     }
 
+    /// Applies `op` (see [`KvsValue::apply`]); with `track`, also builds the delta of the
+    /// operations that can name one (sets, strings, counters): `(changed, answer, delta)`.
+    fn run(
+        &mut self,
+        op: RedisOp,
+        stamp: Stamp,
+        writer: u64,
+        track: bool,
+    ) -> Result<(bool, RedisOpOutput, Option<Self>), OpError> {
+        // The delta of a string write is the register itself (a string is small).
+        let string_delta =
+            |value: &Self| track.then(|| Self { string: value.string.clone(), typed: None });
+        match op {
+            RedisOp::Set(value) => {
+                let changed = self.string.merge(Lww::new(stamp, Some(value.into())));
+                Ok((changed, RedisOpOutput::Ok, string_delta(self)))
+            }
+            RedisOp::IncrBy(delta) => {
+                let current = self.integer()?;
+                let target = current.checked_add(delta).ok_or(OpError::Overflow)?;
+                // Counting on from a counter, or from the reset it replaces: the string
+                // holding an integer, or the delete (or nothing) before it.
+                let reset = match self.kind() {
+                    Some(Kind::Counter) => None,
+                    Some(Kind::String) => self.string.stamp().map(stamp_pair),
+                    _ => Some(self.deleted_at()),
+                };
+                let typed = self.typed_mut();
+                let (reset, base) = match reset {
+                    Some(reset) => (reset, current),
+                    None => (typed.counter.reset, typed.counter.base),
+                };
+                typed.counter.step(reset, base, writer, stamp.time, delta);
+                typed.counter_at.merge(Max::new(stamp_pair(stamp)));
+                // The whole tally (a few writers' slots), not the set beside it.
+                let delta = track.then(|| Self {
+                    string: Lww::default(),
+                    typed: Some(Box::new(Typed {
+                        counter: typed.counter.clone(),
+                        counter_at: typed.counter_at.clone(),
+                        ..Typed::default()
+                    })),
+                });
+                Ok((true, RedisOpOutput::Int(target), delta))
+            }
+            RedisOp::SetIf { value, when, get } => {
+                let kind = self.kind();
+                // GET answers the string (a counter reads as its decimal); a set is WRONGTYPE.
+                let previous = if get { self.get_string()? } else { None };
+                let write = match when {
+                    Condition::Always => true,
+                    Condition::IfAbsent => kind.is_none(),
+                    Condition::IfPresent => kind.is_some(),
+                };
+                let changed = write && self.string.merge(Lww::new(stamp, Some(value.into())));
+                let output = match (get, write) {
+                    (true, _) => RedisOpOutput::Bulk(previous),
+                    (false, true) => RedisOpOutput::Ok,
+                    (false, false) => RedisOpOutput::Nil,
+                };
+                Ok((changed, output, string_delta(self)))
+            }
+            RedisOp::GetDel => {
+                let previous = self.get_string()?;
+                let changed = previous.is_some() && KvsValue::delete(self, stamp, writer);
+                Ok((changed, RedisOpOutput::Bulk(previous), None))
+            }
+            RedisOp::Append(tail) => {
+                let mut joined = self.get_string()?.map(|b| b.to_vec()).unwrap_or_default();
+                joined.extend_from_slice(&tail);
+                let len = i64::try_from(joined.len()).unwrap_or(i64::MAX);
+                self.string.merge(Lww::new(stamp, Some(Bytes::from(joined).into())));
+                Ok((true, RedisOpOutput::Int(len), string_delta(self)))
+            }
+            RedisOp::SCard | RedisOp::SIsMember(_) => {
+                if matches!(self.kind(), Some(Kind::String | Kind::Counter)) {
+                    return Err(OpError::WrongType);
+                }
+                let set = self.typed.as_ref().map(|t| &t.set).filter(|_| self.kind().is_some());
+                let answer = match (op, set) {
+                    (_, None) => 0,
+                    (RedisOp::SIsMember(member), Some(set)) => i64::from(set.contains(&member)),
+                    (_, Some(set)) => set.len() as i64,
+                };
+                Ok((false, RedisOpOutput::Int(answer), None))
+            }
+            RedisOp::Kind => {
+                let name: Option<&'static [u8]> = match self.kind() {
+                    Some(Kind::Set) => Some(b"set"),
+                    Some(Kind::String | Kind::Counter) => Some(b"string"),
+                    None => None,
+                };
+                Ok((false, RedisOpOutput::Bulk(name.map(Bytes::from_static)), None))
+            }
+            RedisOp::SAdd(members) => {
+                if matches!(self.kind(), Some(Kind::String | Kind::Counter)) {
+                    return Err(OpError::WrongType);
+                }
+                let mut added = 0;
+                let mut delta = OrSet::new();
+                let typed = self.typed_mut();
+                for member in members {
+                    if !typed.set.contains(&member) {
+                        added += 1;
+                    }
+                    if track {
+                        delta.merge(typed.set.add_delta(writer, member));
+                    } else {
+                        typed.set.add(writer, member);
+                    }
+                }
+                typed.set_at.merge(Max::new(stamp_pair(stamp)));
+                let delta = track.then(|| Self::set_delta(delta, typed.set_at.clone()));
+                Ok((true, RedisOpOutput::Int(added), delta))
+            }
+            RedisOp::SRem(members) => {
+                if matches!(self.kind(), Some(Kind::String | Kind::Counter)) {
+                    return Err(OpError::WrongType);
+                }
+                let mut removed = 0;
+                let mut delta = OrSet::new();
+                if let Some(typed) = &mut self.typed {
+                    for member in &members {
+                        if let Some(tombstones) = typed.set.remove_delta(member) {
+                            removed += 1;
+                            delta.merge(tombstones);
+                        }
+                    }
+                }
+                let delta = track.then(|| Self::set_delta(delta, Max::default()));
+                Ok((removed > 0, RedisOpOutput::Int(removed), delta))
+            }
+        }
+    }
+
+    /// A delta that changes only the set part (and the stamp of the last set write).
+    fn set_delta(set: OrSet<Bytes>, set_at: Max<(u64, u64)>) -> Self {
+        Self {
+            string: Lww::default(),
+            typed: Some(Box::new(Typed { set, set_at, ..Typed::default() })),
+        }
+    }
+
     fn integer(&self) -> Result<i64, OpError> {
         match self.kind() {
             None => Ok(0),
@@ -352,111 +496,46 @@ impl KvsValue for RedisValue {
         stamp: Stamp,
         writer: u64,
     ) -> Result<(bool, RedisOpOutput), OpError> {
-        match op {
-            RedisOp::Set(value) => {
-                let changed = self.string.merge(Lww::new(stamp, Some(value.into())));
-                Ok((changed, RedisOpOutput::Ok))
-            }
-            RedisOp::IncrBy(delta) => {
-                let current = self.integer()?;
-                let target = current.checked_add(delta).ok_or(OpError::Overflow)?;
-                // Counting on from a counter, or from the reset it replaces: the string
-                // holding an integer, or the delete (or nothing) before it.
-                let reset = match self.kind() {
-                    Some(Kind::Counter) => None,
-                    Some(Kind::String) => self.string.stamp().map(stamp_pair),
-                    _ => Some(self.deleted_at()),
-                };
-                let typed = self.typed_mut();
-                let (reset, base) = match reset {
-                    Some(reset) => (reset, current),
-                    None => (typed.counter.reset, typed.counter.base),
-                };
-                typed.counter.step(reset, base, writer, stamp.time, delta);
-                typed.counter_at.merge(Max::new(stamp_pair(stamp)));
-                Ok((true, RedisOpOutput::Int(target)))
-            }
-            RedisOp::SetIf { value, when, get } => {
-                let kind = self.kind();
-                // GET answers the string (a counter reads as its decimal); a set is WRONGTYPE.
-                let previous = if get { self.get_string()? } else { None };
-                let write = match when {
-                    Condition::Always => true,
-                    Condition::IfAbsent => kind.is_none(),
-                    Condition::IfPresent => kind.is_some(),
-                };
-                let changed = write && self.string.merge(Lww::new(stamp, Some(value.into())));
-                let output = match (get, write) {
-                    (true, _) => RedisOpOutput::Bulk(previous),
-                    (false, true) => RedisOpOutput::Ok,
-                    (false, false) => RedisOpOutput::Nil,
-                };
-                Ok((changed, output))
-            }
-            RedisOp::GetDel => {
-                let previous = self.get_string()?;
-                let changed = previous.is_some() && KvsValue::delete(self, stamp, writer);
-                Ok((changed, RedisOpOutput::Bulk(previous)))
-            }
-            RedisOp::Append(tail) => {
-                let mut joined = self.get_string()?.map(|b| b.to_vec()).unwrap_or_default();
-                joined.extend_from_slice(&tail);
-                let len = i64::try_from(joined.len()).unwrap_or(i64::MAX);
-                self.string.merge(Lww::new(stamp, Some(Bytes::from(joined).into())));
-                Ok((true, RedisOpOutput::Int(len)))
-            }
-            RedisOp::SCard | RedisOp::SIsMember(_) => {
-                if matches!(self.kind(), Some(Kind::String | Kind::Counter)) {
-                    return Err(OpError::WrongType);
-                }
-                let set = self.typed.as_ref().map(|t| &t.set).filter(|_| self.kind().is_some());
-                let answer = match (op, set) {
-                    (_, None) => 0,
-                    (RedisOp::SIsMember(member), Some(set)) => i64::from(set.contains(&member)),
-                    (_, Some(set)) => set.len() as i64,
-                };
-                Ok((false, RedisOpOutput::Int(answer)))
-            }
-            RedisOp::Kind => {
-                let name: Option<&'static [u8]> = match self.kind() {
-                    Some(Kind::Set) => Some(b"set"),
-                    Some(Kind::String | Kind::Counter) => Some(b"string"),
-                    None => None,
-                };
-                Ok((false, RedisOpOutput::Bulk(name.map(Bytes::from_static))))
-            }
-            RedisOp::SAdd(members) => {
-                if matches!(self.kind(), Some(Kind::String | Kind::Counter)) {
-                    return Err(OpError::WrongType);
-                }
-                let mut added = 0;
-                let typed = self.typed_mut();
-                for member in members {
-                    if !typed.set.contains(&member) {
-                        added += 1;
-                    }
-                    typed.set.add(writer, member);
-                }
-                typed.set_at.merge(Max::new(stamp_pair(stamp)));
-                Ok((true, RedisOpOutput::Int(added)))
-            }
-            RedisOp::SRem(members) => {
-                if matches!(self.kind(), Some(Kind::String | Kind::Counter)) {
-                    return Err(OpError::WrongType);
-                }
-                let mut removed = 0;
-                if let Some(typed) = &mut self.typed {
-                    for member in &members {
-                        if typed.set.remove(member) {
-                            removed += 1;
-                        }
-                    }
-                }
-                Ok((removed > 0, RedisOpOutput::Int(removed)))
-            }
-        }
+        let (changed, output, _) = self.run(op, stamp, writer, false)?;
+        Ok((changed, output))
     }
 
+    fn apply_delta(
+        &mut self,
+        op: RedisOp,
+        stamp: Stamp,
+        writer: u64,
+    ) -> Result<(Change<Self>, RedisOpOutput), OpError> {
+        let (changed, output, delta) = self.run(op, stamp, writer, true)?;
+        let change = match (changed, delta) {
+            (false, _) => Change::Unchanged,
+            (true, Some(delta)) => Change::Delta(delta),
+            (true, None) => Change::Whole,
+        };
+        Ok((change, output))
+    }
+
+    fn weight(&self) -> usize {
+        self.typed.as_ref().map_or(1, |t| 1 + Decompose::weight(&t.set) + t.counter.nets.len())
+    }
+
+    fn split(self, max_weight: usize) -> Vec<Self> {
+        if self.typed.as_ref().is_none_or(|t| Decompose::weight(&t.set) <= max_weight.max(1)) {
+            return vec![self];
+        }
+        let Some(mut typed) = self.typed.map(|t| *t) else { return Vec::new() };
+        // The first part keeps everything but the set's other parts; leave room for it.
+        let others = 1 + typed.counter.nets.len();
+        let bound = max_weight.saturating_sub(others).max(1);
+        let mut sets = Decompose::split(std::mem::take(&mut typed.set), bound).into_iter();
+        typed.set = sets.next().unwrap_or_default();
+        let mut parts = vec![Self { string: self.string, typed: Some(Box::new(typed)) }];
+        parts.extend(sets.map(|set| Self {
+            string: Lww::default(),
+            typed: Some(Box::new(Typed { set, ..Typed::default() })),
+        }));
+        parts
+    }
     fn op_reads_only(op: &RedisOp) -> bool {
         op.is_read()
     }
@@ -719,5 +798,115 @@ mod tests {
         b.apply(RedisOp::IncrBy(1), s(2), 2).unwrap();
         let merged = a.join(b);
         assert_eq!(merged.get_string().unwrap().as_deref(), Some(&b"3"[..]));
+    }
+}
+
+#[cfg(test)]
+mod delta_tests {
+    use lattice_core::laws::{try_check_delta, try_check_split};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn op_strategy() -> impl Strategy<Value = RedisOp> {
+        let member = (0..40_u8).prop_map(|n| Bytes::from(format!("m{n}")));
+        prop_oneof![
+            4 => proptest::collection::vec(member.clone(), 1..6).prop_map(RedisOp::SAdd),
+            2 => proptest::collection::vec(member.clone(), 1..4).prop_map(RedisOp::SRem),
+            1 => (0..3_u8).prop_map(|n| RedisOp::Set(Bytes::from(n.to_string()))),
+            1 => (-5..5_i64).prop_map(RedisOp::IncrBy),
+            1 => Just(RedisOp::Append(Bytes::from_static(b"x"))),
+            1 => Just(RedisOp::GetDel),
+            1 => (0..2_u8).prop_map(|n| RedisOp::SetIf {
+                value: Bytes::from(n.to_string()),
+                when: if n == 0 { Condition::IfAbsent } else { Condition::IfPresent },
+                get: false,
+            }),
+        ]
+    }
+
+    proptest! {
+        /// Every delta an operation reports takes the old state to the new one and is below
+        /// it, whatever came before (other writers, deletes, type changes); and a replica fed
+        /// only the deltas (whole states where there are none) ends equal to the writer.
+        #[test]
+        fn deltas_take_the_old_state_to_the_new_one(
+            steps in proptest::collection::vec((op_strategy(), 1..4_u64, any::<bool>()), 1..60),
+        ) {
+            let mut state = RedisValue::default();
+            let mut replica = RedisValue::default();
+            for (time, (op, writer, delete)) in steps.into_iter().enumerate() {
+                let stamp = Stamp::new(time as u64 + 1, writer);
+                let before = state.clone();
+                if delete {
+                    KvsValue::delete(&mut state, stamp, writer);
+                    replica.merge(state.clone());
+                    continue;
+                }
+                let Ok((change, _)) = state.apply_delta(op.clone(), stamp, writer) else {
+                    prop_assert_eq!(&state, &before, "a refused operation changed the state");
+                    continue;
+                };
+                // The same operation through `apply` ends in the same state.
+                let mut plain = before.clone();
+                let (changed, _) = plain.apply(op, stamp, writer).unwrap();
+                prop_assert_eq!(&plain, &state);
+                prop_assert_eq!(changed, change.changed());
+                match change {
+                    Change::Delta(delta) => {
+                        if let Err(violation) = try_check_delta(&before, &delta, &state) {
+                            prop_assert!(false, "{}", violation);
+                        }
+                        replica.merge(delta);
+                    }
+                    Change::Whole => {
+                        replica.merge(state.clone());
+                    }
+                    Change::Unchanged => prop_assert_eq!(&before, &state),
+                }
+                prop_assert_eq!(&replica, &state);
+            }
+            for bound in [1, 3, 10, 1000] {
+                if let Err(violation) = try_check_split(&state, bound) {
+                    prop_assert!(false, "{}", violation);
+                }
+            }
+        }
+    }
+
+    /// `try_check_split` needs `Decompose`: route it to the value's own split.
+    impl lattice_core::delta::Decompose for RedisValue {
+        fn weight(&self) -> usize {
+            KvsValue::weight(self)
+        }
+        fn split(self, max_weight: usize) -> Vec<Self> {
+            KvsValue::split(self, max_weight)
+        }
+    }
+
+    #[test]
+    fn a_big_set_splits_into_parts_that_read_back_whole() {
+        let mut set = RedisValue::default();
+        let members: Vec<Bytes> = (0..10_000).map(|n| Bytes::from(format!("member:{n}"))).collect();
+        set.apply(RedisOp::SAdd(members), Stamp::new(1, 1), 1).unwrap();
+        set.apply(RedisOp::SRem(vec![Bytes::from_static(b"member:7")]), Stamp::new(2, 1), 1)
+            .unwrap();
+        let parts = KvsValue::split(set.clone(), 1000);
+        // Members in parts of 999 (the first part also carries the key's scalar state): 11;
+        // then the one tombstone.
+        assert_eq!(parts.len(), 12);
+        assert!(parts.iter().all(|p| KvsValue::weight(p) <= 1000));
+        let mut rebuilt = RedisValue::default();
+        for part in parts.into_iter().rev() {
+            rebuilt.merge(part);
+        }
+        assert_eq!(rebuilt, set);
+        assert_eq!(rebuilt.members().unwrap().len(), 9_999);
+        // A delta of one SADD is one member, however big the set.
+        let (change, _) = set
+            .apply_delta(RedisOp::SAdd(vec![Bytes::from_static(b"new")]), Stamp::new(3, 2), 2)
+            .unwrap();
+        let Change::Delta(delta) = change else { panic!("no delta: {change:?}") };
+        assert_eq!(KvsValue::weight(&delta), 2);
     }
 }
