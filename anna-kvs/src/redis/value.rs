@@ -366,7 +366,7 @@ impl RedisValue {
                     string: Lww::default(),
                     typed: Some(Box::new(Typed {
                         counter: typed.counter.clone(),
-                        counter_at: typed.counter_at.clone(),
+                        counter_at: typed.counter_at,
                         ..Typed::default()
                     })),
                 });
@@ -439,7 +439,7 @@ impl RedisValue {
                     }
                 }
                 typed.set_at.merge(Max::new(stamp_pair(stamp)));
-                let delta = track.then(|| Self::set_delta(delta, typed.set_at.clone()));
+                let delta = track.then(|| Self::set_delta(delta, typed.set_at));
                 Ok((true, RedisOpOutput::Int(added), delta))
             }
             RedisOp::SRem(members) => {
