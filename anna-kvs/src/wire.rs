@@ -89,6 +89,17 @@ fn config() -> Config {
     bincode::config::standard().with_limit::<MAX_MESSAGE_BYTES>()
 }
 
+/// The encoded size of one gossip entry (a key and a state) inside a message, counted without
+/// encoding it anywhere: the actor packs its batches below the message limit with it.
+pub fn entry_len<V: serde::Serialize>(key: &crate::ring::Key, value: &V) -> usize {
+    let mut size = bincode::enc::write::SizeWriter::default();
+    match bincode::serde::encode_into_writer((key, value), &mut size, bincode::config::standard()) {
+        Ok(()) => size.bytes_written,
+        // Unencodable: as good as too big, so it travels alone and its failure is reported.
+        Err(_) => usize::MAX,
+    }
+}
+
 /// Why bytes were not a valid message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -5,26 +5,46 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::{Actor, ActorStats, Slot};
+use super::{Actor, ActorStats, DELTA_MIN_WEIGHT, Slot};
 use crate::message::{Gossip, Output, PeerMessage};
 use crate::ring::{ActorId, Key, NodeIndex};
 use crate::small_bytes::StoreKey;
 use crate::value::KvsValue;
 use lattice_core::Stamp;
 
+/// A batch sent and not yet acknowledged.
+#[derive(Debug)]
+pub(super) struct Unacked<V> {
+    /// Its keys, each with what a resend sends again: `None` for the key's then-current
+    /// state, `Some` for a delta or a part of a big state (kept as sent).
+    entries: Vec<(Key, Option<V>)>,
+    /// Encoded bytes of the kept deltas and parts.
+    kept_bytes: usize,
+    /// Epoch of the next resend.
+    due: u64,
+    /// Resends so far.
+    resends: u32,
+    /// Epoch (plus one) it was first sent at.
+    pub(super) sent: u64,
+}
+
 /// What this actor knows about its traffic with one other actor.
-#[derive(Debug, Default)]
-pub(super) struct PeerLink {
+#[derive(Debug)]
+pub(super) struct PeerLink<V> {
     /// Sequence number of the next batch to it.
     next_seq: u64,
-    /// Batches sent and not yet acknowledged: seq → (keys, epoch of the next resend, resends
-    /// so far, epoch it was first sent at).
-    pub(super) unacked: BTreeMap<u64, (Vec<Key>, u64, u32, u64)>,
+    /// Batches sent and not yet acknowledged, by seq.
+    pub(super) unacked: BTreeMap<u64, Unacked<V>>,
     /// The latest epoch whose batch to it was given up on (0: none): what was in it may never
     /// have arrived.
     lost_through: u64,
     /// Keys held in `unacked`.
     unacked_keys: usize,
+    /// Bytes of deltas and parts held in `unacked`.
+    unacked_bytes: usize,
+    /// Big keys some of whose deltas to it were given up, or whose state outgrew a resend: it
+    /// may lack part of their state, so it gets their whole state again once it keeps up.
+    needs_whole: BTreeSet<Key>,
     /// Highest seq such that every batch from it up to there has arrived.
     received_contiguous: u64,
     /// Batches from it that arrived above `received_contiguous`.
@@ -32,6 +52,39 @@ pub(super) struct PeerLink {
     /// Whether it acknowledged anything since the last resend: a live peer gets a burst of
     /// overdue batches, a silent one (partitioned, paused, dead) one probe per round.
     acked_since_resend: bool,
+}
+
+impl<V> Default for PeerLink<V> {
+    fn default() -> Self {
+        Self {
+            next_seq: 0,
+            unacked: BTreeMap::new(),
+            lost_through: 0,
+            unacked_keys: 0,
+            unacked_bytes: 0,
+            needs_whole: BTreeSet::new(),
+            received_contiguous: 0,
+            received_ahead: BTreeSet::new(),
+            acked_since_resend: false,
+        }
+    }
+}
+
+/// Most bytes of one gossip batch: a batch is packed below this, far under the message limit
+/// ([`crate::wire::MAX_MESSAGE_BYTES`]); one entry bigger than it travels alone.
+pub(crate) const GOSSIP_BATCH_BYTES: usize = 4 << 20;
+/// A state or delta bigger than this is cut into parts ([`KvsValue::split`]) of about this size.
+pub(crate) const PART_BYTES: usize = 1 << 20;
+/// Whole states sent per epoch to a peer that lost deltas of big keys.
+const WHOLE_REPAIRS_PER_EPOCH: usize = 16;
+
+/// One entry of a batch being packed: a key, what is sent for it, its encoded size, and
+/// whether the batch keeps it for resending (deltas and parts) or resends the key's state.
+struct Entry<V> {
+    key: Key,
+    value: V,
+    len: usize,
+    keep: bool,
 }
 
 /// Most overdue batches resent to one live peer per round.
@@ -51,7 +104,7 @@ enum Receipt {
     TooFarAhead,
 }
 
-impl PeerLink {
+impl<V: KvsValue> PeerLink<V> {
     /// What batch `seq` is, with a window of `window` batches above the contiguous ones.
     fn receipt(&self, seq: u64, window: u64) -> Receipt {
         if seq <= self.received_contiguous || self.received_ahead.contains(&seq) {
@@ -120,13 +173,14 @@ impl<V: KvsValue> Actor<V> {
         }
         // Tombstones waiting on that node's old numbering would wait forever: gossip them
         // again, so they wait on its new one.
-        for pending in &self.tombstones {
-            if pending.peers.iter().any(|(peer, _, _)| peer.node == node)
-                && let Some(slot) = self.store.get_mut(&pending.key[..])
-                && !std::mem::replace(&mut slot.dirty, true)
-            {
-                self.changeset.push(pending.key.clone());
-            }
+        let waiting: Vec<Key> = self
+            .tombstones
+            .iter()
+            .filter(|pending| pending.peers.iter().any(|(peer, _, _)| peer.node == node))
+            .map(|pending| pending.key.clone())
+            .collect();
+        for key in waiting {
+            self.mark_whole(key);
         }
     }
 
@@ -159,7 +213,7 @@ impl<V: KvsValue> Actor<V> {
                 let acked = |owner: &ActorId| {
                     self.links.get(owner).is_some_and(|link| {
                         link.lost_through < epoch
-                            && !link.unacked.values().any(|&(_, _, _, sent)| sent == epoch)
+                            && !link.unacked.values().any(|batch| batch.sent == epoch)
                     })
                 };
                 nodes
@@ -221,9 +275,17 @@ impl<V: KvsValue> Actor<V> {
             }
             self.observe(newest);
             self.stats.merges += 1;
+            // Into a big state, what arrived (a delta, a part) is what the log records.
+            let mut logged = None;
             let (changed, changed_to_tombstone) = match self.store.get_mut(&key[..]) {
                 Some(slot) => {
-                    let changed = slot.value.merge(value);
+                    let changed = if slot.value.weight() >= DELTA_MIN_WEIGHT {
+                        let changed = slot.value.merge_ref(&value);
+                        logged = Some(value);
+                        changed
+                    } else {
+                        slot.value.merge(value)
+                    };
                     self.stats.merges_changed += u64::from(changed);
                     // Tombstones are passed on by every replica that learns of them, so each
                     // replica can track the acknowledgements it needs before freeing the key.
@@ -251,7 +313,7 @@ impl<V: KvsValue> Actor<V> {
                 }
             };
             if changed {
-                self.journal(&key);
+                self.journal(&key, logged);
             }
             if changed_to_tombstone {
                 self.changeset.push(key);
@@ -271,8 +333,9 @@ impl<V: KvsValue> Actor<V> {
         // Only an acknowledgement of a batch still awaited counts for tombstones: one of a
         // batch given up on may come from a receiver that never applied it (it was below the
         // low-water mark when it arrived).
-        let Some((keys, _, _, _)) = link.unacked.remove(&seq) else { return };
-        link.unacked_keys -= keys.len();
+        let Some(batch) = link.unacked.remove(&seq) else { return };
+        link.unacked_keys -= batch.entries.len();
+        link.unacked_bytes -= batch.kept_bytes;
         for pending in &mut self.tombstones {
             for (peer, batch, need) in &mut pending.peers {
                 if *peer == from && *batch == seq && need.is_none() {
@@ -283,21 +346,35 @@ impl<V: KvsValue> Actor<V> {
     }
 
     /// The epoch: gossip the changeset, resend what is overdue, free what is safe to free.
+    ///
+    /// Each changed key goes to its other owners as the deltas gathered since the last epoch
+    /// (big states) or its whole state (small ones, and any change without a delta); what is
+    /// bigger than [`PART_BYTES`] goes in parts, and each destination's entries are packed into
+    /// batches below [`GOSSIP_BATCH_BYTES`], so no message outgrows what a peer accepts.
     pub(super) fn epoch_work(&mut self, out: &mut Vec<Output<V>>) {
-        let mut batches: BTreeMap<ActorId, Vec<(Key, V)>> = BTreeMap::new();
+        let mut outgoing: BTreeMap<ActorId, Vec<Entry<V>>> = BTreeMap::new();
         let mut new_tombstones = Vec::new();
         let changeset = std::mem::take(&mut self.changeset);
         let mut owners = std::mem::take(&mut self.owners_buf);
         for key in &changeset {
+            let delta = self.deltas.remove(key);
             let Some(slot) = self.store.get_mut(&key[..]) else { continue };
             slot.dirty = false;
             // The low 32 bits (see `replicated`); never 0, which means "never shipped".
             slot.shipped = ((self.epoch + 1) as u32).max(1);
             let over = self.overrides.get(key).copied();
             self.topology.owners_into(key, over, &mut owners);
-            for &owner in &owners {
-                if owner != self.id {
-                    batches.entry(owner).or_default().push((key.clone(), slot.value.clone()));
+            if owners.iter().any(|&o| o != self.id) {
+                let is_delta = delta.is_some();
+                self.stats.gossip_deltas_out += u64::from(is_delta);
+                let payload = delta.unwrap_or_else(|| slot.value.clone());
+                let pieces = pieces(key, payload, is_delta, &mut self.stats);
+                for &owner in owners.iter().filter(|&&o| o != self.id) {
+                    let entries = outgoing.entry(owner).or_default();
+                    for (value, len, keep) in &pieces {
+                        let (value, len, keep) = (value.clone(), *len, *keep);
+                        entries.push(Entry { key: key.clone(), value, len, keep });
+                    }
                 }
             }
             if let Some(stamp) = slot.value.tombstone_stamp() {
@@ -309,6 +386,7 @@ impl<V: KvsValue> Actor<V> {
         self.owners_buf = owners;
         self.changeset = changeset;
         self.changeset.clear();
+        self.repair_whole_states(&mut outgoing);
 
         // Overrides go to every actor: any of them may route a request for the key.
         let override_changes = std::mem::take(&mut self.override_changes);
@@ -316,44 +394,74 @@ impl<V: KvsValue> Actor<V> {
             let everyone: Vec<ActorId> =
                 self.topology.all_actors().filter(|&a| a != self.id).collect();
             for actor in everyone {
-                batches.entry(actor).or_default();
+                outgoing.entry(actor).or_default();
             }
         }
 
-        let mut sent_seq: HashMap<ActorId, u64> = HashMap::new();
+        let tombstone_keys: BTreeSet<&Key> = new_tombstones.iter().map(|(k, _, _)| k).collect();
+        let mut sent_seq: HashMap<(ActorId, Key), u64> = HashMap::new();
         let wait = self.config.retransmit_after_epochs.max(1);
-        for (to, updates) in batches {
+        let now = self.epoch + 1;
+        for (to, entries) in outgoing {
             let link = self.links.entry(to).or_default();
-            link.next_seq += 1;
-            let seq = link.next_seq;
-            let keys: Vec<Key> = updates.iter().map(|(k, _)| k.clone()).collect();
-            link.unacked_keys += keys.len();
-            link.unacked.insert(seq, (keys, self.epoch + wait, 0, self.epoch + 1));
-            // Never the batch being sent: its receiver must be able to apply it.
-            while link.unacked_keys > self.config.max_unacked_keys_per_peer
-                && link.unacked.len() > 1
-            {
-                let Some((_, (dropped, _, _, sent))) = link.unacked.pop_first() else { break };
-                link.unacked_keys -= dropped.len();
-                link.lost_through = link.lost_through.max(sent);
-                self.stats.gossip_given_up += 1;
+            for (index, batch) in pack(entries).into_iter().enumerate() {
+                link.next_seq += 1;
+                let seq = link.next_seq;
+                let mut kept_bytes = 0;
+                let mut kept = Vec::with_capacity(batch.len());
+                let mut updates = Vec::with_capacity(batch.len());
+                for Entry { key, value, len, keep } in batch {
+                    if tombstone_keys.contains(&key) {
+                        sent_seq.insert((to, key.clone()), seq);
+                    }
+                    if keep {
+                        kept_bytes += len;
+                        kept.push((key.clone(), Some(value.clone())));
+                    } else {
+                        kept.push((key.clone(), None));
+                    }
+                    updates.push((key, value));
+                }
+                link.unacked_keys += kept.len();
+                link.unacked_bytes += kept_bytes;
+                let batch =
+                    Unacked { entries: kept, kept_bytes, due: self.epoch + wait, resends: 0, sent: now };
+                link.unacked.insert(seq, batch);
+                // Never a batch of this epoch: its receiver must be able to apply it (and a
+                // big state's parts all travel together).
+                while (link.unacked_keys > self.config.max_unacked_keys_per_peer
+                    || link.unacked_bytes > self.config.max_unacked_bytes_per_peer)
+                    && link.unacked.first_key_value().is_some_and(|(_, b)| b.sent < now)
+                {
+                    let Some((_, dropped)) = link.unacked.pop_first() else { break };
+                    link.unacked_keys -= dropped.entries.len();
+                    link.unacked_bytes -= dropped.kept_bytes;
+                    link.lost_through = link.lost_through.max(dropped.sent);
+                    self.stats.gossip_given_up += 1;
+                    // A lost delta leaves a hole only the whole state fills.
+                    for (key, kept) in dropped.entries {
+                        if kept.is_some() && self.store.contains_key(&key[..]) {
+                            link.needs_whole.insert(key);
+                        }
+                    }
+                }
+                let overrides = if index == 0 { override_changes.clone() } else { Vec::new() };
+                let gossip = Gossip {
+                    from: self.id,
+                    seq,
+                    low_water: link.low_water().min(seq),
+                    updates,
+                    overrides,
+                };
+                send_gossip(&mut self.stats, out, to, gossip);
             }
-            sent_seq.insert(to, seq);
-            let gossip = Gossip {
-                from: self.id,
-                seq,
-                low_water: link.low_water().min(seq),
-                updates,
-                overrides: override_changes.clone(),
-            };
-            send_gossip(&mut self.stats, out, to, gossip);
         }
 
         if self.config.reclaim_tombstones {
             for (key, stamp, peers) in new_tombstones {
                 let peers = peers
                     .into_iter()
-                    .map(|p| (p, sent_seq.get(&p).copied().unwrap_or(0), None))
+                    .map(|p| (p, sent_seq.get(&(p, key.clone())).copied().unwrap_or(0), None))
                     .collect();
                 self.tombstones.retain(|t| t.key != key);
                 self.tombstones.push(PendingTombstone { key, stamp, peers });
@@ -366,14 +474,35 @@ impl<V: KvsValue> Actor<V> {
         }
     }
 
+    /// Adds to `outgoing` the whole states owed to peers that may lack part of them (see
+    /// [`PeerLink::needs_whole`]): a few keys per epoch, to peers with nothing overdue.
+    fn repair_whole_states(&mut self, outgoing: &mut BTreeMap<ActorId, Vec<Entry<V>>>) {
+        let epoch = self.epoch;
+        for (&to, link) in &mut self.links {
+            if link.needs_whole.is_empty() || link.unacked.values().any(|b| b.sent < epoch) {
+                continue;
+            }
+            for _ in 0..WHOLE_REPAIRS_PER_EPOCH {
+                let Some(key) = link.needs_whole.pop_first() else { break };
+                let Some(slot) = self.store.get(&key[..]) else { continue };
+                self.stats.gossip_whole_repairs += 1;
+                let pieces = pieces(&key, slot.value.clone(), false, &mut self.stats);
+                let entries = outgoing.entry(to).or_default();
+                for (value, len, keep) in pieces {
+                    entries.push(Entry { key: key.clone(), value, len, keep });
+                }
+            }
+        }
+    }
+
     /// Makes every unacknowledged batch due and resends (a stopping node does not wait out the
     /// backoff: it wants its last changes acknowledged before it exits).
     pub fn resend_unacked_now(&mut self, out: &mut Vec<Output<V>>) {
         let epoch = self.epoch;
         for link in self.links.values_mut() {
             link.acked_since_resend = true;
-            for (_, due, _, _) in link.unacked.values_mut() {
-                *due = epoch;
+            for batch in link.unacked.values_mut() {
+                batch.due = epoch;
             }
         }
         self.resend_overdue(out);
@@ -390,8 +519,8 @@ impl<V: KvsValue> Actor<V> {
         for (&to, link) in &mut self.links {
             let low_water = link.low_water();
             let mut budget = if link.acked_since_resend { RESEND_BURST } else { 1 };
-            for (&seq, (keys, due, resends, _)) in link.unacked.iter_mut() {
-                if epoch < *due {
+            for (&seq, batch) in link.unacked.iter_mut() {
+                if epoch < batch.due {
                     continue;
                 }
                 if budget == 0 {
@@ -401,21 +530,42 @@ impl<V: KvsValue> Actor<V> {
                 link.acked_since_resend = false;
                 // Exponential backoff: a batch still unacknowledged is probably queued behind
                 // others at a slow peer, not lost.
-                *resends = (*resends + 1).min(MAX_BACKOFF_DOUBLINGS);
-                *due = epoch + (wait << *resends);
-                // The keys' current states: at least what was first sent, often more.
-                let updates: Vec<(Key, V)> = keys
-                    .iter()
-                    .filter_map(|k| {
-                        self.store.get(&k[..]).map(|slot| (k.clone(), slot.value.clone()))
-                    })
-                    .collect();
+                batch.resends = (batch.resends + 1).min(MAX_BACKOFF_DOUBLINGS);
+                batch.due = epoch + (wait << batch.resends);
+                // Deltas and parts as sent; other keys' current states (at least what was
+                // first sent, often more) unless a state grew big since: that one is owed
+                // whole instead, so a resend never outgrows the first send.
+                let mut updates = Vec::with_capacity(batch.entries.len());
+                for (key, kept) in &batch.entries {
+                    match kept {
+                        Some(value) => updates.push((key.clone(), value.clone())),
+                        None => match self.store.get(&key[..]) {
+                            Some(slot) if slot.value.weight() >= DELTA_MIN_WEIGHT => {
+                                link.needs_whole.insert(key.clone());
+                            }
+                            Some(slot) => updates.push((key.clone(), slot.value.clone())),
+                            None => {}
+                        },
+                    }
+                }
                 self.stats.gossip_resent += 1;
                 let gossip =
                     Gossip { from: self.id, seq, low_water, updates, overrides: Vec::new() };
                 send_gossip(&mut self.stats, out, to, gossip);
             }
         }
+    }
+
+    /// The driver could not send batch `seq` to `to` at all (it encodes past the message
+    /// limit, which packing below [`GOSSIP_BATCH_BYTES`] leaves only to a single indivisible
+    /// state that big): it is counted, logged by the driver and given up, never retried.
+    pub fn undeliverable(&mut self, to: ActorId, seq: u64) {
+        let Some(link) = self.links.get_mut(&to) else { return };
+        let Some(batch) = link.unacked.remove(&seq) else { return };
+        link.unacked_keys -= batch.entries.len();
+        link.unacked_bytes -= batch.kept_bytes;
+        link.lost_through = link.lost_through.max(batch.sent);
+        self.stats.gossip_undeliverable += 1;
     }
 
     fn reclaim(&mut self) {
@@ -462,4 +612,46 @@ fn send_gossip<V: KvsValue>(
     stats.gossip_out += 1;
     stats.gossip_entries_out += gossip.updates.len() as u64;
     out.push(Output::Send { to, message: PeerMessage::Gossip(gossip) });
+}
+
+/// What is sent for one key: `payload` whole if it is small enough, else in parts of about
+/// [`PART_BYTES`] (each kept for resending), with each piece's encoded size.
+fn pieces<V: KvsValue>(
+    key: &Key,
+    payload: V,
+    keep: bool,
+    stats: &mut ActorStats,
+) -> Vec<(V, usize, bool)> {
+    let len = crate::wire::entry_len(key, &payload);
+    if len <= PART_BYTES {
+        return vec![(payload, len, keep)];
+    }
+    let weight = payload.weight().max(1);
+    let max_weight = weight.div_ceil(len.div_ceil(PART_BYTES)).max(1);
+    let mut parts = payload.split(max_weight);
+    if parts.len() <= 1 {
+        // Indivisible: it travels alone in its batch.
+        return parts.pop().map(|p| vec![(p, len, keep)]).unwrap_or_default();
+    }
+    stats.gossip_parts_out += parts.len() as u64;
+    // Members differ in size: a part may still be too big, and is cut again.
+    parts.into_iter().flat_map(|part| pieces(key, part, true, stats)).collect()
+}
+
+/// Packs one destination's entries, in order, into batches below [`GOSSIP_BATCH_BYTES`]
+/// (at least one batch, possibly empty: it may carry overrides).
+fn pack<V>(entries: Vec<Entry<V>>) -> Vec<Vec<Entry<V>>> {
+    let mut batches = Vec::new();
+    let mut current = Vec::new();
+    let mut bytes = 0_usize;
+    for entry in entries {
+        if !current.is_empty() && bytes.saturating_add(entry.len) > GOSSIP_BATCH_BYTES {
+            batches.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes = bytes.saturating_add(entry.len);
+        current.push(entry);
+    }
+    batches.push(current);
+    batches
 }

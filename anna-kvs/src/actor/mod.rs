@@ -33,7 +33,7 @@ use lattice_core::Stamp;
 use crate::message::{Input, Output, PeerMessage, Request, RequestError, Response, Token};
 use crate::ring::{ActorId, Key, Topology};
 use crate::small_bytes::StoreKey;
-use crate::value::KvsValue;
+use crate::value::{Change, KvsValue};
 
 mod gossip;
 
@@ -41,6 +41,10 @@ use gossip::{PeerLink, PendingTombstone};
 
 /// The hasher of the actor's store (fast, seeded per process).
 pub type StoreHasher = foldhash::fast::RandomState;
+
+/// States at least this heavy ([`KvsValue::weight`]) are gossiped and logged by deltas: what
+/// each change added or removed, not the whole state.
+pub(crate) const DELTA_MIN_WEIGHT: usize = 64;
 
 /// Tunables of an actor; [`ActorConfig::default`] matches the paper where it has a number.
 #[derive(Clone, Debug)]
@@ -52,6 +56,11 @@ pub struct ActorConfig {
     /// Most keys kept for retransmission per destination; beyond it the oldest batches are
     /// given up (counted in [`ActorStats::gossip_given_up`]) so a dead peer cannot exhaust memory.
     pub max_unacked_keys_per_peer: usize,
+    /// Most bytes of deltas and parts of big states kept for retransmission per destination
+    /// (the oldest batches beyond it are given up the same way; a peer that lost a delta
+    /// gets the key's whole state again once it keeps up). Batches of the current epoch are
+    /// never given up, so a big state's parts always go out together.
+    pub max_unacked_bytes_per_peer: usize,
     /// Most times a client request is forwarded between actors before it fails.
     pub max_hops: u8,
     /// Free the memory of deleted keys (on by default).
@@ -76,6 +85,7 @@ impl Default for ActorConfig {
             epoch_us: 100_000,
             retransmit_after_epochs: 3,
             max_unacked_keys_per_peer: 1 << 20,
+            max_unacked_bytes_per_peer: 64 << 20,
             max_hops: 4,
             reclaim_tombstones: true,
             max_clock_ahead_us: 30_000_000,
@@ -114,6 +124,15 @@ pub struct ActorStats {
     pub gossip_resent: u64,
     /// Batches given up on (retransmission buffer full, e.g. a long-dead peer).
     pub gossip_given_up: u64,
+    /// Gossip entries sent as deltas (what changed in a big state since the last epoch)
+    /// instead of whole states.
+    pub gossip_deltas_out: u64,
+    /// Parts sent of states or deltas too big for one piece (see [`KvsValue::split`]).
+    pub gossip_parts_out: u64,
+    /// Whole states of big keys sent again to a peer that may have lost some of their deltas.
+    pub gossip_whole_repairs: u64,
+    /// Batches that could not be sent at all (past the message limit), given up.
+    pub gossip_undeliverable: u64,
     /// Deleted keys whose memory was freed.
     pub reclaimed: u64,
     /// Keys currently stored (tombstones included).
@@ -168,12 +187,15 @@ pub struct Actor<V: KvsValue> {
     store: HashMap<StoreKey, Slot<V>, StoreHasher>,
     /// Keys written since the last epoch (those with `dirty` set).
     changeset: Vec<Key>,
+    /// For changeset keys whose every change since the last epoch had a delta (changes to big
+    /// states): the join of those deltas, gossiped instead of the whole state.
+    deltas: HashMap<Key, V, StoreHasher>,
     /// Hot-key replication overrides: key → actors per node (only grows; gossiped).
     overrides: HashMap<Key, u32, StoreHasher>,
     /// Overrides learned or set since the last epoch.
     override_changes: Vec<(Key, u32)>,
     /// Per other actor: sequence numbers, retransmission buffer, receipt tracking.
-    links: BTreeMap<ActorId, PeerLink>,
+    links: BTreeMap<ActorId, PeerLink<V>>,
     /// Forwarded requests already executed here, so a duplicated forward is not executed
     /// twice (a late duplicate DELETE would otherwise delete a newer write): id → epoch seen.
     executed_forwards: HashMap<(ActorId, Token), u64, StoreHasher>,
@@ -200,8 +222,9 @@ pub struct Actor<V: KvsValue> {
     owners_buf: Vec<ActorId>,
     /// Its writer id (see [`ActorConfig::writer`]).
     writer: u64,
-    /// Keys whose state changed since the driver last logged them (when logging is on).
-    journal: Option<Vec<Key>>,
+    /// What changed since the driver last logged it (when logging is on): keys, with the
+    /// change's delta for big states.
+    journal: Option<Vec<(Key, Option<V>)>>,
     stats: ActorStats,
 }
 
@@ -219,6 +242,7 @@ impl<V: KvsValue> Actor<V> {
             config,
             store: HashMap::with_hasher(StoreHasher::default()),
             changeset: Vec::new(),
+            deltas: HashMap::with_hasher(StoreHasher::default()),
             overrides: HashMap::with_hasher(StoreHasher::default()),
             override_changes: Vec::new(),
             links: BTreeMap::new(),
@@ -316,7 +340,10 @@ impl<V: KvsValue> Actor<V> {
         let slot = self.overrides.entry(key.clone()).or_insert(0);
         if actors_per_node > *slot {
             *slot = actors_per_node;
-            self.override_changes.push((key, actors_per_node));
+            self.override_changes.push((key.clone(), actors_per_node));
+            // The replicas the override adds have nothing of the key yet: they get its whole
+            // state, not just the deltas to come.
+            self.mark_whole(key);
             true
         } else {
             false
@@ -411,28 +438,37 @@ impl<V: KvsValue> Actor<V> {
         self.journal.get_or_insert_with(Vec::new);
     }
 
-    /// The keys whose state changed since the last call, each once.
-    pub fn take_journal(&mut self) -> Vec<Key> {
+    /// What changed since the last call, for the log: `(key, None)` once per key whose whole
+    /// current state should be logged, `(key, Some(delta))` for each change of a big state
+    /// that a delta describes (replaying the deltas in any order rebuilds the state). A key
+    /// logged whole has no deltas beside it: its state includes them.
+    pub fn take_journal(&mut self) -> Vec<(Key, Option<V>)> {
         let Some(journal) = &mut self.journal else { return Vec::new() };
-        let mut keys = std::mem::take(journal);
-        if keys.len() > 1 {
-            keys.sort_unstable();
-            keys.dedup();
+        let mut entries = std::mem::take(journal);
+        if entries.len() > 1 {
+            let whole: std::collections::HashSet<Key> =
+                entries.iter().filter(|(_, delta)| delta.is_none()).map(|(k, _)| k.clone()).collect();
+            let mut logged = std::collections::HashSet::new();
+            entries.retain(|(key, delta)| match delta {
+                Some(_) => !whole.contains(key),
+                None => logged.insert(key.clone()),
+            });
         }
-        keys
+        entries
     }
 
-    /// Puts keys taken from the journal back (their log write failed: the next try logs them).
-    pub fn return_journal(&mut self, keys: Vec<Key>) {
+    /// Puts entries taken from the journal back (their log write failed: the next try logs
+    /// them).
+    pub fn return_journal(&mut self, entries: Vec<(Key, Option<V>)>) {
         if let Some(journal) = &mut self.journal {
-            journal.extend(keys);
+            journal.extend(entries);
         }
     }
 
     #[inline]
-    fn journal(&mut self, key: &Key) {
+    fn journal(&mut self, key: &Key, delta: Option<V>) {
         if let Some(journal) = &mut self.journal {
-            journal.push(key.clone());
+            journal.push((key.clone(), delta));
         }
     }
 
@@ -451,6 +487,13 @@ impl<V: KvsValue> Actor<V> {
                 self.store.insert(StoreKey::new(&key), Slot { value, dirty: false, shipped: 0 });
             }
         }
+        self.mark_whole(key);
+    }
+
+    /// Marks a held key for the next epoch's gossip as a whole state (dropping any delta
+    /// gathered for it): a restored key, a tombstone to pass on again, a key whose owners grew.
+    pub(super) fn mark_whole(&mut self, key: Key) {
+        self.deltas.remove(&key);
         if let Some(slot) = self.store.get_mut(&key[..])
             && !std::mem::replace(&mut slot.dirty, true)
         {
@@ -570,10 +613,20 @@ impl<V: KvsValue> Actor<V> {
         Response::Done(assigned)
     }
 
-    /// Merges a client's write into the replica and marks the key for the next epoch.
+    /// Merges a client's write into the replica and marks the key for the next epoch. Into a
+    /// big state, the write itself is the delta to gossip and log.
     #[inline]
     fn merge_local(&mut self, key: Key, value: V) {
-        let _ = self.update(key, |slot| Ok::<_, std::convert::Infallible>((slot.merge(value), ())));
+        let _ = self.update(key, |state| {
+            let change = if state.weight() >= DELTA_MIN_WEIGHT {
+                if state.merge_ref(&value) { Change::Delta(value) } else { Change::Unchanged }
+            } else if state.merge(value) {
+                Change::Whole
+            } else {
+                Change::Unchanged
+            };
+            Ok::<_, std::convert::Infallible>((change, ()))
+        });
     }
 
     /// `false` when every key has this actor as its only replica (replication 1 on one node,
@@ -588,7 +641,10 @@ impl<V: KvsValue> Actor<V> {
         self.stats.deletes += 1;
         let stamp = self.next_stamp(now);
         let writer = self.writer;
-        let _ = self.update(key, |value| Ok::<_, ()>((value.delete(stamp, writer), ())));
+        let _ = self.update(key, |value| {
+            let change = if value.delete(stamp, writer) { Change::Whole } else { Change::Unchanged };
+            Ok::<_, ()>((change, ()))
+        });
         Response::Done(Some(stamp))
     }
 
@@ -600,7 +656,15 @@ impl<V: KvsValue> Actor<V> {
             self.next_stamp(now)
         };
         let writer = self.writer;
-        match self.update(key, |value| value.apply(op, stamp, writer)) {
+        let change = |value: &mut V| {
+            if value.weight() >= DELTA_MIN_WEIGHT {
+                value.apply_delta(op, stamp, writer)
+            } else {
+                let (changed, output) = value.apply(op, stamp, writer)?;
+                Ok((if changed { Change::Whole } else { Change::Unchanged }, output))
+            }
+        };
+        match self.update(key, change) {
             Ok((changed, output)) => {
                 self.stats.puts += u64::from(changed);
                 Response::Applied(output)
@@ -611,22 +675,42 @@ impl<V: KvsValue> Actor<V> {
 
     /// Changes the state of `key` in place with `change` (starting from ⊥ for an absent key,
     /// which is stored only if it moved above ⊥), and marks the key for the next epoch if it
-    /// changed. A refusal leaves the store untouched.
+    /// changed, with the change's delta where it has one. A refusal leaves the store untouched.
     fn update<T, E>(
         &mut self,
         key: Key,
-        change: impl FnOnce(&mut V) -> Result<(bool, T), E>,
+        change: impl FnOnce(&mut V) -> Result<(Change<V>, T), E>,
     ) -> Result<(bool, T), E> {
         let gossiped = self.gossiped();
         match self.store.get_mut(&key[..]) {
             Some(slot) => {
-                let (changed, output) = change(&mut slot.value)?;
+                let (change, output) = change(&mut slot.value)?;
+                let changed = change.changed();
                 if changed {
-                    let mark = !slot.dirty && (gossiped || slot.value.tombstone_stamp().is_some());
+                    let was_dirty = slot.dirty;
+                    let mark = !was_dirty && (gossiped || slot.value.tombstone_stamp().is_some());
                     if mark {
                         slot.dirty = true;
                     }
-                    self.journal(&key);
+                    let delta = match change {
+                        Change::Delta(delta) => Some(delta),
+                        _ => None,
+                    };
+                    // The epoch ships the deltas gathered since the last one, or the whole
+                    // state once any change had none.
+                    if mark && let Some(delta) = &delta {
+                        self.deltas.insert(key.clone(), delta.clone());
+                    } else if was_dirty && let Some(gathered) = self.deltas.get_mut(&key) {
+                        match &delta {
+                            Some(delta) => {
+                                gathered.merge_ref(delta);
+                            }
+                            None => {
+                                self.deltas.remove(&key);
+                            }
+                        }
+                    }
+                    self.journal(&key, delta);
                     if mark {
                         self.changeset.push(key);
                     }
@@ -635,11 +719,12 @@ impl<V: KvsValue> Actor<V> {
             }
             None => {
                 let mut value = V::bottom();
-                let (changed, output) = change(&mut value)?;
+                let (change, output) = change(&mut value)?;
+                let changed = change.changed();
                 if changed && !value.is_bottom() {
                     let dirty = gossiped || value.tombstone_stamp().is_some();
                     self.store.insert(StoreKey::new(&key), Slot { value, dirty, shipped: 0 });
-                    self.journal(&key);
+                    self.journal(&key, None);
                     if dirty {
                         self.changeset.push(key);
                     }

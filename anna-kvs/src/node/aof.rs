@@ -164,6 +164,12 @@ pub fn encode_record<V: KvsValue>(key: &[u8], value: &V, out: &mut Vec<u8>) -> R
     let payload_len = out.len() - start - RECORD_HEADER;
     if payload_len > MAX_RECORD {
         out.truncate(start);
+        // A state this big is logged in parts (replay merges them back together).
+        let wanted = payload_len.div_ceil(MAX_RECORD / 2);
+        let parts = value.clone().split(value.weight().div_ceil(wanted).max(1));
+        if parts.len() > 1 {
+            return parts.iter().try_for_each(|part| encode_record(key, part, out));
+        }
         return Err(format!(
             "a state of {payload_len} bytes is over the log's {MAX_RECORD}-byte record limit"
         ));

@@ -574,20 +574,25 @@ impl<V: KvsValue> Driver<V> {
     /// `appendfsync always`). `false` if that failed: nothing of it may be acknowledged.
     fn persist(&mut self) -> bool {
         let Some(aof) = &mut self.aof else { return true };
-        let keys = self.actor.take_journal();
-        if keys.is_empty() {
+        let entries = self.actor.take_journal();
+        if entries.is_empty() {
             return true;
         }
         let actor = &self.actor;
-        let records = keys.iter().filter_map(|k| actor.peek(k).map(|v| (&k[..], v)));
+        // A delta is logged as it is (replay merges it into what came before); a key without
+        // one is logged whole.
+        let records = entries.iter().filter_map(|(k, delta)| match delta {
+            Some(delta) => Some((&k[..], delta)),
+            None => actor.peek(k).map(|v| (&k[..], v)),
+        });
         match aof.append(records) {
             Ok(()) => {
-                self.report.changes_since_save += keys.len() as u64;
+                self.report.changes_since_save += entries.len() as u64;
                 true
             }
             Err(error) => {
-                // Logged next time: the keys stay in the journal.
-                self.actor.return_journal(keys);
+                // Logged next time: the entries stay in the journal.
+                self.actor.return_journal(entries);
                 self.report.aof_write_errors += 1;
                 let now = Instant::now();
                 if self.last_aof_error.is_none_or(|at| now.duration_since(at) >= REFUSAL_LOG_EVERY)
@@ -753,8 +758,14 @@ impl<V: KvsValue> Driver<V> {
             Ok(bytes) => self.report.bytes_out += bytes as u64,
             Err(SendError::Dropped) => self.report.send_drops += 1,
             Err(SendError::Encode(error)) => {
-                tracing::warn!(actor = %self.id, %error, "message not sent");
                 self.report.send_drops += 1;
+                // Resending the same batch would fail the same way: the actor gives it up.
+                if let PeerMessage::Gossip(gossip) = &message {
+                    self.actor.undeliverable(to, gossip.seq);
+                    tracing::error!(actor = %self.id, to = %to, seq = gossip.seq, %error, "gossip batch cannot be sent: given up");
+                } else {
+                    tracing::warn!(actor = %self.id, %error, "message not sent");
+                }
             }
             Err(SendError::Connect(error)) => {
                 tracing::warn!(actor = %self.id, to = %to, %error, "cannot reach peer");
