@@ -72,9 +72,9 @@ impl<V> Default for PeerLink<V> {
 
 /// Most bytes of one gossip batch: a batch is packed below this, far under the message limit
 /// ([`crate::wire::MAX_MESSAGE_BYTES`]); one entry bigger than it travels alone.
-pub(crate) const GOSSIP_BATCH_BYTES: usize = 4 << 20;
+pub const GOSSIP_BATCH_BYTES: usize = 4 << 20;
 /// A state or delta bigger than this is cut into parts ([`KvsValue::split`]) of about this size.
-pub(crate) const PART_BYTES: usize = 1 << 20;
+pub const PART_BYTES: usize = 1 << 20;
 /// Whole states sent per epoch to a peer that lost deltas of big keys.
 const WHOLE_REPAIRS_PER_EPOCH: usize = 16;
 
@@ -424,8 +424,13 @@ impl<V: KvsValue> Actor<V> {
                 }
                 link.unacked_keys += kept.len();
                 link.unacked_bytes += kept_bytes;
-                let batch =
-                    Unacked { entries: kept, kept_bytes, due: self.epoch + wait, resends: 0, sent: now };
+                let batch = Unacked {
+                    entries: kept,
+                    kept_bytes,
+                    due: self.epoch + wait,
+                    resends: 0,
+                    sent: now,
+                };
                 link.unacked.insert(seq, batch);
                 // Never a batch of this epoch: its receiver must be able to apply it (and a
                 // big state's parts all travel together).

@@ -37,6 +37,7 @@ use crate::value::{Change, KvsValue};
 
 mod gossip;
 
+pub use gossip::{GOSSIP_BATCH_BYTES, PART_BYTES};
 use gossip::{PeerLink, PendingTombstone};
 
 /// The hasher of the actor's store (fast, seeded per process).
@@ -44,7 +45,7 @@ pub type StoreHasher = foldhash::fast::RandomState;
 
 /// States at least this heavy ([`KvsValue::weight`]) are gossiped and logged by deltas: what
 /// each change added or removed, not the whole state.
-pub(crate) const DELTA_MIN_WEIGHT: usize = 64;
+pub const DELTA_MIN_WEIGHT: usize = 64;
 
 /// Tunables of an actor; [`ActorConfig::default`] matches the paper where it has a number.
 #[derive(Clone, Debug)]
@@ -446,8 +447,11 @@ impl<V: KvsValue> Actor<V> {
         let Some(journal) = &mut self.journal else { return Vec::new() };
         let mut entries = std::mem::take(journal);
         if entries.len() > 1 {
-            let whole: std::collections::HashSet<Key> =
-                entries.iter().filter(|(_, delta)| delta.is_none()).map(|(k, _)| k.clone()).collect();
+            let whole: std::collections::HashSet<Key> = entries
+                .iter()
+                .filter(|(_, delta)| delta.is_none())
+                .map(|(k, _)| k.clone())
+                .collect();
             let mut logged = std::collections::HashSet::new();
             entries.retain(|(key, delta)| match delta {
                 Some(_) => !whole.contains(key),
@@ -642,7 +646,8 @@ impl<V: KvsValue> Actor<V> {
         let stamp = self.next_stamp(now);
         let writer = self.writer;
         let _ = self.update(key, |value| {
-            let change = if value.delete(stamp, writer) { Change::Whole } else { Change::Unchanged };
+            let change =
+                if value.delete(stamp, writer) { Change::Whole } else { Change::Unchanged };
             Ok::<_, ()>((change, ()))
         });
         Response::Done(Some(stamp))
