@@ -366,3 +366,63 @@ fn sigterm_gossips_the_last_changes_before_the_node_exits() {
         }
     }
 }
+
+fn info_field(port: u16, field: &str) -> u64 {
+    let info = redis(port, &["INFO", "stats"]).unwrap_or_default();
+    info.lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in INFO stats: {info}"))
+}
+
+/// A set grown through one node past the size whose whole state once broke gossip (≈337k
+/// members, 8.4 MB: every batch carrying it was refused, forever) and past the 16 MiB message
+/// limit itself: every node ends with every member, no peer message is refused or given up,
+/// and the bytes on the wire follow the members added, not the set's size at each change.
+#[test]
+fn a_set_bigger_than_a_message_replicates_by_deltas() {
+    const MEMBERS: usize = 600_000;
+    const PER_SADD: usize = 1_000;
+    let nodes = three_nodes(&[]);
+    let port = nodes[0].redis_port;
+    let client = ::redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+    let mut con = client.get_connection().unwrap();
+    let member_bytes: usize = 10; // "m:" and seven digits, and its length byte
+    for batch in 0..MEMBERS / PER_SADD / 20 {
+        let mut pipe = ::redis::pipe();
+        for sadd in 0..20 {
+            let start = (batch * 20 + sadd) * PER_SADD;
+            let members: Vec<String> =
+                (start..start + PER_SADD).map(|n| format!("m:{n:07}")).collect();
+            pipe.cmd("SADD").arg("big").arg(members);
+        }
+        let added: Vec<i64> = pipe.query(&mut con).unwrap();
+        assert!(added.iter().all(|&n| n == PER_SADD as i64), "{added:?}");
+    }
+    for node in &nodes {
+        let port = node.redis_port;
+        assert!(
+            eventually(Duration::from_secs(60), || redis(port, &["SCARD", "big"]).as_deref()
+                == Some(&MEMBERS.to_string()[..])),
+            "node on {port} holds {:?} members",
+            redis(port, &["SCARD", "big"])
+        );
+    }
+    for node in &nodes {
+        let port = node.redis_port;
+        for field in ["anna_refused_malformed", "anna_gossip_undeliverable", "anna_gossip_given_up"]
+        {
+            assert_eq!(info_field(port, field), 0, "{field} on {port}");
+        }
+    }
+    // Node 0's actors sent each member to two peers once, as deltas: a few dozen bytes per
+    // member and peer (member, dot, framing), where whole states would have sent the set
+    // again at every epoch (gigabytes).
+    let sent = info_field(port, "anna_peer_bytes_out");
+    let per_member = sent as f64 / (2 * MEMBERS) as f64;
+    eprintln!(
+        "{sent} bytes out of node 0 for {MEMBERS} members: {per_member:.1} per member and peer"
+    );
+    assert!(info_field(port, "anna_gossip_deltas_out") > 0);
+    assert!(per_member < (member_bytes + 40) as f64, "{per_member:.1} bytes per member and peer");
+}
