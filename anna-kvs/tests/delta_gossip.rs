@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use anna_kvs::actor::{GOSSIP_BATCH_BYTES, PART_BYTES};
 use anna_kvs::redis::value::{RedisOp, RedisValue};
-use anna_kvs::wire::{MAX_MESSAGE_BYTES, entry_len};
+use anna_kvs::wire::{self, ClusterKey, MAX_MESSAGE_BYTES, Origin, entry_len};
 use anna_kvs::{
     Actor, ActorConfig, ActorId, Input, Output, PeerMessage, Replication, Request, Topology,
 };
@@ -84,14 +84,22 @@ impl Pair {
                         );
                         sent.push(bytes);
                     }
-                    self.b.handle(self.now, Input::Peer(message), &mut next_b);
+                    self.b.handle(
+                        self.now,
+                        Input::Peer(through_the_wire(A, B, &message)),
+                        &mut next_b,
+                    );
                 }
             }
             let mut next_a = Vec::new();
             for output in from_b.drain(..).chain(next_b) {
                 if let Output::Send { to, message } = output {
                     assert_eq!(to, A);
-                    self.a.handle(self.now, Input::Peer(message), &mut next_a);
+                    self.a.handle(
+                        self.now,
+                        Input::Peer(through_the_wire(B, A, &message)),
+                        &mut next_a,
+                    );
                 }
             }
             from_a = next_a;
@@ -107,6 +115,20 @@ impl Pair {
     fn in_sync(&self) -> bool {
         self.a.peek(KEY.as_bytes()) == self.b.peek(KEY.as_bytes())
     }
+}
+
+/// The message as the receiver gets it from the network: encoded by the real codec (which
+/// refuses a message past the limit) and decoded (which refuses one whose decoding would claim
+/// too much memory; a set decodes into a few times its encoded size).
+fn through_the_wire(
+    from: ActorId,
+    to: ActorId,
+    message: &PeerMessage<Value>,
+) -> PeerMessage<Value> {
+    let key = ClusterKey::open();
+    let origin = Origin { actor: from, incarnation: 1, to };
+    let bytes = wire::encode(message, origin, &key).expect("encodes within the limit");
+    wire::decode::<Value>(&bytes, &key).expect("decodes within the limit").1
 }
 
 fn members(range: std::ops::Range<usize>) -> impl Iterator<Item = String> {

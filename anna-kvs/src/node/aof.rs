@@ -104,8 +104,12 @@ impl Default for Persistence {
     }
 }
 
-/// Largest record accepted when reading a log (a key and a value at their limits fit).
-const MAX_RECORD: usize = 64 << 20;
+/// Largest record accepted when reading a log (a key and a value at their limits fit; a
+/// bigger state is logged in parts). Small in unit tests, so the parts can be seen.
+const MAX_RECORD: usize = if cfg!(test) { 1 << 20 } else { 64 << 20 };
+/// Records of divisible states above this many encoded bytes are cut into parts, which leaves
+/// room for what decoding them claims (see [`encode_record`]).
+const RECORD_SPLIT: usize = MAX_RECORD / 8;
 const RECORD_HEADER: usize = 12;
 /// A snapshot is taken once the logs since the last one are at least this big (and as big as
 /// the snapshot itself).
@@ -162,14 +166,20 @@ pub fn encode_record<V: KvsValue>(key: &[u8], value: &V, out: &mut Vec<u8>) -> R
     bincode::serde::encode_into_std_write(&(serde_bytes_ref(key), value), out, config())
         .map_err(|e| e.to_string())?;
     let payload_len = out.len() - start - RECORD_HEADER;
-    if payload_len > MAX_RECORD {
-        out.truncate(start);
-        // A state this big is logged in parts (replay merges them back together).
-        let wanted = payload_len.div_ceil(MAX_RECORD / 2);
+    if payload_len > RECORD_SPLIT {
+        // A big state is logged in parts (replay merges them back together): reading a
+        // record back counts the memory it decodes into against the limit, which for a set
+        // (8-byte integers sent as 1-3 byte varints, per-element containers) is a few times
+        // its encoded size.
+        let wanted = payload_len.div_ceil(RECORD_SPLIT / 2);
         let parts = value.clone().split(value.weight().div_ceil(wanted).max(1));
         if parts.len() > 1 {
+            out.truncate(start);
             return parts.iter().try_for_each(|part| encode_record(key, part, out));
         }
+    }
+    if payload_len > MAX_RECORD {
+        out.truncate(start);
         return Err(format!(
             "a state of {payload_len} bytes is over the log's {MAX_RECORD}-byte record limit"
         ));
@@ -1268,5 +1278,24 @@ mod tests {
         assert_ne!(writer_id(id, inc, 0), writer_id(id, inc, 1));
         drop(second);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_state_over_the_record_limit_is_logged_in_parts_that_replay_to_it() {
+        use crate::redis::value::{RedisOp, RedisValue};
+        let mut set = RedisValue::default();
+        let members = (0..100_000).map(|n| bytes::Bytes::from(format!("member:{n:07}"))).collect();
+        set.apply(RedisOp::SAdd(members), Stamp::new(5, 1), 1).unwrap();
+        let mut out = Vec::new();
+        encode_record(b"big", &set, &mut out).unwrap();
+        assert!(out.len() > MAX_RECORD, "the state is {} bytes", out.len());
+        let loaded: Loaded<RedisValue> = decode_log(&out, Path::new("test.aof"), false).unwrap();
+        assert!(loaded.records.len() >= 8, "{} records", loaded.records.len());
+        let mut replayed = RedisValue::bottom();
+        for (key, part) in loaded.records {
+            assert_eq!(&key[..], b"big");
+            replayed.merge(part);
+        }
+        assert_eq!(replayed, set);
     }
 }
