@@ -39,10 +39,9 @@
 //! laws::try_check_split(&replica, 300).unwrap();
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, Hash};
 
-use crate::{Lattice, MapLattice, OrSet, SetUnion, VectorClock};
+use crate::{Lattice, MapLattice, OrSet, SetUnion};
 
 /// A lattice whose states can be measured and cut into smaller states that join back to them.
 ///
@@ -123,33 +122,7 @@ impl<T: Ord + Clone, A: Ord + Clone> Decompose for OrSet<T, A> {
         if self.weight() <= max_weight.max(1) {
             return vec![self];
         }
-        let (adds, removed, clock) = self.into_parts();
-        let mut parts: Vec<Self> = chunks(adds.into_iter(), max_weight)
-            .into_iter()
-            .filter(|chunk| !chunk.is_empty())
-            .map(|chunk| {
-                OrSet::from_parts(chunk.into_iter().collect(), BTreeSet::new(), VectorClock::new())
-            })
-            .collect();
-        parts.extend(
-            chunks(removed.into_iter(), max_weight)
-                .into_iter()
-                .filter(|chunk| !chunk.is_empty())
-                .map(|chunk| {
-                    OrSet::from_parts(
-                        BTreeMap::new(),
-                        chunk.into_iter().collect(),
-                        VectorClock::new(),
-                    )
-                }),
-        );
-        match parts.first_mut() {
-            Some(first) => {
-                first.merge(OrSet::from_parts(BTreeMap::new(), BTreeSet::new(), clock));
-            }
-            None => parts.push(OrSet::from_parts(BTreeMap::new(), BTreeSet::new(), clock)),
-        }
-        parts
+        self.split_parts(max_weight)
     }
 }
 

@@ -16,6 +16,7 @@
 //!   built-in and `laws::quickcheck_laws`.
 
 pub mod delta;
+mod dots;
 pub mod lattice;
 pub mod laws;
 

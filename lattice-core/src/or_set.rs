@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::dots::Dots;
 use crate::{Lattice, VectorClock};
 
 /// A unique tag for one add: the adding actor and its per-actor sequence number.
@@ -42,51 +43,64 @@ pub type AddDots<T, A> = BTreeMap<T, BTreeSet<Dot<A>>>;
 /// assert_eq!(cart.len(), 2);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 #[cfg_attr(
     feature = "serde",
     serde(
         from = "OrSetParts<T, A>",
-        into = "OrSetParts<T, A>",
         bound(
-            serialize = "T: serde::Serialize + Clone + Ord, A: serde::Serialize + Clone + Ord",
             deserialize = "T: serde::Deserialize<'de> + Ord, A: serde::Deserialize<'de> + Ord + Clone"
         )
     )
 )]
 pub struct OrSet<T, A = u64> {
-    /// Live add dots per element. Invariant: no dot here is in `removed`; no set is empty.
-    adds: BTreeMap<T, BTreeSet<Dot<A>>>,
+    /// Live add dots per element (one, inline, for an element added once). Invariant: no dot
+    /// here is in `removed`; none is empty.
+    adds: BTreeMap<T, Dots<A>>,
     /// Tombstoned dots.
     removed: BTreeSet<Dot<A>>,
     /// Per actor, at least the largest counter of any dot above, so new dots are fresh.
     clock: VectorClock<A>,
 }
 
-/// The serialized form of an [`OrSet`]; deserializing re-establishes its invariants.
+/// The serialized form of an [`OrSet`] (each element's dots as a set); deserializing
+/// re-establishes its invariants.
 #[cfg(feature = "serde")]
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[derive(serde::Deserialize)]
 #[serde(bound(
-    serialize = "T: serde::Serialize + Ord, A: serde::Serialize + Clone + Ord",
-    deserialize = "T: serde::Deserialize<'de> + Ord, A: serde::Deserialize<'de> + Ord"
+    deserialize = "T: serde::Deserialize<'de> + Ord, A: serde::Deserialize<'de> + Ord + Clone"
 ))]
 struct OrSetParts<T, A> {
-    adds: BTreeMap<T, BTreeSet<Dot<A>>>,
+    adds: BTreeMap<T, Dots<A>>,
     removed: BTreeSet<Dot<A>>,
     clock: VectorClock<A>,
+}
+
+/// [`OrSetParts`] by reference: serializing a set copies nothing.
+#[cfg(feature = "serde")]
+#[derive(serde::Serialize)]
+#[serde(
+    rename = "OrSetParts",
+    bound(serialize = "T: serde::Serialize, A: serde::Serialize + Ord + Clone")
+)]
+struct OrSetPartsRef<'a, T, A> {
+    adds: &'a BTreeMap<T, Dots<A>>,
+    removed: &'a BTreeSet<Dot<A>>,
+    clock: &'a VectorClock<A>,
+}
+
+#[cfg(feature = "serde")]
+impl<T: serde::Serialize, A: serde::Serialize + Ord + Clone> serde::Serialize for OrSet<T, A> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        OrSetPartsRef { adds: &self.adds, removed: &self.removed, clock: &self.clock }
+            .serialize(serializer)
+    }
 }
 
 #[cfg(feature = "serde")]
 impl<T: Ord, A: Ord + Clone> From<OrSetParts<T, A>> for OrSet<T, A> {
     fn from(parts: OrSetParts<T, A>) -> Self {
-        Self::from_parts(parts.adds, parts.removed, parts.clock)
-    }
-}
-
-#[cfg(feature = "serde")]
-impl<T: Ord, A: Ord> From<OrSet<T, A>> for OrSetParts<T, A> {
-    fn from(set: OrSet<T, A>) -> Self {
-        Self { adds: set.adds, removed: set.removed, clock: set.clock }
+        Self::canonical(parts.adds, parts.removed, parts.clock)
     }
 }
 
@@ -120,7 +134,7 @@ impl<T: Ord, A: Ord> OrSet<T, A> {
     pub fn remove(&mut self, value: &T) -> bool {
         match self.adds.remove(value) {
             Some(dots) => {
-                self.removed.extend(dots);
+                self.removed.extend(dots.into_set());
                 true
             }
             None => false,
@@ -138,7 +152,14 @@ impl<T: Ord, A: Ord + Clone> OrSet<T, A> {
     pub fn add(&mut self, actor: A, value: T) -> Dot<A> {
         let counter = self.clock.increment(actor.clone());
         let dot = Dot { actor, counter };
-        self.adds.entry(value).or_default().insert(dot.clone());
+        match self.adds.entry(value) {
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                entry.insert(Dots::one(dot.clone()));
+            }
+            std::collections::btree_map::Entry::Occupied(mut entry) => {
+                entry.get_mut().insert(dot.clone());
+            }
+        }
         dot
     }
 
@@ -161,39 +182,70 @@ impl<T: Ord, A: Ord + Clone> OrSet<T, A> {
         let dot = self.add(actor, value.clone());
         let mut clock = VectorClock::new();
         clock.observe(dot.actor.clone(), dot.counter);
-        Self {
-            adds: BTreeMap::from([(value, BTreeSet::from([dot]))]),
-            removed: BTreeSet::new(),
-            clock,
-        }
+        Self { adds: BTreeMap::from([(value, Dots::one(dot))]), removed: BTreeSet::new(), clock }
     }
 
     /// Removes every observed add of `value`, like [`remove`](Self::remove), and returns the
     /// delta (the tombstones it made), or `None` if `value` was not present.
     pub fn remove_delta(&mut self, value: &T) -> Option<Self> {
-        let dots = self.adds.remove(value)?;
+        let dots = self.adds.remove(value)?.into_set();
         self.removed.extend(dots.iter().cloned());
-        Some(Self::from_parts(BTreeMap::new(), dots, VectorClock::new()))
+        Some(Self::canonical(BTreeMap::new(), dots, VectorClock::new()))
     }
 
     /// The raw parts: live add dots per element, tombstones, clock (see
     /// [`from_parts`](Self::from_parts)).
     pub fn into_parts(self) -> (AddDots<T, A>, BTreeSet<Dot<A>>, VectorClock<A>) {
-        (self.adds, self.removed, self.clock)
+        let adds = self.adds.into_iter().map(|(value, dots)| (value, dots.into_set())).collect();
+        (adds, self.removed, self.clock)
+    }
+
+    /// Cuts the set into parts of at most `max_weight` elements or tombstones (see
+    /// [`crate::delta::Decompose`]): elements with all their dots and tombstones in ranges;
+    /// the first part carries the whole clock, the others one just covering their dots.
+    pub(crate) fn split_parts(self, max_weight: usize) -> Vec<Self> {
+        let max_weight = max_weight.max(1);
+        let mut parts = Vec::new();
+        let mut adds = self.adds.into_iter().peekable();
+        while adds.peek().is_some() {
+            let chunk: BTreeMap<T, Dots<A>> = adds.by_ref().take(max_weight).collect();
+            parts.push(Self::canonical(chunk, BTreeSet::new(), VectorClock::new()));
+        }
+        let mut removed = self.removed.into_iter().peekable();
+        while removed.peek().is_some() {
+            let chunk: BTreeSet<Dot<A>> = removed.by_ref().take(max_weight).collect();
+            parts.push(Self::canonical(BTreeMap::new(), chunk, VectorClock::new()));
+        }
+        let clock = Self::canonical(BTreeMap::new(), BTreeSet::new(), self.clock);
+        match parts.first_mut() {
+            Some(first) => {
+                first.clock = clock.clock;
+            }
+            None => parts.push(clock),
+        }
+        parts
     }
 
     /// Builds a set from raw parts, restoring the invariants (tombstoned dots dropped from the
     /// adds, empty entries dropped, the clock raised to cover every dot).
     pub fn from_parts(
-        mut adds: BTreeMap<T, BTreeSet<Dot<A>>>,
+        adds: BTreeMap<T, BTreeSet<Dot<A>>>,
+        removed: BTreeSet<Dot<A>>,
+        clock: VectorClock<A>,
+    ) -> Self {
+        let adds =
+            adds.into_iter().filter_map(|(v, dots)| Some((v, Dots::from_set(dots)?))).collect();
+        Self::canonical(adds, removed, clock)
+    }
+
+    /// [`from_parts`](Self::from_parts) of the inner representation.
+    fn canonical(
+        mut adds: BTreeMap<T, Dots<A>>,
         removed: BTreeSet<Dot<A>>,
         mut clock: VectorClock<A>,
     ) -> Self {
-        for dots in adds.values_mut() {
-            dots.retain(|dot| !removed.contains(dot));
-        }
-        adds.retain(|_, dots| !dots.is_empty());
-        for dot in adds.values().flatten().chain(&removed) {
+        adds.retain(|_, dots| dots.retain(|dot| !removed.contains(dot)));
+        for dot in adds.values().flat_map(Dots::iter).chain(&removed) {
             clock.observe(dot.actor.clone(), dot.counter);
         }
         Self { adds, removed, clock }
@@ -212,10 +264,7 @@ impl<T: Ord, A: Ord + Clone> OrSet<T, A> {
         }
         if fresh {
             let removed = &self.removed;
-            for dots in self.adds.values_mut() {
-                dots.retain(|dot| !removed.contains(dot));
-            }
-            self.adds.retain(|_, dots| !dots.is_empty());
+            self.adds.retain(|_, dots| dots.retain(|dot| !removed.contains(dot)));
         }
         fresh
     }
@@ -224,16 +273,22 @@ impl<T: Ord, A: Ord + Clone> OrSet<T, A> {
 impl<T: Ord + Clone, A: Ord + Clone> Lattice for OrSet<T, A> {
     fn merge(&mut self, other: Self) -> bool {
         let mut changed = self.absorb_tombstones(other.removed.iter());
-        for (value, dots) in other.adds {
-            let live: BTreeSet<Dot<A>> =
-                dots.into_iter().filter(|dot| !self.removed.contains(dot)).collect();
-            if live.is_empty() {
+        for (value, mut dots) in other.adds {
+            if !dots.retain(|dot| !self.removed.contains(dot)) {
                 continue;
             }
-            let mine = self.adds.entry(value).or_default();
-            let before = mine.len();
-            mine.extend(live);
-            changed |= mine.len() != before;
+            match self.adds.entry(value) {
+                std::collections::btree_map::Entry::Vacant(entry) => {
+                    entry.insert(dots);
+                    changed = true;
+                }
+                std::collections::btree_map::Entry::Occupied(mut entry) => {
+                    let mine = entry.get_mut();
+                    for dot in dots.iter() {
+                        changed |= mine.insert(dot.clone());
+                    }
+                }
+            }
         }
         changed |= self.clock.merge(other.clock);
         changed
@@ -241,7 +296,7 @@ impl<T: Ord + Clone, A: Ord + Clone> Lattice for OrSet<T, A> {
     fn merge_ref(&mut self, other: &Self) -> bool {
         let mut changed = self.absorb_tombstones(other.removed.iter());
         for (value, dots) in &other.adds {
-            for dot in dots {
+            for dot in dots.iter() {
                 if self.removed.contains(dot) {
                     continue;
                 }
@@ -253,7 +308,7 @@ impl<T: Ord + Clone, A: Ord + Clone> Lattice for OrSet<T, A> {
                         }
                     }
                     None => {
-                        self.adds.insert(value.clone(), BTreeSet::from([dot.clone()]));
+                        self.adds.insert(value.clone(), Dots::one(dot.clone()));
                         changed = true;
                     }
                 }
@@ -326,5 +381,28 @@ mod tests {
         let mut c = a.clone();
         c.remove(&"x");
         assert!(!c.join(a).join(b).contains(&"x"));
+    }
+
+    /// The inline single dot changes nothing on the wire or on disk: a set serializes exactly
+    /// as its dot sets did (logs and peers of earlier versions read it the same).
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serializes_as_the_sets_of_dots_it_holds() {
+        #[derive(serde::Serialize)]
+        struct OrSetParts {
+            adds: BTreeMap<u8, BTreeSet<Dot<u8>>>,
+            removed: BTreeSet<Dot<u8>>,
+            clock: VectorClock<u8>,
+        }
+        let mut set = OrSet::<u8, u8>::new();
+        set.add(1, 5);
+        set.add(2, 5);
+        set.add(1, 6);
+        set.add(3, 7);
+        set.remove(&7);
+        let (adds, removed, clock) = set.clone().into_parts();
+        let json = serde_json::to_string(&set).unwrap();
+        assert_eq!(json, serde_json::to_string(&OrSetParts { adds, removed, clock }).unwrap());
+        assert_eq!(serde_json::from_str::<OrSet<u8, u8>>(&json).unwrap(), set);
     }
 }
