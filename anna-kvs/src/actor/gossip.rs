@@ -368,7 +368,11 @@ impl<V: KvsValue> Actor<V> {
                 let is_delta = delta.is_some();
                 self.stats.gossip_deltas_out += u64::from(is_delta);
                 let payload = delta.unwrap_or_else(|| slot.value.clone());
-                let pieces = pieces(key, payload, is_delta, &mut self.stats);
+                // A resend sends what is kept, else the key's state then. A collection is
+                // kept as sent: it may be big by the time a slow peer needs a resend, and
+                // its later changes travel in later batches anyway.
+                let keep = is_delta || payload.weight() > 1;
+                let pieces = pieces(key, payload, keep, &mut self.stats);
                 for &owner in owners.iter().filter(|&&o| o != self.id) {
                     let entries = outgoing.entry(owner).or_default();
                     for (value, len, keep) in &pieces {
