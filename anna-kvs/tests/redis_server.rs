@@ -864,3 +864,54 @@ fn clients_over_maxmemory_clients_are_closed_biggest_first() {
     let config: Vec<String> = cmd(&mut con, &["CONFIG", "GET", "maxmemory-clients"]).unwrap();
     assert_eq!(config, ["maxmemory-clients", &(48_u64 << 20).to_string()]);
 }
+
+/// An SMEMBERS reply of megabytes goes out from the buffer its actor encoded the members into
+/// (not copied into the connection's output), larger than the output limit if nothing queues
+/// behind it; replies pipelined after it come after it, in order, in RESP2 and RESP3; and a
+/// client that pipelines several such replies without reading is still cut off at the limit.
+#[test]
+fn big_smembers_replies_go_out_from_their_buffer_in_order() {
+    let server = server();
+    let mut con = connect(server.addr);
+    let members: Vec<String> = (0..120_000).map(|n| format!("member:{n:06}")).collect();
+    for chunk in members.chunks(5_000) {
+        let added: i64 = redis::cmd("SADD").arg("big").arg(chunk).query(&mut con).unwrap();
+        assert_eq!(added, 5_000);
+    }
+    assert_eq!(cmd::<String>(&mut con, &["SET", "after", "yes"]).unwrap(), "OK");
+    let mut expected = members.clone();
+    expected.sort();
+    for protocol in ["resp2", "resp3"] {
+        let client =
+            redis::Client::open(format!("redis://{}/?protocol={protocol}", server.addr)).unwrap();
+        let mut con = client.get_connection().unwrap();
+        let (first, after, count, second): (Vec<String>, String, i64, Vec<String>) = redis::pipe()
+            .cmd("SMEMBERS")
+            .arg("big")
+            .cmd("GET")
+            .arg("after")
+            .cmd("SCARD")
+            .arg("big")
+            .cmd("SMEMBERS")
+            .arg("big")
+            .query(&mut con)
+            .unwrap();
+        let mut first = first;
+        first.sort();
+        assert_eq!(first, expected, "{protocol}");
+        assert_eq!((after.as_str(), count), ("yes", 120_000), "{protocol}");
+        assert_eq!(second.len(), 120_000, "{protocol}");
+    }
+    // 2.4 MB per reply: a client pipelining 60 of them without reading passes the 64 MiB
+    // output limit and is closed; others are unaffected.
+    let mut greedy = TcpStream::connect(server.addr).unwrap();
+    let request = "*2\r\n$8\r\nSMEMBERS\r\n$3\r\nbig\r\n".repeat(60);
+    greedy.write_all(request.as_bytes()).unwrap();
+    let closed = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        let info: String = cmd(&mut con, &["INFO", "stats"]).unwrap();
+        info.contains("client_output_buffer_limit_disconnections:1")
+    });
+    assert!(closed, "the client pipelining 60 big replies was not cut off");
+    assert_eq!(cmd::<i64>(&mut con, &["SCARD", "big"]).unwrap(), 120_000);
+}

@@ -151,6 +151,33 @@ fn redis_cli_over_tls_shares_data_with_the_plain_port() {
         String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect();
     let expected: Vec<String> = (0..500).flat_map(|i| ["OK".to_owned(), i.to_string()]).collect();
     assert_eq!(lines, expected);
+    // A set's members (a 1.3 MB reply, sent from the buffer its actor encoded) over TLS,
+    // then a reply pipelined behind it.
+    let members: Vec<String> = (0..60_000).map(|n| format!("member:{n:06}")).collect();
+    for chunk in members.chunks(2_000) {
+        let mut args = vec!["SADD", "bigset"];
+        args.extend(chunk.iter().map(String::as_str));
+        assert_eq!(common::redis_cli(plain, &args).as_deref(), Some("2000"));
+    }
+    let output = Command::new("redis-cli")
+        .args(["--tls", "-h", "127.0.0.1", "-p", &tls.to_string()])
+        .arg("--cacert")
+        .arg(pki.path("ca.pem"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(b"SMEMBERS bigset\nGET p7\n")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let lines: Vec<String> =
+        String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect();
+    let (last, got) = lines.split_last().expect("replies");
+    assert_eq!(last, "7", "the reply after the big one");
+    let mut got = got.to_vec();
+    got.sort();
+    assert_eq!(got, members);
 }
 
 #[test]

@@ -114,6 +114,9 @@ fn shown(output: RedisOpOutput) -> String {
         RedisOpOutput::Ok => "OK".into(),
         RedisOpOutput::Bulk(Some(bytes)) => format!("{:?}", String::from_utf8_lossy(&bytes)),
         RedisOpOutput::Bulk(None) | RedisOpOutput::Nil => "(nil)".into(),
+        RedisOpOutput::Elements { count, body } => {
+            format!("({count} elements, {} bytes)", body.len())
+        }
     }
 }
 

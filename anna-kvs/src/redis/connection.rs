@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::config::Settings;
 use super::plan::{Context, Counters, Plan, Waiting};
@@ -69,6 +69,10 @@ impl std::fmt::Debug for Shared {
 
 /// Most reply bytes buffered for a client that does not read them; beyond it, it is dropped.
 pub const MAX_PENDING_OUTPUT: usize = 64 << 20;
+
+/// A collection reply whose elements come encoded in a buffer at least this big goes out from
+/// that buffer instead of being copied into the output.
+const SPILL_MIN: usize = 64 << 10;
 
 /// One actor's client connections: the [`Service`] that actor runs between its own messages.
 ///
@@ -163,6 +167,8 @@ impl Connections {
             conn.dead = true;
             conn.buf = BytesMut::new();
             conn.out = Vec::new();
+            conn.spill.clear();
+            conn.spill_len = 0;
             mine.total.store(total - bytes, Ordering::Relaxed);
             mine.largest.store(0, Ordering::Relaxed);
         }
@@ -260,7 +266,7 @@ impl Service<RedisValue> for Connections {
         self.more_buffered = false;
         let now = Instant::now();
         for conn in self.slots.iter_mut().flatten() {
-            if conn.round.is_some() || conn.dead || conn.out.len() > MAX_PENDING_OUTPUT / 2 {
+            if conn.round.is_some() || conn.dead || conn.pending_output() > MAX_PENDING_OUTPUT / 2 {
                 continue;
             }
             if let Some((waiting, at)) = conn.blocked.take() {
@@ -353,6 +359,12 @@ struct Connection {
     buf: BytesMut,
     /// Encoded replies not yet written.
     out: Vec<u8>,
+    /// Replies after `out`, in order, kept as the buffers they are: a big collection's
+    /// elements go out from the buffer its actor encoded them into, never copied into `out`.
+    /// Once it holds anything, later replies queue here too.
+    spill: std::collections::VecDeque<Bytes>,
+    /// Bytes in `spill`.
+    spill_len: usize,
     /// This round's commands, in order.
     plans: Vec<Plan>,
     /// A protocol error to send after this round's replies; the connection then closes.
@@ -387,6 +399,8 @@ impl Connection {
             session,
             buf: BytesMut::with_capacity(16 * 1024),
             out: Vec::new(),
+            spill: std::collections::VecDeque::new(),
+            spill_len: 0,
             plans: Vec::new(),
             fatal: None,
             dead: false,
@@ -590,7 +604,7 @@ impl Connection {
         if let Some(message) = &self.fatal {
             if !self.session.quit {
                 self.shared.counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                Reply::Error(message.clone()).encode(&mut self.out, self.session.resp3);
+                self.emit(&Reply::Error(message.clone()));
             }
             self.session.quit = true;
         }
@@ -598,19 +612,24 @@ impl Connection {
 
     /// Bytes its query and reply buffers hold.
     fn buffer_bytes(&self) -> u64 {
-        (self.buf.capacity() + self.out.capacity()) as u64
+        (self.buf.capacity() + self.out.capacity() + self.spill_len) as u64
     }
 
     /// Encodes a reply onto the output, unless that would take the output past
     /// [`MAX_PENDING_OUTPUT`]: then the client is dropped before the reply is built (Redis's
     /// hard `client-output-buffer-limit`), so a small pipeline of big reads cannot make the
-    /// server hold gigabytes for a client that does not read.
+    /// server hold gigabytes for a client that does not read. A collection's reply whose
+    /// elements were encoded where the data lives ([`Reply::Elements`]) is already built: it
+    /// goes out from its own buffer whatever its size when nothing is queued before it (Redis
+    /// sends any single reply too), but nothing may then queue behind it past the limit.
     fn encode(&mut self, reply: &Reply) {
         if self.dead {
             return;
         }
-        let pending = self.out.len() + reply.encoded_len_hint();
-        if pending > MAX_PENDING_OUTPUT {
+        let before = self.pending_output();
+        let pending = before + reply.encoded_len_hint();
+        let built = matches!(reply, Reply::Elements { .. }) && before == 0;
+        if pending > MAX_PENDING_OUTPUT && !built {
             tracing::warn!(
                 client = self.session.id,
                 pending,
@@ -620,9 +639,70 @@ impl Connection {
             self.shared.counters.output_limit_closed.fetch_add(1, Ordering::Relaxed);
             self.dead = true;
             self.out = Vec::new();
+            self.spill.clear();
+            self.spill_len = 0;
             return;
         }
-        reply.encode(&mut self.out, self.session.resp3);
+        self.emit(reply);
+    }
+
+    /// Bytes of replies not yet written (not counting what TLS holds).
+    fn pending_output(&self) -> usize {
+        self.out.len() + self.spill_len
+    }
+
+    /// Appends a reply's encoding to the output, in order.
+    fn emit(&mut self, reply: &Reply) {
+        let resp3 = self.session.resp3;
+        match reply {
+            Reply::Elements { count, body, set } if body.len() >= SPILL_MIN => {
+                let mut header = Vec::with_capacity(24);
+                Reply::Elements { count: *count, body: Bytes::new(), set: *set }
+                    .encode(&mut header, resp3);
+                self.queue(header);
+                self.spill_len += body.len();
+                self.spill.push_back(body.clone());
+            }
+            _ if self.spill.is_empty() => reply.encode(&mut self.out, resp3),
+            _ => {
+                let mut encoded = Vec::new();
+                reply.encode(&mut encoded, resp3);
+                self.queue(encoded);
+            }
+        }
+    }
+
+    /// Appends encoded bytes to the output, behind anything spilled.
+    fn queue(&mut self, encoded: Vec<u8>) {
+        if self.spill.is_empty() {
+            self.out.extend_from_slice(&encoded);
+        } else {
+            self.spill_len += encoded.len();
+            self.spill.push_back(Bytes::from(encoded));
+        }
+    }
+
+    /// The next bytes to write: `out`, then the spilled buffers in order.
+    fn next_output(out: &[u8], spill: &std::collections::VecDeque<Bytes>) -> Option<usize> {
+        if !out.is_empty() { Some(out.len()) } else { spill.front().map(Bytes::len) }
+    }
+
+    /// Marks `n` bytes of the next output (see [`Self::next_output`]) as written.
+    fn advance_output(
+        out: &mut Vec<u8>,
+        spill: &mut std::collections::VecDeque<Bytes>,
+        spill_len: &mut usize,
+        n: usize,
+    ) {
+        if !out.is_empty() {
+            out.drain(..n);
+        } else if let Some(front) = spill.front_mut() {
+            bytes::Buf::advance(front, n);
+            *spill_len -= n;
+            if front.is_empty() {
+                spill.pop_front();
+            }
+        }
     }
 
     /// Writes as much pending output as the socket takes now.
@@ -631,11 +711,12 @@ impl Connection {
             self.flush_tls();
             return;
         }
-        while !self.out.is_empty() && !self.dead {
-            match self.stream.write(&self.out) {
+        while !self.dead && Self::next_output(&self.out, &self.spill).is_some() {
+            let chunk: &[u8] = if self.out.is_empty() { &self.spill[0] } else { &self.out };
+            match self.stream.write(chunk) {
                 Ok(0) => self.dead = true,
                 Ok(n) => {
-                    self.out.drain(..n);
+                    Self::advance_output(&mut self.out, &mut self.spill, &mut self.spill_len, n);
                     self.stalled_since = None;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -651,14 +732,23 @@ impl Connection {
     /// [`Connection::flush`] through TLS: replies into the session (as much as its buffer
     /// takes), its records into the socket.
     fn flush_tls(&mut self) {
-        let Self { tls: Some(tls), stream, out, dead, stalled_since, .. } = self else { return };
+        let Self { tls: Some(tls), stream, out, spill, spill_len, dead, stalled_since, .. } = self
+        else {
+            return;
+        };
         while !*dead {
-            let taken = if out.is_empty() { 0 } else { tls.writer().write(out).unwrap_or(0) };
-            out.drain(..taken);
+            let taken = match Self::next_output(out, spill) {
+                None => 0,
+                Some(_) => {
+                    let chunk: &[u8] = if out.is_empty() { &spill[0] } else { out };
+                    tls.writer().write(chunk).unwrap_or(0)
+                }
+            };
+            Self::advance_output(out, spill, spill_len, taken);
             if !tls.wants_write() {
                 if taken == 0 {
                     // All sent, or replies wait for the handshake to finish.
-                    if out.is_empty() {
+                    if out.is_empty() && spill.is_empty() {
                         *stalled_since = None;
                     }
                     return;
@@ -680,7 +770,9 @@ impl Connection {
 
     /// Replies not yet on the wire: in `out`, or encrypted and waiting in the TLS session.
     fn output_pending(&self) -> bool {
-        !self.out.is_empty() || self.tls.as_ref().is_some_and(|tls| tls.wants_write())
+        !self.out.is_empty()
+            || !self.spill.is_empty()
+            || self.tls.as_ref().is_some_and(|tls| tls.wants_write())
     }
 
     /// `true` once the connection should be closed.

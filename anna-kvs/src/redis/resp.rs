@@ -245,6 +245,16 @@ pub enum Reply {
     Map(Vec<(Reply, Reply)>),
     /// RESP3 `~n` set; RESP2 sends an array.
     Set(Vec<Reply>),
+    /// An array (or, with `set`, a RESP3 set) whose `count` elements are already encoded in
+    /// `body` (built where the data lives, so a big collection is copied once, into its reply).
+    Elements {
+        /// How many elements `body` holds.
+        count: u64,
+        /// Their encoding, back to back.
+        body: Bytes,
+        /// A set (`~` in RESP3) rather than an array.
+        set: bool,
+    },
 }
 
 impl Reply {
@@ -269,6 +279,7 @@ impl Reply {
             Self::Array(items) | Self::Set(items) => {
                 items.iter().map(Self::encoded_len_hint).sum::<usize>() + FRAME
             }
+            Self::Elements { body, .. } => body.len() + FRAME,
             Self::Map(pairs) => {
                 pairs
                     .iter()
@@ -316,6 +327,11 @@ impl Reply {
                 for item in items {
                     item.encode(out, resp3);
                 }
+            }
+            Self::Elements { count, body, set } => {
+                let kind = if resp3 && *set { b'~' } else { b'*' };
+                header(out, kind, usize::try_from(*count).unwrap_or(usize::MAX));
+                out.extend_from_slice(body);
             }
             Self::Map(pairs) => {
                 if resp3 {

@@ -161,12 +161,15 @@ pub enum RedisOp {
     SIsMember(Bytes),
     /// `TYPE`/`EXISTS`: the key's type name (`string`, `set`), nil when it holds nothing; O(1).
     Kind,
+    /// `SMEMBERS key`: the members, encoded as RESP bulk strings where the set is stored (one
+    /// buffer; the set itself is not copied).
+    Members,
 }
 
 impl RedisOp {
     /// Whether the operation only reads (it never changes the state).
     pub fn is_read(&self) -> bool {
-        matches!(self, Self::SCard | Self::SIsMember(_) | Self::Kind)
+        matches!(self, Self::SCard | Self::SIsMember(_) | Self::Kind | Self::Members)
     }
 }
 
@@ -192,6 +195,14 @@ pub enum RedisOpOutput {
     Bulk(Option<Bytes>),
     /// Nil (a conditional write that did not happen).
     Nil,
+    /// A collection's elements, each already encoded as a RESP bulk string, one after the
+    /// other: the reply adds only the `*count` (or RESP3 `~count`) header.
+    Elements {
+        /// How many elements `body` holds.
+        count: u64,
+        /// Their encoding.
+        body: Bytes,
+    },
 }
 
 /// Parses a decimal integer exactly as Redis does (its `string2ll`): an optional `-`, then
@@ -225,6 +236,14 @@ pub fn parse_integer(bytes: &[u8]) -> Option<i64> {
         value = value.checked_mul(10)?.checked_sub(i64::from(digit - b'0'))?;
     }
     if negative { Some(value) } else { value.checked_neg() }
+}
+
+/// Appends `$len\r\nbytes\r\n`.
+fn encode_bulk(bytes: &[u8], out: &mut Vec<u8>) {
+    use std::io::Write;
+    let _ = write!(out, "${}\r\n", bytes.len()); // writing to a Vec cannot fail
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
 }
 
 fn stamp_pair(stamp: Stamp) -> (u64, u64) {
@@ -412,6 +431,20 @@ impl RedisValue {
                     (_, Some(set)) => set.len() as i64,
                 };
                 Ok((false, RedisOpOutput::Int(answer), None))
+            }
+            RedisOp::Members => {
+                if matches!(self.kind(), Some(Kind::String | Kind::Counter)) {
+                    return Err(OpError::WrongType);
+                }
+                let set = self.typed.as_ref().map(|t| &t.set).filter(|_| self.kind().is_some());
+                let mut body = Vec::new();
+                let mut count = 0;
+                for member in set.into_iter().flat_map(OrSet::iter) {
+                    encode_bulk(member, &mut body);
+                    count += 1;
+                }
+                let output = RedisOpOutput::Elements { count, body: Bytes::from(body) };
+                Ok((false, output, None))
             }
             RedisOp::Kind => {
                 let name: Option<&'static [u8]> = match self.kind() {

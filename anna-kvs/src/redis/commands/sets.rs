@@ -5,12 +5,11 @@
 
 use bytes::Bytes;
 
-use crate::redis::plan::{
-    Context, Plan, apply_one, engine, get, op_error_reply, owned, read_value,
-};
+use crate::message::Response;
+use crate::redis::plan::{Context, Plan, applied, apply, apply_one, owned};
 use crate::redis::resp::Reply;
 use crate::redis::session::Session;
-use crate::redis::value::RedisOp;
+use crate::redis::value::{RedisOp, RedisOpOutput};
 
 /// `SADD key member [member ...]`.
 pub fn plan_sadd(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
@@ -28,9 +27,15 @@ pub fn plan_srem(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
     apply_one(&args[0], RedisOp::SRem(args[1..].to_vec()))
 }
 
-/// `SMEMBERS key`.
+/// `SMEMBERS key`: encoded where the set is stored, into one buffer the reply goes out from
+/// (the set is not copied; the owning actor spends about 25 ns a member on it).
 pub fn plan_smembers(_: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Plan {
-    members(&args[0], |members| Reply::Set(members.into_iter().map(Reply::Bulk).collect()))
+    Plan::Single(Some(apply(&args[0], RedisOp::Members)), |answer, _| match answer {
+        Ok(Response::Applied(RedisOpOutput::Elements { count, body })) => {
+            Reply::Elements { count, body, set: true }
+        }
+        other => applied(other),
+    })
 }
 
 /// `SCARD key`: counted where the set is stored, without copying it.
@@ -41,15 +46,4 @@ pub fn plan_scard(_: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Plan {
 /// `SISMEMBER key member`: looked up where the set is stored, without copying it.
 pub fn plan_sismember(_: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Plan {
     apply_one(&args[0], RedisOp::SIsMember(owned(&args[1])))
-}
-
-/// Reads the set at `key` (empty if absent) and answers with `reply`.
-fn members(key: &Bytes, reply: impl FnOnce(Vec<Bytes>) -> Reply + Send + 'static) -> Plan {
-    engine(vec![get(key)], move |mut answers, _| match read_value(answers.remove(0)) {
-        Ok(value) => match value.map_or(Ok(Vec::new()), |v| v.members()) {
-            Ok(members) => reply(members),
-            Err(wrong) => op_error_reply(&wrong),
-        },
-        Err(reply) => reply,
-    })
 }
