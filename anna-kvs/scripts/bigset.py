@@ -175,7 +175,11 @@ def main():
 
     for name, port, pid in [("redis-server", REDIS, REDIS_PID), ("anna node 0", ANNA[0], ANNA_PIDS[0])]:
         before = rss_kb(pid)
+        busy = int(info(port, "anna_request_ms") or 0)
         count, took, idle, during = smembers_stall(port)
+        if name.startswith("anna"):
+            # The actors' request time over the run: the GETs' share is a few ms.
+            print(f"  actors' request time during it: {int(info(port, 'anna_request_ms')) - busy} ms")
         print(f"{name}: SMEMBERS of {count} members in {took:.2f} s; RSS {before // 1024} -> peak {rss_kb(pid, 'VmHWM') // 1024} MiB; GET on another connection p50/p99 {idle[0]:.2f}/{idle[1]:.2f} ms idle, {during[0]:.2f}/{during[1]:.2f} ms (max {during[2]:.0f}, {during[3]} GETs) during")
 
 

@@ -240,8 +240,20 @@ pub fn parse_integer(bytes: &[u8]) -> Option<i64> {
 
 /// Appends `$len\r\nbytes\r\n`.
 fn encode_bulk(bytes: &[u8], out: &mut Vec<u8>) {
-    use std::io::Write;
-    let _ = write!(out, "${}\r\n", bytes.len()); // writing to a Vec cannot fail
+    let mut digits = [0_u8; 20];
+    let mut at = digits.len();
+    let mut len = bytes.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (len % 10) as u8;
+        len /= 10;
+        if len == 0 {
+            break;
+        }
+    }
+    out.push(b'$');
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n");
     out.extend_from_slice(bytes);
     out.extend_from_slice(b"\r\n");
 }
@@ -437,7 +449,9 @@ impl RedisValue {
                     return Err(OpError::WrongType);
                 }
                 let set = self.typed.as_ref().map(|t| &t.set).filter(|_| self.kind().is_some());
-                let mut body = Vec::new();
+                // Sized for the usual short members up front: growing a buffer of tens of
+                // megabytes by doubling would copy it over and over.
+                let mut body = Vec::with_capacity(set.map_or(0, |s| s.len() * 24));
                 let mut count = 0;
                 for member in set.into_iter().flat_map(OrSet::iter) {
                     encode_bulk(member, &mut body);
