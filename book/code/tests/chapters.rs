@@ -144,6 +144,35 @@ fn builtin_lattices() {
 }
 
 #[test]
+fn deltas_and_parts() {
+    // ANCHOR: deltas
+    use lattice_core::delta::Decompose;
+    use lattice_core::{Lattice, OrSet, laws};
+
+    let mut writer = OrSet::<u32, u8>::new();
+    for n in 0..10_000 {
+        writer.add(1, n);
+    }
+    let mut replica = writer.clone();
+
+    // A change reports its delta: one member, not ten thousand.
+    let before = writer.clone();
+    let delta = writer.add_delta(2, 77_777);
+    laws::try_check_delta(&before, &delta, &writer).unwrap(); // δ ≤ new, old ⊔ δ = new
+    assert_eq!(delta.weight(), 1);
+    replica.merge(delta);
+    assert_eq!(replica, writer);
+
+    // A whole state goes in bounded parts that join back to it, in any order.
+    let parts = writer.clone().split(4_000);
+    assert_eq!(parts.len(), 3);
+    laws::try_check_split(&writer, 4_000).unwrap();
+    let rebuilt = parts.into_iter().rev().fold(OrSet::new(), Lattice::join);
+    assert_eq!(rebuilt, writer);
+    // ANCHOR_END: deltas
+}
+
+#[test]
 fn custom_lattice_passes_the_laws_and_average_fails() {
     // ANCHOR: check_all
     let a = BoundingBox::point(0, 0);
