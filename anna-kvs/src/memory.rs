@@ -166,3 +166,29 @@ pub fn resident() -> (u64, u64) {
 pub fn over_limit(maxmemory: u64) -> bool {
     maxmemory > 0 && used() > maxmemory
 }
+
+/// Reads a size as Redis's configuration does: bytes, or with a unit (`k`/`m`/`g` are powers
+/// of 1000, `kb`/`mb`/`gb` of 1024, any case). `None` if it is not one.
+///
+/// ```
+/// use anna_kvs::memory::parse_size;
+/// assert_eq!(parse_size("100mb"), Some(100 << 20));
+/// assert_eq!(parse_size("1K"), Some(1000));
+/// assert_eq!(parse_size("12345"), Some(12345));
+/// assert_eq!(parse_size("12tb"), None);
+/// ```
+pub fn parse_size(text: &str) -> Option<u64> {
+    let lower = text.trim().to_ascii_lowercase();
+    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit: u64 = match &lower[digits.len()..] {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1 << 10,
+        "m" => 1_000_000,
+        "mb" => 1 << 20,
+        "g" => 1_000_000_000,
+        "gb" => 1 << 30,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok().and_then(|n| n.checked_mul(unit))
+}

@@ -915,3 +915,52 @@ fn big_smembers_replies_go_out_from_their_buffer_in_order() {
     assert!(closed, "the client pipelining 60 big replies was not cut off");
     assert_eq!(cmd::<i64>(&mut con, &["SCARD", "big"]).unwrap(), 120_000);
 }
+
+/// `client-output-buffer-limit normal 64mb 1mb 1`: a client whose unread replies stay over the
+/// soft limit for a second is closed (counted with the hard limit's closings), while a client
+/// that reads the same replies is served; `CONFIG GET` shows the setting.
+#[test]
+fn a_client_over_the_soft_output_limit_for_its_seconds_is_closed() {
+    use anna_kvs::redis::config::OutputLimit;
+    let server = server_with(|config| {
+        config.redis.output_limit = OutputLimit::parse("normal 64mb 1mb 1").unwrap();
+    });
+    let mut con = connect(server.addr);
+    let config: Vec<String> =
+        cmd(&mut con, &["CONFIG", "GET", "client-output-buffer-limit"]).unwrap();
+    assert_eq!(
+        config,
+        ["client-output-buffer-limit", "normal 67108864 1048576 1 replica 0 0 0 pubsub 0 0 0"]
+    );
+    let big = "v".repeat(512 << 10);
+    assert_eq!(cmd::<String>(&mut con, &["SET", "big", &big]).unwrap(), "OK");
+    // 32 MiB of replies asked for and never read: under the hard limit, over the soft one.
+    let mut idle = TcpStream::connect(server.addr).unwrap();
+    idle.write_all("*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n".repeat(64).as_bytes()).unwrap();
+    let closed = |con: &mut redis::Connection, count: u32| {
+        let info: String = cmd(con, &["INFO", "stats"]).unwrap();
+        info.contains(&format!("client_output_buffer_limit_disconnections:{count}\r"))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(closed(&mut con, 0), "closed before its second over the soft limit was up");
+    assert!(
+        (0..60).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            closed(&mut con, 1)
+        }),
+        "the idle client was not closed"
+    );
+    // A client reading the same amount is served in full, and not closed.
+    let mut pipe = redis::pipe();
+    for _ in 0..64 {
+        pipe.cmd("GET").arg("big");
+    }
+    let replies: Vec<String> = pipe.query(&mut con).unwrap();
+    assert!(replies.iter().all(|r| r.len() == big.len()));
+    assert!(closed(&mut con, 1));
+    // Its socket was closed: reading gets the replies that made it out, then end of stream.
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut sink = Vec::new();
+    let _ = idle.read_to_end(&mut sink);
+    assert!(sink.len() < 64 * big.len(), "it got every reply: {} bytes", sink.len());
+}

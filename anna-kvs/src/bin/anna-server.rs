@@ -161,6 +161,12 @@ struct Options {
     /// this size, the client holding the most is closed; 0 for no limit [default: 0].
     #[arg(long)]
     maxmemory_clients: Option<String>,
+    /// Redis's `client-output-buffer-limit` for normal clients, `[normal] <hard> <soft>
+    /// <seconds>`: a client whose unwritten replies would pass the hard size is closed before
+    /// the reply is built, one above the soft size for that many seconds is closed too; 0
+    /// turns a limit off [default: "64mb 0 0"].
+    #[arg(long)]
+    client_output_buffer_limit: Option<String>,
     /// Pin each actor thread to its own core (`--pin`, or `--pin false`) [default: false].
     /// Worth it only when the actors have the cores to themselves: on a machine shared with
     /// clients or other services, pinned actors cannot move off a busy core (on 2 cores shared
@@ -388,6 +394,9 @@ fn build(options: Options) -> Result<Built, String> {
     if let Some(max) = &o.maxmemory_clients {
         config.redis.maxmemory_clients = parse_memory(max)?;
     }
+    if let Some(limit) = &o.client_output_buffer_limit {
+        config.redis.output_limit = anna_kvs::redis::config::OutputLimit::parse(limit)?;
+    }
     if let Some(policy) = o.maxmemory_policy.as_deref()
         && !policy.eq_ignore_ascii_case("noeviction")
     {
@@ -483,23 +492,7 @@ fn main() {
 /// A memory size as Redis writes it: `1000`, `1k` (1000), `1kb` (1024), `5m`, `5mb`, `2g`,
 /// `2gb`, case-insensitive.
 fn parse_memory(text: &str) -> Result<u64, String> {
-    let lower = text.trim().to_ascii_lowercase();
-    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let unit: u64 = match &lower[digits.len()..] {
-        "" | "b" => 1,
-        "k" => 1000,
-        "kb" => 1 << 10,
-        "m" => 1_000_000,
-        "mb" => 1 << 20,
-        "g" => 1_000_000_000,
-        "gb" => 1 << 30,
-        other => return Err(format!("maxmemory {text:?}: unknown unit {other:?}")),
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(unit))
-        .ok_or_else(|| format!("maxmemory {text:?} is not a size"))
+    anna_kvs::memory::parse_size(text).ok_or_else(|| format!("maxmemory {text:?} is not a size"))
 }
 
 #[cfg(test)]

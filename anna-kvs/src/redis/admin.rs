@@ -218,6 +218,16 @@ fn config(cx: &Context<'_>, rest: &[Bytes]) -> Reply {
         ("maxmemory", settings.node.maxmemory.to_string()),
         ("maxmemory-policy", "noeviction".into()),
         ("maxmemory-clients", settings.redis.maxmemory_clients.to_string()),
+        ("client-output-buffer-limit", {
+            let limit = settings.redis.output_limit;
+            // Only the normal class exists here: no replicas, no pub/sub clients.
+            format!(
+                "normal {} {} {} replica 0 0 0 pubsub 0 0 0",
+                limit.hard,
+                limit.soft,
+                limit.soft_for.as_secs()
+            )
+        }),
         ("dir", persistence.dir.as_ref().map_or(String::new(), |d| d.display().to_string())),
         ("proto-max-bulk-len", settings.node.max_value_bytes.to_string()),
         (

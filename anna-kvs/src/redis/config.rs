@@ -24,6 +24,68 @@ pub struct RedisConfig {
     /// Redis's `maxmemory-clients`: once all clients' query and reply buffers together pass
     /// this many bytes, the client holding the most is closed (0: no limit, Redis's default).
     pub maxmemory_clients: u64,
+    /// Redis's `client-output-buffer-limit` for normal clients.
+    pub output_limit: OutputLimit,
+}
+
+/// Redis's `client-output-buffer-limit normal <hard> <soft> <seconds>`: a client whose
+/// unwritten replies would pass `hard` bytes is closed before the reply that would pass it is
+/// built; one whose replies stay above `soft` bytes for `soft_for` is closed too. 0 turns a
+/// limit off. Redis leaves normal clients unlimited; here the hard limit defaults to 64 MiB,
+/// so a client that pipelines big reads and never reads the replies cannot hold gigabytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutputLimit {
+    /// Hard limit in bytes (0: none).
+    pub hard: usize,
+    /// Soft limit in bytes (0: none).
+    pub soft: usize,
+    /// How long a client may stay above the soft limit.
+    pub soft_for: std::time::Duration,
+}
+
+impl Default for OutputLimit {
+    fn default() -> Self {
+        Self { hard: super::connection::MAX_PENDING_OUTPUT, soft: 0, soft_for: Duration::ZERO }
+    }
+}
+
+impl OutputLimit {
+    /// Parses Redis's syntax, `[normal] <hard> <soft> <seconds>`, sizes as `64mb`, `1gb` or
+    /// bytes.
+    ///
+    /// ```
+    /// use anna_kvs::redis::config::OutputLimit;
+    /// let limit = OutputLimit::parse("normal 64mb 16mb 10").unwrap();
+    /// assert_eq!((limit.hard, limit.soft, limit.soft_for.as_secs()), (64 << 20, 16 << 20, 10));
+    /// assert!(OutputLimit::parse("pubsub 32mb 8mb 60").is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// A message naming what is wrong.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut words: Vec<&str> = text.split_whitespace().collect();
+        if words.first().is_some_and(|w| w.eq_ignore_ascii_case("normal")) {
+            words.remove(0);
+        } else if words.len() == 4 {
+            return Err(format!(
+                "client-output-buffer-limit {text:?}: only the normal class applies (anna has no replicas or pub/sub clients)"
+            ));
+        }
+        let [hard, soft, seconds] = words[..] else {
+            return Err(format!(
+                "client-output-buffer-limit {text:?}: expected [normal] <hard> <soft> <seconds>"
+            ));
+        };
+        let size = |word: &str| {
+            crate::memory::parse_size(word)
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| format!("client-output-buffer-limit: {word:?} is not a size"))
+        };
+        let seconds: u64 = seconds.parse().map_err(|_| {
+            format!("client-output-buffer-limit: {seconds:?} is not a number of seconds")
+        })?;
+        Ok(Self { hard: size(hard)?, soft: size(soft)?, soft_for: Duration::from_secs(seconds) })
+    }
 }
 
 impl Default for RedisConfig {
@@ -36,6 +98,7 @@ impl Default for RedisConfig {
             max_batch: 1024,
             tls: None,
             maxmemory_clients: 0,
+            output_limit: OutputLimit::default(),
         }
     }
 }

@@ -124,6 +124,29 @@ impl Connections {
     /// [`CLIENT_MEMORY_EVERY`]), publishes the sum and the biggest, and when every actor's
     /// clients together are over the limit, closes its biggest client if that is the biggest
     /// anywhere (as Redis evicts the client using the most memory first).
+    fn enforce_soft_output_limit(&mut self) {
+        let limit = self.shared.settings.redis.output_limit;
+        if limit.soft == 0 {
+            return;
+        }
+        for conn in self.slots.iter_mut().flatten() {
+            if !conn.dead && conn.over_soft_since.is_some_and(|at| at.elapsed() > limit.soft_for) {
+                tracing::warn!(
+                    client = conn.session.id,
+                    pending = conn.pending_output(),
+                    soft_limit = limit.soft,
+                    seconds = limit.soft_for.as_secs_f64(),
+                    "closing a client whose replies stayed over the soft output buffer limit"
+                );
+                self.shared.counters.output_limit_closed.fetch_add(1, Ordering::Relaxed);
+                conn.dead = true;
+                conn.out = Vec::new();
+                conn.spill.clear();
+                conn.spill_len = 0;
+            }
+        }
+    }
+
     fn limit_client_memory(&mut self) {
         let limit = self.shared.settings.redis.maxmemory_clients;
         if limit == 0 || self.measured_at.elapsed() < CLIENT_MEMORY_EVERY {
@@ -266,7 +289,9 @@ impl Service<RedisValue> for Connections {
         self.more_buffered = false;
         let now = Instant::now();
         for conn in self.slots.iter_mut().flatten() {
-            if conn.round.is_some() || conn.dead || conn.pending_output() > MAX_PENDING_OUTPUT / 2 {
+            let paused =
+                conn.pending_output() > conn.hard_output_limit().min(MAX_PENDING_OUTPUT) / 2;
+            if conn.round.is_some() || conn.dead || paused {
                 continue;
             }
             if let Some((waiting, at)) = conn.blocked.take() {
@@ -302,6 +327,7 @@ impl Service<RedisValue> for Connections {
             conn.round = Some(round);
         }
         self.limit_client_memory();
+        self.enforce_soft_output_limit();
         // Idle, timed-out and stalled connections are closed here.
         for slot in 0..self.slots.len() {
             self.sweep(slot);
@@ -365,6 +391,8 @@ struct Connection {
     spill: std::collections::VecDeque<Bytes>,
     /// Bytes in `spill`.
     spill_len: usize,
+    /// Since when the unwritten replies are over the soft output limit.
+    over_soft_since: Option<Instant>,
     /// This round's commands, in order.
     plans: Vec<Plan>,
     /// A protocol error to send after this round's replies; the connection then closes.
@@ -401,6 +429,7 @@ impl Connection {
             out: Vec::new(),
             spill: std::collections::VecDeque::new(),
             spill_len: 0,
+            over_soft_since: None,
             plans: Vec::new(),
             fatal: None,
             dead: false,
@@ -629,11 +658,12 @@ impl Connection {
         let before = self.pending_output();
         let pending = before + reply.encoded_len_hint();
         let built = matches!(reply, Reply::Elements { .. }) && before == 0;
-        if pending > MAX_PENDING_OUTPUT && !built {
+        let limit = self.hard_output_limit();
+        if pending > limit && !built {
             tracing::warn!(
                 client = self.session.id,
                 pending,
-                limit = MAX_PENDING_OUTPUT,
+                limit,
                 "closing a client whose replies would pass the output buffer limit"
             );
             self.shared.counters.output_limit_closed.fetch_add(1, Ordering::Relaxed);
@@ -644,6 +674,25 @@ impl Connection {
             return;
         }
         self.emit(reply);
+        self.track_soft_limit();
+    }
+
+    /// The hard output limit in bytes (`usize::MAX` when turned off).
+    fn hard_output_limit(&self) -> usize {
+        match self.shared.settings.redis.output_limit.hard {
+            0 => usize::MAX,
+            hard => hard,
+        }
+    }
+
+    /// Starts or stops the soft output limit's clock.
+    fn track_soft_limit(&mut self) {
+        let soft = self.shared.settings.redis.output_limit.soft;
+        if soft > 0 && self.pending_output() > soft {
+            self.over_soft_since.get_or_insert_with(Instant::now);
+        } else {
+            self.over_soft_since = None;
+        }
     }
 
     /// Bytes of replies not yet written (not counting what TLS holds).
@@ -709,6 +758,7 @@ impl Connection {
     fn flush(&mut self) {
         if self.tls.is_some() {
             self.flush_tls();
+            self.track_soft_limit();
             return;
         }
         while !self.dead && Self::next_output(&self.out, &self.spill).is_some() {
@@ -718,6 +768,7 @@ impl Connection {
                 Ok(n) => {
                     Self::advance_output(&mut self.out, &mut self.spill, &mut self.spill_len, n);
                     self.stalled_since = None;
+                    self.track_soft_limit();
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     self.stalled_since.get_or_insert_with(Instant::now);
@@ -786,7 +837,7 @@ impl Connection {
                 && self.plans.is_empty()
                 && !self.more_commands
                 && !self.output_pending())
-            || self.out.len() > MAX_PENDING_OUTPUT
+            || self.out.len() > self.hard_output_limit()
             || self.stalled_since.is_some_and(|t| t.elapsed() > config.write_timeout)
             || (self.blocked.is_none()
                 && config.idle_timeout.is_some_and(|limit| {
