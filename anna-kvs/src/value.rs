@@ -65,6 +65,13 @@ pub trait KvsValue:
         1
     }
 
+    /// A cheap upper bound on the state's encoded size in bytes, where the value knows one
+    /// without encoding itself (gossip packs its batches by size); `None` has it measured by
+    /// encoding. Defaults to `None`.
+    fn encoded_size_bound(&self) -> Option<usize> {
+        None
+    }
+
     /// Cuts the state into parts of at most `max_weight` each whose join is the state, each
     /// below it (the laws of [`lattice_core::delta::Decompose`]), so a big state travels in
     /// bounded messages. The default does not cut.
@@ -194,6 +201,11 @@ pub type Eventual = Lww<Option<Bytes>>;
 impl KvsValue for Lww<Option<Bytes>> {
     const TYPE_NAME: &'static str = "lww-bytes";
     no_ops!();
+
+    fn encoded_size_bound(&self) -> Option<usize> {
+        // Presence tags, the stamp's two varints and the length's: under 32 bytes.
+        Some(self.value().and_then(Option::as_ref).map_or(0, Bytes::len) + 32)
+    }
 
     fn delete(&mut self, stamp: Stamp, _writer: u64) -> bool {
         self.merge(Lww::new(stamp, None))

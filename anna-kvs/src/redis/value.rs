@@ -562,6 +562,15 @@ impl KvsValue for RedisValue {
         Ok((change, output))
     }
 
+    fn encoded_size_bound(&self) -> Option<usize> {
+        // A plain string key: the register (tags, the stamp's varints, the length) and no
+        // typed part.
+        match &self.typed {
+            None => Some(self.string.value().and_then(|v| v.as_ref()).map_or(0, |v| v.len()) + 40),
+            Some(_) => None,
+        }
+    }
+
     fn weight(&self) -> usize {
         self.typed.as_ref().map_or(1, |t| 1 + Decompose::weight(&t.set) + t.counter.nets.len())
     }
@@ -955,5 +964,35 @@ mod delta_tests {
             .unwrap();
         let Change::Delta(delta) = change else { panic!("no delta: {change:?}") };
         assert_eq!(KvsValue::weight(&delta), 2);
+    }
+}
+
+#[cfg(test)]
+mod size_bound_tests {
+    use super::*;
+    use crate::wire::entry_len;
+
+    /// The bound gossip packs by is never below the real encoded size, at the extremes of
+    /// stamps and lengths, for both string lattices.
+    #[test]
+    fn the_size_bound_of_a_plain_string_is_never_below_its_encoding() {
+        let key = Bytes::new();
+        for len in [0, 1, 22, 23, 250, 251, 65_535, 65_536, 1 << 20] {
+            for (time, writer) in [(1, 1), (u64::MAX, u64::MAX), (1 << 40, 7)] {
+                let stamp = Stamp::new(time, writer);
+                let mut value = RedisValue::default();
+                value.apply(RedisOp::Set(Bytes::from(vec![b'x'; len])), stamp, writer).unwrap();
+                let bound = value.encoded_size_bound().unwrap();
+                assert!(entry_len(&key, &value) <= bound + 1, "len {len}, stamp {stamp:?}");
+                let mut deleted = value.clone();
+                KvsValue::delete(&mut deleted, Stamp::new(time, writer.wrapping_add(1)), 1);
+                assert!(entry_len(&key, &deleted) <= deleted.encoded_size_bound().unwrap() + 1);
+                let eventual = Lww::new(stamp, Some(Bytes::from(vec![b'x'; len])));
+                assert!(entry_len(&key, &eventual) <= eventual.encoded_size_bound().unwrap() + 1);
+            }
+        }
+        let mut set = RedisValue::default();
+        set.apply(RedisOp::SAdd(vec![Bytes::from_static(b"m")]), Stamp::new(1, 1), 1).unwrap();
+        assert_eq!(set.encoded_size_bound(), None, "a typed value is measured");
     }
 }
