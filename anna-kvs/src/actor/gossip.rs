@@ -17,7 +17,7 @@ use lattice_core::Stamp;
 pub(super) struct Unacked<V> {
     /// Its keys, each with what a resend sends again: `None` for the key's then-current
     /// state, `Some` for a delta or a part of a big state (kept as sent).
-    entries: Vec<(Key, Option<V>)>,
+    entries: Vec<(Key, Option<Box<V>>)>,
     /// Encoded bytes of the kept deltas and parts.
     kept_bytes: usize,
     /// Epoch of the next resend.
@@ -372,12 +372,25 @@ impl<V: KvsValue> Actor<V> {
                 // kept as sent: it may be big by the time a slow peer needs a resend, and
                 // its later changes travel in later batches anyway.
                 let keep = is_delta || payload.weight() > 1;
-                let pieces = pieces(key, payload, keep, &mut self.stats);
-                for &owner in owners.iter().filter(|&&o| o != self.id) {
-                    let entries = outgoing.entry(owner).or_default();
-                    for (value, len, keep) in &pieces {
-                        let (value, len, keep) = (value.clone(), *len, *keep);
-                        entries.push(Entry { key: key.clone(), value, len, keep });
+                let others = owners.iter().filter(|&&o| o != self.id);
+                match size_within(key, &payload, PART_BYTES) {
+                    // The usual case: one piece, no allocation beyond the entries.
+                    Some(len) => {
+                        for &owner in others {
+                            let value = payload.clone();
+                            let entry = Entry { key: key.clone(), value, len, keep };
+                            outgoing.entry(owner).or_default().push(entry);
+                        }
+                    }
+                    None => {
+                        let pieces = pieces(key, payload, keep, &mut self.stats);
+                        for &owner in others {
+                            let entries = outgoing.entry(owner).or_default();
+                            for (value, len, keep) in &pieces {
+                                let (value, len, keep) = (value.clone(), *len, *keep);
+                                entries.push(Entry { key: key.clone(), value, len, keep });
+                            }
+                        }
                     }
                 }
             }
@@ -420,7 +433,7 @@ impl<V: KvsValue> Actor<V> {
                     }
                     if keep {
                         kept_bytes += len;
-                        kept.push((key.clone(), Some(value.clone())));
+                        kept.push((key.clone(), Some(Box::new(value.clone()))));
                     } else {
                         kept.push((key.clone(), None));
                     }
@@ -547,7 +560,7 @@ impl<V: KvsValue> Actor<V> {
                 let mut updates = Vec::with_capacity(batch.entries.len());
                 for (key, kept) in &batch.entries {
                     match kept {
-                        Some(value) => updates.push((key.clone(), value.clone())),
+                        Some(value) => updates.push((key.clone(), V::clone(value))),
                         None => match self.store.get(&key[..]) {
                             Some(slot) if slot.value.weight() >= DELTA_MIN_WEIGHT => {
                                 link.needs_whole.insert(key.clone());
@@ -631,11 +644,7 @@ fn pieces<V: KvsValue>(
     keep: bool,
     stats: &mut ActorStats,
 ) -> Vec<(V, usize, bool)> {
-    // A bound the value knows (a plain string) saves measuring it by encoding.
-    let len = match payload.encoded_size_bound() {
-        Some(bound) if bound <= PART_BYTES => bound + key.len() + 10,
-        _ => crate::wire::entry_len(key, &payload),
-    };
+    let len = size_within(key, &payload, usize::MAX).unwrap_or(usize::MAX);
     if len <= PART_BYTES {
         return vec![(payload, len, keep)];
     }
@@ -649,6 +658,16 @@ fn pieces<V: KvsValue>(
     stats.gossip_parts_out += parts.len() as u64;
     // Members differ in size: a part may still be too big, and is cut again.
     parts.into_iter().flat_map(|part| pieces(key, part, true, stats)).collect()
+}
+
+/// The encoded size of `(key, payload)` if it is at most `limit`: from the bound the value
+/// knows (a plain string), which saves measuring it by encoding, else measured.
+fn size_within<V: KvsValue>(key: &Key, payload: &V, limit: usize) -> Option<usize> {
+    let len = match payload.encoded_size_bound() {
+        Some(bound) if bound.saturating_add(key.len() + 10) <= limit => bound + key.len() + 10,
+        _ => crate::wire::entry_len(key, payload),
+    };
+    (len <= limit).then_some(len)
 }
 
 /// Packs one destination's entries, in order, into batches below [`GOSSIP_BATCH_BYTES`]
