@@ -19,7 +19,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::config::Settings;
 use super::plan::{Context, Counters, Plan, Waiting};
-use super::resp::{Limits, ParseError, Reply, parse_command};
+use super::resp::{Elements, Limits, ParseError, Reply, parse_command};
 use super::session::Session;
 use super::table;
 use super::value::RedisValue;
@@ -657,7 +657,7 @@ impl Connection {
         }
         let before = self.pending_output();
         let pending = before + reply.encoded_len_hint();
-        let built = matches!(reply, Reply::Elements { .. }) && before == 0;
+        let built = matches!(reply, Reply::Elements(_)) && before == 0;
         let limit = self.hard_output_limit();
         if pending > limit && !built {
             tracing::warn!(
@@ -704,13 +704,13 @@ impl Connection {
     fn emit(&mut self, reply: &Reply) {
         let resp3 = self.session.resp3;
         match reply {
-            Reply::Elements { count, body, set } if body.len() >= SPILL_MIN => {
+            Reply::Elements(elements) if elements.body.len() >= SPILL_MIN => {
                 let mut header = Vec::with_capacity(24);
-                Reply::Elements { count: *count, body: Bytes::new(), set: *set }
-                    .encode(&mut header, resp3);
+                let empty = Elements { body: Bytes::new(), ..Elements::clone(elements) };
+                Reply::Elements(Box::new(empty)).encode(&mut header, resp3);
                 self.queue(header);
-                self.spill_len += body.len();
-                self.spill.push_back(body.clone());
+                self.spill_len += elements.body.len();
+                self.spill.push_back(elements.body.clone());
             }
             _ if self.spill.is_empty() => reply.encode(&mut self.out, resp3),
             _ => {

@@ -245,16 +245,21 @@ pub enum Reply {
     Map(Vec<(Reply, Reply)>),
     /// RESP3 `~n` set; RESP2 sends an array.
     Set(Vec<Reply>),
-    /// An array (or, with `set`, a RESP3 set) whose `count` elements are already encoded in
-    /// `body` (built where the data lives, so a big collection is copied once, into its reply).
-    Elements {
-        /// How many elements `body` holds.
-        count: u64,
-        /// Their encoding, back to back.
-        body: Bytes,
-        /// A set (`~` in RESP3) rather than an array.
-        set: bool,
-    },
+    /// An array (or a RESP3 set) whose elements are already encoded (built where the data
+    /// lives, so a big collection is copied once, into its reply). Boxed: every reply would
+    /// otherwise grow by it.
+    Elements(Box<Elements>),
+}
+
+/// The body of a [`Reply::Elements`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Elements {
+    /// How many elements `body` holds.
+    pub count: u64,
+    /// Their encoding, back to back.
+    pub body: Bytes,
+    /// A set (`~` in RESP3) rather than an array.
+    pub set: bool,
 }
 
 impl Reply {
@@ -279,7 +284,7 @@ impl Reply {
             Self::Array(items) | Self::Set(items) => {
                 items.iter().map(Self::encoded_len_hint).sum::<usize>() + FRAME
             }
-            Self::Elements { body, .. } => body.len() + FRAME,
+            Self::Elements(elements) => elements.body.len() + FRAME,
             Self::Map(pairs) => {
                 pairs
                     .iter()
@@ -328,10 +333,10 @@ impl Reply {
                     item.encode(out, resp3);
                 }
             }
-            Self::Elements { count, body, set } => {
-                let kind = if resp3 && *set { b'~' } else { b'*' };
-                header(out, kind, usize::try_from(*count).unwrap_or(usize::MAX));
-                out.extend_from_slice(body);
+            Self::Elements(elements) => {
+                let kind = if resp3 && elements.set { b'~' } else { b'*' };
+                header(out, kind, usize::try_from(elements.count).unwrap_or(usize::MAX));
+                out.extend_from_slice(&elements.body);
             }
             Self::Map(pairs) => {
                 if resp3 {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::message::Response;
 use crate::redis::plan::{Context, Plan, applied, apply, apply_one, owned};
-use crate::redis::resp::Reply;
+use crate::redis::resp::{Elements, Reply};
 use crate::redis::session::Session;
 use crate::redis::value::{RedisOp, RedisOpOutput};
 
@@ -32,7 +32,7 @@ pub fn plan_srem(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
 pub fn plan_smembers(_: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Plan {
     Plan::Single(Some(apply(&args[0], RedisOp::Members)), |answer, _| match answer {
         Ok(Response::Applied(RedisOpOutput::Elements { count, body })) => {
-            Reply::Elements { count, body, set: true }
+            Reply::Elements(Box::new(Elements { count, body, set: true }))
         }
         other => applied(other),
     })
