@@ -89,6 +89,20 @@ fn config() -> Config {
     bincode::config::standard().with_limit::<MAX_MESSAGE_BYTES>()
 }
 
+/// Most memory decoding one message may claim: a message is at most [`MAX_MESSAGE_BYTES`],
+/// but decoding claims the in-memory size of what it builds (an 8-byte integer sent as a
+/// 1-byte varint claims 8, a container claims its elements up front), which for a set of
+/// short members is several times its encoded size.
+pub const MAX_DECODED_BYTES: usize = 4 * MAX_MESSAGE_BYTES;
+
+fn decode_config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<MAX_DECODED_BYTES>,
+> {
+    bincode::config::standard().with_limit::<MAX_DECODED_BYTES>()
+}
+
 /// The encoded size of one gossip entry (a key and a state) inside a message, counted without
 /// encoding it anywhere: the actor packs its batches below the message limit with it.
 pub fn entry_len<V: serde::Serialize>(key: &crate::ring::Key, value: &V) -> usize {
@@ -288,13 +302,13 @@ pub fn check_type<V: KvsValue>(got: u32) -> Result<(), WireError> {
     }
 }
 
-/// Decodes a payload that must be consumed exactly, with every length bounded by
-/// [`MAX_MESSAGE_BYTES`].
+/// Decodes a payload that must be consumed exactly, with what it claims bounded by
+/// [`MAX_DECODED_BYTES`] (the payload itself is at most [`MAX_MESSAGE_BYTES`]).
 ///
 /// # Errors
 /// [`WireError::Malformed`].
 pub fn decode_payload<M: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<M, WireError> {
-    let (message, used) = bincode::serde::decode_from_slice(payload, config())
+    let (message, used) = bincode::serde::decode_from_slice(payload, decode_config())
         .map_err(|e| WireError::Malformed(e.to_string()))?;
     if used != payload.len() {
         return Err(WireError::Malformed(format!("{} trailing bytes", payload.len() - used)));

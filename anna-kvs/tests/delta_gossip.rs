@@ -216,3 +216,20 @@ fn a_peer_that_lost_deltas_gets_the_whole_state_once_it_is_back() {
     }
     assert!(pair.a.is_quiet(), "{:?}", pair.a.pending_work());
 }
+
+/// The worst case for what decoding claims: members of a few bytes and dots of small writer
+/// ids (1-byte varints) decode into many times their encoded size; batches packed below the
+/// limit still decode.
+#[test]
+fn a_whole_set_of_tiny_members_decodes_at_the_receiver() {
+    use anna_kvs::KvsValue;
+    let mut pair = Pair::new(ActorConfig::default());
+    let mut set = RedisValue::default();
+    let all: Vec<Bytes> = (0..600_000_u32).map(|n| Bytes::from(n.to_string())).collect();
+    set.apply(RedisOp::SAdd(all), lattice_core::Stamp::new(START - 1, 3), 3).unwrap();
+    pair.a.restore(Bytes::from_static(KEY.as_bytes()), set);
+    let sent = pair.epoch(true);
+    assert!(sent.len() > 1, "{sent:?}");
+    assert_eq!(Pair::members(&pair.b), 600_000);
+    assert!(pair.in_sync());
+}
