@@ -1282,16 +1282,16 @@ mod tests {
 
     #[test]
     fn a_state_over_the_record_limit_is_logged_in_parts_that_replay_to_it() {
-        use crate::redis::value::{RedisOp, RedisValue};
-        let mut set = RedisValue::default();
-        let members = (0..100_000).map(|n| bytes::Bytes::from(format!("member:{n:07}"))).collect();
-        set.apply(RedisOp::SAdd(members), Stamp::new(5, 1), 1).unwrap();
+        let mut set = crate::Set::new();
+        for n in 0..100_000 {
+            set.add(1, bytes::Bytes::from(format!("member:{n:07}")));
+        }
         let mut out = Vec::new();
         encode_record(b"big", &set, &mut out).unwrap();
         assert!(out.len() > MAX_RECORD, "the state is {} bytes", out.len());
-        let loaded: Loaded<RedisValue> = decode_log(&out, Path::new("test.aof"), false).unwrap();
+        let loaded: Loaded<crate::Set> = decode_log(&out, Path::new("test.aof"), false).unwrap();
         assert!(loaded.records.len() >= 8, "{} records", loaded.records.len());
-        let mut replayed = RedisValue::bottom();
+        let mut replayed = crate::Set::bottom();
         for (key, part) in loaded.records {
             assert_eq!(&key[..], b"big");
             replayed.merge(part);

@@ -28,6 +28,10 @@ pub struct RedisConfig {
     pub output_limit: OutputLimit,
 }
 
+/// A client whose replies would pass this many bytes is dropped (the default hard output
+/// limit; Redis's `client-output-buffer-limit`).
+pub const MAX_PENDING_OUTPUT: usize = 64 << 20;
+
 /// Redis's `client-output-buffer-limit normal <hard> <soft> <seconds>`: a client whose
 /// unwritten replies would pass `hard` bytes is closed before the reply that would pass it is
 /// built; one whose replies stay above `soft` bytes for `soft_for` is closed too. 0 turns a
@@ -45,7 +49,7 @@ pub struct OutputLimit {
 
 impl Default for OutputLimit {
     fn default() -> Self {
-        Self { hard: super::connection::MAX_PENDING_OUTPUT, soft: 0, soft_for: Duration::ZERO }
+        Self { hard: MAX_PENDING_OUTPUT, soft: 0, soft_for: Duration::ZERO }
     }
 }
 

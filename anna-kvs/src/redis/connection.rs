@@ -68,7 +68,7 @@ impl std::fmt::Debug for Shared {
 }
 
 /// Most reply bytes buffered for a client that does not read them; beyond it, it is dropped.
-pub const MAX_PENDING_OUTPUT: usize = 64 << 20;
+pub use super::config::MAX_PENDING_OUTPUT;
 
 /// A collection reply whose elements come encoded in a buffer at least this big goes out from
 /// that buffer instead of being copied into the output.
