@@ -233,3 +233,29 @@ fn a_whole_set_of_tiny_members_decodes_at_the_receiver() {
     assert_eq!(Pair::members(&pair.b), 600_000);
     assert!(pair.in_sync());
 }
+
+/// A peer that comes back from a restart without the big set (an empty directory, a log that
+/// was not synced) gets its whole state again, with no further write: deltas alone would
+/// never fill it in. `WAIT` counts it only once it has.
+#[test]
+fn a_peer_back_from_a_restart_without_the_set_gets_it_whole() {
+    let mut pair = Pair::new(ActorConfig::default());
+    for round in 0..5 {
+        pair.sadd(members(round * 100..(round + 1) * 100));
+        pair.epoch(true);
+    }
+    assert!(pair.in_sync());
+    let key = KEY.as_bytes();
+    assert_eq!(pair.a.replicated(key), 1);
+    // B restarts empty; A's driver notices its new incarnation.
+    let topology = Arc::clone(pair.a.topology());
+    pair.b = Actor::new(B, topology, ActorConfig::default(), pair.now);
+    pair.a.forget_receipts_from(1);
+    assert_eq!(pair.a.replicated(key), 0, "owed whole: WAIT must not count B");
+    for _ in 0..10 {
+        pair.epoch(true);
+    }
+    assert_eq!(Pair::members(&pair.b), 500);
+    assert!(pair.in_sync());
+    assert_eq!(pair.a.replicated(key), 1);
+}

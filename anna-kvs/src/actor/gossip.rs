@@ -44,7 +44,7 @@ pub(super) struct PeerLink<V> {
     unacked_bytes: usize,
     /// Big keys some of whose deltas to it were given up, or whose state outgrew a resend: it
     /// may lack part of their state, so it gets their whole state again once it keeps up.
-    needs_whole: BTreeSet<Key>,
+    pub(super) needs_whole: BTreeSet<Key>,
     /// Highest seq such that every batch from it up to there has arrived.
     received_contiguous: u64,
     /// Batches from it that arrived above `received_contiguous`.
@@ -182,6 +182,22 @@ impl<V: KvsValue> Actor<V> {
         for key in waiting {
             self.mark_whole(key);
         }
+        // Its new life may have come back without part of what it had (a log that was not
+        // synced, an empty directory): big keys travel as deltas, which would never fill that
+        // in, so it is owed their whole states. Small keys are whole in every batch anyway.
+        let mut owners = std::mem::take(&mut self.owners_buf);
+        for (key, slot) in &self.store {
+            if slot.value.weight() < DELTA_MIN_WEIGHT {
+                continue;
+            }
+            let over = self.overrides.get(&key[..]).copied();
+            self.topology.owners_into(key, over, &mut owners);
+            for owner in owners.iter().filter(|o| o.node == node) {
+                let key = Key::copy_from_slice(key);
+                self.links.entry(*owner).or_default().needs_whole.insert(key);
+            }
+        }
+        self.owners_buf = owners;
     }
 
     /// How many other nodes are known to hold `key`'s state as of its last change here: the
@@ -210,10 +226,13 @@ impl<V: KvsValue> Actor<V> {
                 let now = self.epoch + 1;
                 let age = u64::from((now as u32).wrapping_sub(slot.shipped));
                 let epoch = now.saturating_sub(age);
+                // A delta vouches only with every batch before it: nothing still awaited up
+                // to that epoch, and nothing owed whole.
                 let acked = |owner: &ActorId| {
                     self.links.get(owner).is_some_and(|link| {
                         link.lost_through < epoch
-                            && !link.unacked.values().any(|batch| batch.sent == epoch)
+                            && !link.unacked.values().any(|batch| batch.sent <= epoch)
+                            && !link.needs_whole.contains(key)
                     })
                 };
                 nodes
@@ -451,21 +470,20 @@ impl<V: KvsValue> Actor<V> {
                 link.unacked.insert(seq, batch);
                 // Never a batch of this epoch: its receiver must be able to apply it (and a
                 // big state's parts all travel together).
+                // Only batches that had their time to be acknowledged: never those of this
+                // epoch (a receiver must be able to apply what it gets, and a big state's
+                // parts go out together), nor any a peer acknowledging normally would still
+                // have in flight (giving those up would send big states again and again).
                 while (link.unacked_keys > self.config.max_unacked_keys_per_peer
                     || link.unacked_bytes > self.config.max_unacked_bytes_per_peer)
-                    && link.unacked.first_key_value().is_some_and(|(_, b)| b.sent < now)
+                    && link.unacked.first_key_value().is_some_and(|(_, b)| b.sent + wait <= now)
                 {
                     let Some((_, dropped)) = link.unacked.pop_first() else { break };
                     link.unacked_keys -= dropped.entries.len();
                     link.unacked_bytes -= dropped.kept_bytes;
                     link.lost_through = link.lost_through.max(dropped.sent);
                     self.stats.gossip_given_up += 1;
-                    // A lost delta leaves a hole only the whole state fills.
-                    for (key, kept) in dropped.entries {
-                        if kept.is_some() && self.store.contains_key(&key[..]) {
-                            link.needs_whole.insert(key);
-                        }
-                    }
+                    owe_whole(&self.store, link, dropped.entries);
                 }
                 let overrides = if index == 0 { override_changes.clone() } else { Vec::new() };
                 let gossip = Gossip {
@@ -588,6 +606,12 @@ impl<V: KvsValue> Actor<V> {
         link.unacked_bytes -= batch.kept_bytes;
         link.lost_through = link.lost_through.max(batch.sent);
         self.stats.gossip_undeliverable += 1;
+        // A batch of several entries failed because one of them grew (a resend takes small
+        // keys' current states): the big keys among them are owed whole, in pieces. A lone
+        // entry that cannot be encoded would only fail again.
+        if batch.entries.len() > 1 {
+            owe_whole(&self.store, link, batch.entries);
+        }
     }
 
     fn reclaim(&mut self) {
@@ -634,6 +658,21 @@ fn send_gossip<V: KvsValue>(
     stats.gossip_out += 1;
     stats.gossip_entries_out += gossip.updates.len() as u64;
     out.push(Output::Send { to, message: PeerMessage::Gossip(gossip) });
+}
+
+/// Records that `link`'s peer may lack what `entries` carried: each big key among them (a
+/// delta or part was kept, or the state is big now) is owed whole.
+fn owe_whole<V: KvsValue>(
+    store: &HashMap<StoreKey, Slot<V>, super::StoreHasher>,
+    link: &mut PeerLink<V>,
+    entries: Vec<(Key, Option<Box<V>>)>,
+) {
+    for (key, kept) in entries {
+        let big = |slot: &Slot<V>| slot.value.weight() >= DELTA_MIN_WEIGHT;
+        if store.get(&key[..]).is_some_and(|slot| kept.is_some() || big(slot)) {
+            link.needs_whole.insert(key);
+        }
+    }
 }
 
 /// What is sent for one key: `payload` whole if it is small enough, else in parts of about

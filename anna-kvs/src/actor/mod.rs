@@ -312,7 +312,7 @@ impl<V: KvsValue> Actor<V> {
     pub fn is_quiet(&self) -> bool {
         self.changeset.is_empty()
             && self.override_changes.is_empty()
-            && self.links.values().all(|l| l.unacked.is_empty())
+            && self.links.values().all(|l| l.unacked.is_empty() && l.needs_whole.is_empty())
     }
 
     /// Why the actor is not quiet (for diagnostics): changeset size, override changes, and the
