@@ -59,8 +59,8 @@ pub struct ActorConfig {
     pub max_unacked_keys_per_peer: usize,
     /// Most bytes of deltas and parts of big states kept for retransmission per destination
     /// (the oldest batches beyond it are given up the same way; a peer that lost a delta
-    /// gets the key's whole state again once it keeps up). Batches of the current epoch are
-    /// never given up, so a big state's parts always go out together.
+    /// gets the key's whole state again once it keeps up). A batch is given up only after its
+    /// retransmission wait, so a big state's parts always go out together.
     pub max_unacked_bytes_per_peer: usize,
     /// Most times a client request is forwarded between actors before it fails.
     pub max_hops: u8,

@@ -67,7 +67,7 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// Most reply bytes buffered for a client that does not read them; beyond it, it is dropped.
+/// The default hard output limit, defined with the rest of the configuration.
 pub use super::config::MAX_PENDING_OUTPUT;
 
 /// A collection reply whose elements come encoded in a buffer at least this big goes out from
