@@ -376,7 +376,7 @@ impl<V: KvsValue> Actor<V> {
         let changeset = std::mem::take(&mut self.changeset);
         let mut owners = std::mem::take(&mut self.owners_buf);
         for key in &changeset {
-            let delta = self.deltas.remove(key);
+            let delta = if self.deltas.is_empty() { None } else { self.deltas.remove(key) };
             let Some(slot) = self.store.get_mut(&key[..]) else { continue };
             slot.dirty = false;
             // The low 32 bits (see `replicated`); never 0, which means "never shipped".
@@ -712,6 +712,14 @@ fn size_within<V: KvsValue>(key: &Key, payload: &V, limit: usize) -> Option<usiz
 /// Packs one destination's entries, in order, into batches below [`GOSSIP_BATCH_BYTES`]
 /// (at least one batch, possibly empty: it may carry overrides).
 fn pack<V>(entries: Vec<Entry<V>>) -> Vec<Vec<Entry<V>>> {
+    // The usual epoch fits one batch: no copying into new vectors.
+    if entries
+        .iter()
+        .try_fold(0_usize, |sum, e| sum.checked_add(e.len))
+        .is_some_and(|total| total <= GOSSIP_BATCH_BYTES)
+    {
+        return vec![entries];
+    }
     let mut batches = Vec::new();
     let mut current = Vec::new();
     let mut bytes = 0_usize;

@@ -705,7 +705,10 @@ impl<V: KvsValue> Actor<V> {
                     // state once any change had none.
                     if mark && let Some(delta) = &delta {
                         self.deltas.insert(key.clone(), delta.clone());
-                    } else if was_dirty && let Some(gathered) = self.deltas.get_mut(&key) {
+                    } else if was_dirty
+                        && !self.deltas.is_empty()
+                        && let Some(gathered) = self.deltas.get_mut(&key)
+                    {
                         match &delta {
                             Some(delta) => {
                                 gathered.merge_ref(delta);
