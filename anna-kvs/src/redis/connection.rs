@@ -70,6 +70,24 @@ impl std::fmt::Debug for Shared {
 /// The default hard output limit, defined with the rest of the configuration.
 pub use super::config::MAX_PENDING_OUTPUT;
 
+/// Output queued behind a connection's `out` buffer (see `Connection::spill`).
+#[derive(Debug)]
+enum Spilled {
+    /// A big reply's body, sent from the buffer it was built in.
+    Shared(Bytes),
+    /// Replies encoded behind it, back to back.
+    Owned(Vec<u8>),
+}
+
+impl Spilled {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Shared(bytes) => bytes,
+            Self::Owned(bytes) => bytes,
+        }
+    }
+}
+
 /// A collection reply whose elements come encoded in a buffer at least this big goes out from
 /// that buffer instead of being copied into the output.
 const SPILL_MIN: usize = 64 << 10;
@@ -388,7 +406,7 @@ struct Connection {
     /// Replies after `out`, in order, kept as the buffers they are: a big collection's
     /// elements go out from the buffer its actor encoded them into, never copied into `out`.
     /// Once it holds anything, later replies queue here too.
-    spill: std::collections::VecDeque<Bytes>,
+    spill: std::collections::VecDeque<Spilled>,
     /// Bytes in `spill`.
     spill_len: usize,
     /// Since when the unwritten replies are over the soft output limit.
@@ -710,7 +728,7 @@ impl Connection {
                 Reply::Elements(Box::new(empty)).encode(&mut header, resp3);
                 self.queue(header);
                 self.spill_len += elements.body.len();
-                self.spill.push_back(elements.body.clone());
+                self.spill.push_back(Spilled::Shared(elements.body.clone()));
             }
             _ if self.spill.is_empty() => reply.encode(&mut self.out, resp3),
             _ => {
@@ -725,30 +743,39 @@ impl Connection {
     fn queue(&mut self, encoded: Vec<u8>) {
         if self.spill.is_empty() {
             self.out.extend_from_slice(&encoded);
-        } else {
-            self.spill_len += encoded.len();
-            self.spill.push_back(Bytes::from(encoded));
+            return;
+        }
+        self.spill_len += encoded.len();
+        // Small replies behind a big one share one buffer (and one write).
+        match self.spill.back_mut() {
+            Some(Spilled::Owned(tail)) => tail.extend_from_slice(&encoded),
+            _ => self.spill.push_back(Spilled::Owned(encoded)),
         }
     }
 
     /// The next bytes to write: `out`, then the spilled buffers in order.
-    fn next_output(out: &[u8], spill: &std::collections::VecDeque<Bytes>) -> Option<usize> {
-        if !out.is_empty() { Some(out.len()) } else { spill.front().map(Bytes::len) }
+    fn next_output(out: &[u8], spill: &std::collections::VecDeque<Spilled>) -> Option<usize> {
+        if !out.is_empty() { Some(out.len()) } else { spill.front().map(|s| s.bytes().len()) }
     }
 
     /// Marks `n` bytes of the next output (see [`Self::next_output`]) as written.
     fn advance_output(
         out: &mut Vec<u8>,
-        spill: &mut std::collections::VecDeque<Bytes>,
+        spill: &mut std::collections::VecDeque<Spilled>,
         spill_len: &mut usize,
         n: usize,
     ) {
         if !out.is_empty() {
             out.drain(..n);
         } else if let Some(front) = spill.front_mut() {
-            bytes::Buf::advance(front, n);
+            match front {
+                Spilled::Shared(bytes) => bytes::Buf::advance(bytes, n),
+                Spilled::Owned(bytes) => {
+                    bytes.drain(..n);
+                }
+            }
             *spill_len -= n;
-            if front.is_empty() {
+            if front.bytes().is_empty() {
                 spill.pop_front();
             }
         }
@@ -762,7 +789,7 @@ impl Connection {
             return;
         }
         while !self.dead && Self::next_output(&self.out, &self.spill).is_some() {
-            let chunk: &[u8] = if self.out.is_empty() { &self.spill[0] } else { &self.out };
+            let chunk: &[u8] = if self.out.is_empty() { self.spill[0].bytes() } else { &self.out };
             match self.stream.write(chunk) {
                 Ok(0) => self.dead = true,
                 Ok(n) => {
@@ -791,7 +818,7 @@ impl Connection {
             let taken = match Self::next_output(out, spill) {
                 None => 0,
                 Some(_) => {
-                    let chunk: &[u8] = if out.is_empty() { &spill[0] } else { out };
+                    let chunk: &[u8] = if out.is_empty() { spill[0].bytes() } else { out };
                     tls.writer().write(chunk).unwrap_or(0)
                 }
             };
