@@ -104,6 +104,23 @@ fn tls_cli(port: u16, pki: &Pki, client_cert: bool, args: &[&str]) -> (bool, Str
     )
 }
 
+/// `redis-cli --tls` fed `script` (one command a line) on stdin; its output lines.
+fn tls_cli_script(port: u16, pki: &Pki, script: &[u8]) -> Vec<String> {
+    let output = Command::new("redis-cli")
+        .args(["--tls", "-h", "127.0.0.1", "-p", &port.to_string()])
+        .arg("--cacert")
+        .arg(pki.path("ca.pem"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(script)?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
+}
+
 #[test]
 fn redis_cli_over_tls_shares_data_with_the_plain_port() {
     let pki = Pki::new("shared");
@@ -135,20 +152,7 @@ fn redis_cli_over_tls_shares_data_with_the_plain_port() {
     assert!(ok && got.len() == big.len(), "{} bytes back", got.len());
     // Pipelined commands over TLS come back in order.
     let script: String = (0..500).map(|i| format!("SET p{i} {i}\nGET p{i}\n")).collect();
-    let output = Command::new("redis-cli")
-        .args(["--tls", "-h", "127.0.0.1", "-p", &tls.to_string()])
-        .arg("--cacert")
-        .arg(pki.path("ca.pem"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            child.stdin.take().unwrap().write_all(script.as_bytes())?;
-            child.wait_with_output()
-        })
-        .unwrap();
-    let lines: Vec<String> =
-        String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect();
+    let lines = tls_cli_script(tls, &pki, script.as_bytes());
     let expected: Vec<String> = (0..500).flat_map(|i| ["OK".to_owned(), i.to_string()]).collect();
     assert_eq!(lines, expected);
     // A set's members (a 1.3 MB reply, sent from the buffer its actor encoded) over TLS,
@@ -159,20 +163,7 @@ fn redis_cli_over_tls_shares_data_with_the_plain_port() {
         args.extend(chunk.iter().map(String::as_str));
         assert_eq!(common::redis_cli(plain, &args).as_deref(), Some("2000"));
     }
-    let output = Command::new("redis-cli")
-        .args(["--tls", "-h", "127.0.0.1", "-p", &tls.to_string()])
-        .arg("--cacert")
-        .arg(pki.path("ca.pem"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            child.stdin.take().unwrap().write_all(b"SMEMBERS bigset\nGET p7\n")?;
-            child.wait_with_output()
-        })
-        .unwrap();
-    let lines: Vec<String> =
-        String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect();
+    let lines = tls_cli_script(tls, &pki, b"SMEMBERS bigset\nGET p7\n");
     let (last, got) = lines.split_last().expect("replies");
     assert_eq!(last, "7", "the reply after the big one");
     let mut got = got.to_vec();

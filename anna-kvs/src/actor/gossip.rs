@@ -391,25 +391,12 @@ impl<V: KvsValue> Actor<V> {
                 // kept as sent: it may be big by the time a slow peer needs a resend, and
                 // its later changes travel in later batches anyway.
                 let keep = is_delta || payload.weight() > 1;
-                let others = owners.iter().filter(|&&o| o != self.id);
-                match size_within(key, &payload, PART_BYTES) {
-                    // The usual case: one piece, no allocation beyond the entries.
-                    Some(len) => {
-                        for &owner in others {
-                            let value = payload.clone();
-                            let entry = Entry { key: key.clone(), value, len, keep };
-                            outgoing.entry(owner).or_default().push(entry);
-                        }
-                    }
-                    None => {
-                        let pieces = pieces(key, payload, keep, &mut self.stats);
-                        for &owner in others {
-                            let entries = outgoing.entry(owner).or_default();
-                            for (value, len, keep) in &pieces {
-                                let (value, len, keep) = (value.clone(), *len, *keep);
-                                entries.push(Entry { key: key.clone(), value, len, keep });
-                            }
-                        }
+                let pieces = pieces(key, payload, keep, &mut self.stats);
+                for &owner in owners.iter().filter(|&&o| o != self.id) {
+                    let entries = outgoing.entry(owner).or_default();
+                    for (value, len, keep) in &pieces {
+                        let (value, len, keep) = (value.clone(), *len, *keep);
+                        entries.push(Entry { key: key.clone(), value, len, keep });
                     }
                 }
             }

@@ -157,10 +157,7 @@ impl Connections {
                     "closing a client whose replies stayed over the soft output buffer limit"
                 );
                 self.shared.counters.output_limit_closed.fetch_add(1, Ordering::Relaxed);
-                conn.dead = true;
-                conn.out = Vec::new();
-                conn.spill.clear();
-                conn.spill_len = 0;
+                conn.close_now();
             }
         }
     }
@@ -205,11 +202,8 @@ impl Connections {
                 "closing the client with the biggest buffers: all clients together are over maxmemory-clients"
             );
             self.shared.counters.evicted_clients.fetch_add(1, Ordering::Relaxed);
-            conn.dead = true;
+            conn.close_now();
             conn.buf = BytesMut::new();
-            conn.out = Vec::new();
-            conn.spill.clear();
-            conn.spill_len = 0;
             mine.total.store(total - bytes, Ordering::Relaxed);
             mine.largest.store(0, Ordering::Relaxed);
         }
@@ -685,10 +679,7 @@ impl Connection {
                 "closing a client whose replies would pass the output buffer limit"
             );
             self.shared.counters.output_limit_closed.fetch_add(1, Ordering::Relaxed);
-            self.dead = true;
-            self.out = Vec::new();
-            self.spill.clear();
-            self.spill_len = 0;
+            self.close_now();
             return;
         }
         self.emit(reply);
@@ -711,6 +702,14 @@ impl Connection {
         } else {
             self.over_soft_since = None;
         }
+    }
+
+    /// Closes the client without writing what it has not read, freeing that output now.
+    fn close_now(&mut self) {
+        self.dead = true;
+        self.out = Vec::new();
+        self.spill.clear();
+        self.spill_len = 0;
     }
 
     /// Bytes of replies not yet written (not counting what TLS holds).

@@ -313,13 +313,7 @@ impl Reply {
                 push_decimal(out, *n);
                 out.extend_from_slice(b"\r\n");
             }
-            Self::Bulk(bytes) => {
-                out.push(b'$');
-                push_decimal(out, bytes.len() as i64);
-                out.extend_from_slice(b"\r\n");
-                out.extend_from_slice(bytes);
-                out.extend_from_slice(b"\r\n");
-            }
+            Self::Bulk(bytes) => encode_bulk(bytes, out),
             Self::Nil => out.extend_from_slice(if resp3 { b"_\r\n" } else { b"$-1\r\n" }),
             Self::Array(items) => {
                 header(out, b'*', items.len());
@@ -351,6 +345,16 @@ impl Reply {
             }
         }
     }
+}
+
+/// Appends `bytes` as a bulk string, `$len\r\nbytes\r\n` (also what a collection's elements
+/// are encoded as where they are stored, see [`Reply::Elements`]).
+pub(crate) fn encode_bulk(bytes: &[u8], out: &mut Vec<u8>) {
+    out.push(b'$');
+    push_decimal(out, bytes.len() as i64);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
 }
 
 fn header(out: &mut Vec<u8>, kind: u8, len: usize) {

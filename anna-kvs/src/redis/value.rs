@@ -15,6 +15,7 @@ use lattice_core::{Lattice, Lww, Max, OrSet, Stamp};
 use serde::{Deserialize, Serialize};
 
 use super::inline_bytes::InlineBytes;
+use super::resp::encode_bulk;
 use crate::value::{Change, KvsValue, OpError};
 
 /// A Redis key's state.
@@ -236,26 +237,6 @@ pub fn parse_integer(bytes: &[u8]) -> Option<i64> {
         value = value.checked_mul(10)?.checked_sub(i64::from(digit - b'0'))?;
     }
     if negative { Some(value) } else { value.checked_neg() }
-}
-
-/// Appends `$len\r\nbytes\r\n`.
-fn encode_bulk(bytes: &[u8], out: &mut Vec<u8>) {
-    let mut digits = [0_u8; 20];
-    let mut at = digits.len();
-    let mut len = bytes.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (len % 10) as u8;
-        len /= 10;
-        if len == 0 {
-            break;
-        }
-    }
-    out.push(b'$');
-    out.extend_from_slice(&digits[at..]);
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(bytes);
-    out.extend_from_slice(b"\r\n");
 }
 
 fn stamp_pair(stamp: Stamp) -> (u64, u64) {
