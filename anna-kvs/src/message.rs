@@ -165,6 +165,78 @@ pub struct Gossip<V: KvsValue> {
     pub overrides: Vec<(Key, u32)>,
 }
 
+/// A ring range's name on the wire: its end point (see [`crate::ring::Topology::range_ends`]).
+pub type RangeId = u32;
+
+/// Which of a range's digest buckets a repair asks about: one bit per bucket.
+pub type BucketMask = [u64; 4];
+
+/// Anti-entropy between two replicas of the same ring ranges (see the actor's `repair`
+/// module): the initiator sends its ranges' root hashes, the other side answers which are
+/// equal and its bucket hashes for the others, the initiator sends its states of the keys in
+/// the differing buckets and asks for the other side's, which it merges. Every message is
+/// best effort: a lost one only ends the round early, and the next round starts over.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "V: KvsValue")]
+pub enum Repair<V: KvsValue> {
+    /// Initiator → replica: the root hash of each range they share.
+    Roots {
+        /// The initiator.
+        from: ActorId,
+        /// The initiator's round number (echoed back).
+        round: u64,
+        /// `(range, root)`.
+        roots: Vec<(RangeId, u64)>,
+    },
+    /// Replica → initiator: the ranges found equal, and each differing range's bucket hashes.
+    Buckets {
+        /// The replica.
+        from: ActorId,
+        /// The round.
+        round: u64,
+        /// Ranges whose roots matched.
+        equal: Vec<RangeId>,
+        /// `(range, bucket hashes)` of ranges whose roots differed.
+        differing: Vec<(RangeId, Vec<u64>)>,
+    },
+    /// Initiator → replica: its states of the keys in the differing buckets, and those
+    /// buckets, whose keys the replica sends back.
+    Exchange {
+        /// The initiator.
+        from: ActorId,
+        /// The round.
+        round: u64,
+        /// The buckets that differ, per range.
+        want: Vec<(RangeId, BucketMask)>,
+        /// The initiator's states of the keys in them (big states in parts).
+        states: Vec<(Key, V)>,
+    },
+    /// Replica → initiator: its states of the keys in the wanted buckets (those the initiator
+    /// did not already send alike).
+    Reply {
+        /// The replica.
+        from: ActorId,
+        /// The round.
+        round: u64,
+        /// The states.
+        states: Vec<(Key, V)>,
+        /// `false` if the repair byte budget cut the states short (the next round goes on).
+        complete: bool,
+    },
+}
+
+impl<V: KvsValue> Repair<V> {
+    /// The actor that sent it.
+    pub fn from(&self) -> ActorId {
+        match self {
+            Self::Roots { from, .. }
+            | Self::Buckets { from, .. }
+            | Self::Exchange { from, .. }
+            | Self::Reply { from, .. } => *from,
+        }
+    }
+}
+
 /// Messages between actors.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(bound = "V: KvsValue")]
@@ -199,6 +271,8 @@ pub enum PeerMessage<V: KvsValue> {
         /// The answer.
         response: Response<V>,
     },
+    /// Anti-entropy between replicas of the same ranges.
+    Repair(Repair<V>),
 }
 
 /// What the driver feeds an actor.

@@ -229,10 +229,14 @@ impl Topology {
 
     /// [`owners`](Self::owners) into a reused buffer.
     pub fn owners_into(&self, key: &[u8], local_override: Option<u32>, out: &mut Vec<ActorId>) {
+        self.owners_at(position(key), local_override, out);
+    }
+
+    /// The owners of the keys at ring `position` (see [`position`]), into `out`.
+    pub fn owners_at(&self, position: u32, local_override: Option<u32>, out: &mut Vec<ActorId>) {
         // Allocation-free: the chosen nodes are first collected in `out` as placeholders,
         // then each node's actors are appended and the placeholders removed.
         out.clear();
-        let position = crc32fast::hash(key);
         if self.nodes.len() == 1 {
             out.push(ActorId::new(0, ThreadIndex::MAX));
         } else {
@@ -261,6 +265,21 @@ impl Topology {
         out.drain(..chosen);
     }
 
+    /// The ring's *ranges*: the sorted, distinct points of the global ring and of every local
+    /// ring. Range `i` holds the positions in `(ends[i-1], ends[i]]` (range 0 also wraps round
+    /// past the last end), and every key of a range has the same owners (overrides aside),
+    /// which [`owners_at`](Self::owners_at) of its end gives. Every member computes the same
+    /// ranges from the same cluster, so two replicas can name a range by its end.
+    pub fn range_ends(&self) -> Vec<u32> {
+        let mut ends: Vec<u32> = self.global.points.iter().map(|&(p, _)| p).collect();
+        for ring in &self.local {
+            ends.extend(ring.points.iter().map(|&(p, _)| p));
+        }
+        ends.sort_unstable();
+        ends.dedup();
+        ends
+    }
+
     /// `true` if `actor` owns `key`.
     pub fn is_owner(&self, actor: ActorId, key: &[u8], local_override: Option<u32>) -> bool {
         if self.full {
@@ -285,6 +304,19 @@ impl Topology {
     }
 }
 
+/// Where `key` sits on the rings (CRC32 of its bytes).
+#[inline]
+pub fn position(key: &[u8]) -> u32 {
+    crc32fast::hash(key)
+}
+
+/// The index in `ends` (see [`Topology::range_ends`]) of the range holding `position`.
+#[inline]
+pub fn range_of(ends: &[u32], position: u32) -> usize {
+    let i = ends.partition_point(|&end| end < position);
+    if i == ends.len() { 0 } else { i }
+}
+
 /// A key: an immutable, cheaply cloned byte string.
 pub type Key = Bytes;
 
@@ -305,6 +337,35 @@ mod tests {
         assert_eq!((from_b.threads(0), from_b.threads(1), from_b.threads(2)), (3, 2, 1));
         let (me, single) = Topology::of_cluster((None, 4), [], r);
         assert_eq!((me, single.nodes().len(), single.threads(0)), (0, 1, 4));
+    }
+
+    #[test]
+    fn every_key_of_a_range_has_the_owners_of_its_end() {
+        let topo = Topology::new(
+            vec!["a:1".into(), "b:1".into(), "c:1".into()],
+            vec![2, 3, 2],
+            Replication::new(Factor::Count(2), Factor::Count(1)),
+        );
+        let ends = topo.range_ends();
+        assert!(ends.windows(2).all(|w| w[0] < w[1]));
+        // 192 global points, and the local rings of 2 and 3 threads share their first two
+        // threads' points: at most 192 more.
+        assert!(ends.len() > 192 && ends.len() <= 384, "{} ranges", ends.len());
+        for i in 0..5000_u32 {
+            let key = format!("key-{i}");
+            let range = range_of(&ends, position(key.as_bytes()));
+            let at_end = {
+                let mut owners = Vec::new();
+                topo.owners_at(ends[range], None, &mut owners);
+                owners
+            };
+            assert_eq!(topo.owners(key.as_bytes(), None), at_end, "{key} in range {range}");
+        }
+        // The wrap-around range: positions past the last end and up to the first.
+        let last = ends[ends.len() - 1];
+        assert_eq!(range_of(&ends, last), ends.len() - 1);
+        assert_eq!(range_of(&ends, last.wrapping_add(1)), 0);
+        assert_eq!(range_of(&ends, 0), 0);
     }
 
     #[test]

@@ -71,7 +71,13 @@ pub struct Sim<V: KvsValue> {
     actors: BTreeMap<ActorId, Actor<V>>,
     /// Messages in flight, by delivery time then send order.
     queue: BinaryHeap<Reverse<(u64, u64, ActorId)>>,
-    bodies: HashMap<u64, PeerMessage<V>>,
+    /// Each message in flight with its sender and the sender's life when it was sent.
+    bodies: HashMap<u64, (ActorId, u32, PeerMessage<V>)>,
+    /// Per actor: how many times it restarted (messages from earlier lives are dropped on
+    /// arrival, as the real transport refuses them).
+    lives: BTreeMap<ActorId, u32>,
+    config: ActorConfig,
+    topology: Arc<Topology>,
     sent: u64,
     /// Actors that cannot currently reach each other: each set is one side of a partition.
     partition: Option<BTreeSet<ActorId>>,
@@ -100,6 +106,9 @@ impl<V: KvsValue> Sim<V> {
             })
             .collect();
         Self {
+            lives: BTreeMap::new(),
+            config,
+            topology,
             rng,
             now: 0,
             faults,
@@ -156,6 +165,30 @@ impl<V: KvsValue> Sim<V> {
         self.partition = Some(side);
     }
 
+    /// Crashes every actor of `node` and starts it again with an empty store (a lost disk, or
+    /// a node with no persistence), a new writer id and catch-up on: what it had is only at
+    /// the other replicas now. Messages its earlier life sent that are still in flight are
+    /// dropped on arrival; the other actors learn of the restart as the real transport tells
+    /// them ([`Actor::forget_receipts_from`]).
+    pub fn restart_empty(&mut self, node: crate::ring::NodeIndex) {
+        let restarted: Vec<ActorId> =
+            self.actors.keys().copied().filter(|a| a.node == node).collect();
+        for id in restarted {
+            let life = self.lives.entry(id).or_insert(0);
+            *life += 1;
+            let config = ActorConfig {
+                writer: Some((u64::from(*life) << 40) | id.writer_id()),
+                catch_up: true,
+                ..self.config.clone()
+            };
+            let now = self.now + self.skew_of(id);
+            self.actors.insert(id, Actor::new(id, Arc::clone(&self.topology), config, now));
+        }
+        for actor in self.actors.values_mut().filter(|a| a.id().node != node) {
+            actor.forget_receipts_from(node);
+        }
+    }
+
     /// Ends the partition.
     pub fn heal(&mut self) {
         self.partition = None;
@@ -197,8 +230,11 @@ impl<V: KvsValue> Sim<V> {
             self.now = self.now.max(next);
             if next_message == Some(next) {
                 let Reverse((_, id, to)) = self.queue.pop().expect("peeked");
-                let message = self.bodies.remove(&id).expect("queued message has a body");
-                self.feed(to, Input::Peer(message));
+                let (from, life, message) =
+                    self.bodies.remove(&id).expect("queued message has a body");
+                if self.lives.get(&from).copied().unwrap_or(0) == life {
+                    self.feed(to, Input::Peer(message));
+                }
             } else {
                 let due: Vec<ActorId> = self
                     .actors
@@ -245,16 +281,17 @@ impl<V: KvsValue> Sim<V> {
         }
         if self.rng.chance(self.faults.duplicate) {
             self.duplicated += 1;
-            self.enqueue(to, message.clone());
+            self.enqueue(from, to, message.clone());
         }
-        self.enqueue(to, message);
+        self.enqueue(from, to, message);
     }
 
-    fn enqueue(&mut self, to: ActorId, message: PeerMessage<V>) {
+    fn enqueue(&mut self, from: ActorId, to: ActorId, message: PeerMessage<V>) {
         let delay = 1 + self.rng.below(self.faults.max_delay_us.max(1));
         self.sent += 1;
         let id = self.sent;
-        self.bodies.insert(id, message);
+        let life = self.lives.get(&from).copied().unwrap_or(0);
+        self.bodies.insert(id, (from, life, message));
         self.queue.push(Reverse((self.now + delay, id, to)));
     }
 }

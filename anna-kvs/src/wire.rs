@@ -216,6 +216,7 @@ pub fn decode<V: KvsValue>(
         PeerMessage::Ack { from, .. } => Some(*from),
         PeerMessage::Forward { origin, .. } => Some(*origin),
         PeerMessage::ForwardReply { .. } => None,
+        PeerMessage::Repair(repair) => Some(repair.from()),
     };
     if named.is_some_and(|named| named != origin.actor) {
         return Err(WireError::Malformed(format!(

@@ -157,7 +157,7 @@ pub(super) struct PendingTombstone {
 
 impl<V: KvsValue> Actor<V> {
     /// Whether `actor` is another actor of the cluster (only those get per-peer state).
-    fn is_peer(&self, actor: ActorId) -> bool {
+    pub(super) fn is_peer(&self, actor: ActorId) -> bool {
         actor != self.id && self.topology.has_actor(actor)
     }
 
@@ -325,7 +325,7 @@ impl<V: KvsValue> Actor<V> {
                         let tombstone = value.tombstone_stamp().is_some();
                         self.store.insert(
                             StoreKey::new(&key),
-                            Slot { value, dirty: tombstone, shipped: 0 },
+                            Slot { value, dirty: tombstone, shipped: 0, stale: false, digest: 0 },
                         );
                         (true, tombstone)
                     }
@@ -333,6 +333,7 @@ impl<V: KvsValue> Actor<V> {
             };
             if changed {
                 self.journal(&key, logged);
+                self.mark_stale(&key);
             }
             if changed_to_tombstone {
                 self.changeset.push(key);
@@ -407,6 +408,7 @@ impl<V: KvsValue> Actor<V> {
             }
         }
         self.owners_buf = owners;
+        self.refresh_digests(&changeset);
         self.changeset = changeset;
         self.changeset.clear();
         self.repair_whole_states(&mut outgoing);
@@ -608,6 +610,7 @@ impl<V: KvsValue> Actor<V> {
         self.executed_forwards.retain(|_, &mut at| epoch < at + horizon);
         let links = &self.links;
         let store = &mut self.store;
+        let mut freed_digests = Vec::new();
         let recently_freed = &mut self.recently_freed;
         let mut floor = self.floor;
         let mut reclaimed = 0;
@@ -623,7 +626,9 @@ impl<V: KvsValue> Actor<V> {
                 && !slot.dirty
                 && slot.value.tombstone_stamp() == Some(pending.stamp)
             {
-                store.remove(&pending.key[..]);
+                if let Some(slot) = store.remove(&pending.key[..]) {
+                    freed_digests.push((pending.key.clone(), slot.digest));
+                }
                 recently_freed.insert(pending.key.clone(), (pending.stamp, epoch));
                 floor = floor.max(Some(pending.stamp));
                 reclaimed += 1;
@@ -632,6 +637,9 @@ impl<V: KvsValue> Actor<V> {
         });
         self.floor = floor;
         self.stats.reclaimed += reclaimed;
+        for (key, digest) in freed_digests {
+            self.forget_digest(&key, digest);
+        }
     }
 }
 
@@ -664,7 +672,7 @@ fn owe_whole<V: KvsValue>(
 
 /// What is sent for one key: `payload` whole if it is small enough, else in parts of about
 /// [`PART_BYTES`] (each kept for resending), with each piece's encoded size.
-fn pieces<V: KvsValue>(
+pub(super) fn pieces<V: KvsValue>(
     key: &Key,
     payload: V,
     keep: bool,

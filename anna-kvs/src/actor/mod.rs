@@ -36,9 +36,11 @@ use crate::small_bytes::StoreKey;
 use crate::value::{Change, KvsValue};
 
 mod gossip;
+mod repair;
 
 pub use gossip::{GOSSIP_BATCH_BYTES, PART_BYTES};
 use gossip::{PeerLink, PendingTombstone};
+pub use repair::{BUCKETS, digest};
 
 /// The hasher of the actor's store (fast, seeded per process).
 pub type StoreHasher = foldhash::fast::RandomState;
@@ -78,6 +80,20 @@ pub struct ActorConfig {
     /// dots by; `None` uses [`ActorId::writer_id`]. A node derives it from its id and
     /// incarnation, so no two lives of a node write under the same id.
     pub writer: Option<u64>,
+    /// Mean time between anti-entropy rounds, in µs (each drawn ±50%; 0 turns repair off). A
+    /// round compares the root hashes of the ranges this actor shares with one other replica
+    /// and exchanges only the keys of differing buckets (see the `repair` module).
+    pub repair_interval_us: u64,
+    /// Most bytes of states one repair message carries (the rest follows in the next round,
+    /// which comes at once): with one round in flight per actor, this caps repair traffic.
+    pub repair_bytes_per_round: usize,
+    /// Start by catching up: forward reads of each shared range to another replica until a
+    /// repair round has compared the range with one (a restarted node, which may have missed
+    /// writes or lost its data).
+    pub catch_up: bool,
+    /// How long catching up may forward reads of ranges no replica has repaired (every other
+    /// replica down), in µs; then the actor serves them from what it has.
+    pub catch_up_timeout_us: u64,
 }
 
 impl Default for ActorConfig {
@@ -92,6 +108,10 @@ impl Default for ActorConfig {
             max_clock_ahead_us: 30_000_000,
             max_receipts_ahead: 4096,
             writer: None,
+            repair_interval_us: 10_000_000,
+            repair_bytes_per_round: 4 << 20,
+            catch_up: false,
+            catch_up_timeout_us: 60_000_000,
         }
     }
 }
@@ -146,6 +166,28 @@ pub struct ActorStats {
     pub gossip_refused_ahead: u64,
     /// Peer messages dropped because their sender is not an actor of the cluster.
     pub unknown_senders: u64,
+    /// Anti-entropy rounds started.
+    pub repair_rounds: u64,
+    /// Ranges compared at another replica's request.
+    pub repair_ranges_compared: u64,
+    /// ... of which differed.
+    pub repair_ranges_differing: u64,
+    /// States (keys, or parts of big ones) sent by repair.
+    pub repair_keys_out: u64,
+    /// States received by repair.
+    pub repair_keys_in: u64,
+    /// ... that changed the store.
+    pub repair_keys_changed: u64,
+    /// Bytes repair sent: encoded states plus hashes.
+    pub repair_bytes_out: u64,
+    /// Rounds abandoned for want of an answer.
+    pub repair_timeouts: u64,
+    /// Reads forwarded to another replica while their range was catching up.
+    pub catch_up_forwards: u64,
+    /// Ranges not repaired yet since a restart.
+    pub ranges_unrepaired: u64,
+    /// Catch-ups that timed out with ranges no replica repaired.
+    pub catch_up_expired: u64,
 }
 
 /// What keeps an actor from being quiet (see [`Actor::pending_work`]).
@@ -176,6 +218,10 @@ struct Slot<V> {
     /// The epoch (plus one; 0: never) whose gossip last took the key to its other owners:
     /// what [`Actor::replicated`] asks their acknowledgements about.
     shipped: u32,
+    /// Changed by a peer since its digest was computed (and queued for the next refresh).
+    stale: bool,
+    /// Its digest as counted in its range's bucket (see the `repair` module).
+    digest: u64,
 }
 
 /// One actor: a private replica of its keys, its changeset, and its gossip state.
@@ -226,6 +272,8 @@ pub struct Actor<V: KvsValue> {
     /// What changed since the driver last logged it (when logging is on): keys, with the
     /// change's delta for big states.
     journal: Option<Vec<(Key, Option<V>)>>,
+    /// Digests of its ranges and anti-entropy state.
+    digests: repair::Digests,
     stats: ActorStats,
 }
 
@@ -234,7 +282,9 @@ impl<V: KvsValue> Actor<V> {
     pub fn new(id: ActorId, topology: Arc<Topology>, config: ActorConfig, now: u64) -> Self {
         let next_epoch_at = now + config.epoch_us;
         let solo = topology.max_replicas() == 1;
+        let digests = repair::Digests::new(id, &topology, &config, now);
         Self {
+            digests,
             writer: config.writer.unwrap_or_else(|| id.writer_id()),
             journal: None,
             solo,
@@ -285,6 +335,7 @@ impl<V: KvsValue> Actor<V> {
     pub fn stats(&self) -> ActorStats {
         let mut stats = self.stats.clone();
         stats.keys = self.store.len() as u64;
+        stats.ranges_unrepaired = self.unrepaired_ranges() as u64;
         stats
     }
 
@@ -363,6 +414,7 @@ impl<V: KvsValue> Actor<V> {
             Input::Tick => {
                 if now >= self.next_epoch_at {
                     self.epoch_work(out);
+                    self.repair_tick(now, out);
                     self.epoch += 1;
                     // Skip epochs missed while busy instead of running them back to back.
                     let period = self.config.epoch_us.max(1);
@@ -385,15 +437,18 @@ impl<V: KvsValue> Actor<V> {
         out: &mut Vec<Output<V>>,
     ) -> Option<Response<V>> {
         // The hot read: one table lookup answers both "do I own it" and "what is it".
-        if let Request::Get { key } = &request
-            && let Some(response) = self.get_held(key)
-        {
-            return Some(response);
+        // (A catching-up actor takes the long way: its reads may be forwarded.)
+        if !self.digests.gating() {
+            if let Request::Get { key } = &request
+                && let Some(response) = self.get_held(key)
+            {
+                return Some(response);
+            }
+            if self.owns(request.key()) {
+                return Some(self.execute(now, request));
+            }
         }
-        if !self.owns(request.key()) {
-            return self.client(now, token, request, 0, None, out);
-        }
-        Some(self.execute(now, request))
+        self.client(now, token, request, 0, None, out)
     }
 
     /// Executes a request for a key this actor owns.
@@ -488,7 +543,10 @@ impl<V: KvsValue> Actor<V> {
                 if value.is_bottom() {
                     return;
                 }
-                self.store.insert(StoreKey::new(&key), Slot { value, dirty: false, shipped: 0 });
+                self.store.insert(
+                    StoreKey::new(&key),
+                    Slot { value, dirty: false, shipped: 0, stale: false, digest: 0 },
+                );
             }
         }
         self.mark_whole(key);
@@ -571,6 +629,14 @@ impl<V: KvsValue> Actor<V> {
             });
             return None;
         }
+        let request = if self.digests.gating() {
+            match self.catch_up_forward(token, request, hops, origin, out) {
+                Ok(response) => return response,
+                Err(request) => request,
+            }
+        } else {
+            request
+        };
         Some(self.execute(now, request))
     }
 
@@ -731,7 +797,10 @@ impl<V: KvsValue> Actor<V> {
                 let changed = change.changed();
                 if changed && !value.is_bottom() {
                     let dirty = gossiped || value.tombstone_stamp().is_some();
-                    self.store.insert(StoreKey::new(&key), Slot { value, dirty, shipped: 0 });
+                    self.store.insert(
+                        StoreKey::new(&key),
+                        Slot { value, dirty, shipped: 0, stale: false, digest: 0 },
+                    );
                     self.journal(&key, None);
                     if dirty {
                         self.changeset.push(key);
@@ -764,6 +833,7 @@ impl<V: KvsValue> Actor<V> {
             PeerMessage::ForwardReply { token, response } => {
                 self.finish_forward(token, response, out)
             }
+            PeerMessage::Repair(repair) => self.receive_repair(now, repair, out),
         }
     }
 

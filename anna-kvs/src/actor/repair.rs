@@ -1,0 +1,714 @@
+//! Anti-entropy: replicas that missed updates converge without new writes.
+//!
+//! Gossip carries only keys that change, so a replica that missed some (restarted from an older
+//! log or an empty directory, partitioned past the retransmission budget, a dropped batch) would
+//! stay behind on every key nobody writes again. Repair finds and closes those gaps.
+//!
+//! **Digests per ring range.** The ring's points cut it into ranges whose keys all have the
+//! same owners ([`Topology::range_ends`](crate::ring::Topology::range_ends)). For each range it
+//! owns, an actor keeps a two-level hash tree: 256 bucket hashes (a key's bucket comes from its
+//! ring position), each the wrapping sum of its keys' digests, and a root, the hash of the 256
+//! buckets. A key's digest is XXH3-64 of the key and its state's canonical encoding, or 0 for a
+//! deleted key (a tombstone and an absent key look alike, so a freed key and one still waiting
+//! for acknowledgements compare equal). Sums make the tree incremental and order-free: a change
+//! subtracts the key's old digest from its bucket and adds the new one. Keys changed by clients
+//! are rehashed once per epoch with the changeset (a key written a million times is hashed
+//! once, off the request path); big states (see [`DELTA_MIN_WEIGHT`]) only when a round needs
+//! them, so a 2M-member set being loaded is not re-encoded every epoch.
+//!
+//! Why 256 flat buckets and not a deeper tree: a range holds about `keys / ranges` keys (with
+//! 64 virtual nodes per member, a few hundred ranges per actor), so 1M keys put ~13 keys in a
+//! bucket; a differing range costs one 2 KiB reply of bucket hashes, then only the keys of the
+//! differing buckets travel. A deeper tree would save a round trip's worth of bytes only for
+//! ranges far bigger than the default ring makes.
+//!
+//! **Rounds.** Every `repair_interval_us` (jittered ±50%) an actor starts a round with the next
+//! replica it shares ranges with: it sends the roots of the shared ranges; the replica answers
+//! which are equal and its bucket hashes for the rest; the initiator sends its states of the
+//! keys in differing buckets and asks for the replica's; both merge what they receive. A round
+//! that found differences is followed at once by another: with the same replica while anything
+//! was cut short by the byte budget (`repair_bytes_per_round` per message) or the actor is
+//! catching up, else with the next replica (which probably missed the same writes); only a
+//! round that found nothing waits for the interval. Messages are best
+//! effort: a lost one times the round out and the next round starts over. Merging is
+//! idempotent, so an interrupted or repeated round never does harm.
+//!
+//! **Deletes stay deleted.** Repair only moves states replicas hold, merged like gossip: a
+//! tombstone travels with the keys of a differing bucket and wins over every older write; a
+//! key is freed only after every owner has acknowledged (and logged) its tombstone, so no owner
+//! still holds an older state of it to send back, and a late echo of the tombstone itself is
+//! ignored like a gossip echo.
+//!
+//! **Catch-up.** A node that restarts (`ActorConfig::catch_up`) marks every range it shares as
+//! unrepaired and runs rounds back to back; until a range is repaired, its reads are forwarded
+//! to a replica on another node instead of answering from what may be an empty store. A range
+//! is repaired once a round with one of its replicas found it equal or received all of that
+//! replica's differing keys. After `catch_up_timeout_us` (every replica of a range down) the
+//! node serves such ranges from what it has, counted in `catch_up_expired`.
+
+use std::collections::HashSet;
+
+use xxhash_rust::xxh3::Xxh3;
+
+use super::gossip::pieces;
+use super::{Actor, DELTA_MIN_WEIGHT, Slot, StoreHasher};
+use crate::message::{
+    BucketMask, Output, PeerMessage, RangeId, Repair, Request, RequestError, Response, Token,
+};
+use crate::ring::{self, ActorId, Key, Topology};
+use crate::small_bytes::StoreKey;
+use crate::value::KvsValue;
+
+/// Digest buckets per range.
+pub const BUCKETS: usize = 256;
+/// A round whose replica has not answered after this many epochs is abandoned.
+const ROUND_TIMEOUT_EPOCHS: u64 = 20;
+/// Most differing ranges whose buckets one answer carries (2 KiB each).
+const MAX_DIFFERING_PER_ANSWER: usize = 512;
+/// Marks a range this actor does not own in [`Digests::owned`].
+const NOT_OWNED: u32 = u32::MAX;
+
+/// One owned range's hash tree and repair state.
+#[derive(Debug)]
+struct Range {
+    end: RangeId,
+    /// Its other owners (overrides aside).
+    peers: Vec<ActorId>,
+    buckets: Box<[u64; BUCKETS]>,
+    /// Its root, while no bucket changed since it was computed.
+    root: Option<u64>,
+    /// Compared with a replica since the catch-up began (always `true` without catch-up).
+    repaired: bool,
+}
+
+impl Range {
+    fn root(&mut self) -> u64 {
+        *self.root.get_or_insert_with(|| {
+            let mut hasher = Xxh3::new();
+            for bucket in self.buckets.iter() {
+                hasher.update(&bucket.to_le_bytes());
+            }
+            hasher.digest()
+        })
+    }
+
+    fn add(&mut self, bucket: usize, old: u64, new: u64) {
+        if old != new {
+            let sum = &mut self.buckets[bucket];
+            *sum = sum.wrapping_sub(old).wrapping_add(new);
+            self.root = None;
+        }
+    }
+}
+
+/// A round this actor started and is waiting on.
+#[derive(Debug)]
+struct Round {
+    peer: ActorId,
+    id: u64,
+    started: u64,
+    /// Ranges (indices) whose keys the replica is sending back.
+    want: Vec<u32>,
+    /// The initiator's own states were cut short by the budget.
+    cut: bool,
+}
+
+/// An actor's digests and repair state.
+#[derive(Debug)]
+pub(super) struct Digests {
+    ends: Vec<u32>,
+    /// Per range of the ring: its index in `ranges`, or [`NOT_OWNED`].
+    owned: Vec<u32>,
+    ranges: Vec<Range>,
+    /// Every other actor sharing ranges with this one, with those ranges.
+    partners: Vec<(ActorId, Vec<u32>)>,
+    /// Keys changed outside the changeset (gossip, repair) since the last refresh.
+    stale: Vec<Key>,
+    /// Big keys whose digests wait for the next round.
+    stale_big: HashSet<Key, StoreHasher>,
+    round: Option<Round>,
+    next_round_at: u64,
+    rounds: u64,
+    cursor: usize,
+    /// Repeat the last round's replica next (differences were cut short, or catching up).
+    again: Option<ActorId>,
+    rng: u64,
+    /// While catching up: when it gives up waiting for unrepaired ranges.
+    catch_up_until: Option<u64>,
+    unrepaired: usize,
+    /// Repair runs at all (an interval is set and some range has another owner).
+    pub(super) enabled: bool,
+}
+
+impl Digests {
+    pub(super) fn new(
+        id: ActorId,
+        topology: &Topology,
+        config: &super::ActorConfig,
+        now: u64,
+    ) -> Self {
+        let ends = if config.repair_interval_us == 0 { Vec::new() } else { topology.range_ends() };
+        let mut owned = vec![NOT_OWNED; ends.len()];
+        let mut ranges = Vec::new();
+        let mut partners: Vec<(ActorId, Vec<u32>)> = Vec::new();
+        let mut owners = Vec::new();
+        for (i, &end) in ends.iter().enumerate() {
+            topology.owners_at(end, None, &mut owners);
+            if !owners.contains(&id) {
+                continue;
+            }
+            let index = ranges.len() as u32;
+            owned[i] = index;
+            let peers: Vec<ActorId> = owners.iter().copied().filter(|&o| o != id).collect();
+            for &peer in &peers {
+                match partners.iter_mut().find(|(p, _)| *p == peer) {
+                    Some((_, shared)) => shared.push(index),
+                    None => partners.push((peer, vec![index])),
+                }
+            }
+            let catch_up = config.catch_up && !peers.is_empty();
+            ranges.push(Range {
+                end,
+                peers,
+                buckets: Box::new([0; BUCKETS]),
+                root: None,
+                repaired: !catch_up,
+            });
+        }
+        // Replicas on other nodes first: after a node restarts, its own other actors are
+        // catching up too.
+        partners.sort_by_key(|(peer, _)| (peer.node == id.node, *peer));
+        let enabled = !partners.is_empty();
+        let unrepaired = ranges.iter().filter(|r| !r.repaired).count();
+        let seed = ((u64::from(id.node) << 16) | u64::from(id.thread)) ^ 0x05EE_D0FA_11CE;
+        Self {
+            ends,
+            owned,
+            ranges,
+            partners,
+            stale: Vec::new(),
+            stale_big: HashSet::with_hasher(StoreHasher::default()),
+            round: None,
+            // The first round one epoch after the start: a restarted node catches up at once.
+            next_round_at: now + config.epoch_us,
+            rounds: 0,
+            cursor: 0,
+            again: None,
+            rng: seed,
+            catch_up_until: (enabled && unrepaired > 0)
+                .then(|| now.saturating_add(config.catch_up_timeout_us)),
+            unrepaired,
+            enabled,
+        }
+    }
+
+    /// The index in `ranges` of the owned range holding `position`.
+    #[inline]
+    fn range_index(&self, position: u32) -> Option<usize> {
+        let owned = *self.owned.get(ring::range_of(&self.ends, position))?;
+        (owned != NOT_OWNED).then_some(owned as usize)
+    }
+
+    /// The owned range named `end` on the wire, if `peer` owns it too.
+    fn shared_range(&self, end: RangeId, peer: ActorId) -> Option<usize> {
+        let i = self.ends.binary_search(&end).ok()?;
+        let index = self.owned[i];
+        (index != NOT_OWNED && self.ranges[index as usize].peers.contains(&peer))
+            .then_some(index as usize)
+    }
+
+    /// `true` while reads of unrepaired ranges are forwarded.
+    #[inline]
+    pub(super) fn gating(&self) -> bool {
+        self.catch_up_until.is_some()
+    }
+
+    fn mark_repaired(&mut self, index: usize) {
+        let range = &mut self.ranges[index];
+        if !std::mem::replace(&mut range.repaired, true) {
+            self.unrepaired -= 1;
+            if self.unrepaired == 0 {
+                self.catch_up_until = None;
+            }
+        }
+    }
+
+    fn next_random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Every owned range's end and root hash, for `DEBUG DIGEST`.
+    pub(super) fn roots(&mut self) -> Vec<(RangeId, u64)> {
+        self.ranges.iter_mut().map(|r| (r.end, r.root())).collect()
+    }
+}
+
+/// The bucket of a key at ring `position` within its range.
+#[inline]
+fn bucket_of(position: u32) -> usize {
+    (position.wrapping_mul(0x9E37_79B1) >> 24) as usize
+}
+
+/// A key's digest: XXH3-64 of the key and its state's encoding, 0 for a deleted key.
+pub fn digest<V: KvsValue>(key: &[u8], value: &V) -> u64 {
+    if value.is_deleted() {
+        return 0;
+    }
+    struct Hashing(Xxh3);
+    impl bincode::enc::write::Writer for Hashing {
+        fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+            self.0.update(bytes);
+            Ok(())
+        }
+    }
+    let mut hasher = Hashing(Xxh3::new());
+    hasher.0.update(&(key.len() as u64).to_le_bytes());
+    hasher.0.update(key);
+    // Encoding into a hasher cannot fail for the store's values; one that did would only
+    // make its bucket compare unequal, and cost a repair exchange.
+    let _ = bincode::serde::encode_into_writer(value, &mut hasher, bincode::config::standard());
+    hasher.0.digest()
+}
+
+/// Brings `slot`'s digest (and its bucket) up to date with its state; a big state is left for
+/// the next round unless `force`.
+fn refresh<V: KvsValue>(digests: &mut Digests, key: &[u8], slot: &mut Slot<V>, force: bool) {
+    let position = ring::position(key);
+    let Some(index) = digests.range_index(position) else { return };
+    if !force && slot.value.weight() >= DELTA_MIN_WEIGHT {
+        digests.stale_big.insert(Key::copy_from_slice(key));
+        return;
+    }
+    let new = digest(key, &slot.value);
+    digests.ranges[index].add(bucket_of(position), slot.digest, new);
+    slot.digest = new;
+}
+
+impl<V: KvsValue> Actor<V> {
+    /// Takes a freed key's digest out of its bucket.
+    pub(super) fn forget_digest(&mut self, key: &[u8], digest: u64) {
+        if digest == 0 {
+            return;
+        }
+        let position = ring::position(key);
+        if let Some(index) = self.digests.range_index(position) {
+            self.digests.ranges[index].add(bucket_of(position), digest, 0);
+        }
+    }
+
+    /// Notes that `key` changed outside the changeset (gossip, repair).
+    #[inline]
+    pub(super) fn mark_stale(&mut self, key: &Key) {
+        if !self.digests.enabled {
+            return;
+        }
+        if let Some(slot) = self.store.get_mut(&key[..])
+            && !std::mem::replace(&mut slot.stale, true)
+        {
+            self.digests.stale.push(key.clone());
+        }
+    }
+
+    /// Rehashes the keys of this epoch's changeset and those changed by peers.
+    pub(super) fn refresh_digests(&mut self, changeset: &[Key]) {
+        if !self.digests.enabled {
+            return;
+        }
+        let stale = std::mem::take(&mut self.digests.stale);
+        for key in changeset.iter().chain(&stale) {
+            if let Some(slot) = self.store.get_mut(&key[..]) {
+                slot.stale = false;
+                refresh(&mut self.digests, key, slot, false);
+            }
+        }
+    }
+
+    /// Rehashes the big keys left for a round.
+    fn refresh_big(&mut self) {
+        let big = std::mem::take(&mut self.digests.stale_big);
+        for key in big {
+            if let Some(slot) = self.store.get_mut(&key[..]) {
+                refresh(&mut self.digests, &key, slot, true);
+            }
+        }
+    }
+
+    /// The root hash of every range this actor owns (range end, root), digests brought up to
+    /// date first.
+    pub fn range_roots(&mut self) -> Vec<(RangeId, u64)> {
+        self.refresh_big();
+        self.digests.roots()
+    }
+
+    /// Ranges still waiting for their first repair since a restart.
+    pub fn unrepaired_ranges(&self) -> usize {
+        if self.digests.gating() { self.digests.unrepaired } else { 0 }
+    }
+
+    /// The epoch's repair work: give up a round nobody answers, and start the next one when due.
+    pub(super) fn repair_tick(&mut self, now: u64, out: &mut Vec<Output<V>>) {
+        if !self.digests.enabled {
+            return;
+        }
+        if let Some(until) = self.digests.catch_up_until
+            && now >= until
+        {
+            self.digests.catch_up_until = None;
+            self.stats.catch_up_expired += 1;
+        }
+        if let Some(round) = &self.digests.round
+            && self.epoch >= round.started + ROUND_TIMEOUT_EPOCHS
+        {
+            self.digests.round = None;
+            self.digests.again = None;
+            self.stats.repair_timeouts += 1;
+        }
+        if self.digests.round.is_none() && now >= self.digests.next_round_at {
+            self.start_round(now, out);
+        }
+    }
+
+    fn start_round(&mut self, now: u64, out: &mut Vec<Output<V>>) {
+        let digests = &mut self.digests;
+        let count = digests.partners.len();
+        let partner = match digests.again.take() {
+            Some(peer) => digests.partners.iter().position(|(p, _)| *p == peer),
+            None if digests.gating() => {
+                (0..count).map(|i| (digests.cursor + i) % count).find(|&i| {
+                    digests.partners[i].1.iter().any(|&r| !digests.ranges[r as usize].repaired)
+                })
+            }
+            None => None,
+        };
+        let index = partner.unwrap_or(digests.cursor % count);
+        digests.cursor = (index + 1) % count;
+        let interval = if digests.gating() {
+            self.config.epoch_us
+        } else {
+            let base = self.config.repair_interval_us.max(1);
+            base / 2 + digests.next_random() % base.max(1)
+        };
+        digests.next_round_at = now + interval;
+        self.refresh_big();
+        let digests = &mut self.digests;
+        let (peer, shared) = &digests.partners[index];
+        let roots: Vec<(RangeId, u64)> = shared
+            .iter()
+            .map(|&r| {
+                let range = &mut digests.ranges[r as usize];
+                (range.end, range.root())
+            })
+            .collect();
+        digests.rounds += 1;
+        let round = Round {
+            peer: *peer,
+            id: digests.rounds,
+            started: self.epoch,
+            want: Vec::new(),
+            cut: false,
+        };
+        self.stats.repair_rounds += 1;
+        self.stats.repair_bytes_out += 12 * roots.len() as u64;
+        out.push(Output::Send {
+            to: round.peer,
+            message: PeerMessage::Repair(Repair::Roots { from: self.id, round: round.id, roots }),
+        });
+        self.digests.round = Some(round);
+    }
+
+    pub(super) fn receive_repair(
+        &mut self,
+        now: u64,
+        message: Repair<V>,
+        out: &mut Vec<Output<V>>,
+    ) {
+        if !self.digests.enabled {
+            return;
+        }
+        let from = message.from();
+        if !self.is_peer(from) {
+            self.stats.unknown_senders += 1;
+            return;
+        }
+        match message {
+            Repair::Roots { round, roots, .. } => self.compare_roots(from, round, roots, out),
+            Repair::Buckets { round, equal, differing, .. } => {
+                self.compare_buckets(from, round, equal, differing, out)
+            }
+            Repair::Exchange { round, want, states, .. } => {
+                let same = self.merge_repaired(now, states);
+                let want = self.want_mask(from, &want);
+                let (states, complete) = self.states_in(&want, &same);
+                out.push(Output::Send {
+                    to: from,
+                    message: PeerMessage::Repair(Repair::Reply {
+                        from: self.id,
+                        round,
+                        states,
+                        complete,
+                    }),
+                });
+            }
+            Repair::Reply { round, states, complete, .. } => {
+                let Some(current) = self.digests.round.take_if(|r| r.peer == from && r.id == round)
+                else {
+                    return;
+                };
+                self.merge_repaired(now, states);
+                if complete {
+                    for &index in &current.want {
+                        self.digests.mark_repaired(index as usize);
+                    }
+                }
+                // Differences were found: the next round comes at once (with the same replica
+                // if something was cut short or while catching up, else the next one, which
+                // probably missed the same writes).
+                if !complete || current.cut || self.digests.gating() {
+                    self.digests.again = Some(from);
+                }
+                self.digests.next_round_at = now;
+            }
+        }
+    }
+
+    /// The replica's side of a round's first step.
+    fn compare_roots(
+        &mut self,
+        from: ActorId,
+        round: u64,
+        roots: Vec<(RangeId, u64)>,
+        out: &mut Vec<Output<V>>,
+    ) {
+        self.refresh_big();
+        let mut equal = Vec::new();
+        let mut differing = Vec::new();
+        for (end, root) in roots {
+            let Some(index) = self.digests.shared_range(end, from) else { continue };
+            let range = &mut self.digests.ranges[index];
+            self.stats.repair_ranges_compared += 1;
+            if range.root() == root {
+                equal.push(end);
+            } else if differing.len() < MAX_DIFFERING_PER_ANSWER {
+                differing.push((end, range.buckets.to_vec()));
+            }
+        }
+        self.stats.repair_ranges_differing += differing.len() as u64;
+        self.stats.repair_bytes_out += 4 * equal.len() as u64 + 2052 * differing.len() as u64;
+        out.push(Output::Send {
+            to: from,
+            message: PeerMessage::Repair(Repair::Buckets {
+                from: self.id,
+                round,
+                equal,
+                differing,
+            }),
+        });
+    }
+
+    /// The initiator's side of the second step: send its keys of the differing buckets.
+    fn compare_buckets(
+        &mut self,
+        from: ActorId,
+        round: u64,
+        equal: Vec<RangeId>,
+        differing: Vec<(RangeId, Vec<u64>)>,
+        out: &mut Vec<Output<V>>,
+    ) {
+        if !self.digests.round.as_ref().is_some_and(|r| r.peer == from && r.id == round) {
+            return;
+        }
+        for end in equal {
+            if let Some(index) = self.digests.shared_range(end, from) {
+                self.digests.mark_repaired(index);
+            }
+        }
+        let mut want = Vec::new();
+        let mut masks = vec![[0_u64; 4]; self.digests.ranges.len()];
+        for (end, theirs) in differing {
+            let Some(index) = self.digests.shared_range(end, from) else { continue };
+            if theirs.len() != BUCKETS {
+                continue;
+            }
+            let ours = &self.digests.ranges[index].buckets;
+            let mut mask: BucketMask = [0; 4];
+            for (b, (a, t)) in ours.iter().zip(&theirs).enumerate() {
+                if a != t {
+                    mask[b / 64] |= 1 << (b % 64);
+                }
+            }
+            if mask != [0; 4] {
+                masks[index] = mask;
+                want.push((end, mask));
+            }
+        }
+        if want.is_empty() {
+            self.digests.round = None;
+            return;
+        }
+        let (states, complete) = self.states_in(&masks, &HashSet::default());
+        let current = self.digests.round.as_mut().expect("checked above");
+        current.want = (0..masks.len() as u32).filter(|&i| masks[i as usize] != [0; 4]).collect();
+        current.cut = !complete;
+        self.stats.repair_bytes_out += 36 * want.len() as u64;
+        out.push(Output::Send {
+            to: from,
+            message: PeerMessage::Repair(Repair::Exchange { from: self.id, round, want, states }),
+        });
+    }
+
+    /// The buckets `from` asks for, as a mask per owned range (only ranges it shares).
+    fn want_mask(&self, from: ActorId, want: &[(RangeId, BucketMask)]) -> Vec<BucketMask> {
+        let mut masks = vec![[0_u64; 4]; self.digests.ranges.len()];
+        for &(end, mask) in want {
+            if let Some(index) = self.digests.shared_range(end, from) {
+                masks[index] = mask;
+            }
+        }
+        masks
+    }
+
+    /// The states of the keys in the buckets of `masks` (except `skip`), within the byte
+    /// budget; `false` if the budget cut them short. Big states go in parts.
+    fn states_in(
+        &mut self,
+        masks: &[BucketMask],
+        skip: &HashSet<Key, StoreHasher>,
+    ) -> (Vec<(Key, V)>, bool) {
+        let budget = self.config.repair_bytes_per_round.max(1);
+        let mut states = Vec::new();
+        let mut bytes = 0_usize;
+        let mut complete = true;
+        if masks.iter().all(|m| *m == [0; 4]) {
+            return (states, complete);
+        }
+        for (key, slot) in &self.store {
+            let position = ring::position(key);
+            let Some(index) = self.digests.range_index(position) else { continue };
+            let bucket = bucket_of(position);
+            if masks[index][bucket / 64] & (1 << (bucket % 64)) == 0 || skip.contains(&key[..]) {
+                continue;
+            }
+            if bytes >= budget {
+                complete = false;
+                break;
+            }
+            let key = Key::copy_from_slice(key);
+            for (value, len, _) in pieces(&key, slot.value.clone(), false, &mut self.stats) {
+                bytes = bytes.saturating_add(len);
+                states.push((key.clone(), value));
+            }
+        }
+        self.stats.repair_keys_out += states.len() as u64;
+        self.stats.repair_bytes_out += bytes as u64;
+        (states, complete)
+    }
+
+    /// Merges states a repair brought, as gossip entries are merged; returns the keys whose
+    /// state here now equals what was sent (the sender has them already).
+    fn merge_repaired(&mut self, now: u64, states: Vec<(Key, V)>) -> HashSet<Key, StoreHasher> {
+        let horizon = now.saturating_add(self.config.max_clock_ahead_us);
+        let mut same = HashSet::with_hasher(StoreHasher::default());
+        self.stats.repair_keys_in += states.len() as u64;
+        for (key, value) in states {
+            let newest = value.newest_stamp();
+            if newest.is_some_and(|stamp| stamp.time > horizon) {
+                self.stats.future_stamps_refused += 1;
+                continue;
+            }
+            self.observe(newest);
+            let (changed, to_tombstone, logged) = match self.store.get_mut(&key[..]) {
+                Some(slot) => {
+                    let changed = slot.value.merge_ref(&value);
+                    if slot.value == value {
+                        same.insert(key.clone());
+                    }
+                    let to_tombstone = changed
+                        && slot.value.tombstone_stamp().is_some()
+                        && !std::mem::replace(&mut slot.dirty, true);
+                    let big = slot.value.weight() >= DELTA_MIN_WEIGHT;
+                    (changed, to_tombstone, big.then_some(value))
+                }
+                None => {
+                    let echo = match (value.tombstone_stamp(), self.recently_freed.get(&key)) {
+                        (Some(incoming), Some(&(freed, _))) => incoming <= freed,
+                        _ => false,
+                    };
+                    if value.is_bottom() || echo {
+                        same.insert(key.clone());
+                        (false, false, None)
+                    } else {
+                        let tombstone = value.tombstone_stamp().is_some();
+                        self.store.insert(
+                            StoreKey::new(&key),
+                            Slot { value, dirty: tombstone, shipped: 0, digest: 0, stale: false },
+                        );
+                        (true, tombstone, None)
+                    }
+                }
+            };
+            if changed {
+                self.stats.repair_keys_changed += 1;
+                self.journal(&key, logged);
+                self.mark_stale(&key);
+            }
+            if to_tombstone {
+                self.changeset.push(key);
+            }
+        }
+        same
+    }
+
+    /// While catching up, a read of a key whose range is not repaired yet goes to a replica
+    /// on another node instead (`Ok(None)`: its answer comes back as a forward's), or is
+    /// refused once it has been forwarded too often (every replica catching up); `Err` gives
+    /// the request back to serve here. `hops` and `origin` are the request's forwarding so far.
+    pub(super) fn catch_up_forward(
+        &mut self,
+        token: Token,
+        request: Request<V>,
+        hops: u8,
+        origin: Option<ActorId>,
+        out: &mut Vec<Output<V>>,
+    ) -> Result<Option<Response<V>>, Request<V>> {
+        let reads = match &request {
+            Request::Get { .. } => true,
+            Request::Apply { op, .. } => V::op_reads_only(op),
+            _ => false,
+        };
+        if !reads {
+            return Err(request);
+        }
+        let position = ring::position(request.key());
+        let Some(index) = self.digests.range_index(position) else { return Err(request) };
+        let range = &self.digests.ranges[index];
+        if range.repaired {
+            return Err(request);
+        }
+        let me = self.id.node;
+        let peer = range.peers.iter().find(|p| p.node != me).or(range.peers.first()).copied();
+        let Some(peer) = peer else { return Err(request) };
+        if hops >= self.config.max_hops {
+            self.stats.refused += 1;
+            return Ok(Some(Response::Error(RequestError::TooManyHops(hops))));
+        }
+        self.stats.catch_up_forwards += 1;
+        let (origin, token) = match origin {
+            Some(origin) => (origin, token),
+            None => {
+                let ours = self.next_forward_token;
+                self.next_forward_token += 1;
+                self.forwarded.insert(ours, token);
+                (self.id, ours)
+            }
+        };
+        out.push(Output::Send {
+            to: peer,
+            message: PeerMessage::Forward { origin, token, hops: hops + 1, request },
+        });
+        Ok(None)
+    }
+}
