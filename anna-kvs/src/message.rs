@@ -105,6 +105,12 @@ pub enum RequestError {
         /// The actor's clock when it refused it.
         now: u64,
     },
+    /// The node restarted and is catching up with its replicas (anti-entropy), and no replica
+    /// it could forward the read to has been heard from yet: retry in a moment.
+    #[error(
+        "this node is catching up with its replicas and has not reached an up-to-date one yet; retry"
+    )]
+    CatchingUp,
     /// The request was forwarded too many times (the sender's view of the ring is stale).
     #[error("request forwarded {0} times without reaching an owner; refresh the ring and retry")]
     TooManyHops(u8),
@@ -223,6 +229,25 @@ pub enum Repair<V: KvsValue> {
         /// `false` if the repair byte budget cut the states short (the next round goes on).
         complete: bool,
     },
+    /// A catching-up actor asks a replica for one key's state (a read of a range it has not
+    /// repaired yet).
+    Fetch {
+        /// The catching-up actor.
+        from: ActorId,
+        /// Its number for the fetch (echoed back).
+        token: Token,
+        /// The key.
+        key: Key,
+    },
+    /// The replica's state of a fetched key (tombstones included; `None`: it holds none).
+    Fetched {
+        /// The replica.
+        from: ActorId,
+        /// The fetch's token.
+        token: Token,
+        /// The state.
+        value: Option<V>,
+    },
 }
 
 impl<V: KvsValue> Repair<V> {
@@ -232,7 +257,9 @@ impl<V: KvsValue> Repair<V> {
             Self::Roots { from, .. }
             | Self::Buckets { from, .. }
             | Self::Exchange { from, .. }
-            | Self::Reply { from, .. } => *from,
+            | Self::Reply { from, .. }
+            | Self::Fetch { from, .. }
+            | Self::Fetched { from, .. } => *from,
         }
     }
 }

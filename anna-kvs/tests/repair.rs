@@ -68,6 +68,8 @@ struct Outcome {
     nil_reads: usize,
     /// Reads at the restarted node answered (by it or a replica it forwarded to).
     reads_answered: usize,
+    /// ... refused with a retryable error while it caught up.
+    reads_refused: usize,
     repair_keys_changed: u64,
     /// When every replica agreed, after the heal (µs), if they did.
     converged_after_us: Option<u64>,
@@ -120,12 +122,15 @@ fn run(seed: u64, fault: Fault, repair: bool) -> Result<Outcome, String> {
     match fault {
         Fault::RestartEmpty => {
             sim.restart_empty(victim);
-            // Read every key at the restarted node at once: forwarded while catching up.
+            // Read every key at the restarted node while it catches up (forwarded, or
+            // refused until it has heard from a replica), a few every 10 ms.
+            let restarted: Vec<ActorId> =
+                all.iter().copied().filter(|a| a.node == victim).collect();
             for key in 0..KEYS {
-                let at = all.iter().copied().filter(|a| a.node == victim).nth(key as usize % 3);
-                let at = at.unwrap_or_else(|| *all.iter().find(|a| a.node == victim).unwrap());
+                let at = restarted[key as usize % restarted.len()];
                 let key_bytes = Bytes::from(format!("key-{key}"));
                 reads.push((sim.submit(at, Request::Get { key: key_bytes }), key));
+                sim.run_for(10_000);
             }
             sim.run_for(2_000_000);
         }
@@ -163,8 +168,10 @@ fn run(seed: u64, fault: Fault, repair: bool) -> Result<Outcome, String> {
                     outcome.nil_reads += 1;
                 }
             }
-            // Refused while every replica was catching up: the client retries.
-            Some(Response::Error(anna_kvs::RequestError::TooManyHops(_))) => {}
+            // Refused while catching up: the client retries.
+            Some(Response::Error(
+                anna_kvs::RequestError::TooManyHops(_) | anna_kvs::RequestError::CatchingUp,
+            )) => outcome.reads_refused += 1,
             Some(other) => return Err(format!("read answered {other:?}")),
             None => {}
         }
@@ -254,7 +261,7 @@ fn latest_visible(sim: &Sim<V>, topology: &Topology, key: u64) -> bool {
 
 fn scenario(fault: Fault, default_seeds: u64) {
     let seeds = seeds(default_seeds);
-    let (mut repaired_keys, mut answered, mut slowest) = (0, 0, 0);
+    let (mut repaired_keys, mut answered, mut refused, mut slowest) = (0, 0, 0, 0);
     let (mut diverged_without, mut controls) = (0, 0);
     for &seed in &seeds {
         let with = run(seed, fault, true)
@@ -272,6 +279,7 @@ fn scenario(fault: Fault, default_seeds: u64) {
         );
         repaired_keys += with.repair_keys_changed;
         answered += with.reads_answered;
+        refused += with.reads_refused;
         slowest = slowest.max(with.converged_after_us.unwrap_or(0));
         // The control (every 4th seed, to keep the run short): the same seed without repair.
         if seed % 4 == 0 {
@@ -281,7 +289,7 @@ fn scenario(fault: Fault, default_seeds: u64) {
         }
     }
     eprintln!(
-        "{fault:?}: {} seeds converged with repair (slowest {:.2} s after the heal, {repaired_keys} keys repaired, {answered} catch-up reads answered); without repair {diverged_without} of {controls} stayed diverged",
+        "{fault:?}: {} seeds converged with repair (slowest {:.2} s after the heal, {repaired_keys} keys repaired, {answered} catch-up reads answered, {refused} refused to retry); without repair {diverged_without} of {controls} stayed diverged",
         seeds.len(),
         slowest as f64 / 1e6
     );

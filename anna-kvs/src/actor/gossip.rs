@@ -165,6 +165,8 @@ impl<V: KvsValue> Actor<V> {
     /// numbers its batches from 1 again (each batch's low-water mark then moves the receipt
     /// window to where its numbering is).
     pub fn forget_receipts_from(&mut self, node: NodeIndex) {
+        // Its new life numbers its forwards from 0 again: they are not duplicates of the old.
+        self.executed_forwards.retain(|(origin, _), _| origin.node != node);
         for (peer, link) in &mut self.links {
             if peer.node == node {
                 link.received_contiguous = 0;

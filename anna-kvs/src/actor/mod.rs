@@ -273,7 +273,7 @@ pub struct Actor<V: KvsValue> {
     /// change's delta for big states.
     journal: Option<Vec<(Key, Option<V>)>>,
     /// Digests of its ranges and anti-entropy state.
-    digests: repair::Digests,
+    digests: repair::Digests<V>,
     stats: ActorStats,
 }
 
@@ -629,8 +629,10 @@ impl<V: KvsValue> Actor<V> {
             });
             return None;
         }
+        // While catching up, a read of a range not repaired yet fetches a replica's state
+        // first.
         let request = if self.digests.gating() {
-            match self.catch_up_forward(token, request, hops, origin, out) {
+            match self.catch_up_read(token, origin, request, out) {
                 Ok(response) => return response,
                 Err(request) => request,
             }
@@ -812,6 +814,14 @@ impl<V: KvsValue> Actor<V> {
     }
 
     fn peer(&mut self, now: u64, message: PeerMessage<V>, out: &mut Vec<Output<V>>) {
+        if self.digests.gating() {
+            match &message {
+                PeerMessage::Gossip(gossip) => self.digests.heard_from(gossip.from),
+                PeerMessage::Ack { from, .. } => self.digests.heard_from(*from),
+                PeerMessage::Repair(repair) => self.digests.heard_from(repair.from()),
+                PeerMessage::Forward { .. } | PeerMessage::ForwardReply { .. } => {}
+            }
+        }
         match message {
             PeerMessage::Gossip(gossip) => self.receive_gossip(now, gossip, out),
             PeerMessage::Ack { from, seq, sent_to_you } => self.receive_ack(from, seq, sent_to_you),
@@ -837,7 +847,12 @@ impl<V: KvsValue> Actor<V> {
         }
     }
 
-    fn finish_forward(&mut self, token: Token, response: Response<V>, out: &mut Vec<Output<V>>) {
+    pub(super) fn finish_forward(
+        &mut self,
+        token: Token,
+        response: Response<V>,
+        out: &mut Vec<Output<V>>,
+    ) {
         // A reply to a forward we gave up on (or a duplicate) has no client left: drop it.
         if let Some(client) = self.forwarded.remove(&token) {
             out.push(Output::Reply { token: client, response });

@@ -46,7 +46,7 @@
 //! replica's differing keys. After `catch_up_timeout_us` (every replica of a range down) the
 //! node serves such ranges from what it has, counted in `catch_up_expired`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use xxhash_rust::xxh3::Xxh3;
 
@@ -63,6 +63,8 @@ use crate::value::KvsValue;
 pub const BUCKETS: usize = 256;
 /// A round whose replica has not answered after this many epochs is abandoned.
 const ROUND_TIMEOUT_EPOCHS: u64 = 20;
+/// A catch-up read whose replica has not answered after this many epochs is forgotten.
+const CATCH_UP_READ_EPOCHS: u64 = 200;
 /// Most differing ranges whose buckets one answer carries (2 KiB each).
 const MAX_DIFFERING_PER_ANSWER: usize = 512;
 /// Marks a range this actor does not own in [`Digests::owned`].
@@ -84,6 +86,10 @@ struct Range {
 impl Range {
     fn root(&mut self) -> u64 {
         *self.root.get_or_insert_with(|| {
+            // An empty range (or one of deleted keys only) has root 0 on every replica.
+            if self.buckets.iter().all(|&b| b == 0) {
+                return 0;
+            }
             let mut hasher = Xxh3::new();
             for bucket in self.buckets.iter() {
                 hasher.update(&bucket.to_le_bytes());
@@ -113,9 +119,12 @@ struct Round {
     cut: bool,
 }
 
+/// A read waiting for a replica's state: (origin, token), the read, the epoch it was sent.
+type CatchUpRead<V> = ((Option<ActorId>, Token), Request<V>, u64);
+
 /// An actor's digests and repair state.
 #[derive(Debug)]
-pub(super) struct Digests {
+pub(super) struct Digests<V: KvsValue> {
     ends: Vec<u32>,
     /// Per range of the ring: its index in `ranges`, or [`NOT_OWNED`].
     owned: Vec<u32>,
@@ -136,11 +145,18 @@ pub(super) struct Digests {
     /// While catching up: when it gives up waiting for unrepaired ranges.
     catch_up_until: Option<u64>,
     unrepaired: usize,
+    /// Replicas heard from since the start (tracked while catching up): only those are sure to
+    /// reach this life of the node with an answer.
+    heard: Vec<ActorId>,
+    /// Catch-up reads waiting for a replica's state: our token → who asked (the forwarding
+    /// actor, if any, and its token, else the client's token), the read, and the epoch it was
+    /// sent (dropped after a while: the asker has timed out).
+    catch_up_reads: HashMap<Token, CatchUpRead<V>>,
     /// Repair runs at all (an interval is set and some range has another owner).
     pub(super) enabled: bool,
 }
 
-impl Digests {
+impl<V: KvsValue> Digests<V> {
     pub(super) fn new(
         id: ActorId,
         topology: &Topology,
@@ -198,6 +214,8 @@ impl Digests {
             catch_up_until: (enabled && unrepaired > 0)
                 .then(|| now.saturating_add(config.catch_up_timeout_us)),
             unrepaired,
+            heard: Vec::new(),
+            catch_up_reads: HashMap::new(),
             enabled,
         }
     }
@@ -221,6 +239,14 @@ impl Digests {
     #[inline]
     pub(super) fn gating(&self) -> bool {
         self.catch_up_until.is_some()
+    }
+
+    /// Notes a message from `peer` (while catching up).
+    #[inline]
+    pub(super) fn heard_from(&mut self, peer: ActorId) {
+        if self.gating() && !self.heard.contains(&peer) {
+            self.heard.push(peer);
+        }
     }
 
     fn mark_repaired(&mut self, index: usize) {
@@ -276,7 +302,7 @@ pub fn digest<V: KvsValue>(key: &[u8], value: &V) -> u64 {
 
 /// Brings `slot`'s digest (and its bucket) up to date with its state; a big state is left for
 /// the next round unless `force`.
-fn refresh<V: KvsValue>(digests: &mut Digests, key: &[u8], slot: &mut Slot<V>, force: bool) {
+fn refresh<V: KvsValue>(digests: &mut Digests<V>, key: &[u8], slot: &mut Slot<V>, force: bool) {
     let position = ring::position(key);
     let Some(index) = digests.range_index(position) else { return };
     if !force && slot.value.weight() >= DELTA_MIN_WEIGHT {
@@ -344,6 +370,12 @@ impl<V: KvsValue> Actor<V> {
         self.digests.roots()
     }
 
+    /// [`range_roots`](Self::range_roots) without rehashing big keys changed since the last
+    /// round (cheap enough to publish every epoch).
+    pub fn published_roots(&mut self) -> Vec<(RangeId, u64)> {
+        self.digests.roots()
+    }
+
     /// Ranges still waiting for their first repair since a restart.
     pub fn unrepaired_ranges(&self) -> usize {
         if self.digests.gating() { self.digests.unrepaired } else { 0 }
@@ -360,6 +392,8 @@ impl<V: KvsValue> Actor<V> {
             self.digests.catch_up_until = None;
             self.stats.catch_up_expired += 1;
         }
+        let epoch = self.epoch;
+        self.digests.catch_up_reads.retain(|_, (_, _, sent)| epoch < *sent + CATCH_UP_READ_EPOCHS);
         if let Some(round) = &self.digests.round
             && self.epoch >= round.started + ROUND_TIMEOUT_EPOCHS
         {
@@ -452,6 +486,16 @@ impl<V: KvsValue> Actor<V> {
                         complete,
                     }),
                 });
+            }
+            Repair::Fetch { token, key, .. } => {
+                let value = self.store.get(&key[..]).map(|slot| slot.value.clone());
+                out.push(Output::Send {
+                    to: from,
+                    message: PeerMessage::Repair(Repair::Fetched { from: self.id, token, value }),
+                });
+            }
+            Repair::Fetched { token, value, .. } => {
+                self.finish_catch_up_read(now, token, value, out);
             }
             Repair::Reply { round, states, complete, .. } => {
                 let Some(current) = self.digests.round.take_if(|r| r.peer == from && r.id == round)
@@ -662,16 +706,16 @@ impl<V: KvsValue> Actor<V> {
         same
     }
 
-    /// While catching up, a read of a key whose range is not repaired yet goes to a replica
-    /// on another node instead (`Ok(None)`: its answer comes back as a forward's), or is
-    /// refused once it has been forwarded too often (every replica catching up); `Err` gives
-    /// the request back to serve here. `hops` and `origin` are the request's forwarding so far.
-    pub(super) fn catch_up_forward(
+    /// While catching up, a read of a key whose range is not repaired yet first fetches the
+    /// key's state from a replica on another node (`Ok(None)`: the answer comes when it
+    /// arrives, see [`finish_catch_up_read`](Self::finish_catch_up_read)), or is refused with a
+    /// retryable error before any replica has been heard from; `Err` gives the request back to
+    /// serve here at once (not a read, a repaired range, a key with no other replica).
+    pub(super) fn catch_up_read(
         &mut self,
         token: Token,
-        request: Request<V>,
-        hops: u8,
         origin: Option<ActorId>,
+        request: Request<V>,
         out: &mut Vec<Output<V>>,
     ) -> Result<Option<Response<V>>, Request<V>> {
         let reads = match &request {
@@ -685,30 +729,61 @@ impl<V: KvsValue> Actor<V> {
         let position = ring::position(request.key());
         let Some(index) = self.digests.range_index(position) else { return Err(request) };
         let range = &self.digests.ranges[index];
-        if range.repaired {
+        if range.repaired || range.peers.is_empty() {
             return Err(request);
         }
+        // A replica on another node (this node's other actors are catching up too) that has
+        // been heard from: a peer's first answers to a restarted node are lost until its
+        // connection to the new process is up.
         let me = self.id.node;
-        let peer = range.peers.iter().find(|p| p.node != me).or(range.peers.first()).copied();
-        let Some(peer) = peer else { return Err(request) };
-        if hops >= self.config.max_hops {
+        let heard = |p: &&ActorId| self.digests.heard.contains(p);
+        let peer = range
+            .peers
+            .iter()
+            .filter(heard)
+            .find(|p| p.node != me)
+            .or(range.peers.iter().find(heard))
+            .copied();
+        let Some(peer) = peer else {
             self.stats.refused += 1;
-            return Ok(Some(Response::Error(RequestError::TooManyHops(hops))));
-        }
-        self.stats.catch_up_forwards += 1;
-        let (origin, token) = match origin {
-            Some(origin) => (origin, token),
-            None => {
-                let ours = self.next_forward_token;
-                self.next_forward_token += 1;
-                self.forwarded.insert(ours, token);
-                (self.id, ours)
-            }
+            return Ok(Some(Response::Error(RequestError::CatchingUp)));
         };
+        self.stats.catch_up_forwards += 1;
+        let ours = self.next_forward_token;
+        self.next_forward_token += 1;
+        let key = request.key().clone();
+        self.digests.catch_up_reads.insert(ours, ((origin, token), request, self.epoch));
         out.push(Output::Send {
             to: peer,
-            message: PeerMessage::Forward { origin, token, hops: hops + 1, request },
+            message: PeerMessage::Repair(Repair::Fetch { from: self.id, token: ours, key }),
         });
         Ok(None)
+    }
+
+    /// The replica's answer to a catch-up read: its state is merged here (the read repairs
+    /// the key), then the read runs here, so it sees both what this node took since its
+    /// restart (its clients' own writes) and what the replica has.
+    fn finish_catch_up_read(
+        &mut self,
+        now: u64,
+        token: Token,
+        value: Option<V>,
+        out: &mut Vec<Output<V>>,
+    ) {
+        let Some(((origin, asker), request, _)) = self.digests.catch_up_reads.remove(&token) else {
+            return;
+        };
+        if let Some(value) = value {
+            self.merge_repaired(now, vec![(request.key().clone(), value)]);
+        }
+        let response = self.execute(now, request);
+        match origin {
+            None => out.push(Output::Reply { token: asker, response }),
+            Some(origin) if origin == self.id => self.finish_forward(asker, response, out),
+            Some(origin) => out.push(Output::Send {
+                to: origin,
+                message: PeerMessage::ForwardReply { token: asker, response },
+            }),
+        }
     }
 }

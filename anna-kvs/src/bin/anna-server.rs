@@ -86,6 +86,26 @@ struct Options {
     /// Gossip period in milliseconds [default: 100].
     #[arg(long)]
     epoch_ms: Option<u64>,
+    /// Mean seconds between anti-entropy rounds: each actor compares the digests of the ring
+    /// ranges it shares with one other replica and exchanges the keys that differ; 0 turns
+    /// repair off [default: 10].
+    #[arg(long)]
+    repair_interval_secs: Option<f64>,
+    /// Most keys each actor keeps for retransmission to one peer; past it the oldest
+    /// unacknowledged batches are given up (a long-dead or partitioned peer cannot exhaust
+    /// memory) and anti-entropy repairs what they carried once the peer is back [default:
+    /// 1048576].
+    #[arg(long)]
+    max_unacked_keys_per_peer: Option<usize>,
+    /// Most bytes of keys one repair message carries (`4mb`, `1gb`, bytes); a node catching
+    /// up pulls at most this much per round trip per actor [default: 4mb].
+    #[arg(long)]
+    repair_bytes_per_round: Option<String>,
+    /// How long a node of a cluster, after it starts, forwards reads of ranges no replica has
+    /// repaired yet before it serves them from what it has (every other replica down), in
+    /// seconds; 0 turns catch-up off [default: 30].
+    #[arg(long)]
+    catch_up_timeout_secs: Option<f64>,
     /// Replication: `N` or `full` (actors per node, on every node), or `G:L` (G nodes × L
     /// actors, each `full` or a number) [default: full:1].
     #[arg(long)]
@@ -420,6 +440,31 @@ fn build(options: Options) -> Result<Built, String> {
             peer.threads = config.node.threads as u16;
         }
     }
+    if let Some(secs) = o.repair_interval_secs {
+        if !(0.0..=86_400.0).contains(&secs) {
+            return Err(format!("--repair-interval-secs {secs}: give 0 (off) to 86400"));
+        }
+        config.node.actor.repair_interval_us = (secs * 1e6) as u64;
+    }
+    if let Some(size) = &o.repair_bytes_per_round {
+        let bytes = anna_kvs::memory::parse_size(size)
+            .ok_or_else(|| format!("--repair-bytes-per-round {size:?} is not a size"))?;
+        if bytes < 4096 {
+            return Err(format!("--repair-bytes-per-round {size}: give at least 4096 bytes"));
+        }
+        config.node.actor.repair_bytes_per_round = usize::try_from(bytes).unwrap_or(usize::MAX);
+    }
+    if let Some(keys) = o.max_unacked_keys_per_peer {
+        config.node.actor.max_unacked_keys_per_peer = keys.max(1);
+    }
+    let catch_up = o.catch_up_timeout_secs.unwrap_or(30.0);
+    if !(0.0..=86_400.0).contains(&catch_up) {
+        return Err(format!("--catch-up-timeout-secs {catch_up}: give 0 (off) to 86400"));
+    }
+    // A node of a cluster cannot tell a first start from a restart with a lost directory:
+    // it always catches up (on a fresh cluster the first round finds every range equal).
+    config.node.actor.catch_up = !config.node.peers.is_empty() && catch_up > 0.0;
+    config.node.actor.catch_up_timeout_us = (catch_up * 1e6) as u64;
     let log =
         o.log_level.unwrap_or_else(|| std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
     Ok(Built { config, log, storage })

@@ -782,6 +782,7 @@ impl<V: KvsValue> Driver<V> {
 
     fn publish(&mut self) {
         self.report.stats = self.actor.stats();
+        self.report.range_roots = self.actor.published_roots();
         self.report.aof_bytes = self.aof.as_ref().map_or(0, Aof::len);
         self.report.snapshot_bytes = self.aof.as_ref().map_or(0, Aof::snapshot_len);
         if let Some(slot) = self.shared.reports.get(usize::from(self.id.thread))

@@ -103,6 +103,11 @@ pub struct ActorReport {
     pub bytes_in: u64,
     /// Bytes of encoded messages sent to other nodes.
     pub bytes_out: u64,
+    /// The root hash of each ring range the actor owns, by the range's end (see
+    /// [`Topology::range_ends`]): two replicas of a range agree on its visible keys when
+    /// their roots are equal (`DEBUG DIGEST`). A big key being written is folded in at the
+    /// next repair round.
+    pub range_roots: Vec<(u32, u64)>,
 }
 
 /// Longest a stopping node waits for its peers to acknowledge its last changes.

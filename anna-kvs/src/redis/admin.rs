@@ -70,6 +70,46 @@ pub fn plan_dbsize(_: &mut Session, cx: &Context<'_>, _: &[Bytes]) -> Plan {
     Plan::Now(Reply::Int(dbsize(cx) as i64))
 }
 
+/// `DEBUG DIGEST | DIGEST-RANGES`: the anti-entropy digests of this node's ranges.
+pub fn plan_debug(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
+    let sub = args[0].to_ascii_uppercase();
+    Plan::Now(match (sub.as_slice(), &args[1..]) {
+        (b"DIGEST", []) => {
+            let ranges = node_ranges(cx);
+            let digest = if ranges.iter().all(|&(_, root)| root == 0) {
+                0
+            } else {
+                let bytes: Vec<u8> = ranges
+                    .iter()
+                    .flat_map(|(end, root)| end.to_le_bytes().into_iter().chain(root.to_le_bytes()))
+                    .collect();
+                xxhash_rust::xxh3::xxh3_128(&bytes)
+            };
+            Reply::Bulk(format!("{digest:040x}").into())
+        }
+        (b"DIGEST-RANGES", []) => Reply::Array(
+            node_ranges(cx)
+                .into_iter()
+                .map(|(end, root)| Reply::Bulk(format!("{end:08x} {root:016x}").into()))
+                .collect(),
+        ),
+        _ => Reply::Error(format!(
+            "ERR unknown subcommand '{}'. Try DEBUG HELP.",
+            String::from_utf8_lossy(&args[0])
+        )),
+    })
+}
+
+/// Each ring range this node owns with its root hash, by range end (one actor's per range).
+fn node_ranges(cx: &Context<'_>) -> Vec<(u32, u64)> {
+    let reports = cx.node.map(NodeHandle::reports).unwrap_or_default();
+    let mut ranges: Vec<(u32, u64)> =
+        reports.iter().flat_map(|r| r.range_roots.iter().copied()).collect();
+    ranges.sort_unstable_by_key(|&(end, _)| end);
+    ranges.dedup_by_key(|&mut (end, _)| end);
+    ranges
+}
+
 /// `INFO [section]`.
 pub fn plan_info(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
     Plan::Now(Reply::text(info(cx, args.first())))
@@ -337,7 +377,7 @@ fn info(cx: &Context<'_>, section: Option<&Bytes>) -> String {
     if show("stats") {
         let sum = |f: &dyn Fn(&ActorReport) -> u64| reports.iter().map(f).sum::<u64>();
         out.push_str(&format!(
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nprotocol_errors:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nevicted_clients:{}\r\nanna_gets:{}\r\nanna_writes:{}\r\nanna_deletes:{}\r\nanna_forwarded:{}\r\nanna_gossip_batches_out:{}\r\nanna_gossip_entries_out:{}\r\nanna_gossip_batches_in:{}\r\nanna_merges:{}\r\nanna_reclaimed_keys:{}\r\nanna_request_ms:{}\r\nanna_gossip_ms:{}\r\nanna_idle_ms:{}\r\nanna_refused_unauthenticated:{}\r\nanna_refused_malformed:{}\r\nanna_refused_unknown_sender:{}\r\nanna_refused_replayed:{}\r\nanna_future_stamps_refused:{}\r\nanna_gossip_refused_ahead:{}\r\nanna_peer_bytes_out:{}\r\nanna_peer_bytes_in:{}\r\nanna_gossip_deltas_out:{}\r\nanna_gossip_parts_out:{}\r\nanna_gossip_whole_repairs:{}\r\nanna_gossip_resent:{}\r\nanna_gossip_given_up:{}\r\nanna_gossip_undeliverable:{}\r\nanna_send_drops:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nprotocol_errors:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nevicted_clients:{}\r\nanna_gets:{}\r\nanna_writes:{}\r\nanna_deletes:{}\r\nanna_forwarded:{}\r\nanna_gossip_batches_out:{}\r\nanna_gossip_entries_out:{}\r\nanna_gossip_batches_in:{}\r\nanna_merges:{}\r\nanna_reclaimed_keys:{}\r\nanna_request_ms:{}\r\nanna_gossip_ms:{}\r\nanna_idle_ms:{}\r\nanna_refused_unauthenticated:{}\r\nanna_refused_malformed:{}\r\nanna_refused_unknown_sender:{}\r\nanna_refused_replayed:{}\r\nanna_future_stamps_refused:{}\r\nanna_gossip_refused_ahead:{}\r\nanna_peer_bytes_out:{}\r\nanna_peer_bytes_in:{}\r\nanna_gossip_deltas_out:{}\r\nanna_gossip_parts_out:{}\r\nanna_gossip_whole_repairs:{}\r\nanna_gossip_resent:{}\r\nanna_gossip_given_up:{}\r\nanna_gossip_undeliverable:{}\r\nanna_send_drops:{}\r\nanna_repair_rounds:{}\r\nanna_repair_ranges_compared:{}\r\nanna_repair_ranges_differing:{}\r\nanna_repair_keys_out:{}\r\nanna_repair_keys_in:{}\r\nanna_repair_keys_changed:{}\r\nanna_repair_bytes_out:{}\r\nanna_repair_timeouts:{}\r\nanna_catch_up_forwards:{}\r\nanna_ranges_unrepaired:{}\r\nanna_catch_up_expired:{}\r\n\r\n",
             counters.connections_received.load(Ordering::Relaxed),
             counters.commands.load(Ordering::Relaxed),
             counters.rejected.load(Ordering::Relaxed),
@@ -373,6 +413,17 @@ fn info(cx: &Context<'_>, section: Option<&Bytes>) -> String {
             sum(&|r| r.stats.gossip_given_up),
             sum(&|r| r.stats.gossip_undeliverable),
             sum(&|r| r.send_drops),
+            sum(&|r| r.stats.repair_rounds),
+            sum(&|r| r.stats.repair_ranges_compared),
+            sum(&|r| r.stats.repair_ranges_differing),
+            sum(&|r| r.stats.repair_keys_out),
+            sum(&|r| r.stats.repair_keys_in),
+            sum(&|r| r.stats.repair_keys_changed),
+            sum(&|r| r.stats.repair_bytes_out),
+            sum(&|r| r.stats.repair_timeouts),
+            sum(&|r| r.stats.catch_up_forwards),
+            sum(&|r| r.stats.ranges_unrepaired),
+            sum(&|r| r.stats.catch_up_expired),
         ));
     }
     if show("replication") {

@@ -224,6 +224,8 @@ pub fn error_reply(error: &RequestError) -> Reply {
         RequestError::OutOfMemory { .. } => {
             Reply::Error("OOM command not allowed when used memory > 'maxmemory'.".into())
         }
+        // Redis Cluster's retryable error (clients retry it).
+        RequestError::CatchingUp => Reply::Error(format!("TRYAGAIN {error}")),
         other => Reply::Error(format!("ERR {other}")),
     }
 }

@@ -137,6 +137,7 @@ pub static TABLE: &[Command] = &[
     Command { name: "multi", arity: 1, flags: FAST | NO_QUEUE, keys: NO_KEYS, summary: "Starts a transaction: commands are queued until EXEC.", plan: plan_multi },
     Command { name: "exec", arity: 1, flags: NO_QUEUE, keys: NO_KEYS, summary: "Runs the queued commands in one round, answering them as one array. Commands on keys of one actor run back to back with no other client in between; keys on different actors or nodes are not isolated from each other (no coordination), and there is no rollback.", plan: plan_exec },
     Command { name: "discard", arity: 1, flags: FAST | NO_QUEUE, keys: NO_KEYS, summary: "Drops the queued commands.", plan: plan_discard },
+    Command { name: "debug", arity: -2, flags: ADMIN, keys: NO_KEYS, summary: "DEBUG DIGEST: one hash of the visible keys of every ring range this node owns (40 zeros when it holds none; equal on two nodes owning the same ranges, as with the default full replication, once they converged). DEBUG DIGEST-RANGES: each range's end and root hash, to compare replicas range by range.", plan: admin::plan_debug },
     Command { name: "command", arity: -1, flags: ADMIN, keys: NO_KEYS, summary: "Describes the commands of this table.", plan: plan_command },
 ];
 

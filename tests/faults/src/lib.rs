@@ -9,6 +9,7 @@
 //! - [`workload`]: the clients, and reading every replica at the end.
 //! - [`history`]: what every operation did, as JSON lines.
 //! - [`check`]: the checkers (lost acknowledged writes, values never written).
+//! - [`cold`]: keys written once, which only anti-entropy brings to a replica that missed them.
 //! - [`scenario`]: faults on a timeline, a run, its report.
 //! - [`timeline`]: a run as an SVG picture.
 //!
@@ -19,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod check;
+pub mod cold;
 pub mod history;
 pub mod net;
 pub mod node;

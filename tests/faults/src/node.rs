@@ -179,6 +179,11 @@ impl Node {
         self.child.as_ref().map(|c| Pid::from_raw(c.id() as i32))
     }
 
+    /// Its data directory (kept across restarts, beside its log).
+    pub fn data_dir(&self) -> PathBuf {
+        self.log.with_extension("data")
+    }
+
     /// `kill -9`, and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::check::{self, Verdict};
+use crate::cold::ColdKeys;
 use crate::history::{self, Op};
 use crate::net::Net;
 use crate::node::{self, Node};
@@ -38,6 +39,14 @@ pub enum Fault {
     ClockAhead,
     /// One node's clock 10 s behind, the whole run.
     ClockBehind,
+    /// One node stopped (`SIGTERM`), its data directory deleted, and started again empty
+    /// while the others keep taking writes: anti-entropy must bring back every key, including
+    /// cold keys nobody writes again, and reads during its catch-up must not answer nil.
+    RestartEmpty,
+    /// One node cut off for 60 s while the others take writes, past the (small, for the test)
+    /// retransmission budget, so gossip gives up the batches meant for it: anti-entropy must
+    /// bring it every key after the heal, with no further writes to them.
+    LongPartition,
 }
 
 /// A named fault, and why it is expected to fail today, if it is.
@@ -87,7 +96,27 @@ pub const SCENARIOS: &[Scenario] = &[
         known_failure: None,
         server_args: &[],
     },
+    Scenario {
+        name: "restart-empty",
+        fault: Fault::RestartEmpty,
+        known_failure: None,
+        server_args: &[],
+    },
+    Scenario {
+        name: "long-partition",
+        fault: Fault::LongPartition,
+        known_failure: None,
+        server_args: SMALL_RETRANSMIT,
+    },
 ];
+
+/// A retransmission budget a 60 s partition under the workload overflows.
+const SMALL_RETRANSMIT: &[&str] = &["--max-unacked-keys-per-peer", "256"];
+
+/// Cold keys each repair scenario writes (once; never again).
+const COLD_KEYS: usize = 2000;
+/// How long the long partition lasts.
+const LONG_PARTITION_MS: u64 = 60_000;
 
 /// The short suite `.ci/run` runs.
 pub const SHORT: &[&str] = &[
@@ -100,6 +129,8 @@ pub const SHORT: &[&str] = &[
     "kill-no",
     "term",
     "clock-ahead",
+    "restart-empty",
+    "long-partition",
 ];
 
 /// Finds a scenario by name.
@@ -241,7 +272,10 @@ fn clock_offset(fault: Fault) -> i64 {
 /// The hosts or nodes could not be set up.
 pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Result<Report, String> {
     let hosts = 3;
-    let duration_ms = settings.duration.as_millis() as u64;
+    let mut duration_ms = settings.duration.as_millis() as u64;
+    if scenario.fault == Fault::LongPartition {
+        duration_ms = duration_ms.max(LONG_PARTITION_MS + 8_000);
+    }
     let mut rng =
         Rng::new(seed ^ scenario.name.bytes().fold(0u64, |h, b| h.wrapping_mul(31) ^ u64::from(b)));
     let mut plan = plan(&mut rng, hosts, duration_ms);
@@ -249,6 +283,10 @@ pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Resul
         // Crash and restart all through the run.
         (plan.from_ms, plan.to_ms) = (1500, duration_ms.saturating_sub(2000));
     }
+    if scenario.fault == Fault::LongPartition {
+        (plan.from_ms, plan.to_ms) = (3000, 3000 + LONG_PARTITION_MS);
+    }
+    let repairs = matches!(scenario.fault, Fault::RestartEmpty | Fault::LongPartition);
     let dir = settings.out_dir.join(format!("{}-{seed}", scenario.name));
     // A fresh start: an earlier failed run of the same scenario and seed left its nodes' data
     // directories here, and nodes would recover them.
@@ -276,6 +314,13 @@ pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Resul
     let mut before_kill = None;
     let mut restart_problems = Vec::new();
     let rest: Vec<usize> = (0..hosts).filter(|&i| i != v).collect();
+    // Cold keys, written once before the fault through a node other than the victim, and
+    // given a moment to reach every replica.
+    let mut cold = ColdKeys::default();
+    if repairs {
+        sleep_until(began, 500);
+        cold.write(net.addr(o), &format!("cold-{seed}"), COLD_KEYS)?;
+    }
     let (schedule, windows, heal_ms) = match scenario.fault {
         Fault::None => ("no fault".to_owned(), Vec::new(), duration_ms),
         Fault::ClockAhead | Fault::ClockBehind => {
@@ -329,6 +374,28 @@ pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Resul
                     nodes[v].pause();
                     format!("node {v} paused (SIGSTOP)")
                 }
+                Fault::RestartEmpty => {
+                    if nodes[v].terminate(Duration::from_secs(15)).is_none() {
+                        restart_problems
+                            .push(format!("node {v} did not exit within 15 s of SIGTERM"));
+                    }
+                    let data = nodes[v].data_dir();
+                    std::fs::remove_dir_all(&data)
+                        .map_err(|e| format!("{}: {e}", data.display()))?;
+                    // Written while it is down: its peers' batches to it are numbered for its
+                    // old life, and only repair brings these to it.
+                    cold.write(net.addr(o), &format!("cold-down-{seed}"), COLD_KEYS / 4)?;
+                    format!(
+                        "node {v} stopped (SIGTERM), its data directory deleted, started again empty"
+                    )
+                }
+                Fault::LongPartition => {
+                    net.partition(&[vec![v], rest.clone()])?;
+                    // Cold keys the cut-off node misses, past its peers' retransmission budget.
+                    sleep_until(began, plan.from_ms + 5_000);
+                    cold.write(net.addr(o), &format!("cold-cut-{seed}"), COLD_KEYS)?;
+                    format!("node {v} isolated for {} s", LONG_PARTITION_MS / 1000)
+                }
                 Fault::Term => {
                     let took = nodes[v].terminate(Duration::from_secs(15));
                     match took {
@@ -359,6 +426,34 @@ pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Resul
                         .push(format!("node {v} could not be read before it was killed")),
                     (_, Err(error)) => restart_problems
                         .push(format!("node {v} could not be read after its restart: {error}")),
+                }
+            }
+            if fault == Fault::RestartEmpty {
+                nodes[v].start()?;
+                nodes[v].wait_ready(net.addr(v), Duration::from_secs(15))?;
+                // At once, while it catches up: it must forward reads or refuse them with a
+                // retryable error (TRYAGAIN, before it has heard from a replica), never answer
+                // nil for a key that exists.
+                let asked = Instant::now();
+                let answer = loop {
+                    match cold.missing_at(net.addr(v)) {
+                        Err(error)
+                            if asked.elapsed() < Duration::from_secs(10)
+                                && error.to_ascii_uppercase().contains("TRYAGAIN") =>
+                        {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        other => break other,
+                    }
+                };
+                match answer {
+                    Ok(0) => {}
+                    Ok(n) => restart_problems.push(format!(
+                        "node {v}, just restarted empty, answered {n} of {} cold keys wrongly (nil while catching up)",
+                        cold.written.len()
+                    )),
+                    Err(error) => restart_problems
+                        .push(format!("node {v} could not be read right after its restart: {error}")),
                 }
             }
             net.heal()?;
@@ -408,6 +503,20 @@ pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Resul
     if converged_at.is_none() {
         problems.push(describe_divergence(&last));
     }
+    // The cold keys, on every node (no write touches them after the fault).
+    let mut cold_lost = 0;
+    if repairs {
+        match cold.wait_everywhere(&readable, settings.converge_limit) {
+            Ok(_) => {
+                converged_at = converged_at.max(Some(began.elapsed().as_millis() as u64));
+            }
+            Err((missing, keys)) => {
+                cold_lost = keys as u64;
+                converged_at = None;
+                problems.extend(missing);
+            }
+        }
+    }
     // Converged: every replica is the same. Otherwise each replica is checked and the worst
     // reported (a replica that misses acknowledged writes is what a client reading it sees).
     let verdicts = last
@@ -422,7 +531,7 @@ pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Resul
         schedule,
         ops: ops.len(),
         acknowledged: verdicts.iter().map(|v| v.acknowledged).sum(),
-        lost: verdicts.iter().map(|v| v.lost).sum(),
+        lost: verdicts.iter().map(|v| v.lost).sum::<u64>() + cold_lost,
         unexpected: verdicts.iter().map(|v| v.unexpected).sum(),
         tolerated: verdicts.iter().map(|v| v.tolerated).sum(),
         converged: converged_at.is_some(),

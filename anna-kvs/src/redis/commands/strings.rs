@@ -134,15 +134,18 @@ pub fn plan_mget(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
         return Plan::Now(reply);
     }
     engine(args.iter().map(get).collect(), |answers, _| {
-        Reply::Array(
-            answers
-                .into_iter()
-                .map(|a| match read_value(a) {
-                    Ok(Some(v)) => v.get_string().ok().flatten().map_or(Reply::Nil, Reply::Bulk),
-                    _ => Reply::Nil,
+        // A key the engine could not read (no replica answered, a node catching up) fails
+        // the whole MGET: a nil would say the key does not exist. A set reads as nil, as in
+        // Redis.
+        let values: Result<Vec<Reply>, Reply> = answers
+            .into_iter()
+            .map(|a| {
+                read_value(a).map(|v| {
+                    v.and_then(|v| v.get_string().ok().flatten()).map_or(Reply::Nil, Reply::Bulk)
                 })
-                .collect(),
-        )
+            })
+            .collect();
+        values.map_or_else(|error| error, Reply::Array)
     })
 }
 
