@@ -303,6 +303,9 @@ impl<V: KvsValue> Actor<V> {
                     let changed = if slot.value.weight() >= DELTA_MIN_WEIGHT {
                         let changed = slot.value.merge_ref(&value);
                         logged = Some(value);
+                        if changed {
+                            self.digests.touch(&key, self.epoch);
+                        }
                         changed
                     } else {
                         slot.value.merge(value)

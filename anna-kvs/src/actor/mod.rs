@@ -188,6 +188,9 @@ pub struct ActorStats {
     pub ranges_unrepaired: u64,
     /// Catch-ups that timed out with ranges no replica repaired.
     pub catch_up_expired: u64,
+    /// Big keys left out of a repair exchange because they changed recently (their deltas
+    /// are in flight).
+    pub repair_hot_skipped: u64,
 }
 
 /// What keeps an actor from being quiet (see [`Actor::pending_work`]).
@@ -323,7 +326,11 @@ impl<V: KvsValue> Actor<V> {
 
     /// When the next epoch is due (µs, driver time): the driver should feed [`Input::Tick`] then.
     pub fn next_epoch_at(&self) -> u64 {
-        self.next_epoch_at
+        // While catching up, repair rounds do not wait for epochs.
+        match self.digests.catch_up_due() {
+            Some(due) => self.next_epoch_at.min(due),
+            None => self.next_epoch_at,
+        }
     }
 
     /// Makes the next epoch due at `now` (a stopping node gossips its last changes at once).
@@ -414,13 +421,13 @@ impl<V: KvsValue> Actor<V> {
             Input::Tick => {
                 if now >= self.next_epoch_at {
                     self.epoch_work(out);
-                    self.repair_tick(now, out);
                     self.epoch += 1;
                     // Skip epochs missed while busy instead of running them back to back.
                     let period = self.config.epoch_us.max(1);
                     let behind = (now - self.next_epoch_at) / period;
                     self.next_epoch_at += (behind + 1) * period;
                 }
+                self.repair_tick(now, out);
             }
         }
     }
@@ -632,7 +639,7 @@ impl<V: KvsValue> Actor<V> {
         // While catching up, a read of a range not repaired yet fetches a replica's state
         // first.
         let request = if self.digests.gating() {
-            match self.catch_up_read(token, origin, request, out) {
+            match self.catch_up_read(now, token, origin, request, out) {
                 Ok(response) => return response,
                 Err(request) => request,
             }
@@ -771,6 +778,9 @@ impl<V: KvsValue> Actor<V> {
                     };
                     // The epoch ships the deltas gathered since the last one, or the whole
                     // state once any change had none.
+                    if delta.is_some() {
+                        self.digests.touch(&key, self.epoch);
+                    }
                     if mark && let Some(delta) = &delta {
                         self.deltas.insert(key.clone(), delta.clone());
                     } else if was_dirty
@@ -815,11 +825,16 @@ impl<V: KvsValue> Actor<V> {
 
     fn peer(&mut self, now: u64, message: PeerMessage<V>, out: &mut Vec<Output<V>>) {
         if self.digests.gating() {
-            match &message {
-                PeerMessage::Gossip(gossip) => self.digests.heard_from(gossip.from),
-                PeerMessage::Ack { from, .. } => self.digests.heard_from(*from),
-                PeerMessage::Repair(repair) => self.digests.heard_from(repair.from()),
-                PeerMessage::Forward { .. } | PeerMessage::ForwardReply { .. } => {}
+            let from = match &message {
+                PeerMessage::Gossip(gossip) => Some(gossip.from),
+                PeerMessage::Ack { from, .. } => Some(*from),
+                PeerMessage::Repair(repair) => Some(repair.from()),
+                PeerMessage::Forward { .. } | PeerMessage::ForwardReply { .. } => None,
+            };
+            if let Some(from) = from
+                && self.digests.heard_from(from)
+            {
+                self.release_waiting_reads(now, out);
             }
         }
         match message {

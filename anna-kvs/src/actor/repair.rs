@@ -63,8 +63,22 @@ use crate::value::KvsValue;
 pub const BUCKETS: usize = 256;
 /// A round whose replica has not answered after this many epochs is abandoned.
 const ROUND_TIMEOUT_EPOCHS: u64 = 20;
+/// While catching up: rounds follow each other at most this far apart (µs), whatever the
+/// epoch, and one whose replica has not answered in [`CATCH_UP_ROUND_TIMEOUT_US`] is
+/// abandoned for the next replica (a peer's first answers to a restarted node are lost until
+/// its connection to the new process is up).
+const CATCH_UP_ROUND_US: u64 = 20_000;
+/// See [`CATCH_UP_ROUND_US`].
+const CATCH_UP_ROUND_TIMEOUT_US: u64 = 200_000;
+/// While catching up, a read of an unrepaired range waits this long (µs) for a replica to be
+/// heard from before it is refused with [`RequestError::CatchingUp`].
+const CATCH_UP_READ_WAIT_US: u64 = 1_000_000;
 /// A catch-up read whose replica has not answered after this many epochs is forgotten.
 const CATCH_UP_READ_EPOCHS: u64 = 200;
+/// A big key changed within this many epochs is left out of repair exchanges: gossip is
+/// carrying its deltas (reliably, with whole-state repairs of its own), and its digests differ
+/// only because they are in flight; sending the whole state again would cost far more.
+const BIG_QUIET_EPOCHS: u64 = 50;
 /// Most differing ranges whose buckets one answer carries (2 KiB each).
 const MAX_DIFFERING_PER_ANSWER: usize = 512;
 /// Marks a range this actor does not own in [`Digests::owned`].
@@ -113,14 +127,19 @@ struct Round {
     peer: ActorId,
     id: u64,
     started: u64,
+    /// When it started (driver time, µs).
+    started_us: u64,
     /// Ranges (indices) whose keys the replica is sending back.
     want: Vec<u32>,
     /// The initiator's own states were cut short by the budget.
     cut: bool,
 }
 
-/// A read waiting for a replica's state: (origin, token), the read, the epoch it was sent.
-type CatchUpRead<V> = ((Option<ActorId>, Token), Request<V>, u64);
+/// Who waits for a read: the forwarding actor (if any) and its token, else the client's token.
+type Asker = (Option<ActorId>, Token);
+
+/// A read waiting for a replica's state: who asked, the read, the epoch it was sent.
+type CatchUpRead<V> = (Asker, Request<V>, u64);
 
 /// An actor's digests and repair state.
 #[derive(Debug)]
@@ -135,6 +154,9 @@ pub(super) struct Digests<V: KvsValue> {
     stale: Vec<Key>,
     /// Big keys whose digests wait for the next round.
     stale_big: HashSet<Key, StoreHasher>,
+    /// Big keys changed recently, with the epoch of their last change (see
+    /// [`BIG_QUIET_EPOCHS`]).
+    hot_big: HashMap<Key, u64, StoreHasher>,
     round: Option<Round>,
     next_round_at: u64,
     rounds: u64,
@@ -152,6 +174,9 @@ pub(super) struct Digests<V: KvsValue> {
     /// actor, if any, and its token, else the client's token), the read, and the epoch it was
     /// sent (dropped after a while: the asker has timed out).
     catch_up_reads: HashMap<Token, CatchUpRead<V>>,
+    /// Catch-up reads waiting for any of their range's replicas to be heard from, with when
+    /// they arrived (µs).
+    waiting_reads: Vec<(Asker, Request<V>, u64)>,
     /// Repair runs at all (an interval is set and some range has another owner).
     pub(super) enabled: bool,
 }
@@ -204,9 +229,11 @@ impl<V: KvsValue> Digests<V> {
             partners,
             stale: Vec::new(),
             stale_big: HashSet::with_hasher(StoreHasher::default()),
+            hot_big: HashMap::with_hasher(StoreHasher::default()),
             round: None,
-            // The first round one epoch after the start: a restarted node catches up at once.
-            next_round_at: now + config.epoch_us,
+            // A node catching up starts at once; otherwise the first round comes after one
+            // epoch.
+            next_round_at: if unrepaired > 0 { now } else { now + config.epoch_us },
             rounds: 0,
             cursor: 0,
             again: None,
@@ -216,6 +243,7 @@ impl<V: KvsValue> Digests<V> {
             unrepaired,
             heard: Vec::new(),
             catch_up_reads: HashMap::new(),
+            waiting_reads: Vec::new(),
             enabled,
         }
     }
@@ -241,12 +269,34 @@ impl<V: KvsValue> Digests<V> {
         self.catch_up_until.is_some()
     }
 
-    /// Notes a message from `peer` (while catching up).
+    /// Notes a message from `peer` (while catching up); `true` if it is the first.
     #[inline]
-    pub(super) fn heard_from(&mut self, peer: ActorId) {
+    pub(super) fn heard_from(&mut self, peer: ActorId) -> bool {
         if self.gating() && !self.heard.contains(&peer) {
             self.heard.push(peer);
+            return true;
         }
+        false
+    }
+
+    /// Notes that big `key` changed at `epoch` (its deltas are on their way to its replicas).
+    #[inline]
+    pub(super) fn touch(&mut self, key: &Key, epoch: u64) {
+        if self.enabled {
+            self.hot_big.insert(key.clone(), epoch);
+        }
+    }
+
+    /// While catching up: when the actor next needs a tick for its rounds and waiting reads.
+    #[inline]
+    pub(super) fn catch_up_due(&self) -> Option<u64> {
+        self.catch_up_until?;
+        let round = match &self.round {
+            Some(round) => round.started_us + CATCH_UP_ROUND_TIMEOUT_US,
+            None => self.next_round_at,
+        };
+        let read = self.waiting_reads.iter().map(|(_, _, at)| at + CATCH_UP_READ_WAIT_US).min();
+        Some(read.map_or(round, |read| read.min(round)))
     }
 
     fn mark_repaired(&mut self, index: usize) {
@@ -392,10 +442,34 @@ impl<V: KvsValue> Actor<V> {
             self.digests.catch_up_until = None;
             self.stats.catch_up_expired += 1;
         }
+        // Reads that waited too long for a replica are refused (retry); once catching up is
+        // over, those still waiting are served here.
+        if !self.digests.waiting_reads.is_empty() {
+            let gating = self.digests.gating();
+            let waiting = std::mem::take(&mut self.digests.waiting_reads);
+            for (asker, request, since) in waiting {
+                if !gating {
+                    let response = self.execute(now, request);
+                    self.answer(asker, response, out);
+                } else if now >= since + CATCH_UP_READ_WAIT_US {
+                    self.stats.refused += 1;
+                    self.answer(asker, Response::Error(RequestError::CatchingUp), out);
+                } else {
+                    self.digests.waiting_reads.push((asker, request, since));
+                }
+            }
+        }
         let epoch = self.epoch;
         self.digests.catch_up_reads.retain(|_, (_, _, sent)| epoch < *sent + CATCH_UP_READ_EPOCHS);
+        if !self.digests.hot_big.is_empty() && epoch.is_multiple_of(BIG_QUIET_EPOCHS) {
+            self.digests.hot_big.retain(|_, at| epoch < *at + BIG_QUIET_EPOCHS);
+        }
         if let Some(round) = &self.digests.round
-            && self.epoch >= round.started + ROUND_TIMEOUT_EPOCHS
+            && if self.digests.gating() {
+                now >= round.started_us + CATCH_UP_ROUND_TIMEOUT_US
+            } else {
+                self.epoch >= round.started + ROUND_TIMEOUT_EPOCHS
+            }
         {
             self.digests.round = None;
             self.digests.again = None;
@@ -421,7 +495,7 @@ impl<V: KvsValue> Actor<V> {
         let index = partner.unwrap_or(digests.cursor % count);
         digests.cursor = (index + 1) % count;
         let interval = if digests.gating() {
-            self.config.epoch_us
+            self.config.epoch_us.min(CATCH_UP_ROUND_US)
         } else {
             let base = self.config.repair_interval_us.max(1);
             base / 2 + digests.next_random() % base.max(1)
@@ -442,6 +516,7 @@ impl<V: KvsValue> Actor<V> {
             peer: *peer,
             id: digests.rounds,
             started: self.epoch,
+            started_us: now,
             want: Vec::new(),
             cut: false,
         };
@@ -636,6 +711,16 @@ impl<V: KvsValue> Actor<V> {
             if masks[index][bucket / 64] & (1 << (bucket % 64)) == 0 || skip.contains(&key[..]) {
                 continue;
             }
+            if slot.value.weight() >= DELTA_MIN_WEIGHT
+                && self
+                    .digests
+                    .hot_big
+                    .get(&key[..])
+                    .is_some_and(|&at| self.epoch < at + BIG_QUIET_EPOCHS)
+            {
+                self.stats.repair_hot_skipped += 1;
+                continue;
+            }
             if bytes >= budget {
                 complete = false;
                 break;
@@ -713,6 +798,7 @@ impl<V: KvsValue> Actor<V> {
     /// serve here at once (not a read, a repaired range, a key with no other replica).
     pub(super) fn catch_up_read(
         &mut self,
+        now: u64,
         token: Token,
         origin: Option<ActorId>,
         request: Request<V>,
@@ -745,8 +831,9 @@ impl<V: KvsValue> Actor<V> {
             .or(range.peers.iter().find(heard))
             .copied();
         let Some(peer) = peer else {
-            self.stats.refused += 1;
-            return Ok(Some(Response::Error(RequestError::CatchingUp)));
+            // Nobody heard from yet (the node just started): wait a moment for a replica.
+            self.digests.waiting_reads.push(((origin, token), request, now));
+            return Ok(None);
         };
         self.stats.catch_up_forwards += 1;
         let ours = self.next_forward_token;
@@ -770,20 +857,48 @@ impl<V: KvsValue> Actor<V> {
         value: Option<V>,
         out: &mut Vec<Output<V>>,
     ) {
-        let Some(((origin, asker), request, _)) = self.digests.catch_up_reads.remove(&token) else {
+        let Some((asker, request, _)) = self.digests.catch_up_reads.remove(&token) else {
             return;
         };
         if let Some(value) = value {
             self.merge_repaired(now, vec![(request.key().clone(), value)]);
         }
         let response = self.execute(now, request);
+        self.answer(asker, response, out);
+    }
+
+    /// Sends `response` to whoever asked.
+    fn answer(&mut self, (origin, token): Asker, response: Response<V>, out: &mut Vec<Output<V>>) {
         match origin {
-            None => out.push(Output::Reply { token: asker, response }),
-            Some(origin) if origin == self.id => self.finish_forward(asker, response, out),
+            None => out.push(Output::Reply { token, response }),
+            Some(origin) if origin == self.id => self.finish_forward(token, response, out),
             Some(origin) => out.push(Output::Send {
                 to: origin,
-                message: PeerMessage::ForwardReply { token: asker, response },
+                message: PeerMessage::ForwardReply { token, response },
             }),
+        }
+    }
+
+    /// A replica was heard from for the first time: the reads waiting for one go on.
+    pub(super) fn release_waiting_reads(&mut self, now: u64, out: &mut Vec<Output<V>>) {
+        let waiting = std::mem::take(&mut self.digests.waiting_reads);
+        for ((origin, token), request, since) in waiting {
+            let before = self.digests.waiting_reads.len();
+            match self.catch_up_read(now, token, origin, request, out) {
+                Ok(Some(response)) => self.answer((origin, token), response, out),
+                Ok(None) => {
+                    // Still waiting (no replica of its range heard yet): keep its arrival.
+                    if self.digests.waiting_reads.len() > before
+                        && let Some(last) = self.digests.waiting_reads.last_mut()
+                    {
+                        last.2 = since;
+                    }
+                }
+                Err(request) => {
+                    let response = self.execute(now, request);
+                    self.answer((origin, token), response, out);
+                }
+            }
         }
     }
 }

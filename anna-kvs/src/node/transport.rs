@@ -44,10 +44,23 @@ pub(super) fn bind_inbound(
         .map_err(NodeError::zmq("set ZMQ_MAXMSGSIZE"))?;
     socket.set_rcvhwm(config.send_high_water_mark).map_err(NodeError::zmq("set ZMQ_RCVHWM"))?;
     socket.set_linger(0).map_err(NodeError::zmq("set ZMQ_LINGER"))?;
+    heartbeats(&socket)?;
     let bind = config.gossip_bind.as_deref().unwrap_or(addr);
     let endpoint = tcp_endpoint(bind, thread)?;
     socket.bind(&endpoint).map_err(NodeError::zmq(format!("bind {endpoint}")))?;
     Ok(socket)
+}
+
+/// ZMTP heartbeats on a gossip socket: a connection that carries nothing back for 3 s (a
+/// partition, a peer paused or gone) is dropped and dialled again. Without them a TCP
+/// connection whose packets were dropped for a minute stays stalled in TCP's retransmission
+/// backoff (its timer doubles up to two minutes) long after the network heals: the fault bed's
+/// 60 s partition left gossip and repair silent for more than 30 s after the heal.
+fn heartbeats(socket: &zmq::Socket) -> Result<(), NodeError> {
+    socket.set_heartbeat_ivl(1000).map_err(NodeError::zmq("set ZMQ_HEARTBEAT_IVL"))?;
+    socket.set_heartbeat_timeout(3000).map_err(NodeError::zmq("set ZMQ_HEARTBEAT_TIMEOUT"))?;
+    socket.set_heartbeat_ttl(3000).map_err(NodeError::zmq("set ZMQ_HEARTBEAT_TTL"))?;
+    Ok(())
 }
 
 /// Why a message from the network was refused (each reason is counted apart).
@@ -236,6 +249,11 @@ impl Transport {
         socket.set_sndhwm(self.high_water_mark).map_err(NodeError::zmq("set ZMQ_SNDHWM"))?;
         socket.set_linger(0).map_err(NodeError::zmq("set ZMQ_LINGER"))?;
         socket.set_immediate(true).map_err(NodeError::zmq("set ZMQ_IMMEDIATE"))?;
+        heartbeats(&socket)?;
+        // A connection attempt into a partition gives up after a second and is retried, so
+        // the link is back within about a second of the heal (TCP's own SYN retries back
+        // off for minutes).
+        socket.set_connect_timeout(1000).map_err(NodeError::zmq("set ZMQ_CONNECT_TIMEOUT"))?;
         socket.connect(&endpoint).map_err(NodeError::zmq(format!("connect {endpoint}")))?;
         Ok(socket)
     }

@@ -508,7 +508,9 @@ pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Resul
     if repairs {
         match cold.wait_everywhere(&readable, settings.converge_limit) {
             Ok(_) => {
-                converged_at = converged_at.max(Some(began.elapsed().as_millis() as u64));
+                if converged_at.is_some() {
+                    converged_at = Some(began.elapsed().as_millis() as u64);
+                }
             }
             Err((missing, keys)) => {
                 cold_lost = keys as u64;
