@@ -70,6 +70,10 @@ enum Cmd {
         /// Seconds per run.
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
+        /// Run Anna's actors without anti-entropy digests (to measure what keeping them
+        /// costs: run once with and once without).
+        #[arg(long)]
+        no_repair: bool,
     },
     /// Runs anna-server's Redis front end in this process (used by the suites).
     #[command(hide = true)]
@@ -91,6 +95,8 @@ struct Suite {
     redis_io_threads: Vec<usize>,
     micro: bool,
     wire: bool,
+    /// Anna's actors keep anti-entropy digests.
+    repair: bool,
 }
 
 fn default_threads(cores: usize) -> Vec<usize> {
@@ -145,6 +151,7 @@ fn run_micro(
                         rep,
                         requests_per_thread: suite.requests_per_thread,
                         duration: Duration::from_secs_f64(suite.micro_seconds),
+                        repair: suite.repair,
                         ..MicroConfig::default()
                     };
                     let runs: Vec<micro::MicroResult> =
@@ -309,6 +316,7 @@ fn main() {
                 redis_io_threads: vec![1],
                 micro: true,
                 wire: true,
+                repair: true,
             },
             common,
         ),
@@ -324,10 +332,11 @@ fn main() {
                 redis_io_threads: Vec::new(),
                 micro: true,
                 wire: true,
+                repair: true,
             },
             common,
         ),
-        Cmd::Micro { common, seconds } => (
+        Cmd::Micro { common, seconds, no_repair } => (
             Suite {
                 name: "micro",
                 micro_seconds: seconds,
@@ -339,6 +348,7 @@ fn main() {
                 redis_io_threads: Vec::new(),
                 micro: true,
                 wire: false,
+                repair: !no_repair,
             },
             common,
         ),

@@ -129,6 +129,9 @@ pub struct MicroConfig {
     pub epoch: Duration,
     /// Pin threads to cores.
     pub pin: bool,
+    /// Anna keeps its anti-entropy digests (on by default, as in a cluster; off measures
+    /// what maintaining them costs the request path).
+    pub repair: bool,
 }
 
 impl Default for MicroConfig {
@@ -144,6 +147,7 @@ impl Default for MicroConfig {
             duration: Duration::from_secs(2),
             epoch: Duration::from_millis(100),
             pin: true,
+            repair: true,
         }
     }
 }
@@ -320,8 +324,12 @@ fn anna_worker(
 ) -> Worked {
     let clock = Instant::now();
     let now = || clock.elapsed().as_micros() as u64;
-    let actor_config =
-        ActorConfig { epoch_us: config.epoch.as_micros() as u64, ..ActorConfig::default() };
+    let defaults = ActorConfig::default();
+    let actor_config = ActorConfig {
+        epoch_us: config.epoch.as_micros() as u64,
+        repair_interval_us: if config.repair { defaults.repair_interval_us } else { 0 },
+        ..defaults
+    };
     let mut actor: Actor<Eventual> = Actor::new(id, topology, actor_config, now());
     let mut out = Vec::with_capacity(16);
     let mut worked = Worked::default();

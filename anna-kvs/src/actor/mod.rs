@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use lattice_core::Stamp;
 
-use crate::message::{Input, Output, PeerMessage, Request, RequestError, Response, Token};
+use crate::message::{Input, Output, PeerMessage, Repair, Request, RequestError, Response, Token};
 use crate::ring::{ActorId, Key, Topology};
 use crate::small_bytes::StoreKey;
 use crate::value::{Change, KvsValue};
@@ -825,11 +825,16 @@ impl<V: KvsValue> Actor<V> {
 
     fn peer(&mut self, now: u64, message: PeerMessage<V>, out: &mut Vec<Output<V>>) {
         if self.digests.gating() {
+            // Only an answer to this life's own request proves the way back works (a peer's
+            // first messages may still go to the previous process, and a peer that only
+            // sends may not answer at all).
             let from = match &message {
-                PeerMessage::Gossip(gossip) => Some(gossip.from),
-                PeerMessage::Ack { from, .. } => Some(*from),
-                PeerMessage::Repair(repair) => Some(repair.from()),
-                PeerMessage::Forward { .. } | PeerMessage::ForwardReply { .. } => None,
+                PeerMessage::Repair(
+                    repair @ (Repair::Buckets { .. }
+                    | Repair::Reply { .. }
+                    | Repair::Fetched { .. }),
+                ) => Some(repair.from()),
+                _ => None,
             };
             if let Some(from) = from
                 && self.digests.heard_from(from)
