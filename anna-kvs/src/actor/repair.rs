@@ -39,12 +39,19 @@
 //! still holds an older state of it to send back, and a late echo of the tombstone itself is
 //! ignored like a gossip echo.
 //!
-//! **Catch-up.** A node that restarts (`ActorConfig::catch_up`) marks every range it shares as
-//! unrepaired and runs rounds back to back; until a range is repaired, its reads are forwarded
-//! to a replica on another node instead of answering from what may be an empty store. A range
-//! is repaired once a round with one of its replicas found it equal or received all of that
-//! replica's differing keys. After `catch_up_timeout_us` (every replica of a range down) the
-//! node serves such ranges from what it has, counted in `catch_up_expired`.
+//! **Catch-up.** A node of a cluster starts by catching up (`ActorConfig::catch_up`): every
+//! range it shares is unrepaired, and rounds run back to back (every 20 ms, whatever the epoch)
+//! until each range has been compared with a replica (found equal, or all of that replica's
+//! differing keys received). Meanwhile a read of an unrepaired range first fetches the key's
+//! state from a replica on another node that has answered one of this life's own requests,
+//! merges it here, and answers from the merge: it sees what the replica has and what this node
+//! took since its start (its own clients' writes, so read-your-writes holds). Before any
+//! replica has answered, such a read waits up to a second, then is refused with
+//! [`RequestError::CatchingUp`] (Redis: `TRYAGAIN`). After `catch_up_timeout_us` with ranges no
+//! replica repaired (every other replica down), they are served from what is here, counted in
+//! `catch_up_expired`. A node cannot tell a first start from a restart with a lost directory, so
+//! every node of a cluster catches up; on a fresh cluster the first round finds every range
+//! equal within a round trip.
 
 use std::collections::{HashMap, HashSet};
 

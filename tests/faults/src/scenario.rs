@@ -62,8 +62,13 @@ pub struct Scenario {
     pub server_args: &'static [&'static str],
 }
 
-const ALWAYS: &[&str] = &["--appendfsync", "always"];
-const NO_SYNC: &[&str] = &["--appendfsync", "no"];
+// The `kill` scenarios restart the node cut off from its peers to read what its own log
+// kept: catch-up is off there (it would refuse those reads, rightly, until a replica answers,
+// and then fill in from the peers what the log should have had). `restart-empty` and `kills`
+// run with it.
+const ALWAYS: &[&str] = &["--appendfsync", "always", "--catch-up-timeout-secs", "0"];
+const NO_SYNC: &[&str] = &["--appendfsync", "no", "--catch-up-timeout-secs", "0"];
+const LOG_ONLY: &[&str] = &["--catch-up-timeout-secs", "0"];
 
 /// Every scenario.
 pub const SCENARIOS: &[Scenario] = &[
@@ -73,7 +78,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario { name: "one-way", fault: Fault::OneWay, known_failure: None, server_args: &[] },
     Scenario { name: "loss", fault: Fault::Loss, known_failure: None, server_args: &[] },
     Scenario { name: "pause", fault: Fault::Pause, known_failure: None, server_args: &[] },
-    Scenario { name: "kill", fault: Fault::Kill, known_failure: None, server_args: &[] },
+    Scenario { name: "kill", fault: Fault::Kill, known_failure: None, server_args: LOG_ONLY },
     Scenario { name: "kills", fault: Fault::Kills, known_failure: None, server_args: &[] },
     Scenario { name: "term", fault: Fault::Term, known_failure: None, server_args: &[] },
     Scenario { name: "kill-always", fault: Fault::Kill, known_failure: None, server_args: ALWAYS },
@@ -82,7 +87,7 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "kills-always",
         fault: Fault::Kills,
         known_failure: None,
-        server_args: ALWAYS,
+        server_args: &["--appendfsync", "always"],
     },
     Scenario {
         name: "clock-ahead",
