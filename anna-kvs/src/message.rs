@@ -204,9 +204,13 @@ pub enum Repair<V: KvsValue> {
         equal: Vec<RangeId>,
         /// `(range, bucket hashes)` of ranges whose roots differed.
         differing: Vec<(RangeId, Vec<u64>)>,
+        /// Those of the compared ranges the replica is itself still catching up on (after a
+        /// restart): equal to it proves less.
+        unsettled: Vec<RangeId>,
     },
-    /// Initiator → replica: its states of the keys in the differing buckets, and those
-    /// buckets, whose keys the replica sends back.
+    /// Initiator → replica: its states of the keys in some of the differing buckets (whole
+    /// buckets, in order, up to the byte budget), and those buckets, whose keys the replica
+    /// sends back.
     Exchange {
         /// The initiator.
         from: ActorId,
@@ -228,6 +232,9 @@ pub enum Repair<V: KvsValue> {
         states: Vec<(Key, V)>,
         /// `false` if the repair byte budget cut the states short (the next round goes on).
         complete: bool,
+        /// Big states of those buckets were left to gossip (sent whole by the gossip link, or
+        /// changing right now): the buckets are not fully repaired yet.
+        deferred: bool,
     },
     /// A catching-up actor asks a replica for one key's state (a read of a range it has not
     /// repaired yet).
@@ -245,8 +252,15 @@ pub enum Repair<V: KvsValue> {
         from: ActorId,
         /// The fetch's token.
         token: Token,
+        /// The key (checked against the fetch).
+        key: Key,
         /// The state.
         value: Option<V>,
+        /// `false` if the state was too big for one message (the replica's gossip sends it
+        /// whole in parts instead) and `value` is `None`.
+        whole: bool,
+        /// The replica is not catching up on the key's range itself.
+        settled: bool,
     },
 }
 

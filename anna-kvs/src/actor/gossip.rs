@@ -392,6 +392,10 @@ impl<V: KvsValue> Actor<V> {
             if owners.iter().any(|&o| o != self.id) {
                 let is_delta = delta.is_some();
                 self.stats.gossip_deltas_out += u64::from(is_delta);
+                if is_delta {
+                    // Its deltas are in flight: repair leaves it alone for a while.
+                    self.digests.touch(key, self.epoch);
+                }
                 let payload = delta.unwrap_or_else(|| slot.value.clone());
                 // A resend sends what is kept, else the key's state then. A collection is
                 // kept as sent: it may be big by the time a slow peer needs a resend, and
@@ -701,7 +705,7 @@ pub(super) fn pieces<V: KvsValue>(
 
 /// The encoded size of `(key, payload)` if it is at most `limit`: from the bound the value
 /// knows (a plain string), which saves measuring it by encoding, else measured.
-fn size_within<V: KvsValue>(key: &Key, payload: &V, limit: usize) -> Option<usize> {
+pub(super) fn size_within<V: KvsValue>(key: &Key, payload: &V, limit: usize) -> Option<usize> {
     let len = match payload.encoded_size_bound() {
         Some(bound) if bound.saturating_add(key.len() + 10) <= limit => bound + key.len() + 10,
         _ => crate::wire::entry_len(key, payload),

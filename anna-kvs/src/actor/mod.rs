@@ -191,6 +191,9 @@ pub struct ActorStats {
     /// Big keys left out of a repair exchange because they changed recently (their deltas
     /// are in flight).
     pub repair_hot_skipped: u64,
+    /// Big keys a repair exchange found different and handed to the gossip link, which
+    /// sends them whole, in parts.
+    pub repair_big_to_gossip: u64,
 }
 
 /// What keeps an actor from being quiet (see [`Actor::pending_work`]).
@@ -286,6 +289,8 @@ impl<V: KvsValue> Actor<V> {
         let next_epoch_at = now + config.epoch_us;
         let solo = topology.max_replicas() == 1;
         let digests = repair::Digests::new(id, &topology, &config, now);
+        let first_token = (config.writer.unwrap_or_else(|| id.writer_id()) ^ now)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
         Self {
             digests,
             writer: config.writer.unwrap_or_else(|| id.writer_id()),
@@ -302,7 +307,9 @@ impl<V: KvsValue> Actor<V> {
             links: BTreeMap::new(),
             forwarded: HashMap::new(),
             executed_forwards: HashMap::with_hasher(StoreHasher::default()),
-            next_forward_token: 0,
+            // Numbered from a point of its own per life, so an answer to a forward of an
+            // earlier life of this node matches none of this life's.
+            next_forward_token: first_token,
             tombstones: Vec::new(),
             floor: None,
             recently_freed: HashMap::with_hasher(StoreHasher::default()),
@@ -625,7 +632,7 @@ impl<V: KvsValue> Actor<V> {
                 Some(origin) => (origin, token),
                 None => {
                     let ours = self.next_forward_token;
-                    self.next_forward_token += 1;
+                    self.next_forward_token = self.next_forward_token.wrapping_add(1);
                     self.forwarded.insert(ours, token);
                     (self.id, ours)
                 }
@@ -778,9 +785,6 @@ impl<V: KvsValue> Actor<V> {
                     };
                     // The epoch ships the deltas gathered since the last one, or the whole
                     // state once any change had none.
-                    if delta.is_some() {
-                        self.digests.touch(&key, self.epoch);
-                    }
                     if mark && let Some(delta) = &delta {
                         self.deltas.insert(key.clone(), delta.clone());
                     } else if was_dirty

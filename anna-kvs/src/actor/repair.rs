@@ -57,7 +57,7 @@ use std::collections::{HashMap, HashSet};
 
 use xxhash_rust::xxh3::Xxh3;
 
-use super::gossip::pieces;
+use super::gossip::size_within;
 use super::{Actor, DELTA_MIN_WEIGHT, Slot, StoreHasher};
 use crate::message::{
     BucketMask, Output, PeerMessage, RangeId, Repair, Request, RequestError, Response, Token,
@@ -80,14 +80,19 @@ const CATCH_UP_ROUND_TIMEOUT_US: u64 = 200_000;
 /// While catching up, a read of an unrepaired range waits this long (µs) for a replica to be
 /// heard from before it is refused with [`RequestError::CatchingUp`].
 const CATCH_UP_READ_WAIT_US: u64 = 1_000_000;
-/// A catch-up read whose replica has not answered after this many epochs is forgotten.
-const CATCH_UP_READ_EPOCHS: u64 = 200;
+/// A round that changed at least this many keys here is followed by the next one at once
+/// (after a heal, the other replicas probably missed the same writes); fewer are what is in
+/// flight under a steady write load, and the next round waits for the interval.
+const FOLLOW_UP_CHANGES: u64 = 64;
 /// A big key changed within this many epochs is left out of repair exchanges: gossip is
 /// carrying its deltas (reliably, with whole-state repairs of its own), and its digests differ
 /// only because they are in flight; sending the whole state again would cost far more.
 const BIG_QUIET_EPOCHS: u64 = 50;
 /// Most differing ranges whose buckets one answer carries (2 KiB each).
 const MAX_DIFFERING_PER_ANSWER: usize = 512;
+/// Most bytes of states in one repair message, whatever `repair_bytes_per_round` says: the
+/// message limit, with room for a bucket that goes over the budget.
+const MAX_REPAIR_BYTES: usize = crate::wire::MAX_MESSAGE_BYTES / 4;
 /// Marks a range this actor does not own in [`Digests::owned`].
 const NOT_OWNED: u32 = u32::MAX;
 
@@ -102,6 +107,10 @@ struct Range {
     root: Option<u64>,
     /// Compared with a replica since the catch-up began (always `true` without catch-up).
     repaired: bool,
+    /// While not repaired: which of `peers` it was compared with (bit per index) although
+    /// they were catching up themselves; compared with every replica on another node, it is
+    /// as repaired as it can be.
+    compared: u64,
 }
 
 impl Range {
@@ -140,13 +149,15 @@ struct Round {
     want: Vec<u32>,
     /// The initiator's own states were cut short by the budget.
     cut: bool,
+    /// Ranges (indices) the replica said it is still catching up on.
+    unsettled: Vec<u32>,
 }
 
 /// Who waits for a read: the forwarding actor (if any) and its token, else the client's token.
 type Asker = (Option<ActorId>, Token);
 
-/// A read waiting for a replica's state: who asked, the read, the epoch it was sent.
-type CatchUpRead<V> = (Asker, Request<V>, u64);
+/// A read waiting for a replica's state: who asked, the read, the replica asked, when (µs).
+type CatchUpRead<V> = (Asker, Request<V>, ActorId, u64);
 
 /// An actor's digests and repair state.
 #[derive(Debug)]
@@ -177,9 +188,11 @@ pub(super) struct Digests<V: KvsValue> {
     /// Replicas heard from since the start (tracked while catching up): only those are sure to
     /// reach this life of the node with an answer.
     heard: Vec<ActorId>,
+    /// Replicas known not to be catching up themselves (preferred for catch-up reads).
+    settled: Vec<ActorId>,
     /// Catch-up reads waiting for a replica's state: our token → who asked (the forwarding
-    /// actor, if any, and its token, else the client's token), the read, and the epoch it was
-    /// sent (dropped after a while: the asker has timed out).
+    /// actor, if any, and its token, else the client's token), the read, the replica asked
+    /// and when (refused after [`CATCH_UP_READ_WAIT_US`] without an answer).
     catch_up_reads: HashMap<Token, CatchUpRead<V>>,
     /// Catch-up reads waiting for any of their range's replicas to be heard from, with when
     /// they arrived (µs).
@@ -221,6 +234,7 @@ impl<V: KvsValue> Digests<V> {
                 buckets: Box::new([0; BUCKETS]),
                 root: None,
                 repaired: !catch_up,
+                compared: 0,
             });
         }
         // Replicas on other nodes first: after a node restarts, its own other actors are
@@ -228,7 +242,10 @@ impl<V: KvsValue> Digests<V> {
         partners.sort_by_key(|(peer, _)| (peer.node == id.node, *peer));
         let enabled = !partners.is_empty();
         let unrepaired = ranges.iter().filter(|r| !r.repaired).count();
-        let seed = ((u64::from(id.node) << 16) | u64::from(id.thread)) ^ 0x05EE_D0FA_11CE;
+        // Seeded by the writer id and the start time: this life's round numbers are not its
+        // previous life's, so a late answer to the previous life matches nothing.
+        let writer = config.writer.unwrap_or_else(|| id.writer_id());
+        let seed = (writer ^ now.rotate_left(32)) ^ 0x05EE_D0FA_11CE;
         Self {
             ends,
             owned,
@@ -241,7 +258,7 @@ impl<V: KvsValue> Digests<V> {
             // A node catching up starts at once; otherwise the first round comes after one
             // epoch.
             next_round_at: if unrepaired > 0 { now } else { now + config.epoch_us },
-            rounds: 0,
+            rounds: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 1,
             cursor: 0,
             again: None,
             rng: seed,
@@ -249,6 +266,7 @@ impl<V: KvsValue> Digests<V> {
                 .then(|| now.saturating_add(config.catch_up_timeout_us)),
             unrepaired,
             heard: Vec::new(),
+            settled: Vec::new(),
             catch_up_reads: HashMap::new(),
             waiting_reads: Vec::new(),
             enabled,
@@ -268,6 +286,12 @@ impl<V: KvsValue> Digests<V> {
         let index = self.owned[i];
         (index != NOT_OWNED && self.ranges[index as usize].peers.contains(&peer))
             .then_some(index as usize)
+    }
+
+    /// The owned range holding `position`, if `peer` owns it too.
+    fn shared_range_of(&self, position: u32, peer: ActorId) -> Option<usize> {
+        let index = self.range_index(position)?;
+        self.ranges[index].peers.contains(&peer).then_some(index)
     }
 
     /// `true` while reads of unrepaired ranges are forwarded.
@@ -304,6 +328,33 @@ impl<V: KvsValue> Digests<V> {
         };
         let read = self.waiting_reads.iter().map(|(_, _, at)| at + CATCH_UP_READ_WAIT_US).min();
         Some(read.map_or(round, |read| read.min(round)))
+    }
+
+    /// Range `index` was compared with `peer` (and, if the round got that far, its differing
+    /// buckets exchanged): repaired if `peer` is not catching up itself, or once every replica
+    /// on another node has been compared.
+    fn mark_compared(&mut self, index: usize, me: ActorId, peer: ActorId, settled: bool) {
+        if settled {
+            self.mark_repaired(index);
+            return;
+        }
+        let range = &mut self.ranges[index];
+        if range.repaired {
+            return;
+        }
+        if let Some(i) = range.peers.iter().position(|&p| p == peer) {
+            range.compared |= 1 << (i % 64);
+        }
+        let others = range.peers.iter().any(|p| p.node != me.node);
+        let all = range
+            .peers
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !others || p.node != me.node)
+            .all(|(i, _)| range.compared & (1 << (i % 64)) != 0);
+        if all {
+            self.mark_repaired(index);
+        }
     }
 
     fn mark_repaired(&mut self, index: usize) {
@@ -466,8 +517,23 @@ impl<V: KvsValue> Actor<V> {
                 }
             }
         }
+        // Fetches nobody answered (the replica died after answering a round): refused.
+        if !self.digests.catch_up_reads.is_empty() {
+            let expired: Vec<Token> = self
+                .digests
+                .catch_up_reads
+                .iter()
+                .filter(|(_, (_, _, _, sent))| now >= sent + CATCH_UP_READ_WAIT_US)
+                .map(|(&token, _)| token)
+                .collect();
+            for token in expired {
+                if let Some((asker, _, _, _)) = self.digests.catch_up_reads.remove(&token) {
+                    self.stats.refused += 1;
+                    self.answer(asker, Response::Error(RequestError::CatchingUp), out);
+                }
+            }
+        }
         let epoch = self.epoch;
-        self.digests.catch_up_reads.retain(|_, (_, _, sent)| epoch < *sent + CATCH_UP_READ_EPOCHS);
         if !self.digests.hot_big.is_empty() && epoch.is_multiple_of(BIG_QUIET_EPOCHS) {
             self.digests.hot_big.retain(|_, at| epoch < *at + BIG_QUIET_EPOCHS);
         }
@@ -508,6 +574,9 @@ impl<V: KvsValue> Actor<V> {
             base / 2 + digests.next_random() % base.max(1)
         };
         digests.next_round_at = now + interval;
+        // Digests current with what peers and earlier rounds brought (client writes are
+        // rehashed at the epoch).
+        self.refresh_digests(&[]);
         self.refresh_big();
         let digests = &mut self.digests;
         let (peer, shared) = &digests.partners[index];
@@ -518,7 +587,7 @@ impl<V: KvsValue> Actor<V> {
                 (range.end, range.root())
             })
             .collect();
-        digests.rounds += 1;
+        digests.rounds = digests.rounds.wrapping_add(1);
         let round = Round {
             peer: *peer,
             id: digests.rounds,
@@ -526,6 +595,7 @@ impl<V: KvsValue> Actor<V> {
             started_us: now,
             want: Vec::new(),
             cut: false,
+            unsettled: Vec::new(),
         };
         self.stats.repair_rounds += 1;
         self.stats.repair_bytes_out += 12 * roots.len() as u64;
@@ -552,51 +622,76 @@ impl<V: KvsValue> Actor<V> {
         }
         match message {
             Repair::Roots { round, roots, .. } => self.compare_roots(from, round, roots, out),
-            Repair::Buckets { round, equal, differing, .. } => {
-                self.compare_buckets(from, round, equal, differing, out)
+            Repair::Buckets { round, equal, differing, unsettled, .. } => {
+                self.compare_buckets(from, round, equal, differing, unsettled, out)
             }
             Repair::Exchange { round, want, states, .. } => {
-                let same = self.merge_repaired(now, states);
-                let want = self.want_mask(from, &want);
-                let (states, complete) = self.states_in(&want, &same);
+                let (same, _) = self.merge_repaired(now, from, states);
+                let masks = self.want_mask(from, &want);
+                let picked = self.bucket_states(&masks, &same, from);
                 out.push(Output::Send {
                     to: from,
                     message: PeerMessage::Repair(Repair::Reply {
                         from: self.id,
                         round,
-                        states,
-                        complete,
+                        states: picked.states,
+                        complete: picked.complete,
+                        deferred: picked.deferred,
                     }),
                 });
             }
             Repair::Fetch { token, key, .. } => {
-                let value = self.store.get(&key[..]).map(|slot| slot.value.clone());
+                let Some(index) = self.digests.shared_range_of(ring::position(&key), from) else {
+                    return;
+                };
+                let settled = self.digests.ranges[index].repaired;
+                let state = self.store.get(&key[..]).map(|slot| slot.value.clone());
+                let limit = MAX_REPAIR_BYTES;
+                let fits = state.as_ref().is_none_or(|v| size_within(&key, v, limit).is_some());
+                if !fits {
+                    // Too big for one message: the gossip link sends it whole, in parts.
+                    self.links.entry(from).or_default().needs_whole.insert(key.clone());
+                }
+                let value = if fits { state } else { None };
                 out.push(Output::Send {
                     to: from,
-                    message: PeerMessage::Repair(Repair::Fetched { from: self.id, token, value }),
+                    message: PeerMessage::Repair(Repair::Fetched {
+                        from: self.id,
+                        token,
+                        key,
+                        value,
+                        whole: fits,
+                        settled,
+                    }),
                 });
             }
-            Repair::Fetched { token, value, .. } => {
-                self.finish_catch_up_read(now, token, value, out);
+            Repair::Fetched { token, key, value, whole, settled, .. } => {
+                if settled && !self.digests.settled.contains(&from) {
+                    self.digests.settled.push(from);
+                }
+                self.finish_catch_up_read(now, from, token, key, whole.then_some(value), out);
             }
-            Repair::Reply { round, states, complete, .. } => {
+            Repair::Reply { round, states, complete, deferred, .. } => {
                 let Some(current) = self.digests.round.take_if(|r| r.peer == from && r.id == round)
                 else {
                     return;
                 };
-                self.merge_repaired(now, states);
-                if complete {
+                let (_, changed) = self.merge_repaired(now, from, states);
+                if complete && !deferred {
                     for &index in &current.want {
-                        self.digests.mark_repaired(index as usize);
+                        let settled = !current.unsettled.contains(&index);
+                        self.digests.mark_compared(index as usize, self.id, from, settled);
                     }
                 }
-                // Differences were found: the next round comes at once (with the same replica
-                // if something was cut short or while catching up, else the next one, which
-                // probably missed the same writes).
+                // The next round comes at once when something was cut short or this actor is
+                // catching up (with the same replica), or when this round changed much here
+                // (with the next replica, which probably missed the same writes).
                 if !complete || current.cut || self.digests.gating() {
                     self.digests.again = Some(from);
+                    self.digests.next_round_at = now;
+                } else if changed >= FOLLOW_UP_CHANGES {
+                    self.digests.next_round_at = now;
                 }
-                self.digests.next_round_at = now;
             }
         }
     }
@@ -609,13 +704,18 @@ impl<V: KvsValue> Actor<V> {
         roots: Vec<(RangeId, u64)>,
         out: &mut Vec<Output<V>>,
     ) {
+        self.refresh_digests(&[]);
         self.refresh_big();
         let mut equal = Vec::new();
         let mut differing = Vec::new();
+        let mut unsettled = Vec::new();
         for (end, root) in roots {
             let Some(index) = self.digests.shared_range(end, from) else { continue };
             let range = &mut self.digests.ranges[index];
             self.stats.repair_ranges_compared += 1;
+            if !range.repaired {
+                unsettled.push(end);
+            }
             if range.root() == root {
                 equal.push(end);
             } else if differing.len() < MAX_DIFFERING_PER_ANSWER {
@@ -631,6 +731,7 @@ impl<V: KvsValue> Actor<V> {
                 round,
                 equal,
                 differing,
+                unsettled,
             }),
         });
     }
@@ -642,17 +743,26 @@ impl<V: KvsValue> Actor<V> {
         round: u64,
         equal: Vec<RangeId>,
         differing: Vec<(RangeId, Vec<u64>)>,
+        unsettled: Vec<RangeId>,
         out: &mut Vec<Output<V>>,
     ) {
         if !self.digests.round.as_ref().is_some_and(|r| r.peer == from && r.id == round) {
             return;
         }
+        let unsettled: Vec<u32> = unsettled
+            .iter()
+            .filter_map(|&end| self.digests.shared_range(end, from))
+            .map(|i| i as u32)
+            .collect();
+        if unsettled.is_empty() && !self.digests.settled.contains(&from) {
+            self.digests.settled.push(from);
+        }
         for end in equal {
             if let Some(index) = self.digests.shared_range(end, from) {
-                self.digests.mark_repaired(index);
+                let settled = !unsettled.contains(&(index as u32));
+                self.digests.mark_compared(index, self.id, from, settled);
             }
         }
-        let mut want = Vec::new();
         let mut masks = vec![[0_u64; 4]; self.digests.ranges.len()];
         for (end, theirs) in differing {
             let Some(index) = self.digests.shared_range(end, from) else { continue };
@@ -660,29 +770,35 @@ impl<V: KvsValue> Actor<V> {
                 continue;
             }
             let ours = &self.digests.ranges[index].buckets;
-            let mut mask: BucketMask = [0; 4];
             for (b, (a, t)) in ours.iter().zip(&theirs).enumerate() {
                 if a != t {
-                    mask[b / 64] |= 1 << (b % 64);
+                    masks[index][b / 64] |= 1 << (b % 64);
                 }
             }
-            if mask != [0; 4] {
-                masks[index] = mask;
-                want.push((end, mask));
-            }
         }
-        if want.is_empty() {
+        if masks.iter().all(|m| *m == [0; 4]) {
             self.digests.round = None;
             return;
         }
-        let (states, complete) = self.states_in(&masks, &HashSet::default());
+        let picked = self.bucket_states(&masks, &HashSet::default(), from);
+        let want: Vec<(RangeId, BucketMask)> = picked
+            .covered
+            .iter()
+            .map(|&(index, mask)| (self.digests.ranges[index as usize].end, mask))
+            .collect();
         let current = self.digests.round.as_mut().expect("checked above");
-        current.want = (0..masks.len() as u32).filter(|&i| masks[i as usize] != [0; 4]).collect();
-        current.cut = !complete;
+        current.want = picked.covered.iter().map(|&(index, _)| index).collect();
+        current.cut = !picked.complete;
+        current.unsettled = unsettled;
         self.stats.repair_bytes_out += 36 * want.len() as u64;
         out.push(Output::Send {
             to: from,
-            message: PeerMessage::Repair(Repair::Exchange { from: self.id, round, want, states }),
+            message: PeerMessage::Repair(Repair::Exchange {
+                from: self.id,
+                round,
+                want,
+                states: picked.states,
+            }),
         });
     }
 
@@ -697,59 +813,112 @@ impl<V: KvsValue> Actor<V> {
         masks
     }
 
-    /// The states of the keys in the buckets of `masks` (except `skip`), within the byte
-    /// budget; `false` if the budget cut them short. Big states go in parts.
-    fn states_in(
+    /// The states of the keys in the buckets of `masks` (except `skip`), whole buckets in
+    /// (range, bucket) order until the byte budget is spent, so that every round settles at
+    /// least one bucket both ways and a gap of any size closes. Big states are not sent here:
+    /// the gossip link to `to` sends them whole, in parts (or they are changing right now and
+    /// their deltas are in flight); either way their buckets count as deferred.
+    fn bucket_states(
         &mut self,
         masks: &[BucketMask],
         skip: &HashSet<Key, StoreHasher>,
-    ) -> (Vec<(Key, V)>, bool) {
-        let budget = self.config.repair_bytes_per_round.max(1);
-        let mut states = Vec::new();
-        let mut bytes = 0_usize;
-        let mut complete = true;
+        to: ActorId,
+    ) -> Picked<V> {
+        let budget = self.config.repair_bytes_per_round.clamp(1, MAX_REPAIR_BYTES);
+        let mut picked =
+            Picked { states: Vec::new(), covered: Vec::new(), complete: true, deferred: false };
         if masks.iter().all(|m| *m == [0; 4]) {
-            return (states, complete);
+            return picked;
         }
-        for (key, slot) in &self.store {
+        // The keys of the wanted buckets, grouped by (range, bucket).
+        let mut groups: std::collections::BTreeMap<(u32, u16), Vec<&StoreKey>> =
+            std::collections::BTreeMap::new();
+        for key in self.store.keys() {
             let position = ring::position(key);
             let Some(index) = self.digests.range_index(position) else { continue };
             let bucket = bucket_of(position);
-            if masks[index][bucket / 64] & (1 << (bucket % 64)) == 0 || skip.contains(&key[..]) {
-                continue;
-            }
-            if slot.value.weight() >= DELTA_MIN_WEIGHT
-                && self
-                    .digests
-                    .hot_big
-                    .get(&key[..])
-                    .is_some_and(|&at| self.epoch < at + BIG_QUIET_EPOCHS)
-            {
-                self.stats.repair_hot_skipped += 1;
-                continue;
-            }
-            if bytes >= budget {
-                complete = false;
-                break;
-            }
-            let key = Key::copy_from_slice(key);
-            for (value, len, _) in pieces(&key, slot.value.clone(), false, &mut self.stats) {
-                bytes = bytes.saturating_add(len);
-                states.push((key.clone(), value));
+            if masks[index][bucket / 64] & (1 << (bucket % 64)) != 0 && !skip.contains(&key[..]) {
+                groups.entry((index as u32, bucket as u16)).or_default().push(key);
             }
         }
-        self.stats.repair_keys_out += states.len() as u64;
+        // Buckets with no key here still count as covered (the other side's keys come back).
+        let mut wanted: Vec<(u32, u16)> = Vec::new();
+        for (index, mask) in masks.iter().enumerate() {
+            for bucket in 0..BUCKETS {
+                if mask[bucket / 64] & (1 << (bucket % 64)) != 0 {
+                    wanted.push((index as u32, bucket as u16));
+                }
+            }
+        }
+        let mut bytes = 0_usize;
+        let mut owe = Vec::new();
+        let mut covered: std::collections::BTreeMap<u32, BucketMask> =
+            std::collections::BTreeMap::new();
+        for (index, bucket) in wanted {
+            let keys = groups.get(&(index, bucket)).map_or(&[][..], Vec::as_slice);
+            let mut group = Vec::new();
+            let mut group_bytes = 0_usize;
+            for key in keys {
+                let Some(slot) = self.store.get(&key[..]) else { continue };
+                let key = Key::copy_from_slice(key);
+                let big = slot.value.weight() >= DELTA_MIN_WEIGHT;
+                match size_within(&key, &slot.value, MAX_REPAIR_BYTES) {
+                    Some(len) if !big => {
+                        group_bytes += len;
+                        group.push((key, slot.value.clone()));
+                    }
+                    _ => {
+                        picked.deferred = true;
+                        let hot = self
+                            .digests
+                            .hot_big
+                            .get(&key[..])
+                            .is_some_and(|&at| self.epoch < at + BIG_QUIET_EPOCHS);
+                        if hot {
+                            self.stats.repair_hot_skipped += 1;
+                        } else {
+                            owe.push(key);
+                        }
+                    }
+                }
+            }
+            if !covered.is_empty() && bytes + group_bytes > budget {
+                picked.complete = false;
+                break;
+            }
+            bytes += group_bytes;
+            picked.states.extend(group);
+            covered.entry(index).or_insert([0; 4])[usize::from(bucket) / 64] |=
+                1 << (usize::from(bucket) % 64);
+        }
+        if !owe.is_empty() {
+            let link = self.links.entry(to).or_default();
+            self.stats.repair_big_to_gossip += owe.len() as u64;
+            link.needs_whole.extend(owe);
+        }
+        picked.covered = covered.into_iter().collect();
+        self.stats.repair_keys_out += picked.states.len() as u64;
         self.stats.repair_bytes_out += bytes as u64;
-        (states, complete)
+        picked
     }
 
-    /// Merges states a repair brought, as gossip entries are merged; returns the keys whose
-    /// state here now equals what was sent (the sender has them already).
-    fn merge_repaired(&mut self, now: u64, states: Vec<(Key, V)>) -> HashSet<Key, StoreHasher> {
+    /// Merges states a repair from `from` brought, as gossip entries are merged (only keys of
+    /// ranges both own); returns the keys whose state here now equals what was sent (the
+    /// sender has them already) and how many keys changed here.
+    fn merge_repaired(
+        &mut self,
+        now: u64,
+        from: ActorId,
+        states: Vec<(Key, V)>,
+    ) -> (HashSet<Key, StoreHasher>, u64) {
         let horizon = now.saturating_add(self.config.max_clock_ahead_us);
         let mut same = HashSet::with_hasher(StoreHasher::default());
+        let mut changes = 0;
         self.stats.repair_keys_in += states.len() as u64;
         for (key, value) in states {
+            if self.digests.shared_range_of(ring::position(&key), from).is_none() {
+                continue;
+            }
             let newest = value.newest_stamp();
             if newest.is_some_and(|stamp| stamp.time > horizon) {
                 self.stats.future_stamps_refused += 1;
@@ -769,11 +938,12 @@ impl<V: KvsValue> Actor<V> {
                     (changed, to_tombstone, big.then_some(value))
                 }
                 None => {
-                    let echo = match (value.tombstone_stamp(), self.recently_freed.get(&key)) {
-                        (Some(incoming), Some(&(freed, _))) => incoming <= freed,
-                        _ => false,
-                    };
-                    if value.is_bottom() || echo {
+                    // A key freed here lately: a state no newer than its tombstone is a late
+                    // copy from before the delete, not something to bring back.
+                    let freed = self.recently_freed.get(&key).is_some_and(|&(freed, _)| {
+                        value.newest_stamp().is_none_or(|newest| newest <= freed)
+                    });
+                    if value.is_bottom() || freed {
                         same.insert(key.clone());
                         (false, false, None)
                     } else {
@@ -787,6 +957,7 @@ impl<V: KvsValue> Actor<V> {
                 }
             };
             if changed {
+                changes += 1;
                 self.stats.repair_keys_changed += 1;
                 self.journal(&key, logged);
                 self.mark_stale(&key);
@@ -795,14 +966,14 @@ impl<V: KvsValue> Actor<V> {
                 self.changeset.push(key);
             }
         }
-        same
+        (same, changes)
     }
 
     /// While catching up, a read of a key whose range is not repaired yet first fetches the
     /// key's state from a replica on another node (`Ok(None)`: the answer comes when it
-    /// arrives, see [`finish_catch_up_read`](Self::finish_catch_up_read)), or is refused with a
-    /// retryable error before any replica has been heard from; `Err` gives the request back to
-    /// serve here at once (not a read, a repaired range, a key with no other replica).
+    /// arrives, see [`finish_catch_up_read`](Self::finish_catch_up_read)), or waits a moment
+    /// for one to answer this node at all; `Err` gives the request back to serve here at once
+    /// (not a read, a repaired range, a key with no other replica).
     pub(super) fn catch_up_read(
         &mut self,
         now: u64,
@@ -825,28 +996,33 @@ impl<V: KvsValue> Actor<V> {
         if range.repaired || range.peers.is_empty() {
             return Err(request);
         }
-        // A replica on another node (this node's other actors are catching up too) that has
-        // been heard from: a peer's first answers to a restarted node are lost until its
-        // connection to the new process is up.
+        // A replica that answered this life's own requests (a peer's first answers to a
+        // restarted node are lost until its connection to the new process is up), on another
+        // node if the range has one (this node's other actors restarted too), preferably one
+        // not catching up itself.
         let me = self.id.node;
-        let heard = |p: &&ActorId| self.digests.heard.contains(p);
-        let peer = range
+        let others = range.peers.iter().any(|p| p.node != me);
+        let candidates: Vec<ActorId> = range
             .peers
             .iter()
-            .filter(heard)
-            .find(|p| p.node != me)
-            .or(range.peers.iter().find(heard))
+            .copied()
+            .filter(|p| (!others || p.node != me) && self.digests.heard.contains(p))
+            .collect();
+        let peer = candidates
+            .iter()
+            .find(|p| self.digests.settled.contains(p))
+            .or(candidates.first())
             .copied();
         let Some(peer) = peer else {
-            // Nobody heard from yet (the node just started): wait a moment for a replica.
+            // Nobody answered yet (the node just started): wait a moment for a replica.
             self.digests.waiting_reads.push(((origin, token), request, now));
             return Ok(None);
         };
         self.stats.catch_up_forwards += 1;
         let ours = self.next_forward_token;
-        self.next_forward_token += 1;
+        self.next_forward_token = self.next_forward_token.wrapping_add(1);
         let key = request.key().clone();
-        self.digests.catch_up_reads.insert(ours, ((origin, token), request, self.epoch));
+        self.digests.catch_up_reads.insert(ours, ((origin, token), request, peer, now));
         out.push(Output::Send {
             to: peer,
             message: PeerMessage::Repair(Repair::Fetch { from: self.id, token: ours, key }),
@@ -856,21 +1032,41 @@ impl<V: KvsValue> Actor<V> {
 
     /// The replica's answer to a catch-up read: its state is merged here (the read repairs
     /// the key), then the read runs here, so it sees both what this node took since its
-    /// restart (its clients' own writes) and what the replica has.
+    /// restart (its clients' own writes) and what the replica has. `value` is `None` when the
+    /// state was too big to fetch (it comes by gossip): the read is refused, to be retried.
     fn finish_catch_up_read(
         &mut self,
         now: u64,
+        from: ActorId,
         token: Token,
-        value: Option<V>,
+        key: Key,
+        value: Option<Option<V>>,
         out: &mut Vec<Output<V>>,
     ) {
-        let Some((asker, request, _)) = self.digests.catch_up_reads.remove(&token) else {
+        // Only the answer of the replica asked, about the key asked.
+        let matches = self
+            .digests
+            .catch_up_reads
+            .get(&token)
+            .is_some_and(|(_, request, asked, _)| *asked == from && *request.key() == key);
+        if !matches {
+            return;
+        }
+        let Some((asker, request, _, _)) = self.digests.catch_up_reads.remove(&token) else {
             return;
         };
-        if let Some(value) = value {
-            self.merge_repaired(now, vec![(request.key().clone(), value)]);
-        }
-        let response = self.execute(now, request);
+        let response = match value {
+            Some(value) => {
+                if let Some(value) = value {
+                    self.merge_repaired(now, from, vec![(key, value)]);
+                }
+                self.execute(now, request)
+            }
+            None => {
+                self.stats.refused += 1;
+                Response::Error(RequestError::CatchingUp)
+            }
+        };
         self.answer(asker, response, out);
     }
 
@@ -886,7 +1082,7 @@ impl<V: KvsValue> Actor<V> {
         }
     }
 
-    /// A replica was heard from for the first time: the reads waiting for one go on.
+    /// A replica answered for the first time: the reads waiting for one go on.
     pub(super) fn release_waiting_reads(&mut self, now: u64, out: &mut Vec<Output<V>>) {
         let waiting = std::mem::take(&mut self.digests.waiting_reads);
         for ((origin, token), request, since) in waiting {
@@ -894,7 +1090,7 @@ impl<V: KvsValue> Actor<V> {
             match self.catch_up_read(now, token, origin, request, out) {
                 Ok(Some(response)) => self.answer((origin, token), response, out),
                 Ok(None) => {
-                    // Still waiting (no replica of its range heard yet): keep its arrival.
+                    // Still waiting (no replica of its range answered yet): keep its arrival.
                     if self.digests.waiting_reads.len() > before
                         && let Some(last) = self.digests.waiting_reads.last_mut()
                     {
@@ -908,4 +1104,15 @@ impl<V: KvsValue> Actor<V> {
             }
         }
     }
+}
+
+/// What [`Actor::bucket_states`] picked.
+struct Picked<V> {
+    states: Vec<(Key, V)>,
+    /// The buckets fully included, per range index.
+    covered: Vec<(u32, BucketMask)>,
+    /// Every wanted bucket was covered.
+    complete: bool,
+    /// Big states of covered buckets were left to gossip.
+    deferred: bool,
 }

@@ -377,7 +377,7 @@ fn info(cx: &Context<'_>, section: Option<&Bytes>) -> String {
     if show("stats") {
         let sum = |f: &dyn Fn(&ActorReport) -> u64| reports.iter().map(f).sum::<u64>();
         out.push_str(&format!(
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nprotocol_errors:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nevicted_clients:{}\r\nanna_gets:{}\r\nanna_writes:{}\r\nanna_deletes:{}\r\nanna_forwarded:{}\r\nanna_gossip_batches_out:{}\r\nanna_gossip_entries_out:{}\r\nanna_gossip_batches_in:{}\r\nanna_merges:{}\r\nanna_reclaimed_keys:{}\r\nanna_request_ms:{}\r\nanna_gossip_ms:{}\r\nanna_idle_ms:{}\r\nanna_refused_unauthenticated:{}\r\nanna_refused_malformed:{}\r\nanna_refused_unknown_sender:{}\r\nanna_refused_replayed:{}\r\nanna_future_stamps_refused:{}\r\nanna_gossip_refused_ahead:{}\r\nanna_peer_bytes_out:{}\r\nanna_peer_bytes_in:{}\r\nanna_gossip_deltas_out:{}\r\nanna_gossip_parts_out:{}\r\nanna_gossip_whole_repairs:{}\r\nanna_gossip_resent:{}\r\nanna_gossip_given_up:{}\r\nanna_gossip_undeliverable:{}\r\nanna_send_drops:{}\r\nanna_repair_rounds:{}\r\nanna_repair_ranges_compared:{}\r\nanna_repair_ranges_differing:{}\r\nanna_repair_keys_out:{}\r\nanna_repair_keys_in:{}\r\nanna_repair_keys_changed:{}\r\nanna_repair_bytes_out:{}\r\nanna_repair_timeouts:{}\r\nanna_catch_up_forwards:{}\r\nanna_ranges_unrepaired:{}\r\nanna_catch_up_expired:{}\r\nanna_repair_hot_skipped:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nprotocol_errors:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nevicted_clients:{}\r\nanna_gets:{}\r\nanna_writes:{}\r\nanna_deletes:{}\r\nanna_forwarded:{}\r\nanna_gossip_batches_out:{}\r\nanna_gossip_entries_out:{}\r\nanna_gossip_batches_in:{}\r\nanna_merges:{}\r\nanna_reclaimed_keys:{}\r\nanna_request_ms:{}\r\nanna_gossip_ms:{}\r\nanna_idle_ms:{}\r\nanna_refused_unauthenticated:{}\r\nanna_refused_malformed:{}\r\nanna_refused_unknown_sender:{}\r\nanna_refused_replayed:{}\r\nanna_future_stamps_refused:{}\r\nanna_gossip_refused_ahead:{}\r\nanna_peer_bytes_out:{}\r\nanna_peer_bytes_in:{}\r\nanna_gossip_deltas_out:{}\r\nanna_gossip_parts_out:{}\r\nanna_gossip_whole_repairs:{}\r\nanna_gossip_resent:{}\r\nanna_gossip_given_up:{}\r\nanna_gossip_undeliverable:{}\r\nanna_send_drops:{}\r\nanna_repair_rounds:{}\r\nanna_repair_ranges_compared:{}\r\nanna_repair_ranges_differing:{}\r\nanna_repair_keys_out:{}\r\nanna_repair_keys_in:{}\r\nanna_repair_keys_changed:{}\r\nanna_repair_bytes_out:{}\r\nanna_repair_timeouts:{}\r\nanna_catch_up_forwards:{}\r\nanna_ranges_unrepaired:{}\r\nanna_catch_up_expired:{}\r\nanna_repair_hot_skipped:{}\r\nanna_repair_big_to_gossip:{}\r\n\r\n",
             counters.connections_received.load(Ordering::Relaxed),
             counters.commands.load(Ordering::Relaxed),
             counters.rejected.load(Ordering::Relaxed),
@@ -425,6 +425,7 @@ fn info(cx: &Context<'_>, section: Option<&Bytes>) -> String {
             sum(&|r| r.stats.ranges_unrepaired),
             sum(&|r| r.stats.catch_up_expired),
             sum(&|r| r.stats.repair_hot_skipped),
+            sum(&|r| r.stats.repair_big_to_gossip),
         ));
     }
     if show("replication") {
