@@ -311,6 +311,11 @@ impl<V: KvsValue> Actor<V> {
                         slot.value.merge(value)
                     };
                     self.stats.merges_changed += u64::from(changed);
+                    // Its digest is rehashed later (no second lookup here).
+                    if changed && self.digests.enabled && !std::mem::replace(&mut slot.stale, true)
+                    {
+                        self.digests.stale.push_back(key.clone());
+                    }
                     // Tombstones are passed on by every replica that learns of them, so each
                     // replica can track the acknowledgements it needs before freeing the key.
                     let to_tombstone = changed
@@ -328,9 +333,13 @@ impl<V: KvsValue> Actor<V> {
                     } else {
                         self.stats.merges_changed += 1;
                         let tombstone = value.tombstone_stamp().is_some();
+                        let stale = self.digests.enabled;
+                        if stale {
+                            self.digests.stale.push_back(key.clone());
+                        }
                         self.store.insert(
                             StoreKey::new(&key),
-                            Slot { value, dirty: tombstone, shipped: 0, stale: false, digest: 0 },
+                            Slot { value, dirty: tombstone, shipped: 0, stale, digest: 0 },
                         );
                         (true, tombstone)
                     }
@@ -338,7 +347,6 @@ impl<V: KvsValue> Actor<V> {
             };
             if changed {
                 self.journal(&key, logged);
-                self.mark_stale(&key);
             }
             if changed_to_tombstone {
                 self.changeset.push(key);
@@ -385,6 +393,10 @@ impl<V: KvsValue> Actor<V> {
             let delta = if self.deltas.is_empty() { None } else { self.deltas.remove(key) };
             let Some(slot) = self.store.get_mut(&key[..]) else { continue };
             slot.dirty = false;
+            // Its digest is rehashed later, a bounded number of keys per epoch.
+            if self.digests.enabled && !std::mem::replace(&mut slot.stale, true) {
+                self.digests.stale.push_back(key.clone());
+            }
             // The low 32 bits (see `replicated`); never 0, which means "never shipped".
             slot.shipped = ((self.epoch + 1) as u32).max(1);
             let over = self.overrides.get(key).copied();
@@ -417,7 +429,7 @@ impl<V: KvsValue> Actor<V> {
             }
         }
         self.owners_buf = owners;
-        self.refresh_digests(&changeset);
+        self.refresh_digests();
         self.changeset = changeset;
         self.changeset.clear();
         self.repair_whole_states(&mut outgoing);
