@@ -89,8 +89,11 @@ const FOLLOW_UP_CHANGES: u64 = 64;
 /// carrying its deltas (reliably, with whole-state repairs of its own), and its digests differ
 /// only because they are in flight; sending the whole state again would cost far more.
 const BIG_QUIET_EPOCHS: u64 = 50;
-/// Most differing ranges whose buckets one answer carries (2 KiB each).
-const MAX_DIFFERING_PER_ANSWER: usize = 512;
+/// Most differing ranges whose buckets one answer carries (2 KiB each): about what one round
+/// can exchange at the default budget when a whole store differs (a restarted-empty node),
+/// where sending every range's buckets each round cost more than the keys (measured: 9.5x the
+/// data for 1M keys with 512).
+const MAX_DIFFERING_PER_ANSWER: usize = 32;
 /// Most bytes of states in one repair message, whatever `repair_bytes_per_round` says: the
 /// message limit, with room for a bucket that goes over the budget.
 const MAX_REPAIR_BYTES: usize = crate::wire::MAX_MESSAGE_BYTES / 4;
@@ -454,10 +457,30 @@ impl<V: KvsValue> Actor<V> {
     /// exchange a few more keys), and they catch up at 125k keys a second once it eases,
     /// instead of costing the requests a hash per change.
     pub(super) fn refresh_digests(&mut self) {
+        self.refresh_some(self.epoch_refresh_budget());
+    }
+
+    fn epoch_refresh_budget(&self) -> usize {
+        usize::try_from(self.config.epoch_us / 8).unwrap_or(usize::MAX).max(1024)
+    }
+
+    /// Before a round's comparison: eight epochs' worth of rehashing, or everything while
+    /// catching up (what the last round brought must count, or the next round would fetch
+    /// the same buckets again).
+    fn refresh_for_round(&mut self) {
+        let limit = if self.digests.gating() {
+            usize::MAX
+        } else {
+            self.epoch_refresh_budget().saturating_mul(8)
+        };
+        self.refresh_some(limit);
+        self.refresh_big();
+    }
+
+    fn refresh_some(&mut self, budget: usize) {
         if !self.digests.enabled {
             return;
         }
-        let budget = (self.config.epoch_us / 8).max(1024);
         for _ in 0..budget {
             let Some(key) = self.digests.stale.pop_front() else { break };
             if let Some(slot) = self.store.get_mut(&key[..]) {
@@ -580,10 +603,7 @@ impl<V: KvsValue> Actor<V> {
             base / 2 + digests.next_random() % base.max(1)
         };
         digests.next_round_at = now + interval;
-        // Digests current with what peers and earlier rounds brought (client writes are
-        // rehashed at the epoch).
-        self.refresh_digests();
-        self.refresh_big();
+        self.refresh_for_round();
         let digests = &mut self.digests;
         let (peer, shared) = &digests.partners[index];
         let roots: Vec<(RangeId, u64)> = shared
@@ -692,7 +712,10 @@ impl<V: KvsValue> Actor<V> {
                 // The next round comes at once when something was cut short or this actor is
                 // catching up (with the same replica), or when this round changed much here
                 // (with the next replica, which probably missed the same writes).
-                if !complete || current.cut || self.digests.gating() {
+                // (A replica that is catching up pulls what it lacks itself: it is not pushed
+                // to round after round as well.)
+                let cut = !complete || current.cut;
+                if self.digests.gating() || (cut && current.unsettled.is_empty()) {
                     self.digests.again = Some(from);
                     self.digests.next_round_at = now;
                 } else if changed >= FOLLOW_UP_CHANGES {
@@ -710,8 +733,7 @@ impl<V: KvsValue> Actor<V> {
         roots: Vec<(RangeId, u64)>,
         out: &mut Vec<Output<V>>,
     ) {
-        self.refresh_digests();
-        self.refresh_big();
+        self.refresh_for_round();
         let mut equal = Vec::new();
         let mut differing = Vec::new();
         let mut unsettled = Vec::new();
