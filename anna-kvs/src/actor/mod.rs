@@ -87,11 +87,11 @@ pub struct ActorConfig {
     /// Most bytes of states one repair message carries (the rest follows in the next round,
     /// which comes at once): with one round in flight per actor, this caps repair traffic.
     pub repair_bytes_per_round: usize,
-    /// Start by catching up: forward reads of each shared range to another replica until a
-    /// repair round has compared the range with one (a restarted node, which may have missed
-    /// writes or lost its data).
+    /// Start by catching up (a restarted node, which may have missed writes or lost its
+    /// data): until a repair round has compared a shared range with a replica, a read of it
+    /// first fetches the key's state from one and merges it (see the `repair` module).
     pub catch_up: bool,
-    /// How long catching up may forward reads of ranges no replica has repaired (every other
+    /// How long catching up may hold reads of ranges no replica has repaired (every other
     /// replica down), in µs; then the actor serves them from what it has.
     pub catch_up_timeout_us: u64,
 }

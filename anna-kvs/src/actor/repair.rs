@@ -25,30 +25,37 @@
 //!
 //! **Rounds.** Every `repair_interval_us` (jittered ±50%) an actor starts a round with the next
 //! replica it shares ranges with: it sends the roots of the shared ranges; the replica answers
-//! which are equal and its bucket hashes for the rest; the initiator sends its states of the
-//! keys in differing buckets and asks for the replica's; both merge what they receive. A round
-//! that found differences is followed at once by another: with the same replica while anything
-//! was cut short by the byte budget (`repair_bytes_per_round` per message) or the actor is
-//! catching up, else with the next replica (which probably missed the same writes); only a
-//! round that found nothing waits for the interval. Messages are best
-//! effort: a lost one times the round out and the next round starts over. Merging is
-//! idempotent, so an interrupted or repeated round never does harm.
+//! which are equal and its bucket hashes for (up to 32 of) the rest; the initiator sends its
+//! states of the keys in differing buckets, whole buckets in (range, bucket) order until the
+//! byte budget (`repair_bytes_per_round`) is spent, and asks for the replica's keys of exactly
+//! those buckets; both merge what they receive. Every round thus settles at least one bucket
+//! both ways, and a gap of any size closes. The next round comes at once with the same replica
+//! when the budget cut this one short (unless that replica is catching up: it pulls for itself)
+//! or while this actor catches up, and at once with the next replica when this round changed
+//! 64 keys or more (after a heal, it probably missed the same writes); otherwise it waits for
+//! the interval. Big states never travel inline: a differing one is owed whole to the replica
+//! by the gossip link, which sends it in parts (unless it changed in the last 50 epochs: its
+//! deltas are in flight). Messages are best effort: a lost one times the round out and the next
+//! round starts over. Merging is idempotent, so an interrupted or repeated round never does
+//! harm.
 //!
 //! **Deletes stay deleted.** Repair only moves states replicas hold, merged like gossip: a
 //! tombstone travels with the keys of a differing bucket and wins over every older write; a
 //! key is freed only after every owner has acknowledged (and logged) its tombstone, so no owner
-//! still holds an older state of it to send back, and a late echo of the tombstone itself is
-//! ignored like a gossip echo.
+//! still holds an older state of it to send back; and a late copy of a state no newer than a
+//! tombstone freed here lately is not merged.
 //!
 //! **Catch-up.** A node of a cluster starts by catching up (`ActorConfig::catch_up`): every
 //! range it shares is unrepaired, and rounds run back to back (every 20 ms, whatever the epoch)
-//! until each range has been compared with a replica (found equal, or all of that replica's
-//! differing keys received). Meanwhile a read of an unrepaired range first fetches the key's
+//! until each range has been compared (found equal, or all of that replica's differing keys
+//! received) with a replica that is not catching up itself, or with every replica on another
+//! node (a whole cluster restarted). Meanwhile a read of an unrepaired range first fetches the key's
 //! state from a replica on another node that has answered one of this life's own requests,
 //! merges it here, and answers from the merge: it sees what the replica has and what this node
 //! took since its start (its own clients' writes, so read-your-writes holds). Before any
-//! replica has answered, such a read waits up to a second, then is refused with
-//! [`RequestError::CatchingUp`] (Redis: `TRYAGAIN`). After `catch_up_timeout_us` with ranges no
+//! replica has answered, such a read waits up to a second; one that still cannot be answered
+//! (no replica, a fetch unanswered for a second, a state too big for one message) is refused
+//! with [`RequestError::CatchingUp`] (Redis: `TRYAGAIN`). After `catch_up_timeout_us` with ranges no
 //! replica repaired (every other replica down), they are served from what is here, counted in
 //! `catch_up_expired`. A node cannot tell a first start from a restart with a lost directory, so
 //! every node of a cluster catches up; on a fresh cluster the first round finds every range
