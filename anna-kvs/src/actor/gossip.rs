@@ -693,7 +693,7 @@ fn owe_whole<V: KvsValue>(
 
 /// What is sent for one key: `payload` whole if it is small enough, else in parts of about
 /// [`PART_BYTES`] (each kept for resending), with each piece's encoded size.
-pub(super) fn pieces<V: KvsValue>(
+fn pieces<V: KvsValue>(
     key: &Key,
     payload: V,
     keep: bool,

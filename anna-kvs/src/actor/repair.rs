@@ -507,15 +507,8 @@ impl<V: KvsValue> Actor<V> {
         }
     }
 
-    /// The root hash of every range this actor owns (range end, root), digests brought up to
-    /// date first.
-    pub fn range_roots(&mut self) -> Vec<(RangeId, u64)> {
-        self.refresh_big();
-        self.digests.roots()
-    }
-
-    /// [`range_roots`](Self::range_roots) without rehashing big keys changed since the last
-    /// round (cheap enough to publish every epoch).
+    /// The root hash of every range this actor owns (range end, root), without rehashing big
+    /// keys changed since the last round (cheap enough to publish every epoch).
     pub fn published_roots(&mut self) -> Vec<(RangeId, u64)> {
         self.digests.roots()
     }
