@@ -129,6 +129,23 @@ pub trait KvsValue:
     fn newest_stamp(&self) -> Option<Stamp> {
         self.write_stamp()
     }
+
+    /// When the state's time to live runs out (µs since the Unix epoch, the actors' clock),
+    /// for values whose keys can expire: from then on the key reads as absent, and the actor
+    /// holding it calls [`expire`](Self::expire) to turn the expiry into a real delete. Must
+    /// be cheap (it is asked after every change). Defaults to `None` (keys never expire).
+    fn expires_at(&self) -> Option<u64> {
+        None
+    }
+
+    /// Turns an expiry due at `now` into a delete, the same on every replica that holds the
+    /// same state (its stamp comes from the state, not from the replica), so replicas that
+    /// expire a key on their own agree. Returns whether the state changed. The default does
+    /// nothing.
+    fn expire(&mut self, now: u64) -> bool {
+        let _ = now;
+        false
+    }
 }
 
 /// How a write changed a stored state (see [`KvsValue::apply_delta`]).

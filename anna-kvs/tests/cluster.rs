@@ -426,3 +426,60 @@ fn a_set_bigger_than_a_message_replicates_by_deltas() {
     assert!(info_field(port, "anna_gossip_deltas_out") > 0);
     assert!(per_member < (member_bytes + 40) as f64, "{per_member:.1} bytes per member and peer");
 }
+
+/// Deadlines are part of a key's replicated state: keys given a time to live on one node
+/// and changed on another (PERSIST, a later EXPIRE, a write that keeps it) show the very same
+/// deadline on every node, and once it passes every node deletes them on its own.
+#[test]
+fn replicas_agree_on_every_deadline_and_expire_the_keys_alike() {
+    let nodes = three_nodes(&[]);
+    let (a, b) = (nodes[0].redis_port, nodes[1].redis_port);
+    const KEYS: usize = 60;
+    let now_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+            as u64;
+    for n in 0..KEYS {
+        let key = format!("t{n}");
+        let deadline = (now_ms + 2_000 + 37 * n as u64).to_string();
+        assert_eq!(redis(a, &["SET", &key, "v", "PXAT", &deadline]).as_deref(), Some("OK"));
+    }
+    // Wait for node 1 to hold every key, then change a third of them there.
+    assert!(eventually(Duration::from_secs(10), || {
+        (0..KEYS).all(|n| redis(b, &["EXISTS", &format!("t{n}")]).as_deref() == Some("1"))
+    }));
+    let later = (now_ms + 60_000).to_string();
+    for n in (0..KEYS).step_by(3) {
+        let key = format!("t{n}");
+        let answer = match n % 9 {
+            0 => redis(b, &["PERSIST", &key]),
+            3 => redis(b, &["PEXPIREAT", &key, &later]),
+            _ => redis(b, &["APPEND", &key, "x"]),
+        };
+        assert!(matches!(answer.as_deref(), Some("1" | "2")), "{key}: {answer:?}");
+    }
+    let deadlines = |port: u16| -> Vec<String> {
+        (0..KEYS).map(|n| redis(port, &["PEXPIRETIME", &format!("t{n}")]).unwrap()).collect()
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let first = deadlines(a);
+            nodes.iter().all(|node| deadlines(node.redis_port) == first)
+        }),
+        "deadlines differ: {:?}",
+        nodes.iter().map(|n| deadlines(n.redis_port)).collect::<Vec<_>>()
+    );
+    let first = deadlines(a);
+    assert_eq!(first.iter().filter(|d| *d == "-1").count(), 7, "{first:?}");
+    assert_eq!(first.iter().filter(|d| **d == later).count(), 7, "{first:?}");
+    // Once the short deadlines pass, every node deletes those keys itself: 14 keys remain.
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            nodes.iter().all(|node| redis(node.redis_port, &["DBSIZE"]).as_deref() == Some("14"))
+        }),
+        "{:?}",
+        nodes.iter().map(|n| redis(n.redis_port, &["DBSIZE"])).collect::<Vec<_>>()
+    );
+    for node in &nodes {
+        assert!(info_field(node.redis_port, "expired_keys") > 0);
+    }
+}

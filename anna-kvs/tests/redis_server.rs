@@ -13,6 +13,9 @@ use anna_kvs::redis::RedisConfig;
 use anna_kvs::server::{RunningServer, ServerConfig, ServerError};
 use redis::{RedisResult, Value};
 
+mod common;
+use common::{RealRedis, assert_same_replies, raw, resp};
+
 fn server_with(configure: impl FnOnce(&mut ServerConfig)) -> RunningServer {
     let mut config = ServerConfig {
         redis: RedisConfig { port: 0, ..RedisConfig::default() },
@@ -64,7 +67,8 @@ fn strings_counters_sets_and_keys() {
     assert_eq!(cmd::<Option<String>>(&mut con, &["GET", "missing"]).unwrap(), None);
     assert_eq!(cmd::<String>(&mut con, &["SET", "empty", ""]).unwrap(), "OK");
     assert_eq!(cmd::<Option<String>>(&mut con, &["GET", "empty"]).unwrap().as_deref(), Some(""));
-    assert!(error_text(cmd(&mut con, &["SET", "k", "v", "EX", "10"])).contains("not supported"));
+    assert_eq!(cmd::<String>(&mut con, &["SET", "ttl", "v", "EX", "10"]).unwrap(), "OK");
+    assert_eq!(cmd::<i64>(&mut con, &["TTL", "ttl"]).unwrap(), 10);
     assert_eq!(cmd::<String>(&mut con, &["MSET", "a", "1", "b", "2"]).unwrap(), "OK");
     assert_eq!(
         cmd::<Vec<Option<String>>>(&mut con, &["MGET", "a", "b", "nope"]).unwrap(),
@@ -341,37 +345,6 @@ fn big_pipelines_big_values_slow_readers_and_many_clients() {
     assert_eq!(cmd::<i64>(&mut con, &["DBSIZE"]).unwrap(), 5000 + 1 + 1600 + 1);
 }
 
-/// Sends raw bytes on a fresh connection and returns what the server answers before closing.
-/// One command in RESP, as a client sends it.
-fn resp(args: &[&str]) -> String {
-    let mut out = format!("*{}\r\n", args.len());
-    for arg in args {
-        out.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-    }
-    out
-}
-
-/// The two servers' replies to one script agree line for line (anna left, redis right).
-fn assert_same_replies(ours: &str, theirs: &str) {
-    for (n, (a, b)) in ours.lines().zip(theirs.lines()).enumerate() {
-        assert_eq!(
-            a, b,
-            "reply line {n} differs (anna left, redis right)\nanna:\n{ours}\nredis:\n{theirs}"
-        );
-    }
-    assert_eq!(ours.lines().count(), theirs.lines().count(), "anna:\n{ours}\nredis:\n{theirs}");
-}
-
-fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    stream.write_all(bytes).unwrap();
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
 #[test]
 fn bad_input_gets_an_error_or_a_closed_connection_and_others_are_unaffected() {
     let server = server_with(|c| c.node.max_value_bytes = 1024);
@@ -450,38 +423,6 @@ fn public_addresses_need_a_password() {
     match RunningServer::start(config) {
         Err(ServerError::PublicWithoutPassword(addr)) => assert_eq!(addr, "0.0.0.0"),
         other => panic!("expected a refusal, got {other:?}"),
-    }
-}
-
-/// A real `redis-server` (Debian's, installed by `.ci/run`) on a free port, without
-/// persistence; killed on drop.
-struct RealRedis(std::process::Child, u16);
-
-impl RealRedis {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (apt-get install redis-server)");
-        let server = Self(child, port);
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        for _ in 0..100 {
-            if TcpStream::connect(addr).is_ok() {
-                return server;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("redis-server did not start on {port}");
-    }
-}
-
-impl Drop for RealRedis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

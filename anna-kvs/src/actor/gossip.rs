@@ -300,6 +300,7 @@ impl<V: KvsValue> Actor<V> {
             let mut logged = None;
             let (changed, changed_to_tombstone) = match self.store.get_mut(&key[..]) {
                 Some(slot) => {
+                    let before = slot.value.expires_at();
                     let changed = if slot.value.weight() >= DELTA_MIN_WEIGHT {
                         let changed = slot.value.merge_ref(&value);
                         logged = Some(value);
@@ -311,6 +312,9 @@ impl<V: KvsValue> Actor<V> {
                         slot.value.merge(value)
                     };
                     self.stats.merges_changed += u64::from(changed);
+                    if changed {
+                        self.expiring.track(&key, before, slot.value.expires_at());
+                    }
                     // Its digest is rehashed later (no second lookup here).
                     if changed && self.digests.enabled && !std::mem::replace(&mut slot.stale, true)
                     {
@@ -337,6 +341,7 @@ impl<V: KvsValue> Actor<V> {
                         if stale {
                             self.digests.stale.push_back(key.clone());
                         }
+                        self.expiring.track(&key, None, value.expires_at());
                         self.store.insert(
                             StoreKey::new(&key),
                             Slot { value, dirty: tombstone, shipped: 0, stale, digest: 0 },

@@ -35,6 +35,7 @@ use crate::ring::{ActorId, Key, Topology};
 use crate::small_bytes::StoreKey;
 use crate::value::{Change, KvsValue};
 
+pub mod expiry;
 mod gossip;
 mod repair;
 
@@ -119,6 +120,13 @@ impl Default for ActorConfig {
 /// Counters an actor keeps about its own work.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ActorStats {
+    /// Keys deleted because their deadline passed (Redis's `expired_keys`).
+    pub expired_keys: u64,
+    /// Keys held with a deadline now (Redis's `expires=` in `INFO keyspace`).
+    pub keys_with_deadline: u64,
+    /// Expired keys by how late after their deadline they were deleted: within 1 ms, 10 ms,
+    /// 100 ms, 1 s, and later (see [`expiry::LATENESS_BOUNDS_US`]).
+    pub expire_lateness: [u64; 5],
     /// GET requests served.
     pub gets: u64,
     /// PUT requests served.
@@ -280,6 +288,8 @@ pub struct Actor<V: KvsValue> {
     journal: Option<Vec<(Key, Option<V>)>>,
     /// Digests of its ranges and anti-entropy state.
     digests: repair::Digests<V>,
+    /// The keys with a deadline, for active expiry.
+    expiring: expiry::Expiring,
     stats: ActorStats,
 }
 
@@ -317,6 +327,7 @@ impl<V: KvsValue> Actor<V> {
             next_epoch_at,
             epoch: 0,
             owners_buf: Vec::new(),
+            expiring: expiry::Expiring::default(),
             stats: ActorStats::default(),
         }
     }
@@ -333,11 +344,12 @@ impl<V: KvsValue> Actor<V> {
 
     /// When the next epoch is due (µs, driver time): the driver should feed [`Input::Tick`] then.
     pub fn next_epoch_at(&self) -> u64 {
-        // While catching up, repair rounds do not wait for epochs.
-        match self.digests.catch_up_due() {
+        // While catching up, repair rounds do not wait for epochs; nor does active expiry.
+        let next = match self.digests.catch_up_due() {
             Some(due) => self.next_epoch_at.min(due),
             None => self.next_epoch_at,
-        }
+        };
+        self.expiring.next_run().map_or(next, |due| next.min(due))
     }
 
     /// Makes the next epoch due at `now` (a stopping node gossips its last changes at once).
@@ -349,6 +361,7 @@ impl<V: KvsValue> Actor<V> {
     pub fn stats(&self) -> ActorStats {
         let mut stats = self.stats.clone();
         stats.keys = self.store.len() as u64;
+        stats.keys_with_deadline = self.expiring.len() as u64;
         stats.ranges_unrepaired = self.unrepaired_ranges() as u64;
         stats
     }
@@ -426,6 +439,8 @@ impl<V: KvsValue> Actor<V> {
             }
             Input::Peer(message) => self.peer(now, message, out),
             Input::Tick => {
+                // Before the epoch, so the expiries go out with its gossip.
+                self.expire_due(now);
                 if now >= self.next_epoch_at {
                     self.epoch_work(out);
                     self.epoch += 1;
@@ -551,12 +566,15 @@ impl<V: KvsValue> Actor<V> {
         self.observe(value.newest_stamp());
         match self.store.get_mut(&key[..]) {
             Some(slot) => {
+                let before = slot.value.expires_at();
                 slot.value.merge(value);
+                self.expiring.track(&key, before, slot.value.expires_at());
             }
             None => {
                 if value.is_bottom() {
                     return;
                 }
+                self.expiring.track(&key, None, value.expires_at());
                 self.store.insert(
                     StoreKey::new(&key),
                     Slot { value, dirty: false, shipped: 0, stale: false, digest: 0 },
@@ -737,8 +755,9 @@ impl<V: KvsValue> Actor<V> {
 
     fn apply(&mut self, now: u64, key: Key, op: V::Op) -> Response<V> {
         // A read-only operation takes no stamp: reads must not push the clock ahead.
+        // (Its time is still the clock's, for values whose reads depend on it: a deadline.)
         let stamp = if V::op_reads_only(&op) {
-            Stamp::new(self.last_stamp_time, self.writer)
+            Stamp::new(now.max(self.last_stamp_time), self.writer)
         } else {
             self.next_stamp(now)
         };
@@ -771,9 +790,11 @@ impl<V: KvsValue> Actor<V> {
         let gossiped = self.gossiped();
         match self.store.get_mut(&key[..]) {
             Some(slot) => {
+                let before = slot.value.expires_at();
                 let (change, output) = change(&mut slot.value)?;
                 let changed = change.changed();
                 if changed {
+                    self.expiring.track(&key, before, slot.value.expires_at());
                     let was_dirty = slot.dirty;
                     let mark = !was_dirty && (gossiped || slot.value.tombstone_stamp().is_some());
                     if mark {
@@ -812,6 +833,7 @@ impl<V: KvsValue> Actor<V> {
                 let (change, output) = change(&mut value)?;
                 let changed = change.changed();
                 if changed && !value.is_bottom() {
+                    self.expiring.track(&key, None, value.expires_at());
                     let dirty = gossiped || value.tombstone_stamp().is_some();
                     self.store.insert(
                         StoreKey::new(&key),

@@ -955,7 +955,11 @@ impl<V: KvsValue> Actor<V> {
             self.observe(newest);
             let (changed, to_tombstone, logged) = match self.store.get_mut(&key[..]) {
                 Some(slot) => {
+                    let before = slot.value.expires_at();
                     let changed = slot.value.merge_ref(&value);
+                    if changed {
+                        self.expiring.track(&key, before, slot.value.expires_at());
+                    }
                     if slot.value == value {
                         same.insert(key.clone());
                     }
@@ -976,6 +980,7 @@ impl<V: KvsValue> Actor<V> {
                         (false, false, None)
                     } else {
                         let tombstone = value.tombstone_stamp().is_some();
+                        self.expiring.track(&key, None, value.expires_at());
                         self.store.insert(
                             StoreKey::new(&key),
                             Slot { value, dirty: tombstone, shipped: 0, digest: 0, stale: false },

@@ -289,13 +289,16 @@ fn config(cx: &Context<'_>, rest: &[Bytes]) -> Reply {
 }
 
 fn dbsize(cx: &Context<'_>) -> u64 {
+    node_count(cx, |stats| stats.keys)
+}
+
+/// A per-key count over the node's actors: their sum, or with full replication (every actor
+/// holds every key) the largest.
+fn node_count(cx: &Context<'_>, count: impl Fn(&crate::actor::ActorStats) -> u64) -> u64 {
     let Some(node) = cx.node else { return 0 };
     let reports = node.reports();
-    if node.topology().is_full() {
-        reports.iter().map(|r| r.stats.keys).max().unwrap_or(0)
-    } else {
-        reports.iter().map(|r| r.stats.keys).sum()
-    }
+    let counts = reports.iter().map(|r| count(&r.stats));
+    if node.topology().is_full() { counts.max().unwrap_or(0) } else { counts.sum() }
 }
 
 /// System and user CPU seconds used by the process.
@@ -377,12 +380,13 @@ fn info(cx: &Context<'_>, section: Option<&Bytes>) -> String {
     if show("stats") {
         let sum = |f: &dyn Fn(&ActorReport) -> u64| reports.iter().map(f).sum::<u64>();
         out.push_str(&format!(
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nprotocol_errors:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nevicted_clients:{}\r\nanna_gets:{}\r\nanna_writes:{}\r\nanna_deletes:{}\r\nanna_forwarded:{}\r\nanna_gossip_batches_out:{}\r\nanna_gossip_entries_out:{}\r\nanna_gossip_batches_in:{}\r\nanna_merges:{}\r\nanna_reclaimed_keys:{}\r\nanna_request_ms:{}\r\nanna_gossip_ms:{}\r\nanna_idle_ms:{}\r\nanna_refused_unauthenticated:{}\r\nanna_refused_malformed:{}\r\nanna_refused_unknown_sender:{}\r\nanna_refused_replayed:{}\r\nanna_future_stamps_refused:{}\r\nanna_gossip_refused_ahead:{}\r\nanna_peer_bytes_out:{}\r\nanna_peer_bytes_in:{}\r\nanna_gossip_deltas_out:{}\r\nanna_gossip_parts_out:{}\r\nanna_gossip_whole_repairs:{}\r\nanna_gossip_resent:{}\r\nanna_gossip_given_up:{}\r\nanna_gossip_undeliverable:{}\r\nanna_send_drops:{}\r\nanna_repair_rounds:{}\r\nanna_repair_ranges_compared:{}\r\nanna_repair_ranges_differing:{}\r\nanna_repair_keys_out:{}\r\nanna_repair_keys_in:{}\r\nanna_repair_keys_changed:{}\r\nanna_repair_bytes_out:{}\r\nanna_repair_timeouts:{}\r\nanna_catch_up_forwards:{}\r\nanna_ranges_unrepaired:{}\r\nanna_catch_up_expired:{}\r\nanna_repair_hot_skipped:{}\r\nanna_repair_big_to_gossip:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nexpired_keys:{}\r\nprotocol_errors:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nevicted_clients:{}\r\nanna_gets:{}\r\nanna_writes:{}\r\nanna_deletes:{}\r\nanna_forwarded:{}\r\nanna_gossip_batches_out:{}\r\nanna_gossip_entries_out:{}\r\nanna_gossip_batches_in:{}\r\nanna_merges:{}\r\nanna_reclaimed_keys:{}\r\nanna_request_ms:{}\r\nanna_gossip_ms:{}\r\nanna_idle_ms:{}\r\nanna_refused_unauthenticated:{}\r\nanna_refused_malformed:{}\r\nanna_refused_unknown_sender:{}\r\nanna_refused_replayed:{}\r\nanna_future_stamps_refused:{}\r\nanna_gossip_refused_ahead:{}\r\nanna_peer_bytes_out:{}\r\nanna_peer_bytes_in:{}\r\nanna_gossip_deltas_out:{}\r\nanna_gossip_parts_out:{}\r\nanna_gossip_whole_repairs:{}\r\nanna_gossip_resent:{}\r\nanna_gossip_given_up:{}\r\nanna_gossip_undeliverable:{}\r\nanna_send_drops:{}\r\nanna_repair_rounds:{}\r\nanna_repair_ranges_compared:{}\r\nanna_repair_ranges_differing:{}\r\nanna_repair_keys_out:{}\r\nanna_repair_keys_in:{}\r\nanna_repair_keys_changed:{}\r\nanna_repair_bytes_out:{}\r\nanna_repair_timeouts:{}\r\nanna_catch_up_forwards:{}\r\nanna_ranges_unrepaired:{}\r\nanna_catch_up_expired:{}\r\nanna_repair_hot_skipped:{}\r\nanna_repair_big_to_gossip:{}\r\nanna_expire_lateness_le_1ms:{}\r\nanna_expire_lateness_le_10ms:{}\r\nanna_expire_lateness_le_100ms:{}\r\nanna_expire_lateness_le_1s:{}\r\nanna_expire_lateness_over_1s:{}\r\n\r\n",
             counters.connections_received.load(Ordering::Relaxed),
             counters.commands.load(Ordering::Relaxed),
             counters.rejected.load(Ordering::Relaxed),
             counters.hits.load(Ordering::Relaxed),
             counters.misses.load(Ordering::Relaxed),
+            sum(&|r| r.stats.expired_keys),
             counters.protocol_errors.load(Ordering::Relaxed),
             counters.output_limit_closed.load(Ordering::Relaxed),
             counters.evicted_clients.load(Ordering::Relaxed),
@@ -426,6 +430,11 @@ fn info(cx: &Context<'_>, section: Option<&Bytes>) -> String {
             sum(&|r| r.stats.catch_up_expired),
             sum(&|r| r.stats.repair_hot_skipped),
             sum(&|r| r.stats.repair_big_to_gossip),
+            sum(&|r| r.stats.expire_lateness[0]),
+            sum(&|r| r.stats.expire_lateness[1]),
+            sum(&|r| r.stats.expire_lateness[2]),
+            sum(&|r| r.stats.expire_lateness[3]),
+            sum(&|r| r.stats.expire_lateness[4]),
         ));
     }
     if show("replication") {
@@ -468,8 +477,9 @@ fn info(cx: &Context<'_>, section: Option<&Bytes>) -> String {
     if show("keyspace") {
         out.push_str("# Keyspace\r\n");
         let keys = dbsize(cx);
+        let expires = node_count(cx, |stats| stats.keys_with_deadline);
         if keys > 0 {
-            out.push_str(&format!("db0:keys={keys},expires=0,avg_ttl=0\r\n"));
+            out.push_str(&format!("db0:keys={keys},expires={expires},avg_ttl=0\r\n"));
         }
     }
     out

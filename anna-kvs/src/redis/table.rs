@@ -20,7 +20,7 @@
 use bytes::Bytes;
 
 use super::admin;
-use super::commands::{keyspace, sets, strings};
+use super::commands::{expiry, keyspace, sets, strings};
 use super::durability;
 use super::plan::{Context, Plan, arity_error};
 use super::resp::Reply;
@@ -98,7 +98,7 @@ const ALL_KEYS: (i8, i8, i8) = (1, -1, 1);
 #[rustfmt::skip]
 pub static TABLE: &[Command] = &[
     Command { name: "get", arity: 2, flags: READONLY | FAST, keys: ONE_KEY, summary: "The string value of a key (a counter reads as its decimal value).", plan: strings::plan_get },
-    Command { name: "set", arity: -3, flags: WRITE, keys: ONE_KEY, summary: "Sets a string value (NX, XX: only if absent or present, judged by the owning actor; GET: answer the old string); concurrent SETs on two replicas converge to the later one.", plan: strings::plan_set },
+    Command { name: "set", arity: -3, flags: WRITE, keys: ONE_KEY, summary: "Sets a string value (NX, XX: only if absent or present, judged by the owning actor; GET: answer the old string; EX, PX, EXAT, PXAT: with a deadline; KEEPTTL: keeping the key's); concurrent SETs on two replicas converge to the later one.", plan: strings::plan_set },
     Command { name: "setnx", arity: 3, flags: WRITE | FAST, keys: ONE_KEY, summary: "Sets a string only if the key holds nothing, as the owning actor sees it (with several replicas, two can both succeed; the later write wins).", plan: strings::plan_setnx },
     Command { name: "getset", arity: 3, flags: WRITE | FAST, keys: ONE_KEY, summary: "Sets a string and answers the one it replaced on the owning actor.", plan: strings::plan_getset },
     Command { name: "getdel", arity: 2, flags: WRITE | FAST, keys: ONE_KEY, summary: "Answers a string and deletes the key; writes concurrent with it on other replicas survive.", plan: strings::plan_getdel },
@@ -114,6 +114,18 @@ pub static TABLE: &[Command] = &[
     Command { name: "unlink", arity: -2, flags: WRITE | FAST, keys: ALL_KEYS, summary: "As DEL.", plan: keyspace::plan_del },
     Command { name: "exists", arity: -2, flags: READONLY | FAST, keys: ALL_KEYS, summary: "How many of the keys exist.", plan: keyspace::plan_exists },
     Command { name: "type", arity: 2, flags: READONLY | FAST, keys: ONE_KEY, summary: "The type of a key: string, set or none.", plan: keyspace::plan_type },
+    Command { name: "expire", arity: -3, flags: WRITE | FAST, keys: ONE_KEY, summary: "Sets a key's time to live in seconds (NX, XX, GT, LT judged by the owning actor; a time already passed deletes the key). The deadline is part of the key's state, so replicas agree on it; a write on another replica concurrent with it and stamped later drops it.", plan: expiry::plan_expire },
+    Command { name: "pexpire", arity: -3, flags: WRITE | FAST, keys: ONE_KEY, summary: "As EXPIRE, in milliseconds.", plan: expiry::plan_pexpire },
+    Command { name: "expireat", arity: -3, flags: WRITE | FAST, keys: ONE_KEY, summary: "As EXPIRE, with a Unix time in seconds.", plan: expiry::plan_expireat },
+    Command { name: "pexpireat", arity: -3, flags: WRITE | FAST, keys: ONE_KEY, summary: "As EXPIRE, with a Unix time in milliseconds.", plan: expiry::plan_pexpireat },
+    Command { name: "ttl", arity: 2, flags: READONLY | FAST, keys: ONE_KEY, summary: "Seconds a key has left (-1: no deadline, -2: no key), by the serving replica's clock.", plan: expiry::plan_ttl },
+    Command { name: "pttl", arity: 2, flags: READONLY | FAST, keys: ONE_KEY, summary: "As TTL, in milliseconds.", plan: expiry::plan_pttl },
+    Command { name: "expiretime", arity: 2, flags: READONLY | FAST, keys: ONE_KEY, summary: "A key's deadline as a Unix time in seconds (-1: none, -2: no key).", plan: expiry::plan_expiretime },
+    Command { name: "pexpiretime", arity: 2, flags: READONLY | FAST, keys: ONE_KEY, summary: "As EXPIRETIME, in milliseconds.", plan: expiry::plan_pexpiretime },
+    Command { name: "persist", arity: 2, flags: WRITE | FAST, keys: ONE_KEY, summary: "Drops a key's deadline (an expiry another replica already applied wins over a PERSIST made shortly before the deadline).", plan: expiry::plan_persist },
+    Command { name: "setex", arity: 4, flags: WRITE, keys: ONE_KEY, summary: "Sets a string with a time to live in seconds.", plan: expiry::plan_setex },
+    Command { name: "psetex", arity: 4, flags: WRITE, keys: ONE_KEY, summary: "Sets a string with a time to live in milliseconds.", plan: expiry::plan_psetex },
+    Command { name: "getex", arity: -2, flags: WRITE | FAST, keys: ONE_KEY, summary: "Answers a string and sets (EX, PX, EXAT, PXAT) or drops (PERSIST) its time to live.", plan: expiry::plan_getex },
     Command { name: "sadd", arity: -3, flags: WRITE | FAST, keys: ONE_KEY, summary: "Adds members to a set (add-wins over a concurrent SREM).", plan: sets::plan_sadd },
     Command { name: "srem", arity: -3, flags: WRITE | FAST, keys: ONE_KEY, summary: "Removes the members this replica has seen from a set.", plan: sets::plan_srem },
     Command { name: "smembers", arity: 2, flags: READONLY, keys: ONE_KEY, summary: "The members of a set.", plan: sets::plan_smembers },

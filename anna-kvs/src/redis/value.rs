@@ -14,6 +14,11 @@ use lattice_core::delta::Decompose;
 use lattice_core::{Lattice, Lww, Max, OrSet, Stamp};
 use serde::{Deserialize, Serialize};
 
+mod expiry;
+
+pub use expiry::{ExpireWhen, Ttl, now_us, ttl_reply};
+
+use self::expiry::Expiry;
 use super::inline_bytes::InlineBytes;
 use super::resp::encode_bulk;
 use crate::value::{Change, KvsValue, OpError};
@@ -26,7 +31,17 @@ pub struct RedisValue {
     string: Lww<Option<InlineBytes>>,
     /// Counter and set state, boxed: most keys are plain strings, and a small table entry
     /// keeps the store's hash table dense (a plain string key is 64 bytes).
+    /// (A key with a deadline but no counter or set state pays for the deadline only.)
+    extra: Option<Box<Extra>>,
+}
+
+/// What a key may hold beside its string: counter and set state, and its time to live.
+#[derive(Lattice, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Extra {
+    /// Counter and set state.
     typed: Option<Box<Typed>>,
+    /// The key's time to live (see [`expiry`]).
+    expiry: Expiry,
 }
 
 /// The parts of a key's state only counters and sets use.
@@ -151,7 +166,25 @@ pub enum RedisOp {
         when: Condition,
         /// Answer the previous string (`GET`).
         get: bool,
+        /// What the write does to the key's time to live.
+        ttl: Ttl,
     },
+    /// `EXPIRE` family: sets the deadline (ms since the Unix epoch) if the key exists and the
+    /// condition holds (a deadline already passed deletes the key); answers 1 or 0.
+    Expire {
+        /// The deadline.
+        at: i64,
+        /// When to set it.
+        when: ExpireWhen,
+    },
+    /// `PERSIST`: drops the deadline; answers 1 if there was one.
+    Persist,
+    /// `GETEX`: answers the string, and changes its time to live: `None` leaves it,
+    /// [`Ttl::Clear`] is `PERSIST`, [`Ttl::At`] sets a deadline.
+    GetEx(Option<Ttl>),
+    /// `TTL` family: the deadline in ms since the Unix epoch, `-1` if none, `-2` if the key
+    /// is absent (read).
+    Deadline,
     /// `GETDEL key`: answers the string, then deletes the key.
     GetDel,
     /// `APPEND key value`: answers the new length.
@@ -170,7 +203,10 @@ pub enum RedisOp {
 impl RedisOp {
     /// Whether the operation only reads (it never changes the state).
     pub fn is_read(&self) -> bool {
-        matches!(self, Self::SCard | Self::SIsMember(_) | Self::Kind | Self::Members)
+        matches!(
+            self,
+            Self::SCard | Self::SIsMember(_) | Self::Kind | Self::Members | Self::Deadline
+        )
     }
 }
 
@@ -251,11 +287,23 @@ impl RedisValue {
             Some((stamp, None)) => stamp_pair(stamp),
             _ => (0, 0),
         };
-        self.typed.as_ref().map_or(string_deleted, |t| string_deleted.max(*t.deleted_at.get()))
+        self.typed().map_or(string_deleted, |t| string_deleted.max(*t.deleted_at.get()))
     }
 
-    /// The key's visible type, or `None` if it reads as absent.
+    /// The key's visible type now, or `None` if it reads as absent (never written, deleted,
+    /// or expired).
     pub fn kind(&self) -> Option<Kind> {
+        self.kind_at(self.clock())
+    }
+
+    /// The wall clock (µs) if the key has a deadline to check it against; else 0, and no
+    /// clock is read (most keys).
+    fn clock(&self) -> u64 {
+        if self.has_expiry() { now_us() } else { 0 }
+    }
+
+    /// The key's type by its writes alone, whatever its deadline.
+    fn raw_kind(&self) -> Option<Kind> {
         let deleted = self.deleted_at();
         let mut best: Option<((u64, u64), Kind)> = None;
         let mut consider = |at: (u64, u64), kind: Kind| {
@@ -266,7 +314,7 @@ impl RedisValue {
         if let Some((stamp, Some(_))) = self.string.as_parts() {
             consider(stamp_pair(stamp), Kind::String);
         }
-        if let Some(typed) = &self.typed {
+        if let Some(typed) = self.typed() {
             consider(*typed.counter_at.get(), Kind::Counter);
             if !typed.set.is_empty() {
                 consider(*typed.set_at.get(), Kind::Set);
@@ -304,12 +352,40 @@ impl RedisValue {
         value
     }
 
+    /// A value of these parts.
+    fn from_parts(string: Lww<Option<InlineBytes>>, typed: Option<Typed>, expiry: Expiry) -> Self {
+        let extra = (typed.is_some() || !expiry.is_bottom())
+            .then(|| Box::new(Extra { typed: typed.map(Box::new), expiry }));
+        Self { string, extra }
+    }
+
+    /// The counter and set state, if any.
+    fn typed(&self) -> Option<&Typed> {
+        self.extra.as_ref()?.typed.as_deref()
+    }
+
+    /// The counter and set state, if any, to change.
+    fn typed_if_any(&mut self) -> Option<&mut Typed> {
+        self.extra.as_mut()?.typed.as_deref_mut()
+    }
+
+    /// The counter and set state, made if there is none.
     fn typed_mut(&mut self) -> &mut Typed {
-        self.typed.get_or_insert_with(Box::default)
+        self.extra.get_or_insert_with(Box::default).typed.get_or_insert_with(Box::default)
+    }
+
+    /// The deadline register, if the key ever had one.
+    fn expiry(&self) -> Option<&Expiry> {
+        self.extra.as_ref().map(|e| &e.expiry).filter(|e| !e.is_bottom())
+    }
+
+    /// Whether the key ever had a deadline (cheap: most keys have no `extra` at all).
+    fn has_expiry(&self) -> bool {
+        self.extra.as_ref().is_some_and(|e| !e.expiry.is_bottom())
     }
 
     fn counter_value(&self) -> i128 {
-        self.typed.as_ref().map_or(0, |t| t.counter.value())
+        self.typed().map_or(0, |t| t.counter.value())
     }
 
     /// The value as `GET` sees it: a string, or a counter rendered in decimal.
@@ -317,7 +393,12 @@ impl RedisValue {
     /// # Errors
     /// [`OpError::WrongType`] for a set.
     pub fn get_string(&self) -> Result<Option<Bytes>, OpError> {
-        match self.kind() {
+        self.get_string_at(self.clock())
+    }
+
+    /// [`get_string`](Self::get_string) at time `now` (µs).
+    fn get_string_at(&self, now: u64) -> Result<Option<Bytes>, OpError> {
+        match self.kind_at(now) {
             None => Ok(None),
             Some(Kind::String) => {
                 Ok(self.string.value().and_then(|v| v.as_ref()).map(InlineBytes::to_bytes))
@@ -334,13 +415,16 @@ impl RedisValue {
     pub fn members(&self) -> Result<Vec<Bytes>, OpError> {
         match self.kind() {
             None => Ok(Vec::new()),
-            Some(Kind::Set) => Ok(self.typed.iter().flat_map(|t| t.set.iter().cloned()).collect()),
+            Some(Kind::Set) => {
+                Ok(self.typed().iter().flat_map(|t| t.set.iter().cloned()).collect())
+            }
             Some(_) => Err(OpError::WrongType),
         }
     }
 
-    /// Applies `op` (see [`KvsValue::apply`]); with `track`, also builds the delta of the
-    /// operations that can name one (sets, strings, counters): `(changed, answer, delta)`.
+    /// Applies `op` (see [`KvsValue::apply`]) at the time of `stamp`; with `track`, also
+    /// builds the delta of the operations that can name one (sets, strings, counters, time
+    /// to live): `(changed, answer, delta)`.
     fn run(
         &mut self,
         op: RedisOp,
@@ -348,9 +432,93 @@ impl RedisValue {
         writer: u64,
         track: bool,
     ) -> Result<(bool, RedisOpOutput, Option<Self>), OpError> {
+        let now = stamp.time;
+        if op.is_read() {
+            return Ok((false, self.read(op, now)?, None));
+        }
+        // A deadline already passed is a delete first (the very delete every replica writes):
+        // the write then finds the key absent, as in Redis. No write fails on an absent key,
+        // so a refusal still leaves the state untouched.
+        let expired = self.expire_now(now);
+        let result = self.write(op, stamp, writer, track);
+        debug_assert!(!(expired && result.is_err()), "a write refused after an expiry");
+        let (changed, output, delta) = result?;
+        // A change that expired the key (before the write, or by a deadline already past)
+        // has no delta: the whole state goes. Any other delta carries the deadline register,
+        // which writes that keep a key's time to live stamp again.
+        let delta = if expired || self.expire_now(now) {
+            None
+        } else {
+            delta.map(|delta| {
+                let typed = delta.extra.and_then(|e| e.typed).map(|t| *t);
+                let expiry = self.expiry().cloned().unwrap_or_default();
+                Self::from_parts(delta.string, typed, expiry)
+            })
+        };
+        Ok((changed || expired, output, delta))
+    }
+
+    /// A read-only operation at time `now` (µs): an expired key reads as absent.
+    fn read(&self, op: RedisOp, now: u64) -> Result<RedisOpOutput, OpError> {
+        let kind = self.kind_at(now);
+        let set = || self.typed().map(|t| &t.set).filter(|_| kind.is_some());
+        let not_a_set = || match kind {
+            Some(Kind::String | Kind::Counter) => Err(OpError::WrongType),
+            _ => Ok(()),
+        };
+        Ok(match op {
+            RedisOp::SCard => {
+                not_a_set()?;
+                RedisOpOutput::Int(set().map_or(0, |s| s.len() as i64))
+            }
+            RedisOp::SIsMember(member) => {
+                not_a_set()?;
+                RedisOpOutput::Int(set().map_or(0, |s| i64::from(s.contains(&member))))
+            }
+            RedisOp::Members => {
+                not_a_set()?;
+                let set = set();
+                // Sized for the usual short members up front: growing a buffer of tens of
+                // megabytes by doubling would copy it over and over.
+                let mut body = Vec::with_capacity(set.map_or(0, |s| s.len() * 24));
+                let mut count = 0;
+                for member in set.into_iter().flat_map(OrSet::iter) {
+                    encode_bulk(member, &mut body);
+                    count += 1;
+                }
+                RedisOpOutput::Elements { count, body: Bytes::from(body) }
+            }
+            RedisOp::Kind => {
+                let name: Option<&'static [u8]> = match kind {
+                    Some(Kind::Set) => Some(b"set"),
+                    Some(Kind::String | Kind::Counter) => Some(b"string"),
+                    None => None,
+                };
+                RedisOpOutput::Bulk(name.map(Bytes::from_static))
+            }
+            RedisOp::Deadline => RedisOpOutput::Int(match (kind, self.deadline()) {
+                (None, _) => -2,
+                (Some(_), None) => -1,
+                (Some(_), Some(at)) => at,
+            }),
+            other => unreachable!("not a read: {other:?}"),
+        })
+    }
+
+    /// A write at `stamp` to a key whose deadline, if any, has not passed.
+    fn write(
+        &mut self,
+        op: RedisOp,
+        stamp: Stamp,
+        writer: u64,
+        track: bool,
+    ) -> Result<(bool, RedisOpOutput, Option<Self>), OpError> {
+        let now = stamp.time;
+        // The time to live before the write: writes that keep it in Redis stamp it again.
+        let deadline = self.deadline();
         // The delta of a string write is the register itself (a string is small).
         let string_delta =
-            |value: &Self| track.then(|| Self { string: value.string.clone(), typed: None });
+            |value: &Self| track.then(|| Self { string: value.string.clone(), extra: None });
         match op {
             RedisOp::Set(value) => {
                 let changed = self.string.merge(Lww::new(stamp, Some(value.into())));
@@ -361,7 +529,7 @@ impl RedisValue {
                 let target = current.checked_add(delta).ok_or(OpError::Overflow)?;
                 // Counting on from a counter, or from the reset it replaces: the string
                 // holding an integer, or the delete (or nothing) before it.
-                let reset = match self.kind() {
+                let reset = match self.raw_kind() {
                     Some(Kind::Counter) => None,
                     Some(Kind::String) => self.string.stamp().map(stamp_pair),
                     _ => Some(self.deleted_at()),
@@ -374,26 +542,34 @@ impl RedisValue {
                 typed.counter.step(reset, base, writer, stamp.time, delta);
                 typed.counter_at.merge(Max::new(stamp_pair(stamp)));
                 // The whole tally (a few writers' slots), not the set beside it.
-                let delta = track.then(|| Self {
-                    string: Lww::default(),
-                    typed: Some(Box::new(Typed {
+                let delta = track.then(|| {
+                    let counter = Typed {
                         counter: typed.counter.clone(),
                         counter_at: typed.counter_at,
                         ..Typed::default()
-                    })),
+                    };
+                    Self::from_parts(Lww::default(), Some(counter), Expiry::default())
                 });
+                self.keep_deadline(deadline, stamp);
                 Ok((true, RedisOpOutput::Int(target), delta))
             }
-            RedisOp::SetIf { value, when, get } => {
-                let kind = self.kind();
+            RedisOp::SetIf { value, when, get, ttl } => {
+                let kind = self.raw_kind();
                 // GET answers the string (a counter reads as its decimal); a set is WRONGTYPE.
-                let previous = if get { self.get_string()? } else { None };
+                let previous = if get { self.get_string_at(now)? } else { None };
                 let write = match when {
                     Condition::Always => true,
                     Condition::IfAbsent => kind.is_none(),
                     Condition::IfPresent => kind.is_some(),
                 };
-                let changed = write && self.string.merge(Lww::new(stamp, Some(value.into())));
+                let mut changed = write && self.string.merge(Lww::new(stamp, Some(value.into())));
+                if changed {
+                    match ttl {
+                        Ttl::Clear => {}
+                        Ttl::Keep => self.keep_deadline(deadline, stamp),
+                        Ttl::At(at) => changed |= self.set_deadline(stamp, Some(at)),
+                    }
+                }
                 let output = match (get, write) {
                     (true, _) => RedisOpOutput::Bulk(previous),
                     (false, true) => RedisOpOutput::Ok,
@@ -402,55 +578,20 @@ impl RedisValue {
                 Ok((changed, output, string_delta(self)))
             }
             RedisOp::GetDel => {
-                let previous = self.get_string()?;
+                let previous = self.get_string_at(now)?;
                 let changed = previous.is_some() && KvsValue::delete(self, stamp, writer);
                 Ok((changed, RedisOpOutput::Bulk(previous), None))
             }
             RedisOp::Append(tail) => {
-                let mut joined = self.get_string()?.map(|b| b.to_vec()).unwrap_or_default();
+                let mut joined = self.get_string_at(now)?.map(|b| b.to_vec()).unwrap_or_default();
                 joined.extend_from_slice(&tail);
                 let len = i64::try_from(joined.len()).unwrap_or(i64::MAX);
                 self.string.merge(Lww::new(stamp, Some(Bytes::from(joined).into())));
+                self.keep_deadline(deadline, stamp);
                 Ok((true, RedisOpOutput::Int(len), string_delta(self)))
             }
-            RedisOp::SCard | RedisOp::SIsMember(_) => {
-                if matches!(self.kind(), Some(Kind::String | Kind::Counter)) {
-                    return Err(OpError::WrongType);
-                }
-                let set = self.typed.as_ref().map(|t| &t.set).filter(|_| self.kind().is_some());
-                let answer = match (op, set) {
-                    (_, None) => 0,
-                    (RedisOp::SIsMember(member), Some(set)) => i64::from(set.contains(&member)),
-                    (_, Some(set)) => set.len() as i64,
-                };
-                Ok((false, RedisOpOutput::Int(answer), None))
-            }
-            RedisOp::Members => {
-                if matches!(self.kind(), Some(Kind::String | Kind::Counter)) {
-                    return Err(OpError::WrongType);
-                }
-                let set = self.typed.as_ref().map(|t| &t.set).filter(|_| self.kind().is_some());
-                // Sized for the usual short members up front: growing a buffer of tens of
-                // megabytes by doubling would copy it over and over.
-                let mut body = Vec::with_capacity(set.map_or(0, |s| s.len() * 24));
-                let mut count = 0;
-                for member in set.into_iter().flat_map(OrSet::iter) {
-                    encode_bulk(member, &mut body);
-                    count += 1;
-                }
-                let output = RedisOpOutput::Elements { count, body: Bytes::from(body) };
-                Ok((false, output, None))
-            }
-            RedisOp::Kind => {
-                let name: Option<&'static [u8]> = match self.kind() {
-                    Some(Kind::Set) => Some(b"set"),
-                    Some(Kind::String | Kind::Counter) => Some(b"string"),
-                    None => None,
-                };
-                Ok((false, RedisOpOutput::Bulk(name.map(Bytes::from_static)), None))
-            }
             RedisOp::SAdd(members) => {
-                if matches!(self.kind(), Some(Kind::String | Kind::Counter)) {
+                if matches!(self.raw_kind(), Some(Kind::String | Kind::Counter)) {
                     return Err(OpError::WrongType);
                 }
                 let mut added = 0;
@@ -468,15 +609,16 @@ impl RedisValue {
                 }
                 typed.set_at.merge(Max::new(stamp_pair(stamp)));
                 let delta = track.then(|| Self::set_delta(delta, typed.set_at));
+                self.keep_deadline(deadline, stamp);
                 Ok((true, RedisOpOutput::Int(added), delta))
             }
             RedisOp::SRem(members) => {
-                if matches!(self.kind(), Some(Kind::String | Kind::Counter)) {
+                if matches!(self.raw_kind(), Some(Kind::String | Kind::Counter)) {
                     return Err(OpError::WrongType);
                 }
                 let mut removed = 0;
                 let mut delta = OrSet::new();
-                if let Some(typed) = &mut self.typed {
+                if let Some(typed) = self.typed_if_any() {
                     for member in &members {
                         if let Some(tombstones) = typed.set.remove_delta(member) {
                             removed += 1;
@@ -487,19 +629,56 @@ impl RedisValue {
                 let delta = track.then(|| Self::set_delta(delta, Max::default()));
                 Ok((removed > 0, RedisOpOutput::Int(removed), delta))
             }
+            RedisOp::Expire { at, when } => {
+                if self.raw_kind().is_none() {
+                    return Ok((false, RedisOpOutput::Int(0), None));
+                }
+                let allowed = when.allows(deadline, at);
+                if !allowed {
+                    return Ok((false, RedisOpOutput::Int(0), None));
+                }
+                // A deadline already passed deletes the key (Redis: the key is gone at once).
+                if at <= (now / 1000) as i64 {
+                    KvsValue::delete(self, stamp, writer);
+                    return Ok((true, RedisOpOutput::Int(1), None));
+                }
+                let changed = self.set_deadline(stamp, Some(at));
+                let delta = track.then(Self::default);
+                Ok((changed, RedisOpOutput::Int(1), delta))
+            }
+            RedisOp::Persist => {
+                if deadline.is_none() {
+                    return Ok((false, RedisOpOutput::Int(0), None));
+                }
+                let changed = self.set_deadline(stamp, None);
+                Ok((changed, RedisOpOutput::Int(1), track.then(Self::default)))
+            }
+            RedisOp::GetEx(ttl) => {
+                let previous = self.get_string_at(now)?;
+                let changed = match (&previous, ttl) {
+                    (None, _) | (Some(_), None | Some(Ttl::Keep)) => false,
+                    (Some(_), Some(Ttl::Clear)) => {
+                        deadline.is_some() && self.set_deadline(stamp, None)
+                    }
+                    (Some(_), Some(Ttl::At(at))) => self.set_deadline(stamp, Some(at)),
+                };
+                Ok((changed, RedisOpOutput::Bulk(previous), track.then(Self::default)))
+            }
+            read => unreachable!("a read among the writes: {read:?}"),
         }
     }
 
     /// A delta that changes only the set part (and the stamp of the last set write).
     fn set_delta(set: OrSet<Bytes>, set_at: Max<(u64, u64)>) -> Self {
-        Self {
-            string: Lww::default(),
-            typed: Some(Box::new(Typed { set, set_at, ..Typed::default() })),
-        }
+        Self::from_parts(
+            Lww::default(),
+            Some(Typed { set, set_at, ..Typed::default() }),
+            Expiry::default(),
+        )
     }
 
     fn integer(&self) -> Result<i64, OpError> {
-        match self.kind() {
+        match self.raw_kind() {
             None => Ok(0),
             Some(Kind::Counter) => {
                 i64::try_from(self.counter_value()).map_err(|_| OpError::Overflow)
@@ -546,30 +725,36 @@ impl KvsValue for RedisValue {
     fn encoded_size_bound(&self) -> Option<usize> {
         // A plain string key: the register (tags, the stamp's varints, the length) and no
         // typed part.
-        match &self.typed {
+        match self.typed() {
             None => Some(self.string.value().and_then(|v| v.as_ref()).map_or(0, |v| v.len()) + 40),
             Some(_) => None,
         }
     }
 
     fn weight(&self) -> usize {
-        self.typed.as_ref().map_or(1, |t| 1 + Decompose::weight(&t.set) + t.counter.nets.len())
+        self.typed().map_or(1, |t| 1 + Decompose::weight(&t.set) + t.counter.nets.len())
     }
 
     fn split(self, max_weight: usize) -> Vec<Self> {
-        if self.typed.as_ref().is_none_or(|t| Decompose::weight(&t.set) <= max_weight.max(1)) {
+        if self.typed().is_none_or(|t| Decompose::weight(&t.set) <= max_weight.max(1)) {
             return vec![self];
         }
-        let Some(mut typed) = self.typed.map(|t| *t) else { return Vec::new() };
+        let Some(Extra { typed: Some(typed), expiry }) = self.extra.map(|e| *e) else {
+            return Vec::new();
+        };
+        let mut typed = *typed;
         // The first part keeps everything but the set's other parts; leave room for it.
         let others = 1 + typed.counter.nets.len();
         let bound = max_weight.saturating_sub(others).max(1);
         let mut sets = Decompose::split(std::mem::take(&mut typed.set), bound).into_iter();
         typed.set = sets.next().unwrap_or_default();
-        let mut parts = vec![Self { string: self.string, typed: Some(Box::new(typed)) }];
-        parts.extend(sets.map(|set| Self {
-            string: Lww::default(),
-            typed: Some(Box::new(Typed { set, ..Typed::default() })),
+        let mut parts = vec![Self::from_parts(self.string, Some(typed), expiry)];
+        parts.extend(sets.map(|set| {
+            Self::from_parts(
+                Lww::default(),
+                Some(Typed { set, ..Typed::default() }),
+                Expiry::default(),
+            )
         }));
         parts
     }
@@ -583,7 +768,7 @@ impl KvsValue for RedisValue {
 
     fn delete(&mut self, stamp: Stamp, writer: u64) -> bool {
         let mut changed = self.string.merge(Lww::new(stamp, None));
-        if let Some(typed) = &mut self.typed {
+        if let Some(typed) = self.typed_if_any() {
             changed |= typed.deleted_at.merge(Max::new(stamp_pair(stamp)));
             changed |= KvsValue::delete(&mut typed.set, stamp, writer);
             // The counter needs nothing: the next INCR counts from this delete.
@@ -592,22 +777,33 @@ impl KvsValue for RedisValue {
     }
 
     fn is_deleted(&self) -> bool {
-        self.kind().is_none()
+        // By the writes alone: a deadline passed changes nothing until the actor expires the
+        // key (a real delete), so replicas compare equal states equal whatever their clocks.
+        self.raw_kind().is_none()
+    }
+
+    fn expires_at(&self) -> Option<u64> {
+        self.expires_at_us()
+    }
+
+    fn expire(&mut self, now: u64) -> bool {
+        self.expire_now(now)
     }
 
     fn newest_stamp(&self) -> Option<Stamp> {
         let string = self.string.stamp();
-        let typed = self.typed.as_ref().map(|t| {
+        let typed = self.typed().map(|t| {
             let (time, writer) =
                 (*t.counter_at.get()).max(*t.set_at.get()).max(*t.deleted_at.get());
             Stamp::new(time, writer)
         });
-        string.max(typed)
+        let expiry = self.expiry().and_then(Lww::stamp);
+        string.max(typed).max(expiry)
     }
 
     fn tombstone_stamp(&self) -> Option<Stamp> {
         // Only a key that was never a counter or a set is a plain timestamped tombstone.
-        if self.typed.is_none() && self.kind().is_none() {
+        if self.typed().is_none() && self.raw_kind().is_none() {
             match self.string.as_parts() {
                 Some((stamp, None)) => Some(stamp),
                 _ => None,
@@ -858,7 +1054,20 @@ mod delta_tests {
                 value: Bytes::from(n.to_string()),
                 when: if n == 0 { Condition::IfAbsent } else { Condition::IfPresent },
                 get: false,
+                ttl: Ttl::Clear,
             }),
+            // Deadlines of a few ms, with stamps 400 µs apart: keys expire mid-sequence.
+            1 => (1..30_i64, 0..3_u8).prop_map(|(at, keep)| RedisOp::SetIf {
+                value: Bytes::from_static(b"t"),
+                when: Condition::Always,
+                get: false,
+                ttl: match keep { 0 => Ttl::At(at), 1 => Ttl::Keep, _ => Ttl::Clear },
+            }),
+            2 => (1..30_i64, any::<[bool; 4]>()).prop_map(|(at, [nx, xx, gt, lt])| {
+                RedisOp::Expire { at, when: ExpireWhen { nx, xx: xx && !nx, gt: gt && !nx, lt: lt && !gt && !nx } }
+            }),
+            1 => Just(RedisOp::Persist),
+            1 => proptest::option::of((1..30_i64).prop_map(Ttl::At)).prop_map(RedisOp::GetEx),
         ]
     }
 
@@ -873,7 +1082,7 @@ mod delta_tests {
             let mut state = RedisValue::default();
             let mut replica = RedisValue::default();
             for (time, (op, writer, delete)) in steps.into_iter().enumerate() {
-                let stamp = Stamp::new(time as u64 + 1, writer);
+                let stamp = Stamp::new(time as u64 * 400 + 1, writer);
                 let before = state.clone();
                 if delete {
                     KvsValue::delete(&mut state, stamp, writer);

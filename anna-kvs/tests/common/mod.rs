@@ -3,7 +3,8 @@
 
 #![allow(dead_code)] // each test file uses its own share of these
 
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -54,5 +55,69 @@ pub fn free_port() -> u16 {
         if port < 65_000 && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
             return port;
         }
+    }
+}
+
+/// One command in RESP, as a client sends it.
+pub fn resp(args: &[&str]) -> String {
+    let mut out = format!("*{}\r\n", args.len());
+    for arg in args {
+        out.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    out
+}
+
+/// The two servers' replies to one script agree line for line (anna left, redis right).
+pub fn assert_same_replies(ours: &str, theirs: &str) {
+    for (n, (a, b)) in ours.lines().zip(theirs.lines()).enumerate() {
+        assert_eq!(
+            a, b,
+            "reply line {n} differs (anna left, redis right)\nanna:\n{ours}\nredis:\n{theirs}"
+        );
+    }
+    assert_eq!(ours.lines().count(), theirs.lines().count(), "anna:\n{ours}\nredis:\n{theirs}");
+}
+
+/// Sends raw bytes on a fresh connection and returns what the server answers before closing.
+pub fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    stream.write_all(bytes).unwrap();
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A real `redis-server` (Debian's, installed by `.ci/run`) on a free port, without
+/// persistence; killed on drop.
+pub struct RealRedis(pub std::process::Child, pub u16);
+
+impl RealRedis {
+    /// Starts one.
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (apt-get install redis-server)");
+        let server = Self(child, port);
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        for _ in 0..100 {
+            if TcpStream::connect(addr).is_ok() {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not start on {port}");
+    }
+}
+
+impl Drop for RealRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

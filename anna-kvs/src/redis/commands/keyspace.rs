@@ -10,7 +10,6 @@ use crate::redis::plan::{Context, Plan, applied, apply, engine, get};
 use crate::redis::resp::Reply;
 use crate::redis::session::Session;
 use crate::redis::value::{RedisOp, RedisOpOutput};
-use crate::value::KvsValue;
 
 /// `DEL key [key ...]` (and `UNLINK`, the same here: memory is reclaimed after gossip anyway):
 /// how many of the keys existed.
@@ -24,7 +23,7 @@ pub fn plan_del(_: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Plan {
         let mut existed = 0;
         for pair in answers.chunks(2) {
             if let [Ok(Response::Value(Some(v))), _] = pair
-                && !v.is_deleted()
+                && v.kind().is_some()
             {
                 existed += 1;
             }

@@ -5,6 +5,7 @@
 //! command name, already checked against the table's arity, and the plan is either a reply
 //! now or engine requests plus how to turn their answers into a reply.
 
+pub mod expiry;
 pub mod keyspace;
 pub mod sets;
 pub mod strings;

@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
+use crate::redis::commands::expiry::Unit;
 use crate::redis::plan::op_error_reply;
 use crate::redis::plan::{
     Context, Plan, applied, apply, apply_one, engine, get, not_an_integer, owned, parse_i64,
@@ -20,7 +21,7 @@ use crate::redis::plan::{
 };
 use crate::redis::resp::Reply;
 use crate::redis::session::Session;
-use crate::redis::value::{Condition, RedisOp};
+use crate::redis::value::{Condition, RedisOp, Ttl};
 
 /// `GET key`.
 pub fn plan_get(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
@@ -44,8 +45,9 @@ pub fn plan_get(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
     })
 }
 
-/// `SET key value [NX | XX] [GET]`. Expiry options (`EX`, `PX`, `EXAT`, `PXAT`, `KEEPTTL`)
-/// are refused with a clear error until keys can expire.
+/// `SET key value [NX | XX] [GET] [EX s | PX ms | EXAT unix-s | PXAT unix-ms | KEEPTTL]`,
+/// options checked as Redis 7 checks them: any repeated or conflicting option is a syntax
+/// error, then the deadline's number.
 pub fn plan_set(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
     let (key, value) = (&args[0], &args[1]);
     if let Err(reply) = cx.check_sizes(key, Some(value)) {
@@ -53,25 +55,37 @@ pub fn plan_set(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
     }
     let mut when = Condition::Always;
     let mut get = false;
-    for option in &args[2..] {
+    let mut keep_ttl = false;
+    let mut expiry: Option<(Unit, &Bytes)> = None;
+    let mut words = args[2..].iter();
+    while let Some(option) = words.next() {
         let upper = option.to_ascii_uppercase();
         match (&upper[..], when) {
             (b"NX", Condition::Always | Condition::IfAbsent) => when = Condition::IfAbsent,
             (b"XX", Condition::Always | Condition::IfPresent) => when = Condition::IfPresent,
             (b"GET", _) => get = true,
-            (b"EX" | b"PX" | b"EXAT" | b"PXAT" | b"KEEPTTL", _) => {
-                return Plan::Now(Reply::Error(format!(
-                    "ERR SET option '{}' is not supported yet (keys do not expire in anna-server)",
-                    String::from_utf8_lossy(option)
-                )));
+            (b"KEEPTTL", _) if expiry.is_none() => keep_ttl = true,
+            (word, _) if !keep_ttl && expiry.is_none() && Unit::of(word).is_some() => {
+                let (Some(unit), Some(number)) = (Unit::of(word), words.next()) else {
+                    return Plan::Now(Reply::Error("ERR syntax error".into()));
+                };
+                expiry = Some((unit, number));
             }
             _ => return Plan::Now(Reply::Error("ERR syntax error".into())),
         }
     }
-    if when == Condition::Always && !get {
+    let ttl = match expiry {
+        Some((unit, number)) => match unit.deadline(number, "set") {
+            Ok(at) => Ttl::At(at),
+            Err(reply) => return Plan::Now(reply),
+        },
+        None if keep_ttl => Ttl::Keep,
+        None => Ttl::Clear,
+    };
+    if when == Condition::Always && !get && ttl == Ttl::Clear {
         return apply_one(key, RedisOp::Set(owned(value)));
     }
-    apply_one(key, RedisOp::SetIf { value: owned(value), when, get })
+    apply_one(key, RedisOp::SetIf { value: owned(value), when, get, ttl })
 }
 
 /// `SETNX key value`: 1 if it wrote, 0 if the key held something.
@@ -80,7 +94,12 @@ pub fn plan_setnx(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
     if let Err(reply) = cx.check_sizes(key, Some(value)) {
         return Plan::Now(reply);
     }
-    let op = RedisOp::SetIf { value: owned(value), when: Condition::IfAbsent, get: false };
+    let op = RedisOp::SetIf {
+        value: owned(value),
+        when: Condition::IfAbsent,
+        get: false,
+        ttl: Ttl::Clear,
+    };
     Plan::Single(Some(apply(key, op)), |answer, _| match applied(answer) {
         Reply::Nil => Reply::Int(0),
         Reply::Simple(_) => Reply::Int(1),
@@ -94,7 +113,10 @@ pub fn plan_getset(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
     if let Err(reply) = cx.check_sizes(key, Some(value)) {
         return Plan::Now(reply);
     }
-    apply_one(key, RedisOp::SetIf { value: owned(value), when: Condition::Always, get: true })
+    apply_one(
+        key,
+        RedisOp::SetIf { value: owned(value), when: Condition::Always, get: true, ttl: Ttl::Clear },
+    )
 }
 
 /// `GETDEL key`: the string, and the key deleted.

@@ -1,0 +1,104 @@
+//! Active expiry: the keys whose values have a deadline ([`KvsValue::expires_at`]), in
+//! deadline order, so the actor deletes each one soon after its deadline passes even if no
+//! command touches it again (reads already treat it as absent; this gives the memory back).
+//!
+//! Redis samples its keys with a deadline ten times a second. Here every change to a key
+//! moves its entry in an ordered index (found from the deadline the value had before the
+//! change, so nothing is looked up for keys without one), and the actor wakes when the first
+//! deadline passes — at most once per [`RUN_EVERY_US`] — and expires up to [`BUDGET`] keys.
+//! The expiry is a write like any other (logged, gossiped, rehashed for repair), computed
+//! from the key's state, so every replica that expires the key on its own writes the same
+//! delete.
+
+use std::collections::BTreeSet;
+
+use super::{Actor, Change};
+use crate::ring::Key;
+use crate::value::KvsValue;
+
+/// The shortest time between two expiry runs (µs): keys due within it expire together.
+pub const RUN_EVERY_US: u64 = 10_000;
+
+/// The most keys one run expires, so a wave of deadlines never stalls requests; the rest
+/// wait for the next run, [`RUN_EVERY_US`] later.
+pub const BUDGET: usize = 2_000;
+
+/// The upper bounds (µs) of the buckets [`ActorStats::expire_lateness`] counts expiries in:
+/// how long after its deadline a key was deleted (the last bucket is everything later).
+///
+/// [`ActorStats::expire_lateness`]: super::ActorStats::expire_lateness
+pub const LATENESS_BOUNDS_US: [u64; 4] = [1_000, 10_000, 100_000, 1_000_000];
+
+/// The keys with a deadline, in deadline order.
+#[derive(Debug, Default)]
+pub(super) struct Expiring {
+    /// `(when it expires in µs, key)`: one entry per key with a deadline.
+    due: BTreeSet<(u64, Key)>,
+    /// The earliest time of the next run.
+    next_run_at: u64,
+}
+
+impl Expiring {
+    /// Moves `key`'s entry after a change took its deadline from `before` to `after`.
+    #[inline]
+    pub(super) fn track(&mut self, key: &Key, before: Option<u64>, after: Option<u64>) {
+        if before == after {
+            return;
+        }
+        if let Some(before) = before {
+            self.due.remove(&(before, key.clone()));
+        }
+        if let Some(after) = after {
+            self.due.insert((after, key.clone()));
+        }
+    }
+
+    /// When the next run is due, if any key has a deadline.
+    pub(super) fn next_run(&self) -> Option<u64> {
+        self.due.first().map(|&(due, _)| due.max(self.next_run_at))
+    }
+
+    /// How many keys have a deadline.
+    pub(super) fn len(&self) -> usize {
+        self.due.len()
+    }
+}
+
+impl<V: KvsValue> Actor<V> {
+    /// Expires the keys whose deadline has passed at `now` (at most [`BUDGET`]), if a run is
+    /// due.
+    pub(super) fn expire_due(&mut self, now: u64) {
+        if self.expiring.next_run().is_none_or(|at| at > now) {
+            return;
+        }
+        self.expiring.next_run_at = now + RUN_EVERY_US;
+        for _ in 0..BUDGET {
+            let Some(&(due, _)) = self.expiring.due.first() else { break };
+            if due > now {
+                break;
+            }
+            let Some((_, key)) = self.expiring.due.pop_first() else { break };
+            // The entry stands for the key's deadline when it was made; the key may have been
+            // freed or changed since without passing through `track` (a freed tombstone).
+            match self.store.get(&key[..]).and_then(|slot| slot.value.expires_at()) {
+                Some(at) if at <= now => {
+                    let expired = self.update(key, |value| {
+                        let change =
+                            if value.expire(now) { Change::Whole } else { Change::Unchanged };
+                        Ok::<_, std::convert::Infallible>((change, ()))
+                    });
+                    if matches!(expired, Ok((true, ()))) {
+                        self.stats.expired_keys += 1;
+                        let late = now - at;
+                        let bucket = LATENESS_BOUNDS_US.iter().take_while(|&&b| late > b).count();
+                        self.stats.expire_lateness[bucket] += 1;
+                    }
+                }
+                Some(at) => {
+                    self.expiring.due.insert((at, key));
+                }
+                None => {}
+            }
+        }
+    }
+}
