@@ -84,7 +84,7 @@ fn k(s: &str) -> Key {
 fn eventual_server_serves_redis_values_and_every_register_session() {
     let server = start("eventual", &[]);
     let mut client = connect::<RedisValue>(&server, ClientConfig::default());
-    assert_eq!(client.ring().value_type, "redis-value-v2");
+    assert_eq!(client.ring().value_type, "redis-value-v3");
     assert_eq!(client.ring().members.len(), 1);
     assert_eq!(client.ring().members[0].client_addr.as_deref(), Some(server.native.as_str()));
 

@@ -150,6 +150,18 @@ pub enum AofError {
         /// Bytes after the bad record's start.
         after: u64,
     },
+    /// The directory holds states of another value type (or format) than this node stores.
+    #[error(
+        "{path}: the data directory holds {found} states and this anna-server stores {expected}; start it on another --dir (or move this one away), or run the build that wrote it"
+    )]
+    ValueType {
+        /// The marker file.
+        path: PathBuf,
+        /// What the directory says it holds.
+        found: String,
+        /// What this node stores.
+        expected: &'static str,
+    },
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> AofError + '_ {
@@ -908,11 +920,15 @@ impl Identity {
         Self { node_id: random_u64(), incarnation: now_us, lock: std::sync::Mutex::new(None) }
     }
 
-    /// Reads (or makes) the identity in `dir`, raises the incarnation and syncs it.
+    /// Reads (or makes) the identity in `dir`, raises the incarnation and syncs it. The
+    /// directory also records the value type its files hold (`value-type`): a build that
+    /// stores another one (a changed format) refuses to read them instead of taking them
+    /// for corruption.
     ///
     /// # Errors
-    /// The directory cannot be created, locked, read or written; or another process holds it.
-    pub fn load(dir: &Path, now_us: u64) -> Result<Self, AofError> {
+    /// The directory cannot be created, locked, read or written; another process holds it; or
+    /// it holds states of another value type.
+    pub fn load(dir: &Path, now_us: u64, value_type: &'static str) -> Result<Self, AofError> {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let lock_path = dir.join("LOCK");
         let lock = OpenOptions::new()
@@ -928,6 +944,7 @@ impl Identity {
                 "the data directory is in use by another anna-server (give each node its own --dir)",
             ),
         })?;
+        check_value_type(dir, value_type)?;
         let id_path = dir.join("node.id");
         let node_id = match std::fs::read_to_string(&id_path) {
             Ok(text) => u64::from_str_radix(text.trim(), 16).map_err(|e| AofError::Io {
@@ -953,6 +970,34 @@ impl Identity {
         let incarnation = (previous + 1).max(now_us);
         write_synced(dir, &inc_path, &format!("{incarnation}\n"))?;
         Ok(Self { node_id, incarnation, lock: std::sync::Mutex::new(Some(lock)) })
+    }
+}
+
+/// Checks (or writes) the directory's `value-type` marker. A directory with logs or snapshots
+/// and no marker was written before the marker existed, by a build whose Redis value format
+/// (`redis-value-v2`) this one no longer reads.
+fn check_value_type(dir: &Path, value_type: &'static str) -> Result<(), AofError> {
+    let path = dir.join("value-type");
+    let found = match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().to_owned(),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            let has_data = std::fs::read_dir(dir)
+                .map_err(io_error(dir))?
+                .filter_map(Result::ok)
+                .any(|entry| entry.file_name().to_string_lossy().starts_with("actor-"));
+            if has_data {
+                "unmarked (older)".to_owned()
+            } else {
+                write_synced(dir, &path, &format!("{value_type}\n"))?;
+                return Ok(());
+            }
+        }
+        Err(error) => return Err(AofError::Io { path, source: error }),
+    };
+    if found == value_type {
+        Ok(())
+    } else {
+        Err(AofError::ValueType { path, found, expected: value_type })
     }
 }
 
@@ -1265,18 +1310,26 @@ mod tests {
     fn the_identity_persists_and_every_start_raises_the_incarnation() {
         let dir = std::env::temp_dir().join(format!("anna-identity-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let first = Identity::load(&dir, 10).unwrap();
+        let first = Identity::load(&dir, 10, "test-v1").unwrap();
         // The same directory cannot be opened twice at once.
-        assert!(Identity::load(&dir, 10).is_err());
+        assert!(Identity::load(&dir, 10, "test-v1").is_err());
         let (id, inc) = (first.node_id, first.incarnation);
         drop(first);
         // A clock that went backwards still gets a higher incarnation.
-        let second = Identity::load(&dir, 5).unwrap();
+        let second = Identity::load(&dir, 5, "test-v1").unwrap();
         assert_eq!(second.node_id, id);
         assert!(second.incarnation > inc);
         assert_ne!(writer_id(id, inc, 0), writer_id(id, second.incarnation, 0));
         assert_ne!(writer_id(id, inc, 0), writer_id(id, inc, 1));
         drop(second);
+        // A build storing another value type refuses the directory with both names.
+        let refused = Identity::load(&dir, 20, "test-v2").unwrap_err().to_string();
+        assert!(refused.contains("test-v1") && refused.contains("test-v2"), "{refused}");
+        // Data files from before the marker existed are refused too.
+        std::fs::remove_file(dir.join("value-type")).unwrap();
+        std::fs::write(dir.join("actor-0.1.aof"), b"").unwrap();
+        let refused = Identity::load(&dir, 20, "test-v1").unwrap_err().to_string();
+        assert!(refused.contains("unmarked"), "{refused}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

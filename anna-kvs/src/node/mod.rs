@@ -250,7 +250,7 @@ impl<V: KvsValue> Node<V> {
         }
         let clock = Clock::new();
         let identity = match &config.persistence.dir {
-            Some(dir) => aof::Identity::load(dir, clock.now_us())?,
+            Some(dir) => aof::Identity::load(dir, clock.now_us(), V::TYPE_NAME)?,
             None => aof::Identity::ephemeral(clock.now_us()),
         };
         // Each actor's log, read before anything is served. Keys live in the log of the actor

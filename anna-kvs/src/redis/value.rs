@@ -693,7 +693,7 @@ impl RedisValue {
 }
 
 impl KvsValue for RedisValue {
-    const TYPE_NAME: &'static str = "redis-value-v2";
+    const TYPE_NAME: &'static str = "redis-value-v3";
     type Op = RedisOp;
     type OpOutput = RedisOpOutput;
 
