@@ -140,6 +140,26 @@ fn expiry_commands_answer_as_real_redis_does() {
         &["GETEX", "s"],
         &["SETEX", "s", "10", "v"],
         &["TYPE", "s"],
+        // GETEX looks the key up before it checks the number; a repeated option wins.
+        &["GETEX", "missing", "EX", "-5"],
+        &["GETEX", "missing", "EX", "abc"],
+        &["SADD", "set2", "m"],
+        &["GETEX", "set2", "EX", "abc"],
+        &["GETEX", "set2", "EX", "-5"],
+        &["SET", "r", "v", "EX", "10", "EX", "20"],
+        &["TTL", "r"],
+        &["SET", "r", "v", "PX", "10", "EX", "20"],
+        &["SET", "r", "v", "EX", "10", "EX", "abc"],
+        &["SET", "r", "v", "KEEPTTL", "KEEPTTL"],
+        &["TTL", "r"],
+        &["GETEX", "r", "PX", "5000", "PX", "90000"],
+        &["TTL", "r"],
+        &["GETEX", "r", "EX", "abc"],
+        &["GETEX", "r", "EX", "0"],
+        &["GETEX", "r", "PERSIST", "PERSIST"],
+        &["TTL", "r"],
+        &["GETEX", "r", "KEEPTTL"],
+        &["GETEX", "r", "NX"],
     ];
     let script: String = script.iter().map(|c| resp(c)).collect();
     let theirs = raw(([127, 0, 0, 1], redis.1).into(), script.as_bytes());

@@ -26,6 +26,15 @@ pub fn plan_echo(_: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Plan {
     Plan::Now(Reply::Bulk(args[0].clone()))
 }
 
+/// `TIME`: the server's clock, as Unix seconds and microseconds.
+pub fn plan_time(_: &mut Session, _: &Context<'_>, _: &[Bytes]) -> Plan {
+    let now = super::value::now_us();
+    Plan::Now(Reply::Array(vec![
+        Reply::Bulk((now / 1_000_000).to_string().into()),
+        Reply::Bulk((now % 1_000_000).to_string().into()),
+    ]))
+}
+
 /// `QUIT`: replies, then the connection closes.
 pub fn plan_quit(session: &mut Session, _: &Context<'_>, _: &[Bytes]) -> Plan {
     session.quit = true;

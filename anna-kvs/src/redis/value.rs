@@ -180,8 +180,9 @@ pub enum RedisOp {
     /// `PERSIST`: drops the deadline; answers 1 if there was one.
     Persist,
     /// `GETEX`: answers the string, and changes its time to live: `None` leaves it,
-    /// [`Ttl::Clear`] is `PERSIST`, [`Ttl::At`] sets a deadline.
-    GetEx(Option<Ttl>),
+    /// [`Ttl::Clear`] is `PERSIST`, [`Ttl::At`] sets a deadline. An error (a bad number) is
+    /// answered only for a key holding a string, as Redis answers it.
+    GetEx(Result<Option<Ttl>, OpError>),
     /// `TTL` family: the deadline in ms since the Unix epoch, `-1` if none, `-2` if the key
     /// is absent (read).
     Deadline,
@@ -189,6 +190,9 @@ pub enum RedisOp {
     GetDel,
     /// `APPEND key value`: answers the new length.
     Append(Bytes),
+    /// `SETRANGE key offset value`: overwrites from `offset` (zero-padded), answers the new
+    /// length. An empty value only answers the length.
+    SetRange(u64, Bytes),
     /// `SCARD key`: read in place (no copy of the set), O(1).
     SCard,
     /// `SISMEMBER key member`: read in place, O(log n).
@@ -201,6 +205,18 @@ pub enum RedisOp {
 }
 
 impl RedisOp {
+    /// Whether the operation sets, drops or reads a deadline (it needs the wall clock).
+    fn involves_deadline(&self) -> bool {
+        matches!(
+            self,
+            Self::Expire { .. }
+                | Self::Persist
+                | Self::GetEx(_)
+                | Self::Deadline
+                | Self::SetIf { ttl: Ttl::At(_), .. }
+        )
+    }
+
     /// Whether the operation only reads (it never changes the state).
     pub fn is_read(&self) -> bool {
         matches!(
@@ -329,6 +345,12 @@ impl RedisValue {
     /// # Errors
     /// [`OpError::WrongType`] for counters and sets.
     pub fn string_register(&self) -> Result<Lww<Option<Bytes>>, OpError> {
+        if self.expired_at(self.clock()) {
+            // Past its deadline: the register as the key's expiry leaves it (a tombstone).
+            let mut expired = self.clone();
+            expired.expire_now(now_us());
+            return expired.string_register();
+        }
         match self.kind() {
             None | Some(Kind::String) => Ok(match self.string.as_parts() {
                 Some((stamp, value)) => Lww::new(stamp, value.as_ref().map(InlineBytes::to_bytes)),
@@ -432,7 +454,15 @@ impl RedisValue {
         writer: u64,
         track: bool,
     ) -> Result<(bool, RedisOpOutput, Option<Self>), OpError> {
-        let now = stamp.time;
+        // Deadlines are judged by the wall clock. A write's stamp can run ahead of it (the
+        // actor's clock moves past every stamp it sees, up to its bound on clocks ahead), so
+        // it is read when a deadline is involved — and never later than the stamp, which
+        // keeps tests with small stamps deterministic.
+        let now = if self.has_expiry() || op.involves_deadline() {
+            stamp.time.min(now_us())
+        } else {
+            stamp.time
+        };
         if op.is_read() {
             return Ok((false, self.read(op, now)?, None));
         }
@@ -440,7 +470,7 @@ impl RedisValue {
         // the write then finds the key absent, as in Redis. No write fails on an absent key,
         // so a refusal still leaves the state untouched.
         let expired = self.expire_now(now);
-        let result = self.write(op, stamp, writer, track);
+        let result = self.write(op, stamp, now, writer, track);
         debug_assert!(!(expired && result.is_err()), "a write refused after an expiry");
         let (changed, output, delta) = result?;
         // A change that expired the key (before the write, or by a deadline already past)
@@ -505,15 +535,16 @@ impl RedisValue {
         })
     }
 
-    /// A write at `stamp` to a key whose deadline, if any, has not passed.
+    /// A write at `stamp` (the wall clock reading `now`) to a key whose deadline, if any, has
+    /// not passed.
     fn write(
         &mut self,
         op: RedisOp,
         stamp: Stamp,
+        now: u64,
         writer: u64,
         track: bool,
     ) -> Result<(bool, RedisOpOutput, Option<Self>), OpError> {
-        let now = stamp.time;
         // The time to live before the write: writes that keep it in Redis stamp it again.
         let deadline = self.deadline();
         // The delta of a string write is the register itself (a string is small).
@@ -590,13 +621,41 @@ impl RedisValue {
                 self.keep_deadline(deadline, stamp);
                 Ok((true, RedisOpOutput::Int(len), string_delta(self)))
             }
+            RedisOp::SetRange(offset, patch) => {
+                let current = self.get_string_at(now)?;
+                let mut bytes = current.map(|b| b.to_vec()).unwrap_or_default();
+                if patch.is_empty() {
+                    return Ok((false, RedisOpOutput::Int(bytes.len() as i64), None));
+                }
+                let start = usize::try_from(offset).map_err(|_| OpError::Overflow)?;
+                let end = start.checked_add(patch.len()).ok_or(OpError::Overflow)?;
+                if bytes.len() < end {
+                    bytes.resize(end, 0);
+                }
+                bytes[start..end].copy_from_slice(&patch);
+                let len = bytes.len() as i64;
+                self.string.merge(Lww::new(stamp, Some(Bytes::from(bytes).into())));
+                self.keep_deadline(deadline, stamp);
+                Ok((true, RedisOpOutput::Int(len), string_delta(self)))
+            }
             RedisOp::SAdd(members) => {
                 if matches!(self.raw_kind(), Some(Kind::String | Kind::Counter)) {
                     return Err(OpError::WrongType);
                 }
                 let mut added = 0;
                 let mut delta = OrSet::new();
+                let absent = self.raw_kind().is_none();
                 let typed = self.typed_mut();
+                if absent && !typed.set.is_empty() {
+                    // Members a delete hides (added before it, merged after it): a new set
+                    // starts without them, so they are removed for good first.
+                    let hidden: Vec<Bytes> = typed.set.iter().cloned().collect();
+                    for member in &hidden {
+                        if let Some(tombstones) = typed.set.remove_delta(member) {
+                            delta.merge(tombstones);
+                        }
+                    }
+                }
                 for member in members {
                     if !typed.set.contains(&member) {
                         added += 1;
@@ -655,6 +714,10 @@ impl RedisValue {
             }
             RedisOp::GetEx(ttl) => {
                 let previous = self.get_string_at(now)?;
+                let ttl = match (&previous, ttl) {
+                    (None, _) => None,
+                    (Some(_), ttl) => ttl?,
+                };
                 let changed = match (&previous, ttl) {
                     (None, _) | (Some(_), None | Some(Ttl::Keep)) => false,
                     (Some(_), Some(Ttl::Clear)) => {
@@ -723,10 +786,11 @@ impl KvsValue for RedisValue {
     }
 
     fn encoded_size_bound(&self) -> Option<usize> {
-        // A plain string key: the register (tags, the stamp's varints, the length) and no
-        // typed part.
-        match self.typed() {
+        // A plain string key: the register (tags, the stamp's varints, the length) and nothing
+        // else.
+        match &self.extra {
             None => Some(self.string.value().and_then(|v| v.as_ref()).map_or(0, |v| v.len()) + 40),
+            // Counter, set or deadline state: measured.
             Some(_) => None,
         }
     }
@@ -1067,7 +1131,8 @@ mod delta_tests {
                 RedisOp::Expire { at, when: ExpireWhen { nx, xx: xx && !nx, gt: gt && !nx, lt: lt && !gt && !nx } }
             }),
             1 => Just(RedisOp::Persist),
-            1 => proptest::option::of((1..30_i64).prop_map(Ttl::At)).prop_map(RedisOp::GetEx),
+            1 => proptest::option::of((1..30_i64).prop_map(Ttl::At))
+                .prop_map(|ttl| RedisOp::GetEx(Ok(ttl))),
         ]
     }
 

@@ -13,6 +13,7 @@ use crate::redis::plan::{Context, Plan, applied, apply, apply_one, owned, parse_
 use crate::redis::resp::Reply;
 use crate::redis::session::Session;
 use crate::redis::value::{Condition, ExpireWhen, RedisOp, RedisOpOutput, Ttl, now_us, ttl_reply};
+use crate::value::OpError;
 
 /// The clock in milliseconds, as Redis reads it for a command.
 fn now_ms() -> i64 {
@@ -218,33 +219,42 @@ fn set_with_ttl(cx: &Context<'_>, args: &[Bytes], unit: Unit, command: &str) -> 
     }
 }
 
-/// `GETEX key [EX seconds | PX ms | EXAT unix-seconds | PXAT unix-ms | PERSIST]`.
+/// `GETEX key [EX seconds | PX ms | EXAT unix-seconds | PXAT unix-ms | PERSIST]`. As in
+/// Redis, a missing key answers nil and a set `WRONGTYPE` before the number is checked, so
+/// the number's error travels with the request and the owning actor answers it.
 pub fn plan_getex(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
     let key = &args[0];
     if let Err(reply) = cx.check_sizes(key, None) {
         return Plan::Now(reply);
     }
-    let mut ttl = None;
+    // The last of repeated options of one kind wins; two kinds are a syntax error.
+    let mut ttl: Option<(Option<Unit>, Bytes)> = None;
     let mut words = args[1..].iter();
     while let Some(word) = words.next() {
         let upper = word.to_ascii_uppercase();
-        match (Unit::of(&upper), &upper[..], ttl) {
-            (Some(unit), _, None) => {
+        let unit = Unit::of(&upper);
+        let persist = &upper[..] == b"PERSIST";
+        let same_kind = ttl.as_ref().is_none_or(|(kind, _)| *kind == unit);
+        match (unit, persist) {
+            (Some(_), _) if same_kind => {
                 let Some(number) = words.next() else {
                     return Plan::Now(Reply::Error("ERR syntax error".into()));
                 };
-                ttl = Some((Some(unit), number.clone()));
+                ttl = Some((unit, number.clone()));
             }
-            (None, b"PERSIST", None) => ttl = Some((None, Bytes::new())),
+            (None, true) if same_kind => ttl = Some((None, Bytes::new())),
             _ => return Plan::Now(Reply::Error("ERR syntax error".into())),
         }
     }
     let ttl = match ttl {
-        None => None,
-        Some((None, _)) => Some(Ttl::Clear),
+        None => Ok(None),
+        Some((None, _)) => Ok(Some(Ttl::Clear)),
         Some((Some(unit), number)) => match unit.deadline(&number, "getex") {
-            Ok(at) => Some(Ttl::At(at)),
-            Err(reply) => return Plan::Now(reply),
+            Ok(at) => Ok(Some(Ttl::At(at))),
+            Err(Reply::Error(text)) if text.starts_with("ERR invalid expire time") => {
+                Err(OpError::Other("invalid expire time in 'getex' command".into()))
+            }
+            Err(_) => Err(OpError::NotAnInteger),
         },
     };
     apply_one(key, RedisOp::GetEx(ttl))

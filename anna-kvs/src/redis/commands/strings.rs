@@ -1,5 +1,5 @@
-//! String and counter commands: GET, SET (with NX, XX, GET), SETNX, GETSET, GETDEL, APPEND,
-//! STRLEN, MGET, MSET, INCR, DECR, INCRBY, DECRBY.
+//! String and counter commands: GET, SET (with NX, XX, GET and the expiry options), SETNX,
+//! GETSET, GETDEL, APPEND, STRLEN, GETRANGE, SETRANGE, MGET, MSET, INCR, DECR, INCRBY, DECRBY.
 //!
 //! A string is a last-writer-wins register; concurrent `SET`s on two replicas converge to the
 //! later stamp. The `INCR` family counts from the key's last reset, so concurrent increments
@@ -65,7 +65,13 @@ pub fn plan_set(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
             (b"XX", Condition::Always | Condition::IfPresent) => when = Condition::IfPresent,
             (b"GET", _) => get = true,
             (b"KEEPTTL", _) if expiry.is_none() => keep_ttl = true,
-            (word, _) if !keep_ttl && expiry.is_none() && Unit::of(word).is_some() => {
+            // A unit again replaces the number (Redis: the last one wins); another unit, or
+            // one after KEEPTTL, is a syntax error.
+            (word, _)
+                if !keep_ttl
+                    && Unit::of(word).is_some()
+                    && expiry.is_none_or(|(unit, _)| Some(unit) == Unit::of(word)) =>
+            {
                 let (Some(unit), Some(number)) = (Unit::of(word), words.next()) else {
                     return Plan::Now(Reply::Error("ERR syntax error".into()));
                 };
@@ -148,6 +154,60 @@ pub fn plan_strlen(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
         },
         Err(reply) => reply,
     })
+}
+
+/// `GETRANGE key start end`: the bytes between two offsets (negative: from the end), both
+/// included, clamped to the string as Redis clamps them; an empty string for a missing key.
+pub fn plan_getrange(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
+    let key = &args[0];
+    if let Err(reply) = cx.check_sizes(key, None) {
+        return Plan::Now(reply);
+    }
+    let (Some(start), Some(end)) = (parse_i64(&args[1]), parse_i64(&args[2])) else {
+        return Plan::Now(not_an_integer());
+    };
+    engine(vec![get(key)], move |mut answers, _| match read_value(answers.remove(0)) {
+        Ok(value) => match value.map(|v| v.get_string()).transpose() {
+            Ok(bytes) => {
+                let bytes = bytes.flatten().unwrap_or_default();
+                Reply::Bulk(string_range(&bytes, start, end))
+            }
+            Err(wrong) => op_error_reply(&wrong),
+        },
+        Err(reply) => reply,
+    })
+}
+
+/// Redis's `GETRANGE` arithmetic.
+fn string_range(bytes: &Bytes, start: i64, end: i64) -> Bytes {
+    let len = bytes.len() as i64;
+    if (start < 0 && end < 0 && start > end) || len == 0 {
+        return Bytes::new();
+    }
+    let from_end = |i: i64| if i < 0 { (len + i).max(0) } else { i };
+    let (start, end) = (from_end(start), from_end(end).min(len - 1));
+    if start > end { Bytes::new() } else { bytes.slice(start as usize..=end as usize) }
+}
+
+/// `SETRANGE key offset value`: the new length. The result must fit `max-value-bytes`.
+pub fn plan_setrange(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
+    let (key, value) = (&args[0], &args[2]);
+    if let Err(reply) = cx.check_sizes(key, Some(value)) {
+        return Plan::Now(reply);
+    }
+    let Some(offset) = parse_i64(&args[1]) else {
+        return Plan::Now(not_an_integer());
+    };
+    if offset < 0 {
+        return Plan::Now(Reply::Error("ERR offset is out of range".into()));
+    }
+    let max = cx.settings.node.max_value_bytes as u64;
+    if !value.is_empty() && (offset as u64).saturating_add(value.len() as u64) > max {
+        return Plan::Now(Reply::Error(format!(
+            "ERR string exceeds maximum allowed size (max-value-bytes {max})"
+        )));
+    }
+    apply_one(key, RedisOp::SetRange(offset as u64, owned(value)))
 }
 
 /// `MGET key [key ...]`: a nil for every key that holds no string.

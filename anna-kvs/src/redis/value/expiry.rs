@@ -259,6 +259,39 @@ mod tests {
     }
 
     #[test]
+    fn deadlines_are_judged_by_the_wall_clock_even_when_stamps_run_ahead() {
+        // The actor's clock moved 5 s ahead of the wall clock (a peer's stamps).
+        let wall_ms = (now_us() / 1000) as i64;
+        let ahead = |ms: u64| Stamp::new(now_us() + 5_000_000 + ms, 1);
+        let mut key = RedisValue::default();
+        let set = RedisOp::SetIf {
+            value: Bytes::from_static(b"v"),
+            when: Condition::Always,
+            get: false,
+            ttl: Ttl::At(wall_ms + 60_000),
+        };
+        assert_eq!(op(&mut key, set, ahead(0)), RedisOpOutput::Ok);
+        assert!(key.kind().is_some(), "not expired by a stamp 5 s ahead");
+        assert_eq!(op(&mut key, expire(wall_ms + 1_000), ahead(1)), RedisOpOutput::Int(1));
+        assert_eq!(op(&mut key, RedisOp::Deadline, ahead(2)), RedisOpOutput::Int(wall_ms + 1_000));
+        assert!(key.kind().is_some());
+    }
+
+    #[test]
+    fn a_set_started_after_a_delete_leaves_out_members_merged_behind_it() {
+        let mut a = RedisValue::default();
+        op(&mut a, RedisOp::SAdd(vec![Bytes::from_static(b"m1")]), at(1, 1));
+        let mut b = a.clone();
+        // b adds m3 before a's delete, and it reaches a after the delete.
+        op(&mut b, RedisOp::SAdd(vec![Bytes::from_static(b"m3")]), at(2, 2));
+        KvsValue::delete(&mut a, at(3, 1), 1);
+        a.merge(b);
+        assert_eq!(a.kind(), None, "hidden by the delete");
+        op(&mut a, RedisOp::SAdd(vec![Bytes::from_static(b"m4")]), at(4, 1));
+        assert_eq!(a.members().unwrap(), vec![Bytes::from_static(b"m4")]);
+    }
+
+    #[test]
     fn ttl_replies_round_as_redis_does() {
         assert_eq!(ttl_reply(-2, 0, false, false), -2);
         assert_eq!(ttl_reply(-1, 0, true, true), -1);
