@@ -47,7 +47,44 @@ pub enum Request<V: KvsValue> {
         /// The key.
         key: Key,
     },
+    /// A question to one actor of the node that takes it about the keys it holds (`DBSIZE`,
+    /// `SCAN`, `KEYS`, `RANDOMKEY`): never forwarded, never about one key.
+    Local {
+        /// The actor, by its index on the node.
+        actor: crate::ring::ThreadIndex,
+        /// The question.
+        query: LocalQuery,
+    },
 }
+
+/// What a [`Request::Local`] asks an actor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LocalQuery {
+    /// How many keys it holds that are not deleted (an expired key counts until it is
+    /// deleted, as in Redis). Answered with [`Response::Count`].
+    Count,
+    /// Its keys in scan order (a fixed hash of the key) from position `from` on: keys are
+    /// looked at until `count` have been (then the rest of the last position's), and those
+    /// not deleted, not expired and matching `pattern` (a Redis glob) and `type_name` are
+    /// answered, with the
+    /// position to go on from ([`Response::Keys`]). A key held for a whole scan (from 0 to
+    /// the end) is answered at least once.
+    Scan {
+        /// Where to start (0: the beginning).
+        from: u64,
+        /// How many keys to look at.
+        count: usize,
+        /// Only keys matching this glob.
+        pattern: Option<bytes::Bytes>,
+        /// Only keys of this type ([`KvsValue::type_name`], any case).
+        type_name: Option<bytes::Bytes>,
+    },
+    /// One live key at random, if it holds any ([`Response::Keys`] of at most one key).
+    Random,
+}
+
+/// The key of requests about no key.
+static NO_KEY: Key = bytes::Bytes::from_static(b"");
 
 impl<V: KvsValue> Request<V> {
     /// The key the request is about.
@@ -58,6 +95,7 @@ impl<V: KvsValue> Request<V> {
             | Self::Delete { key }
             | Self::Apply { key, .. }
             | Self::Replicated { key } => key,
+            Self::Local { .. } => &NO_KEY,
         }
     }
 }
@@ -74,6 +112,16 @@ pub enum Response<V: KvsValue> {
     Applied(<V as KvsValue>::OpOutput),
     /// The answer to a [`Request::Replicated`]: how many other nodes acknowledged the key.
     Replicated(u32),
+    /// The answer to [`LocalQuery::Count`].
+    Count(u64),
+    /// The answer to [`LocalQuery::Scan`] and [`LocalQuery::Random`]: keys, and where a scan
+    /// goes on (`None`: this actor is done).
+    Keys {
+        /// The keys.
+        keys: Vec<Key>,
+        /// The next position, if any.
+        next: Option<u64>,
+    },
     /// The request was refused.
     Error(RequestError),
 }

@@ -130,6 +130,13 @@ pub trait KvsValue:
         self.write_stamp()
     }
 
+    /// The name of the state's type as a client sees it (Redis's `TYPE`: `string`, `set`),
+    /// for `SCAN … TYPE`; `None` for a deleted state or a value without such names. Defaults
+    /// to `None`.
+    fn type_name(&self) -> Option<&'static str> {
+        None
+    }
+
     /// When the state's time to live runs out (µs since the Unix epoch, the actors' clock),
     /// for values whose keys can expire: from then on the key reads as absent, and the actor
     /// holding it calls [`expire`](Self::expire) to turn the expiry into a real delete. Must

@@ -29,26 +29,57 @@ pub const BUDGET: usize = 2_000;
 /// [`ActorStats::expire_lateness`]: super::ActorStats::expire_lateness
 pub const LATENESS_BOUNDS_US: [u64; 4] = [1_000, 10_000, 100_000, 1_000_000];
 
-/// The keys with a deadline, in deadline order.
+/// What the store tracks of a key's state beyond the state itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Facts {
+    /// It reads as deleted (a tombstone still held).
+    deleted: bool,
+    /// When it expires ([`KvsValue::expires_at`]).
+    expires_at: Option<u64>,
+}
+
+impl Facts {
+    /// A key the store does not hold.
+    pub(super) const ABSENT: Self = Self { deleted: false, expires_at: None };
+
+    /// The facts of `value`.
+    #[inline]
+    pub(super) fn of<V: KvsValue>(value: &V) -> Self {
+        Self { deleted: value.is_deleted(), expires_at: value.expires_at() }
+    }
+}
+
+/// The keys with a deadline, in deadline order, and how many held keys are tombstones (so
+/// the live keys are counted exactly, at once).
 #[derive(Debug, Default)]
 pub(super) struct Expiring {
     /// `(when it expires in µs, key)`: one entry per key with a deadline.
     due: BTreeSet<(u64, Key)>,
     /// The earliest time of the next run.
     next_run_at: u64,
+    /// Held keys that read as deleted.
+    pub(super) deleted: u64,
 }
 
 impl Expiring {
-    /// Moves `key`'s entry after a change took its deadline from `before` to `after`.
+    /// Follows a change of `key` from `before` to `after` (either [`Facts::ABSENT`] for a key
+    /// stored or freed): moves its deadline entry and counts tombstones.
     #[inline]
-    pub(super) fn track(&mut self, key: &Key, before: Option<u64>, after: Option<u64>) {
-        if before == after {
+    pub(super) fn track(&mut self, key: &Key, before: Facts, after: Facts) {
+        if before.deleted != after.deleted {
+            if after.deleted {
+                self.deleted += 1;
+            } else {
+                self.deleted = self.deleted.saturating_sub(1);
+            }
+        }
+        if before.expires_at == after.expires_at {
             return;
         }
-        if let Some(before) = before {
+        if let Some(before) = before.expires_at {
             self.due.remove(&(before, key.clone()));
         }
-        if let Some(after) = after {
+        if let Some(after) = after.expires_at {
             self.due.insert((after, key.clone()));
         }
     }
@@ -79,7 +110,7 @@ impl<V: KvsValue> Actor<V> {
             }
             let Some((_, key)) = self.expiring.due.pop_first() else { break };
             // The entry stands for the key's deadline when it was made; the key may have been
-            // freed or changed since without passing through `track` (a freed tombstone).
+            // freed since.
             match self.store.get(&key[..]).and_then(|slot| slot.value.expires_at()) {
                 Some(at) if at <= now => {
                     let expired = self.update(key, |value| {

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::{Actor, ActorStats, DELTA_MIN_WEIGHT, Slot};
+use super::{Actor, ActorStats, DELTA_MIN_WEIGHT, Slot, expiry};
 use crate::message::{Gossip, Output, PeerMessage};
 use crate::ring::{ActorId, Key, NodeIndex};
 use crate::small_bytes::StoreKey;
@@ -300,7 +300,7 @@ impl<V: KvsValue> Actor<V> {
             let mut logged = None;
             let (changed, changed_to_tombstone) = match self.store.get_mut(&key[..]) {
                 Some(slot) => {
-                    let before = slot.value.expires_at();
+                    let before = expiry::Facts::of(&slot.value);
                     let changed = if slot.value.weight() >= DELTA_MIN_WEIGHT {
                         let changed = slot.value.merge_ref(&value);
                         logged = Some(value);
@@ -313,7 +313,7 @@ impl<V: KvsValue> Actor<V> {
                     };
                     self.stats.merges_changed += u64::from(changed);
                     if changed {
-                        self.expiring.track(&key, before, slot.value.expires_at());
+                        self.expiring.track(&key, before, expiry::Facts::of(&slot.value));
                     }
                     // Its digest is rehashed later (no second lookup here).
                     if changed && self.digests.enabled && !std::mem::replace(&mut slot.stale, true)
@@ -341,7 +341,7 @@ impl<V: KvsValue> Actor<V> {
                         if stale {
                             self.digests.stale.push_back(key.clone());
                         }
-                        self.expiring.track(&key, None, value.expires_at());
+                        self.expiring.track(&key, expiry::Facts::ABSENT, expiry::Facts::of(&value));
                         self.store.insert(
                             StoreKey::new(&key),
                             Slot { value, dirty: tombstone, shipped: 0, stale, digest: 0 },
@@ -638,6 +638,7 @@ impl<V: KvsValue> Actor<V> {
         let store = &mut self.store;
         let mut freed_digests = Vec::new();
         let recently_freed = &mut self.recently_freed;
+        let tracked = &mut self.expiring;
         let mut floor = self.floor;
         let mut reclaimed = 0;
         self.tombstones.retain(|pending| {
@@ -653,6 +654,11 @@ impl<V: KvsValue> Actor<V> {
                 && slot.value.tombstone_stamp() == Some(pending.stamp)
             {
                 if let Some(slot) = store.remove(&pending.key[..]) {
+                    tracked.track(
+                        &pending.key,
+                        expiry::Facts::of(&slot.value),
+                        expiry::Facts::ABSENT,
+                    );
                     freed_digests.push((pending.key.clone(), slot.digest));
                 }
                 recently_freed.insert(pending.key.clone(), (pending.stamp, epoch));

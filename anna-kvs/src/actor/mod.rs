@@ -37,6 +37,7 @@ use crate::value::{Change, KvsValue};
 
 pub mod expiry;
 mod gossip;
+pub mod keys;
 mod repair;
 
 pub use gossip::{GOSSIP_BATCH_BYTES, PART_BYTES};
@@ -164,8 +165,10 @@ pub struct ActorStats {
     pub gossip_undeliverable: u64,
     /// Deleted keys whose memory was freed.
     pub reclaimed: u64,
-    /// Keys currently stored (tombstones included).
+    /// Keys currently stored that are not deleted.
     pub keys: u64,
+    /// Tombstones currently stored (deleted keys waiting to be freed, or kept).
+    pub tombstones: u64,
     /// Writes refused for a stamp beyond [`ActorConfig::max_clock_ahead_us`] (client writes
     /// and gossip entries).
     pub future_stamps_refused: u64,
@@ -288,8 +291,10 @@ pub struct Actor<V: KvsValue> {
     journal: Option<Vec<(Key, Option<V>)>>,
     /// Digests of its ranges and anti-entropy state.
     digests: repair::Digests<V>,
-    /// The keys with a deadline, for active expiry.
+    /// The keys with a deadline, for active expiry, and the count of tombstones held.
     expiring: expiry::Expiring,
+    /// The keys sorted by scan position, while a scan uses them.
+    scan_index: Option<keys::ScanIndex>,
     stats: ActorStats,
 }
 
@@ -328,6 +333,7 @@ impl<V: KvsValue> Actor<V> {
             epoch: 0,
             owners_buf: Vec::new(),
             expiring: expiry::Expiring::default(),
+            scan_index: None,
             stats: ActorStats::default(),
         }
     }
@@ -360,7 +366,8 @@ impl<V: KvsValue> Actor<V> {
     /// Its counters.
     pub fn stats(&self) -> ActorStats {
         let mut stats = self.stats.clone();
-        stats.keys = self.store.len() as u64;
+        stats.keys = self.live_keys();
+        stats.tombstones = self.store.len() as u64 - stats.keys;
         stats.keys_with_deadline = self.expiring.len() as u64;
         stats.ranges_unrepaired = self.unrepaired_ranges() as u64;
         stats
@@ -441,6 +448,7 @@ impl<V: KvsValue> Actor<V> {
             Input::Tick => {
                 // Before the epoch, so the expiries go out with its gossip.
                 self.expire_due(now);
+                self.drop_idle_scan_index(now);
                 if now >= self.next_epoch_at {
                     self.epoch_work(out);
                     self.epoch += 1;
@@ -467,6 +475,10 @@ impl<V: KvsValue> Actor<V> {
     ) -> Option<Response<V>> {
         // The hot read: one table lookup answers both "do I own it" and "what is it".
         // (A catching-up actor takes the long way: its reads may be forwarded.)
+        if let Request::Local { .. } = request {
+            // About this actor's keys, whoever owns them: answered here, never forwarded.
+            return Some(self.execute(now, request));
+        }
         if !self.digests.gating() {
             if let Request::Get { key } = &request
                 && let Some(response) = self.get_held(key)
@@ -489,6 +501,7 @@ impl<V: KvsValue> Actor<V> {
             Request::Delete { key } => self.delete(now, key),
             Request::Apply { key, op } => self.apply(now, key, op),
             Request::Replicated { key } => Response::Replicated(self.replicated(&key)),
+            Request::Local { query, .. } => self.local(now, query),
         }
     }
 
@@ -566,15 +579,15 @@ impl<V: KvsValue> Actor<V> {
         self.observe(value.newest_stamp());
         match self.store.get_mut(&key[..]) {
             Some(slot) => {
-                let before = slot.value.expires_at();
+                let before = expiry::Facts::of(&slot.value);
                 slot.value.merge(value);
-                self.expiring.track(&key, before, slot.value.expires_at());
+                self.expiring.track(&key, before, expiry::Facts::of(&slot.value));
             }
             None => {
                 if value.is_bottom() {
                     return;
                 }
-                self.expiring.track(&key, None, value.expires_at());
+                self.expiring.track(&key, expiry::Facts::ABSENT, expiry::Facts::of(&value));
                 self.store.insert(
                     StoreKey::new(&key),
                     Slot { value, dirty: false, shipped: 0, stale: false, digest: 0 },
@@ -790,11 +803,11 @@ impl<V: KvsValue> Actor<V> {
         let gossiped = self.gossiped();
         match self.store.get_mut(&key[..]) {
             Some(slot) => {
-                let before = slot.value.expires_at();
+                let before = expiry::Facts::of(&slot.value);
                 let (change, output) = change(&mut slot.value)?;
                 let changed = change.changed();
                 if changed {
-                    self.expiring.track(&key, before, slot.value.expires_at());
+                    self.expiring.track(&key, before, expiry::Facts::of(&slot.value));
                     let was_dirty = slot.dirty;
                     let mark = !was_dirty && (gossiped || slot.value.tombstone_stamp().is_some());
                     if mark {
@@ -833,7 +846,7 @@ impl<V: KvsValue> Actor<V> {
                 let (change, output) = change(&mut value)?;
                 let changed = change.changed();
                 if changed && !value.is_bottom() {
-                    self.expiring.track(&key, None, value.expires_at());
+                    self.expiring.track(&key, expiry::Facts::ABSENT, expiry::Facts::of(&value));
                     let dirty = gossiped || value.tombstone_stamp().is_some();
                     self.store.insert(
                         StoreKey::new(&key),

@@ -66,7 +66,7 @@ use std::collections::{HashMap, HashSet};
 use xxhash_rust::xxh3::Xxh3;
 
 use super::gossip::size_within;
-use super::{Actor, DELTA_MIN_WEIGHT, Slot, StoreHasher};
+use super::{Actor, DELTA_MIN_WEIGHT, Slot, StoreHasher, expiry};
 use crate::message::{
     BucketMask, Output, PeerMessage, RangeId, Repair, Request, RequestError, Response, Token,
 };
@@ -955,10 +955,10 @@ impl<V: KvsValue> Actor<V> {
             self.observe(newest);
             let (changed, to_tombstone, logged) = match self.store.get_mut(&key[..]) {
                 Some(slot) => {
-                    let before = slot.value.expires_at();
+                    let before = expiry::Facts::of(&slot.value);
                     let changed = slot.value.merge_ref(&value);
                     if changed {
-                        self.expiring.track(&key, before, slot.value.expires_at());
+                        self.expiring.track(&key, before, expiry::Facts::of(&slot.value));
                     }
                     if slot.value == value {
                         same.insert(key.clone());
@@ -980,7 +980,7 @@ impl<V: KvsValue> Actor<V> {
                         (false, false, None)
                     } else {
                         let tombstone = value.tombstone_stamp().is_some();
-                        self.expiring.track(&key, None, value.expires_at());
+                        self.expiring.track(&key, expiry::Facts::ABSENT, expiry::Facts::of(&value));
                         self.store.insert(
                             StoreKey::new(&key),
                             Slot { value, dirty: tombstone, shipped: 0, digest: 0, stale: false },

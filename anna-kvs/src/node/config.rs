@@ -115,7 +115,10 @@ impl NodeConfig {
             let grows = match request {
                 Request::Put { .. } => true,
                 Request::Apply { op, .. } => V::op_may_grow(op),
-                Request::Get { .. } | Request::Delete { .. } | Request::Replicated { .. } => false,
+                Request::Get { .. }
+                | Request::Delete { .. }
+                | Request::Replicated { .. }
+                | Request::Local { .. } => false,
             };
             let used = crate::memory::used();
             if grows && used > self.maxmemory {

@@ -47,6 +47,11 @@ impl<V: KvsValue> NodeHandle<V> {
         self.shared.reports()
     }
 
+    /// How many actors the node runs (the `actor` of a [`Request::Local`] is below this).
+    pub fn local_actors(&self) -> usize {
+        self.shared.mailboxes.len()
+    }
+
     /// The cluster topology the node routes with.
     pub fn topology(&self) -> Arc<Topology> {
         Arc::clone(&self.shared.topology)
@@ -234,10 +239,16 @@ impl<V: KvsValue> NodeHandle<V> {
                 Ok(()) if self.shared.stop.load(Ordering::Relaxed) => {
                     refuse(index, RequestError::ShuttingDown);
                 }
-                Ok(()) => {
-                    let thread = self.pick_actor(request.key());
-                    per_actor[thread].push((index, request));
-                }
+                Ok(()) => match &request {
+                    Request::Local { actor, .. } => match per_actor.get_mut(usize::from(*actor)) {
+                        Some(queue) => queue.push((index, request)),
+                        None => refuse(index, RequestError::Refused(format!("no actor {actor}"))),
+                    },
+                    _ => {
+                        let thread = self.pick_actor(request.key());
+                        per_actor[thread].push((index, request));
+                    }
+                },
             }
         }
         per_actor

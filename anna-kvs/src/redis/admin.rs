@@ -74,11 +74,6 @@ pub fn plan_config(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
     Plan::Now(config(cx, args))
 }
 
-/// `DBSIZE`: keys on this node, as of each actor's last epoch.
-pub fn plan_dbsize(_: &mut Session, cx: &Context<'_>, _: &[Bytes]) -> Plan {
-    Plan::Now(Reply::Int(dbsize(cx) as i64))
-}
-
 /// `DEBUG DIGEST | DIGEST-RANGES`: the anti-entropy digests of this node's ranges.
 pub fn plan_debug(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
     let sub = args[0].to_ascii_uppercase();

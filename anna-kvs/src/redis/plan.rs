@@ -149,7 +149,7 @@ impl Plan {
 /// Whether an engine request may change the store (a read-only operation does not).
 pub fn writes(request: &Request<RedisValue>) -> bool {
     match request {
-        Request::Get { .. } | Request::Replicated { .. } => false,
+        Request::Get { .. } | Request::Replicated { .. } | Request::Local { .. } => false,
         Request::Apply { op, .. } => !op.is_read(),
         Request::Put { .. } | Request::Delete { .. } => true,
     }

@@ -850,6 +850,13 @@ impl KvsValue for RedisValue {
         self.expires_at_us()
     }
 
+    fn type_name(&self) -> Option<&'static str> {
+        match self.kind()? {
+            Kind::Set => Some("set"),
+            Kind::String | Kind::Counter => Some("string"),
+        }
+    }
+
     fn expire(&mut self, now: u64) -> bool {
         self.expire_now(now)
     }
