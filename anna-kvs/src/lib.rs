@@ -12,6 +12,7 @@
 //! - [`actor`]: the actor state machine ([`Actor`]) — the request path top to bottom in
 //!   `actor/mod.rs`, its gossip (epochs, acknowledgements, reclamation) in `actor/gossip.rs`.
 //! - [`small_bytes`]: byte strings kept inline when short (the store's keys, Redis strings).
+//! - [`db`]: the sixteen databases, as key prefixes.
 //! - [`glob`]: Redis's glob patterns (`KEYS`, `SCAN … MATCH`).
 //! - [`sim`]: a deterministic, seeded simulated network for whole clusters of actors.
 //!
@@ -35,6 +36,7 @@
 
 // The engine.
 pub mod actor;
+pub mod db;
 pub mod glob;
 pub mod message;
 pub mod ring;

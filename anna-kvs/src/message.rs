@@ -57,19 +57,24 @@ pub enum Request<V: KvsValue> {
     },
 }
 
-/// What a [`Request::Local`] asks an actor.
+/// What a [`Request::Local`] asks an actor. Keys are those of one database
+/// ([`crate::db`]), given and answered without the database's prefix.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LocalQuery {
-    /// How many keys it holds that are not deleted (an expired key counts until it is
-    /// deleted, as in Redis). Answered with [`Response::Count`].
-    Count,
-    /// Its keys in scan order (a fixed hash of the key) from position `from` on: keys are
-    /// looked at until `count` have been (then the rest of the last position's), and those
-    /// not deleted, not expired and matching `pattern` (a Redis glob) and `type_name` are
-    /// answered, with the
-    /// position to go on from ([`Response::Keys`]). A key held for a whole scan (from 0 to
-    /// the end) is answered at least once.
+    /// How many keys of database `db` it holds that are not deleted (an expired key counts
+    /// until it is deleted, as in Redis). Answered with [`Response::Count`].
+    Count {
+        /// The database.
+        db: u8,
+    },
+    /// Its keys of database `db` in scan order (a fixed hash of the stored key) from position
+    /// `from` on: keys are looked at until `count` have been (then the rest of the last
+    /// position's), and those not deleted, not expired and matching `pattern` (a Redis glob)
+    /// and `type_name` are answered, with the position to go on from ([`Response::Keys`]). A
+    /// key held for a whole scan (from 0 to the end) is answered at least once.
     Scan {
+        /// The database.
+        db: u8,
         /// Where to start (0: the beginning).
         from: u64,
         /// How many keys to look at.
@@ -79,8 +84,21 @@ pub enum LocalQuery {
         /// Only keys of this type ([`KvsValue::type_name`], any case).
         type_name: Option<bytes::Bytes>,
     },
-    /// One live key at random, if it holds any ([`Response::Keys`] of at most one key).
-    Random,
+    /// One live key of database `db` at random, if it holds any ([`Response::Keys`] of at most
+    /// one key).
+    Random {
+        /// The database.
+        db: u8,
+    },
+    /// Flushes databases `dbs` as of `stamp`: every key whose every write is older than the
+    /// stamp is deleted, and older states arriving later are dropped; the stamp is passed on
+    /// to the other nodes ([`Response::Done`]).
+    Flush {
+        /// The databases.
+        dbs: Vec<u8>,
+        /// The flush's stamp (above every stamp the node's actors had handed out).
+        stamp: Stamp,
+    },
 }
 
 /// The key of requests about no key.
@@ -241,6 +259,9 @@ pub enum Repair<V: KvsValue> {
         round: u64,
         /// `(range, root)`.
         roots: Vec<(RangeId, u64)>,
+        /// The flushes the initiator knows, `(database, stamp)` (see [`PeerMessage::Flush`]):
+        /// a replica that missed one learns it here.
+        flushes: Vec<(u8, Stamp)>,
     },
     /// Replica → initiator: the ranges found equal, and each differing range's bucket hashes.
     Buckets {
@@ -255,6 +276,8 @@ pub enum Repair<V: KvsValue> {
         /// Those of the compared ranges the replica is itself still catching up on (after a
         /// restart): equal to it proves less.
         unsettled: Vec<RangeId>,
+        /// The flushes the replica knows (as in [`Repair::Roots`]).
+        flushes: Vec<(u8, Stamp)>,
     },
     /// Initiator → replica: its states of the keys in some of the differing buckets (whole
     /// buckets, in order, up to the byte budget), and those buckets, whose keys the replica
@@ -362,6 +385,14 @@ pub enum PeerMessage<V: KvsValue> {
     },
     /// Anti-entropy between replicas of the same ranges.
     Repair(Repair<V>),
+    /// Databases flushed on the sender's node: `(database, stamp)`, every write to the
+    /// database stamped before it is gone (`FLUSHDB`, `FLUSHALL`).
+    Flush {
+        /// The sender.
+        from: ActorId,
+        /// The flushes.
+        flushes: Vec<(u8, Stamp)>,
+    },
 }
 
 /// What the driver feeds an actor.

@@ -27,7 +27,7 @@ use crate::value::KvsValue;
 /// The envelope's first bytes.
 pub const MAGIC: &[u8; 4] = b"ANNA";
 /// The wire version this build speaks.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 /// The largest message accepted or produced (16 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 const HEADER: usize = 4 + 1 + 4;
@@ -217,6 +217,7 @@ pub fn decode<V: KvsValue>(
         PeerMessage::Forward { origin, .. } => Some(*origin),
         PeerMessage::ForwardReply { .. } => None,
         PeerMessage::Repair(repair) => Some(repair.from()),
+        PeerMessage::Flush { from, .. } => Some(*from),
     };
     if named.is_some_and(|named| named != origin.actor) {
         return Err(WireError::Malformed(format!(

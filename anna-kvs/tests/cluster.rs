@@ -483,3 +483,54 @@ fn replicas_agree_on_every_deadline_and_expire_the_keys_alike() {
         assert!(info_field(node.redis_port, "expired_keys") > 0);
     }
 }
+
+/// A flush on one node empties its database on every node, whichever node took the writes;
+/// other databases are untouched, a write made after the flush (on another node) survives it
+/// everywhere, and nothing flushed comes back once repair has compared the replicas.
+#[test]
+fn a_flush_on_one_node_empties_the_database_everywhere_and_later_writes_survive() {
+    let nodes = three_nodes(&["--repair-interval-secs", "1"]);
+    let port = |i: usize| nodes[i].redis_port;
+    let in_db =
+        |i: usize, db: &str, args: &[&str]| redis(port(i), &[&["-n", db][..], args].concat());
+    for n in 0..40 {
+        assert_eq!(in_db(0, "0", &["SET", &format!("k{n}"), "v"]).as_deref(), Some("OK"));
+        assert_eq!(in_db(2, "2", &["SET", &format!("k{n}"), "v"]).as_deref(), Some("OK"));
+    }
+    let sizes = |db: &str| -> Vec<String> {
+        (0..3).map(|i| in_db(i, db, &["DBSIZE"]).unwrap_or_default()).collect()
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || sizes("0") == ["40"; 3] && sizes("2") == ["40"; 3])
+    );
+
+    // Node 1 flushes database 2, which node 2 wrote.
+    assert_eq!(in_db(1, "2", &["FLUSHDB"]).as_deref(), Some("OK"));
+    assert_eq!(in_db(1, "2", &["DBSIZE"]).as_deref(), Some("0"), "at once on the flushing node");
+    assert!(
+        eventually(Duration::from_secs(10), || sizes("2") == ["0"; 3]),
+        "database 2 on every node: {:?}",
+        sizes("2")
+    );
+    assert_eq!(sizes("0"), ["40"; 3], "database 0 untouched");
+
+    // Written after the flush, on another node: kept everywhere.
+    assert_eq!(in_db(2, "2", &["SET", "after", "yes"]).as_deref(), Some("OK"));
+    assert!(eventually(Duration::from_secs(10), || {
+        (0..3).all(|i| in_db(i, "2", &["GET", "after"]).as_deref() == Some("yes"))
+    }));
+
+    // FLUSHALL from node 0; then a few repair rounds: nothing comes back.
+    assert_eq!(in_db(0, "0", &["FLUSHALL"]).as_deref(), Some("OK"));
+    assert!(
+        eventually(Duration::from_secs(10), || sizes("0") == ["0"; 3] && sizes("2") == ["0"; 3]),
+        "{:?} {:?}",
+        sizes("0"),
+        sizes("2")
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!((sizes("0"), sizes("2")), (vec!["0".to_owned(); 3], vec!["0".to_owned(); 3]));
+    for i in 0..3 {
+        assert_eq!(in_db(i, "2", &["GET", "after"]).as_deref(), Some(""), "node {i}");
+    }
+}

@@ -13,6 +13,7 @@
 use std::collections::BTreeSet;
 
 use super::{Actor, Change};
+use crate::db::{self, DATABASES};
 use crate::ring::Key;
 use crate::value::KvsValue;
 
@@ -32,6 +33,8 @@ pub const LATENESS_BOUNDS_US: [u64; 4] = [1_000, 10_000, 100_000, 1_000_000];
 /// What the store tracks of a key's state beyond the state itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Facts {
+    /// The store holds the key.
+    held: bool,
     /// It reads as deleted (a tombstone still held).
     deleted: bool,
     /// When it expires ([`KvsValue::expires_at`]).
@@ -40,12 +43,12 @@ pub(super) struct Facts {
 
 impl Facts {
     /// A key the store does not hold.
-    pub(super) const ABSENT: Self = Self { deleted: false, expires_at: None };
+    pub(super) const ABSENT: Self = Self { held: false, deleted: false, expires_at: None };
 
     /// The facts of `value`.
     #[inline]
     pub(super) fn of<V: KvsValue>(value: &V) -> Self {
-        Self { deleted: value.is_deleted(), expires_at: value.expires_at() }
+        Self { held: true, deleted: value.is_deleted(), expires_at: value.expires_at() }
     }
 }
 
@@ -57,8 +60,11 @@ pub(super) struct Expiring {
     due: BTreeSet<(u64, Key)>,
     /// The earliest time of the next run.
     next_run_at: u64,
-    /// Held keys that read as deleted.
-    pub(super) deleted: u64,
+    /// Per database ([`crate::db`]): keys held, those that read as deleted, those with a
+    /// deadline.
+    pub(super) held: [u64; DATABASES as usize],
+    pub(super) deleted: [u64; DATABASES as usize],
+    pub(super) with_deadline: [u64; DATABASES as usize],
 }
 
 impl Expiring {
@@ -66,13 +72,20 @@ impl Expiring {
     /// stored or freed): moves its deadline entry and counts tombstones.
     #[inline]
     pub(super) fn track(&mut self, key: &Key, before: Facts, after: Facts) {
-        if before.deleted != after.deleted {
-            if after.deleted {
-                self.deleted += 1;
-            } else {
-                self.deleted = self.deleted.saturating_sub(1);
-            }
+        if before == after {
+            return;
         }
+        let db = usize::from(db::of(key));
+        let step = |count: &mut u64, was: bool, is: bool| {
+            if is && !was {
+                *count += 1;
+            } else if was && !is {
+                *count = count.saturating_sub(1);
+            }
+        };
+        step(&mut self.held[db], before.held, after.held);
+        step(&mut self.deleted[db], before.deleted, after.deleted);
+        step(&mut self.with_deadline[db], before.expires_at.is_some(), after.expires_at.is_some());
         if before.expires_at == after.expires_at {
             return;
         }
@@ -82,6 +95,12 @@ impl Expiring {
         if let Some(after) = after.expires_at {
             self.due.insert((after, key.clone()));
         }
+    }
+
+    /// Keys held in database `db` that are not deleted.
+    pub(super) fn live(&self, db: u8) -> u64 {
+        let db = usize::from(db);
+        self.held[db] - self.deleted[db].min(self.held[db])
     }
 
     /// When the next run is due, if any key has a deadline.

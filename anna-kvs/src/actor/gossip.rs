@@ -294,6 +294,10 @@ impl<V: KvsValue> Actor<V> {
                 self.stats.future_stamps_refused += 1;
                 continue;
             }
+            if self.flushes.hides(&key, &value) {
+                // Written before its database was flushed: gone, wherever it comes from.
+                continue;
+            }
             self.observe(newest);
             self.stats.merges += 1;
             // Into a big state, what arrived (a delta, a part) is what the log records.

@@ -11,11 +11,11 @@
 //! dropped after [`INDEX_IDLE_US`] without a call (a later call rebuilds it).
 
 use super::Actor;
-use crate::glob;
 use crate::message::{LocalQuery, Response};
 use crate::ring::Key;
 use crate::small_bytes::StoreKey;
 use crate::value::KvsValue;
+use crate::{db, glob};
 
 /// How long an unused scan index is kept (µs).
 pub const INDEX_IDLE_US: u64 = 60_000_000;
@@ -23,6 +23,11 @@ pub const INDEX_IDLE_US: u64 = 60_000_000;
 /// A key's scan position: 56 bits of a fixed hash, never 0 (0 starts a scan).
 pub fn scan_position(key: &[u8]) -> u64 {
     (xxhash_rust::xxh3::xxh3_64_with_seed(key, 0x5CA7) >> 8).max(1)
+}
+
+/// A stored key as a client of its database names it.
+fn answer(key: &StoreKey) -> Key {
+    Key::copy_from_slice(db::strip(key.as_slice()))
 }
 
 /// The keys held, sorted by scan position.
@@ -34,6 +39,7 @@ pub(super) struct ScanIndex {
 
 /// What a scan looks for besides its position.
 struct Filter<'a> {
+    db: u8,
     now: u64,
     pattern: Option<&'a [u8]>,
     type_name: Option<&'a [u8]>,
@@ -42,9 +48,10 @@ struct Filter<'a> {
 impl Filter<'_> {
     /// Whether a held state under `key` is answered: live, not expired, matching.
     fn admits<V: KvsValue>(&self, key: &[u8], value: &V) -> bool {
-        !value.is_deleted()
+        db::of(key) == self.db
+            && !value.is_deleted()
             && value.expires_at().is_none_or(|at| at > self.now)
-            && self.pattern.is_none_or(|pattern| glob::matches(pattern, key))
+            && self.pattern.is_none_or(|pattern| glob::matches(pattern, db::strip(key)))
             && self.type_name.is_none_or(|wanted| {
                 value.type_name().is_some_and(|name| name.as_bytes().eq_ignore_ascii_case(wanted))
             })
@@ -55,60 +62,69 @@ impl<V: KvsValue> Actor<V> {
     /// Answers a question about all its keys at time `now` (µs).
     pub(super) fn local(&mut self, now: u64, query: LocalQuery) -> Response<V> {
         match query {
-            LocalQuery::Count => Response::Count(self.live_keys()),
-            LocalQuery::Scan { from, count, pattern, type_name } => {
-                let filter =
-                    Filter { now, pattern: pattern.as_deref(), type_name: type_name.as_deref() };
+            LocalQuery::Count { db } => Response::Count(self.expiring.live(db)),
+            LocalQuery::Scan { db, from, count, pattern, type_name } => {
+                let filter = Filter {
+                    db,
+                    now,
+                    pattern: pattern.as_deref(),
+                    type_name: type_name.as_deref(),
+                };
                 if from == 0 && count == usize::MAX {
                     // Everything at once (KEYS): one walk, no index.
                     let keys = self
                         .store
                         .iter()
                         .filter(|(key, slot)| filter.admits(key.as_slice(), &slot.value))
-                        .map(|(key, _)| Key::copy_from_slice(key.as_slice()))
+                        .map(|(key, _)| answer(key))
                         .collect();
                     return Response::Keys { keys, next: None };
                 }
                 self.scan(now, from, count.max(1), &filter)
             }
-            LocalQuery::Random => {
-                let live = self.live_keys();
-                if live == 0 {
-                    return Response::Keys { keys: Vec::new(), next: None };
-                }
-                // A few random picks among the held keys (tombstones and expired keys are
-                // skipped); O(n) each, as the store has no random access.
-                let mut seed = now ^ self.epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                let filter = Filter { now, pattern: None, type_name: None };
-                for _ in 0..8 {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    let pick = (seed % self.store.len() as u64) as usize;
-                    if let Some((key, slot)) = self.store.iter().nth(pick)
-                        && filter.admits(key.as_slice(), &slot.value)
-                    {
-                        let keys = vec![Key::copy_from_slice(key.as_slice())];
-                        return Response::Keys { keys, next: None };
-                    }
-                }
-                // Mostly tombstones or expired keys: the first live one.
-                let keys = self
-                    .store
-                    .iter()
-                    .find(|(key, slot)| filter.admits(key.as_slice(), &slot.value))
-                    .map(|(key, _)| Key::copy_from_slice(key.as_slice()))
-                    .into_iter()
-                    .collect();
-                Response::Keys { keys, next: None }
+            LocalQuery::Random { db } => self.random(now, db),
+            LocalQuery::Flush { dbs, stamp } => {
+                let flushes: Vec<_> = dbs.into_iter().map(|db| (db, stamp)).collect();
+                self.learn_flushes(&flushes, true);
+                Response::Done(None)
             }
         }
     }
 
-    /// Keys held that are not deleted.
+    /// A live key of database `db` at random, if it holds any.
+    fn random(&self, now: u64, db: u8) -> Response<V> {
+        if self.expiring.live(db) == 0 {
+            return Response::Keys { keys: Vec::new(), next: None };
+        }
+        // A few random picks among the held keys (other databases, tombstones and expired
+        // keys are skipped); O(n) each, as the store has no random access.
+        let mut seed = now ^ self.epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let filter = Filter { db, now, pattern: None, type_name: None };
+        for _ in 0..8 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let pick = (seed % self.store.len() as u64) as usize;
+            if let Some((key, slot)) = self.store.iter().nth(pick)
+                && filter.admits(key.as_slice(), &slot.value)
+            {
+                return Response::Keys { keys: vec![answer(key)], next: None };
+            }
+        }
+        // Mostly other keys: the first that fits.
+        let keys = self
+            .store
+            .iter()
+            .find(|(key, slot)| filter.admits(key.as_slice(), &slot.value))
+            .map(|(key, _)| answer(key))
+            .into_iter()
+            .collect();
+        Response::Keys { keys, next: None }
+    }
+
+    /// Keys held that are not deleted, in every database.
     pub(super) fn live_keys(&self) -> u64 {
-        let held = self.store.len() as u64;
-        held - self.expiring.deleted.min(held)
+        (0..crate::db::DATABASES).map(|db| self.expiring.live(db)).sum()
     }
 
     /// One step of a scan: `count` keys looked at from position `from` (and the rest of the
@@ -133,7 +149,7 @@ impl<V: KvsValue> Actor<V> {
             if let Some(slot) = self.store.get(key.as_slice())
                 && filter.admits(key.as_slice(), &slot.value)
             {
-                answered.push(Key::copy_from_slice(key.as_slice()));
+                answered.push(answer(key));
             }
             at += 1;
         }

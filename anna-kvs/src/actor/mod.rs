@@ -36,6 +36,7 @@ use crate::small_bytes::StoreKey;
 use crate::value::{Change, KvsValue};
 
 pub mod expiry;
+mod flush;
 mod gossip;
 pub mod keys;
 mod repair;
@@ -123,8 +124,14 @@ impl Default for ActorConfig {
 pub struct ActorStats {
     /// Keys deleted because their deadline passed (Redis's `expired_keys`).
     pub expired_keys: u64,
+    /// Flushes applied (`FLUSHDB`, `FLUSHALL`, here or learned from another node).
+    pub flushes: u64,
     /// Keys held with a deadline now (Redis's `expires=` in `INFO keyspace`).
     pub keys_with_deadline: u64,
+    /// Live keys held, per database ([`crate::db`]).
+    pub keys_by_db: [u64; crate::db::DATABASES as usize],
+    /// Keys held with a deadline, per database.
+    pub deadlines_by_db: [u64; crate::db::DATABASES as usize],
     /// Expired keys by how late after their deadline they were deleted: within 1 ms, 10 ms,
     /// 100 ms, 1 s, and later (see [`expiry::LATENESS_BOUNDS_US`]).
     pub expire_lateness: [u64; 5],
@@ -295,6 +302,8 @@ pub struct Actor<V: KvsValue> {
     expiring: expiry::Expiring,
     /// The keys sorted by scan position, while a scan uses them.
     scan_index: Option<keys::ScanIndex>,
+    /// The latest flush of each database.
+    flushes: flush::Flushes,
     stats: ActorStats,
 }
 
@@ -334,6 +343,7 @@ impl<V: KvsValue> Actor<V> {
             owners_buf: Vec::new(),
             expiring: expiry::Expiring::default(),
             scan_index: None,
+            flushes: flush::Flushes::default(),
             stats: ActorStats::default(),
         }
     }
@@ -367,7 +377,11 @@ impl<V: KvsValue> Actor<V> {
     pub fn stats(&self) -> ActorStats {
         let mut stats = self.stats.clone();
         stats.keys = self.live_keys();
-        stats.tombstones = self.store.len() as u64 - stats.keys;
+        stats.tombstones = (self.store.len() as u64).saturating_sub(stats.keys);
+        for db in 0..crate::db::DATABASES {
+            stats.keys_by_db[usize::from(db)] = self.expiring.live(db);
+            stats.deadlines_by_db[usize::from(db)] = self.expiring.with_deadline[usize::from(db)];
+        }
         stats.keys_with_deadline = self.expiring.len() as u64;
         stats.ranges_unrepaired = self.unrepaired_ranges() as u64;
         stats
@@ -450,6 +464,7 @@ impl<V: KvsValue> Actor<V> {
                 self.expire_due(now);
                 self.drop_idle_scan_index(now);
                 if now >= self.next_epoch_at {
+                    self.announce_flushes(out);
                     self.epoch_work(out);
                     self.epoch += 1;
                     // Skip epochs missed while busy instead of running them back to back.
@@ -524,6 +539,11 @@ impl<V: KvsValue> Actor<V> {
         if let Some(stamp) = stamp {
             self.last_stamp_time = self.last_stamp_time.max(stamp.time);
         }
+    }
+
+    /// Its clock: the last stamp time it handed out or saw.
+    pub fn clock(&self) -> u64 {
+        self.last_stamp_time
     }
 
     /// Its writer id.
@@ -903,6 +923,13 @@ impl<V: KvsValue> Actor<V> {
                 self.finish_forward(token, response, out)
             }
             PeerMessage::Repair(repair) => self.receive_repair(now, repair, out),
+            PeerMessage::Flush { from, flushes } => {
+                if self.is_peer(from) {
+                    self.learn_flushes(&flushes, false);
+                } else {
+                    self.stats.unknown_senders += 1;
+                }
+            }
         }
     }
 

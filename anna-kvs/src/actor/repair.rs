@@ -627,7 +627,12 @@ impl<V: KvsValue> Actor<V> {
         self.stats.repair_bytes_out += 12 * roots.len() as u64;
         out.push(Output::Send {
             to: round.peer,
-            message: PeerMessage::Repair(Repair::Roots { from: self.id, round: round.id, roots }),
+            message: PeerMessage::Repair(Repair::Roots {
+                from: self.id,
+                round: round.id,
+                roots,
+                flushes: self.flushes.known(),
+            }),
         });
         self.digests.round = Some(round);
     }
@@ -647,8 +652,14 @@ impl<V: KvsValue> Actor<V> {
             return;
         }
         match message {
-            Repair::Roots { round, roots, .. } => self.compare_roots(from, round, roots, out),
-            Repair::Buckets { round, equal, differing, unsettled, .. } => {
+            Repair::Roots { round, roots, flushes, .. } => {
+                // A flush missed (its message lost, this node down) is learned here, before
+                // the comparison, so older states are not exchanged back.
+                self.learn_flushes(&flushes, false);
+                self.compare_roots(from, round, roots, out)
+            }
+            Repair::Buckets { round, equal, differing, unsettled, flushes, .. } => {
+                self.learn_flushes(&flushes, false);
                 self.compare_buckets(from, round, equal, differing, unsettled, out)
             }
             Repair::Exchange { round, want, states, .. } => {
@@ -760,6 +771,7 @@ impl<V: KvsValue> Actor<V> {
                 equal,
                 differing,
                 unsettled,
+                flushes: self.flushes.known(),
             }),
         });
     }
@@ -950,6 +962,11 @@ impl<V: KvsValue> Actor<V> {
             let newest = value.newest_stamp();
             if newest.is_some_and(|stamp| stamp.time > horizon) {
                 self.stats.future_stamps_refused += 1;
+                continue;
+            }
+            if self.flushes.hides(&key, &value) {
+                // Written before its database was flushed: nothing to bring back (the sender
+                // learns the flush from this round's messages and deletes it too).
                 continue;
             }
             self.observe(newest);

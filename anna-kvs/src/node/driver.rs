@@ -465,6 +465,10 @@ impl<V: KvsValue> Driver<V> {
                 }
             }
         }
+        // Before any answer goes out: a flush planned after it sees this batch's stamps.
+        if let Some(clock) = self.shared.clocks.get(usize::from(self.id.thread)) {
+            clock.store(self.actor.clock(), Ordering::Release);
+        }
         if outstanding == 0 {
             self.held.push((reply, answers));
         } else {

@@ -12,6 +12,18 @@ use crate::message::{Request, RequestError, Response};
 use crate::ring::{ActorId, Key, NodeIndex, ThreadIndex, Topology};
 use crate::value::KvsValue;
 
+/// The clocks of a node's actors, readable from anywhere (a flush takes its stamp above them).
+#[derive(Clone, Debug)]
+pub struct NodeClocks(Arc<[std::sync::atomic::AtomicU64]>);
+
+impl NodeClocks {
+    /// The newest stamp time any actor handed out or saw, as of its last answers: a write the
+    /// node acknowledged before this call is stamped at or below it.
+    pub fn newest(&self) -> u64 {
+        self.0.iter().map(|c| c.load(Ordering::Acquire)).max().unwrap_or(0)
+    }
+}
+
 /// Issues requests to a node from one thread. Cloning makes a new handle with its own sockets.
 pub struct NodeHandle<V: KvsValue> {
     shared: Arc<Shared<V>>,
@@ -45,6 +57,12 @@ impl<V: KvsValue> NodeHandle<V> {
     /// Per-actor counters of the node, as of each actor's last epoch.
     pub fn reports(&self) -> Vec<ActorReport> {
         self.shared.reports()
+    }
+
+    /// The clocks of the node's actors: each the newest stamp time it handed out or saw, as
+    /// of its last answers (see [`NodeClocks::newest`]).
+    pub fn clocks(&self) -> NodeClocks {
+        NodeClocks(Arc::clone(&self.shared.clocks))
     }
 
     /// How many actors the node runs (the `actor` of a [`Request::Local`] is below this).

@@ -40,7 +40,7 @@ use crossbeam_channel::Sender;
 
 pub use aof::{Fsync, Persistence};
 pub use config::{NodeConfig, NodeError, PeerSpec};
-pub use handle::NodeHandle;
+pub use handle::{NodeClocks, NodeHandle};
 pub use service::{Readiness, Registry, Service};
 
 use crate::actor::{Actor, ActorStats};
@@ -135,6 +135,10 @@ struct Shared<V: KvsValue> {
     drained: std::sync::atomic::AtomicUsize,
     /// Each actor's counters as of its last epoch (read by INFO and the stats request).
     reports: Vec<Mutex<ActorReport>>,
+    /// Each actor's clock (the last stamp it handed out or saw), stored before its answers
+    /// go out: a flush takes its stamp above all of them, so it is newer than every write
+    /// this node acknowledged before it.
+    clocks: Arc<[std::sync::atomic::AtomicU64]>,
     /// The configuration the node was started with (thread count resolved).
     config: NodeConfig,
     /// Stamps writes and paces epochs.
@@ -296,6 +300,10 @@ impl<V: KvsValue> Node<V> {
             doorbells,
             stop: AtomicBool::new(false),
             reports: (0..threads).map(|_| Mutex::new(ActorReport::default())).collect(),
+            clocks: (0..threads)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect::<Vec<_>>()
+                .into(),
             cluster_key: config.cluster_secret.as_ref().map_or_else(ClusterKey::open, |secret| {
                 ClusterKey::derive(secret.expose().as_bytes())
             }),

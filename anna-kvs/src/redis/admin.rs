@@ -52,9 +52,12 @@ pub fn plan_hello(session: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Pl
 }
 
 /// `SELECT index`: only database 0 exists.
-pub fn plan_select(_: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Plan {
+pub fn plan_select(session: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Plan {
     Plan::Now(match parse_i64(&args[0]) {
-        Some(0) => Reply::ok(),
+        Some(n) if (0..i64::from(crate::db::DATABASES)).contains(&n) => {
+            session.db = n as u8;
+            Reply::ok()
+        }
         // Redis reads the index as a C int, with this (sic) text.
         Some(n) if i32::try_from(n).is_err() => Reply::Error(
             "ERR value is out of range, value must between -2147483648 and 2147483647".into(),
@@ -252,7 +255,6 @@ fn config(cx: &Context<'_>, rest: &[Bytes]) -> Reply {
         ("tls-port", settings.redis.tls.as_ref().map_or(0, |tls| tls.port).to_string()),
         ("maxclients", settings.redis.maxclients.to_string()),
         ("timeout", settings.redis.idle_timeout.map_or(0, |d| d.as_secs()).to_string()),
-        ("databases", "1".into()),
         ("save", String::new()),
         (
             "appendonly",
@@ -260,6 +262,7 @@ fn config(cx: &Context<'_>, rest: &[Bytes]) -> Reply {
         ),
         ("appendfsync", persistence.fsync.to_string()),
         ("maxmemory", settings.node.maxmemory.to_string()),
+        ("databases", crate::db::DATABASES.to_string()),
         ("maxmemory-policy", "noeviction".into()),
         ("maxmemory-clients", settings.redis.maxmemory_clients.to_string()),
         ("client-output-buffer-limit", {
@@ -290,10 +293,6 @@ fn config(cx: &Context<'_>, rest: &[Bytes]) -> Reply {
         }
     }
     Reply::Map(pairs)
-}
-
-fn dbsize(cx: &Context<'_>) -> u64 {
-    node_count(cx, |stats| stats.keys)
 }
 
 /// A per-key count over the node's actors: their sum, or with full replication (every actor
@@ -480,10 +479,12 @@ fn info(cx: &Context<'_>, section: Option<&Bytes>) -> String {
     }
     if show("keyspace") {
         out.push_str("# Keyspace\r\n");
-        let keys = dbsize(cx);
-        let expires = node_count(cx, |stats| stats.keys_with_deadline);
-        if keys > 0 {
-            out.push_str(&format!("db0:keys={keys},expires={expires},avg_ttl=0\r\n"));
+        for db in 0..usize::from(crate::db::DATABASES) {
+            let keys = node_count(cx, |stats| stats.keys_by_db[db]);
+            let expires = node_count(cx, |stats| stats.deadlines_by_db[db]);
+            if keys > 0 {
+                out.push_str(&format!("db{db}:keys={keys},expires={expires},avg_ttl=0\r\n"));
+            }
         }
     }
     out

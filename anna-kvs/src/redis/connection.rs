@@ -312,7 +312,9 @@ impl Service<RedisValue> for Connections {
                 if conn.readable {
                     conn.fill(&mut self.chunk);
                 }
-                if conn.eof || conn.dead {
+                // (A command that only waits for one more round, as a flush, still finishes
+                // for a client that half-closed after pipelining it.)
+                if conn.dead || (conn.eof && waiting.retry_after().is_none()) {
                     conn.dead = true;
                     continue;
                 }
@@ -637,7 +639,8 @@ impl Connection {
         match last.map(|plan| plan.finish_or_wait(answers, counters)) {
             Some(Ok(reply)) => self.encode(&reply),
             Some(Err(waiting)) => {
-                let again = Instant::now() + (self.shared.settings.node.epoch / 2);
+                let wait = waiting.retry_after().unwrap_or(self.shared.settings.node.epoch / 2);
+                let again = Instant::now() + wait;
                 self.blocked = Some((waiting, again));
             }
             None => {}

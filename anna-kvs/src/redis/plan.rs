@@ -14,7 +14,7 @@ use super::config::Settings;
 use super::inline_bytes::INLINE_CAPACITY;
 use super::resp::Reply;
 use super::value::{RedisOp, RedisOpOutput, RedisValue};
-use crate::message::{Request, RequestError, Response};
+use crate::message::{LocalQuery, Request, RequestError, Response};
 use crate::node::NodeHandle;
 use crate::value::OpError;
 
@@ -43,6 +43,11 @@ pub trait Waiting: Send {
     /// The poll's answers: the reply once there is one, `None` to poll again. With `last`
     /// (inside `EXEC`, where nothing may block) it answers with what it has.
     fn check(&mut self, answers: Answers, last: bool) -> Option<Reply>;
+    /// How long to wait before polling again; `None`: half an epoch (something that changes
+    /// with gossip).
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 impl std::fmt::Debug for Plan {
@@ -74,7 +79,8 @@ impl Plan {
     /// goes through here. (A `Batch`'s commands told it when `EXEC` planned them.)
     pub fn note_writes(&self, session: &mut super::session::Session) {
         let mut note = |request: &Request<RedisValue>| {
-            if writes(request) {
+            // (A flush is about no key: WAIT does not track it.)
+            if writes(request) && !matches!(request, Request::Local { .. }) {
                 session.note_written(request.key());
             }
         };
@@ -149,7 +155,8 @@ impl Plan {
 /// Whether an engine request may change the store (a read-only operation does not).
 pub fn writes(request: &Request<RedisValue>) -> bool {
     match request {
-        Request::Get { .. } | Request::Replicated { .. } | Request::Local { .. } => false,
+        Request::Get { .. } | Request::Replicated { .. } => false,
+        Request::Local { query, .. } => matches!(query, LocalQuery::Flush { .. }),
         Request::Apply { op, .. } => !op.is_read(),
         Request::Put { .. } | Request::Delete { .. } => true,
     }

@@ -17,6 +17,8 @@ pub struct Session {
     pub name: Option<Bytes>,
     /// `QUIT` was received: reply, then close.
     pub quit: bool,
+    /// The database `SELECT` chose (see [`crate::db`]).
+    pub db: u8,
     /// Inside `MULTI`: the commands queued for `EXEC`, each with its arguments.
     pub multi: Option<Vec<Vec<Bytes>>>,
     /// Bytes of arguments queued in `multi` (bounded, with their count).
@@ -24,6 +26,8 @@ pub struct Session {
     /// A command was refused while queueing (unknown, wrong arity): `EXEC` will discard the
     /// transaction, as Redis does.
     pub multi_failed: bool,
+    /// `EXEC` is planning its queued commands (all of them run in one round).
+    pub in_exec: bool,
     /// Keys written since the last `WAIT` (what the next one vouches for), in order, with
     /// repeats until they are squeezed out at the cap.
     pub written: Vec<Bytes>,
@@ -47,9 +51,11 @@ impl Session {
             resp3: false,
             name: None,
             quit: false,
+            db: 0,
             multi: None,
             multi_bytes: 0,
             multi_failed: false,
+            in_exec: false,
             written: Vec::new(),
             written_bytes: 0,
             written_overflow: false,

@@ -139,7 +139,10 @@ pub static TABLE: &[Command] = &[
     Command { name: "quit", arity: -1, flags: NO_AUTH | FAST | NO_QUEUE, keys: NO_KEYS, summary: "Closes the connection after replying.", plan: admin::plan_quit },
     Command { name: "hello", arity: -1, flags: NO_AUTH | FAST, keys: NO_KEYS, summary: "Chooses RESP2 or RESP3, optionally authenticates, and describes the server.", plan: admin::plan_hello },
     Command { name: "auth", arity: -2, flags: NO_AUTH | FAST, keys: NO_KEYS, summary: "Authenticates the connection.", plan: admin::plan_auth },
-    Command { name: "select", arity: 2, flags: FAST, keys: NO_KEYS, summary: "Selects database 0 (the only one).", plan: admin::plan_select },
+    Command { name: "select", arity: 2, flags: FAST, keys: NO_KEYS, summary: "Selects one of the 16 databases (0-15) for this connection.", plan: admin::plan_select },
+    Command { name: "flushdb", arity: -1, flags: WRITE, keys: NO_KEYS, summary: "Empties the selected database on every node: a stamp above every write this node acknowledged, passed to every replica; keys written only before it are deleted there, later writes (on any node) survive. ASYNC and SYNC both answer once this node has flushed.", plan: keyspace::plan_flushdb },
+    Command { name: "flushall", arity: -1, flags: WRITE, keys: NO_KEYS, summary: "As FLUSHDB, for every database.", plan: keyspace::plan_flushall },
+    Command { name: "swapdb", arity: 3, flags: WRITE | FAST, keys: NO_KEYS, summary: "Refused: it would rename every key of two databases on every replica at once.", plan: keyspace::plan_swapdb },
     Command { name: "client", arity: -2, flags: FAST, keys: NO_KEYS, summary: "CLIENT SETNAME, GETNAME, ID, SETINFO.", plan: admin::plan_client },
     Command { name: "dbsize", arity: 1, flags: READONLY | FAST, keys: NO_KEYS, summary: "Keys this node holds now (asked of its actors); an expired key counts until its actor deletes it, as in Redis.", plan: keyspace::plan_dbsize },
     Command { name: "scan", arity: -2, flags: READONLY, keys: NO_KEYS, summary: "Iterates this node's keys (MATCH, COUNT, TYPE); the cursor is an actor and a position in a fixed hash order, valid across calls and connections: a key held for the whole scan is answered at least once.", plan: keyspace::plan_scan },
@@ -211,11 +214,47 @@ pub fn dispatch(session: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan
         queue.push(args.to_vec());
         return Plan::Now(Reply::Simple("QUEUED".into()));
     }
+    let in_db;
+    let args = match keys_in_db(session.db, command, args) {
+        Ok(None) => args,
+        Ok(Some(rewritten)) => {
+            in_db = rewritten;
+            &in_db[..]
+        }
+        Err(reply) => return Plan::Now(reply),
+    };
     let plan = (command.plan)(session, cx, &args[1..]);
     if command.has(WRITE) {
         plan.note_writes(session);
     }
     plan
+}
+
+/// The arguments with each key named as the store holds it in database `db` (see
+/// [`crate::db`]): `None` when nothing changes (database 0). In database 0 a key that would
+/// name another database's key is refused.
+fn keys_in_db(db: u8, command: &Command, args: &[Bytes]) -> Result<Option<Vec<Bytes>>, Reply> {
+    let (first, last, step) = command.keys;
+    if step <= 0 || first <= 0 {
+        return Ok(None);
+    }
+    let last = if last < 0 { args.len() as isize + last as isize } else { last as isize };
+    let positions = (first as usize..=last.max(0) as usize).step_by(step as usize);
+    if db == 0 {
+        return match positions.filter_map(|i| args.get(i)).find(|k| crate::db::is_reserved(k)) {
+            Some(_) => Err(Reply::Error(
+                "ERR keys beginning with the bytes FF DB 01..0F name keys of databases 1-15 (use SELECT)".into(),
+            )),
+            None => Ok(None),
+        };
+    }
+    let mut rewritten = args.to_vec();
+    for i in positions {
+        if let Some(key) = rewritten.get_mut(i) {
+            *key = Bytes::from(crate::db::key(db, key));
+        }
+    }
+    Ok(Some(rewritten))
 }
 
 /// Most commands one `MULTI` queues (each is answered, and planned at `EXEC`, in one round).
@@ -246,7 +285,10 @@ fn plan_exec(session: &mut Session, cx: &Context<'_>, _: &[Bytes]) -> Plan {
             "EXECABORT Transaction discarded because of previous errors.".into(),
         ));
     }
-    Plan::Batch(queued.iter().map(|args| dispatch(session, cx, args)).collect())
+    session.in_exec = true;
+    let plans = queued.iter().map(|args| dispatch(session, cx, args)).collect();
+    session.in_exec = false;
+    Plan::Batch(plans)
 }
 
 /// `DISCARD`.
@@ -343,6 +385,10 @@ mod tests {
         (name == "mset" && words.is_multiple_of(2)) || (name == "ping" && words > 2)
     }
 
+    /// Rows kept only to refuse their command with the reason (with Redis's flags, for
+    /// `COMMAND`): they plan no requests at all.
+    const REFUSED: [&str; 1] = ["swapdb"];
+
     #[test]
     fn names_are_unique_lower_case_and_found() {
         for (i, command) in TABLE.iter().enumerate() {
@@ -381,9 +427,20 @@ mod tests {
             let n = (1..=5).find(|&n| command.accepts(n) && !extra_rule_refuses(command.name, n));
             let args = words(command.name, n.expect("some count is accepted"));
             let mut session = Session::new(1, false);
-            let plan = dispatch(&mut session, &cx, &args);
-            let requests = plan.requests();
+            let mut plan = dispatch(&mut session, &cx, &args);
+            // A waiting plan's requests are those of its polls (a flush sends at its second).
+            let polled: Vec<crate::message::Request<crate::redis::value::RedisValue>> =
+                match &mut plan {
+                    Plan::Wait(waiting, _) => (0..2).flat_map(|_| waiting.poll()).collect(),
+                    _ => Vec::new(),
+                };
+            let mut requests = plan.requests();
+            requests.extend(polled.iter());
             let writes = requests.iter().any(|r| crate::redis::plan::writes(r));
+            if REFUSED.contains(&command.name) {
+                assert!(matches!(plan, Plan::Now(Reply::Error(_))), "{}", command.name);
+                continue;
+            }
             assert_eq!(writes, command.has(WRITE), "{}: write flag vs {plan:?}", command.name);
             if command.has(READONLY) && command.keys != NO_KEYS {
                 assert!(!requests.is_empty() && !writes, "{}: read-only", command.name);
@@ -399,7 +456,12 @@ mod tests {
                     i += step;
                 }
             }
-            let mut touched: Vec<&Bytes> = requests.iter().map(|r| r.key()).collect();
+            // (Questions to a whole actor name no key.)
+            let mut touched: Vec<&Bytes> = requests
+                .iter()
+                .filter(|r| !matches!(r, crate::message::Request::Local { .. }))
+                .map(|r| r.key())
+                .collect();
             touched.dedup();
             assert_eq!(touched, expected, "{}: key positions vs {plan:?}", command.name);
         }

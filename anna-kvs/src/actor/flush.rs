@@ -1,0 +1,110 @@
+//! `FLUSHDB` and `FLUSHALL` as a lattice fact: per database, the stamp of its latest flush.
+//!
+//! A flush at stamp `F` means "every write to this database stamped before `F` is gone". Each
+//! actor keeps the greatest flush stamp it knows per database (a pointwise max, so flushes
+//! merge like any lattice) and
+//! - deletes, with stamp `F`, every key of the database whose every write is older than `F`
+//!   (a key written after `F` — anywhere — keeps its later writes; the delete is an ordinary
+//!   write: logged, gossiped, its tombstone freed once acknowledged);
+//! - drops any state older than `F` that arrives later for that database (gossip, repair), so
+//!   a write from before the flush cannot come back once its key is freed;
+//! - moves its clock past `F`, so its own writes after the flush are newer.
+//!
+//! The node's front end picks `F` above the clock of every one of its actors (a write
+//! acknowledged before the flush is older), hands it to each of them, and each passes it to
+//! every actor of the other nodes at its next epoch; repair rounds carry the stamps too, so a
+//! node that missed the message learns them at its next round.
+
+use lattice_core::Stamp;
+
+use super::{Actor, Change};
+use crate::db::{self, DATABASES};
+use crate::message::{Output, PeerMessage};
+use crate::ring::{ActorId, Key};
+use crate::value::KvsValue;
+
+/// The flush stamps an actor knows, and those it must still announce.
+#[derive(Debug, Default)]
+pub(super) struct Flushes {
+    /// Per database, its latest flush.
+    stamps: [Option<Stamp>; DATABASES as usize],
+    /// Flushes this actor was handed by its node and has not passed on yet.
+    to_announce: Vec<(u8, Stamp)>,
+}
+
+impl Flushes {
+    /// The flush stamps known, as `(database, stamp)`.
+    pub(super) fn known(&self) -> Vec<(u8, Stamp)> {
+        (0..DATABASES).filter_map(|db| Some((db, self.stamps[usize::from(db)]?))).collect()
+    }
+
+    /// Whether `value` (under stored key `key`) is entirely older than its database's flush.
+    #[inline]
+    pub(super) fn hides<V: KvsValue>(&self, key: &[u8], value: &V) -> bool {
+        match self.stamps[usize::from(db::of(key))] {
+            None => false,
+            Some(flush) => value.newest_stamp().is_none_or(|newest| newest < flush),
+        }
+    }
+}
+
+impl<V: KvsValue> Actor<V> {
+    /// Learns flushes (`announce`: handed by this node, to pass on to the other nodes);
+    /// each newer than the one known is applied at once.
+    pub(super) fn learn_flushes(&mut self, flushes: &[(u8, Stamp)], announce: bool) {
+        for &(db, stamp) in flushes {
+            let Some(known) = self.flushes.stamps.get_mut(usize::from(db)) else { continue };
+            if known.is_some_and(|known| known >= stamp) {
+                continue;
+            }
+            *known = Some(stamp);
+            if announce {
+                self.flushes.to_announce.push((db, stamp));
+            }
+            self.observe(Some(stamp));
+            self.floor = self.floor.max(Some(stamp));
+            self.apply_flush(db, stamp);
+        }
+    }
+
+    /// Deletes with `stamp` every key of database `db` written only before it.
+    fn apply_flush(&mut self, db: u8, stamp: Stamp) {
+        let older: Vec<Key> = self
+            .store
+            .iter()
+            .filter(|(key, slot)| {
+                db::of(key.as_slice()) == db
+                    && !slot.value.is_deleted()
+                    && slot.value.newest_stamp().is_none_or(|newest| newest < stamp)
+            })
+            .map(|(key, _)| Key::copy_from_slice(key.as_slice()))
+            .collect();
+        for key in older {
+            let _ = self.update(key, |value| {
+                let change = if value.delete(stamp, 0) { Change::Whole } else { Change::Unchanged };
+                Ok::<_, std::convert::Infallible>((change, ()))
+            });
+        }
+        self.stats.flushes += 1;
+    }
+
+    /// At an epoch: sends the flushes this node was handed to every actor of the other nodes.
+    pub(super) fn announce_flushes(&mut self, out: &mut Vec<Output<V>>) {
+        if self.flushes.to_announce.is_empty() {
+            return;
+        }
+        let flushes = std::mem::take(&mut self.flushes.to_announce);
+        let topology = &self.topology;
+        for node in 0..topology.nodes().len() as u16 {
+            if node == self.id.node {
+                continue;
+            }
+            for thread in 0..topology.threads(node) {
+                out.push(Output::Send {
+                    to: ActorId::new(node, thread),
+                    message: PeerMessage::Flush { from: self.id, flushes: flushes.clone() },
+                });
+            }
+        }
+    }
+}
