@@ -4,25 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use anna_kvs::node::NodeConfig;
-use anna_kvs::redis::RedisConfig;
-use anna_kvs::server::{RunningServer, ServerConfig};
+use anna_kvs::server::RunningServer;
 
 mod common;
 use common::{RealRedis, assert_same_replies, raw, resp};
 
 fn server() -> RunningServer {
-    let config = ServerConfig {
-        redis: RedisConfig { port: 0, ..RedisConfig::default() },
-        node: NodeConfig {
-            threads: 2,
-            pin_threads: false,
-            epoch: Duration::from_millis(20),
-            ..ServerConfig::default().node
-        },
-        ..ServerConfig::default()
-    };
-    RunningServer::start(config).expect("server starts")
+    common::redis_port_server(2)
 }
 
 /// Every expiry command, option and error, on strings, counters, sets and missing keys,

@@ -5,25 +5,13 @@
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
-use anna_kvs::node::NodeConfig;
-use anna_kvs::redis::RedisConfig;
-use anna_kvs::server::{RunningServer, ServerConfig};
+use anna_kvs::server::RunningServer;
 
 mod common;
 use common::{RealRedis, assert_same_replies, raw, resp};
 
 fn server(threads: usize) -> RunningServer {
-    let config = ServerConfig {
-        redis: RedisConfig { port: 0, ..RedisConfig::default() },
-        node: NodeConfig {
-            threads,
-            pin_threads: false,
-            epoch: Duration::from_millis(20),
-            ..ServerConfig::default().node
-        },
-        ..ServerConfig::default()
-    };
-    RunningServer::start(config).expect("server starts")
+    common::redis_port_server(threads)
 }
 
 fn connect(addr: std::net::SocketAddr) -> redis::Connection {

@@ -121,3 +121,19 @@ impl Drop for RealRedis {
         let _ = self.0.wait();
     }
 }
+
+/// An in-process server (Redis port on a free port, native port off) with `threads` unpinned
+/// actors and 20 ms epochs, for the Redis-port tests.
+pub fn redis_port_server(threads: usize) -> anna_kvs::server::RunningServer {
+    let config = anna_kvs::server::ServerConfig {
+        redis: anna_kvs::redis::RedisConfig { port: 0, ..anna_kvs::redis::RedisConfig::default() },
+        node: anna_kvs::node::NodeConfig {
+            threads,
+            pin_threads: false,
+            epoch: Duration::from_millis(20),
+            ..anna_kvs::server::ServerConfig::default().node
+        },
+        ..anna_kvs::server::ServerConfig::default()
+    };
+    anna_kvs::server::RunningServer::start(config).expect("server starts")
+}
