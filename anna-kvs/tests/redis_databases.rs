@@ -2,7 +2,6 @@
 //! redis-server's do, `FLUSHDB`/`FLUSHALL` that empty them, and a flush that reaches every
 //! node of a cluster while writes made after it survive.
 
-
 use anna_kvs::server::RunningServer;
 
 mod common;

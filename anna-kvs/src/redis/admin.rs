@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use super::plan::{Context, Plan, arity_error, not_an_integer, parse_i64};
+use super::plan::{Context, Plan, arity_error, engine, not_an_integer, parse_i64};
 use super::resp::Reply;
 use super::session::Session;
 use crate::auth::constant_time_eq;
@@ -119,7 +119,44 @@ fn node_ranges(cx: &Context<'_>) -> Vec<(u32, u64)> {
 
 /// `INFO [section]`.
 pub fn plan_info(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
-    Plan::Now(Reply::text(info(cx, args.first())))
+    let text = info(cx, args.first());
+    let wanted = args.first().map(|s| String::from_utf8_lossy(s).to_ascii_lowercase());
+    if !wanted.as_deref().is_none_or(|w| matches!(w, "keyspace" | "all" | "default" | "everything"))
+    {
+        return Plan::Now(Reply::text(text));
+    }
+    // The keyspace section counts keys now, as DBSIZE does (deadlines as of the last epoch).
+    let actors = cx.node_actors();
+    let deadlines: Vec<u64> = (0..usize::from(crate::db::DATABASES))
+        .map(|db| node_count(cx, |stats| stats.deadlines_by_db[db]))
+        .collect();
+    let requests = (0..crate::db::DATABASES)
+        .flat_map(|db| {
+            actors.iter().map(move |&actor| crate::message::Request::Local {
+                actor,
+                query: crate::message::LocalQuery::Count { db },
+            })
+        })
+        .collect();
+    let per_db = actors.len().max(1);
+    engine(requests, move |answers, _| {
+        let mut out = text;
+        out.push_str("# Keyspace\r\n");
+        for (db, answers) in answers.chunks(per_db).enumerate() {
+            let keys: u64 = answers
+                .iter()
+                .map(|a| match a {
+                    Ok(crate::message::Response::Count(n)) => *n,
+                    _ => 0,
+                })
+                .sum();
+            if keys > 0 {
+                let expires = deadlines[db];
+                out.push_str(&format!("db{db}:keys={keys},expires={expires},avg_ttl=0\r\n"));
+            }
+        }
+        Reply::text(out)
+    })
 }
 
 /// When the node last had a whole snapshot (`LASTSAVE`, `rdb_last_save_time`): every
@@ -477,15 +514,6 @@ fn info(cx: &Context<'_>, section: Option<&Bytes>) -> String {
             persistence.dir.as_ref().map_or(String::new(), |d| d.display().to_string()),
         ));
     }
-    if show("keyspace") {
-        out.push_str("# Keyspace\r\n");
-        for db in 0..usize::from(crate::db::DATABASES) {
-            let keys = node_count(cx, |stats| stats.keys_by_db[db]);
-            let expires = node_count(cx, |stats| stats.deadlines_by_db[db]);
-            if keys > 0 {
-                out.push_str(&format!("db{db}:keys={keys},expires={expires},avg_ttl=0\r\n"));
-            }
-        }
-    }
+    // (The keyspace section, last, is added by `plan_info` from the actors' counts.)
     out
 }

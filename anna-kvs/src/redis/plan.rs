@@ -322,6 +322,19 @@ pub fn apply_one(key: &Bytes, op: RedisOp) -> Plan {
 }
 
 impl Context<'_> {
+    /// The actors whose keys make up this node's keys: one when every actor holds every key,
+    /// else all of them (each holds its own share; a key several local actors replicate is
+    /// counted, and may be scanned, once per actor).
+    pub fn node_actors(&self) -> Vec<crate::ring::ThreadIndex> {
+        match self.node {
+            None => Vec::new(),
+            Some(node) if node.topology().is_full() => vec![0],
+            Some(node) => (0..node.local_actors())
+                .filter_map(|a| crate::ring::ThreadIndex::try_from(a).ok())
+                .collect(),
+        }
+    }
+
     /// The node's size rule for a key (and a value), as a Redis error reply.
     ///
     /// # Errors

@@ -63,19 +63,6 @@ pub fn plan_type(_: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Plan {
     })
 }
 
-/// The actors whose keys make up this node's keys: one when every actor holds every key,
-/// else all of them (each holds its own share; a key several local actors replicate is
-/// counted, and may be scanned, once per actor).
-fn node_actors(cx: &Context<'_>) -> Vec<ThreadIndex> {
-    match cx.node {
-        None => Vec::new(),
-        Some(node) if node.topology().is_full() => vec![0],
-        Some(node) => {
-            (0..node.local_actors()).filter_map(|a| ThreadIndex::try_from(a).ok()).collect()
-        }
-    }
-}
-
 fn local(actor: ThreadIndex, query: LocalQuery) -> Request<RedisValue> {
     Request::Local { actor, query }
 }
@@ -85,7 +72,7 @@ fn local(actor: ThreadIndex, query: LocalQuery) -> Request<RedisValue> {
 pub fn plan_dbsize(session: &mut Session, cx: &Context<'_>, _: &[Bytes]) -> Plan {
     let db = session.db;
     let requests =
-        node_actors(cx).into_iter().map(|a| local(a, LocalQuery::Count { db })).collect();
+        cx.node_actors().into_iter().map(|a| local(a, LocalQuery::Count { db })).collect();
     engine(requests, |answers, _| {
         let mut total = 0;
         for answer in answers {
@@ -129,7 +116,7 @@ pub fn plan_scan(session: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Pla
     }
     // The pattern `*` filters nothing (Redis does not even match it: an empty key passes).
     pattern = pattern.filter(|p| &p[..] != b"*");
-    let actors = node_actors(cx);
+    let actors = cx.node_actors();
     let index = usize::try_from(cursor >> POSITION_BITS).unwrap_or(usize::MAX);
     let Some(&actor) = actors.get(index) else {
         return Plan::Now(scan_reply(0, Vec::new()));
@@ -163,7 +150,7 @@ pub fn plan_keys(session: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Pla
     let pattern = Some(args[0].clone()).filter(|p| &p[..] != b"*");
     let query =
         LocalQuery::Scan { db: session.db, from: 0, count: usize::MAX, pattern, type_name: None };
-    let requests = node_actors(cx).into_iter().map(|a| local(a, query.clone())).collect();
+    let requests = cx.node_actors().into_iter().map(|a| local(a, query.clone())).collect();
     engine(requests, |answers, _| {
         let mut all = Vec::new();
         for answer in answers {
@@ -178,7 +165,7 @@ pub fn plan_keys(session: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Pla
 
 /// `RANDOMKEY`: a key of this node at random, nil if it holds none.
 pub fn plan_randomkey(session: &mut Session, cx: &Context<'_>, _: &[Bytes]) -> Plan {
-    let actors = node_actors(cx);
+    let actors = cx.node_actors();
     let db = session.db;
     // Every actor is asked (one may hold no keys while another does); the answer is taken
     // from a random one of those that found a key.
