@@ -47,9 +47,24 @@ pub fn strip(stored: &[u8]) -> &[u8] {
     if of(stored) == 0 { stored } else { &stored[3..] }
 }
 
-/// Whether a key, as a database-0 client gives it, would name another database's key.
+/// The log record that keeps database `db`'s latest flush across restarts: a key no client
+/// can write (`FF DB FF db`: no database has number `FF`), never in the store.
+pub fn flush_record_key(db: u8) -> [u8; 4] {
+    [PREFIX[0], PREFIX[1], 0xFF, db]
+}
+
+/// The database whose flush record `key` is, if it is one.
+pub fn flush_record_of(key: &[u8]) -> Option<u8> {
+    match key {
+        [0xFF, 0xDB, 0xFF, db] if *db < DATABASES => Some(*db),
+        _ => None,
+    }
+}
+
+/// Whether a key, as a database-0 client gives it, would name another database's key (or a
+/// flush record).
 pub fn is_reserved(key: &[u8]) -> bool {
-    of(key) != 0
+    of(key) != 0 || flush_record_of(key).is_some()
 }
 
 #[cfg(test)]

@@ -373,11 +373,17 @@ pub enum PeerMessage<V: KvsValue> {
         token: Token,
         /// How many times it was forwarded so far.
         hops: u8,
+        /// The sender's clock: the owner stamps the write after it, so a write forwarded after
+        /// a flush the sender knows is newer than the flush.
+        clock: u64,
         /// The request.
         request: Request<V>,
     },
     /// The answer to a [`PeerMessage::Forward`].
     ForwardReply {
+        /// The answering owner's clock (past the stamp it gave the write): the origin moves its
+        /// own past it, so a flush it plans later is newer than the write.
+        clock: u64,
         /// The origin's token.
         token: Token,
         /// The answer.

@@ -514,10 +514,23 @@ fn a_flush_on_one_node_empties_the_database_everywhere_and_later_writes_survive(
     );
     assert_eq!(sizes("0"), ["40"; 3], "database 0 untouched");
 
-    // Written after the flush, on another node: kept everywhere.
+    // Written after the flush, on another node: kept everywhere. A big set's changes travel
+    // as deltas; an SREM's delta carries the set's stamp, so no replica takes it for a state
+    // from before the flush.
     assert_eq!(in_db(2, "2", &["SET", "after", "yes"]).as_deref(), Some("OK"));
+    let members: Vec<String> = (0..100).map(|m| format!("m{m}")).collect();
+    let sadd: Vec<&str> =
+        ["SADD", "big"].into_iter().chain(members.iter().map(String::as_str)).collect();
+    assert_eq!(in_db(2, "2", &sadd).as_deref(), Some("100"));
     assert!(eventually(Duration::from_secs(10), || {
-        (0..3).all(|i| in_db(i, "2", &["GET", "after"]).as_deref() == Some("yes"))
+        (0..3).all(|i| in_db(i, "2", &["SCARD", "big"]).as_deref() == Some("100"))
+    }));
+    assert_eq!(in_db(2, "2", &["SREM", "big", "m5"]).as_deref(), Some("1"));
+    assert!(eventually(Duration::from_secs(10), || {
+        (0..3).all(|i| {
+            in_db(i, "2", &["GET", "after"]).as_deref() == Some("yes")
+                && in_db(i, "2", &["SCARD", "big"]).as_deref() == Some("99")
+        })
     }));
 
     // FLUSHALL from node 0; then a few repair rounds: nothing comes back.
@@ -532,5 +545,6 @@ fn a_flush_on_one_node_empties_the_database_everywhere_and_later_writes_survive(
     assert_eq!((sizes("0"), sizes("2")), (vec!["0".to_owned(); 3], vec!["0".to_owned(); 3]));
     for i in 0..3 {
         assert_eq!(in_db(i, "2", &["GET", "after"]).as_deref(), Some(""), "node {i}");
+        assert_eq!(in_db(i, "2", &["SCARD", "big"]).as_deref(), Some("0"), "node {i}");
     }
 }

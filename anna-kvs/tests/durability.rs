@@ -251,3 +251,36 @@ fn a_big_set_is_logged_by_deltas_and_comes_back_whole() {
     let _server = start(port, &dir, &["--threads", "1"]);
     assert_eq!(redis(port, &["SCARD", "big"]), Some(expected));
 }
+
+/// A flush survives restarts: what it deleted stays deleted, what was written after it stays,
+/// and the node learns its flush stamps back from its log and, after a snapshot, from the
+/// snapshot (the flushes it applies at start are counted).
+#[test]
+fn a_flush_survives_kill_9_and_snapshots() {
+    let dir = data_dir("flush");
+    let port = free_port();
+    let server = start(port, &dir, &["--appendfsync", "always", "--threads", "2"]);
+    for i in 0..50 {
+        assert_eq!(redis(port, &["SET", &format!("k{i}"), "v"]).as_deref(), Some("OK"));
+        assert_eq!(redis(port, &["-n", "1", "SET", &format!("k{i}"), "v"]).as_deref(), Some("OK"));
+    }
+    assert_eq!(redis(port, &["-n", "1", "FLUSHDB"]).as_deref(), Some("OK"));
+    assert_eq!(redis(port, &["-n", "1", "SET", "after", "yes"]).as_deref(), Some("OK"));
+    drop(server); // kill -9
+    let server = start(port, &dir, &["--threads", "2"]);
+    assert_eq!(redis(port, &["DBSIZE"]).as_deref(), Some("50"));
+    assert_eq!(redis(port, &["-n", "1", "DBSIZE"]).as_deref(), Some("1"));
+    assert_eq!(redis(port, &["-n", "1", "GET", "after"]).as_deref(), Some("yes"));
+    let learned = |port| {
+        let info = redis(port, &["INFO", "stats"])?;
+        info.lines().find_map(|line| line.strip_prefix("anna_flushes:")?.parse::<u64>().ok())
+    };
+    // (Counters are published at each actor's epoch.)
+    let learned_back = || eventually(Duration::from_secs(5), || learned(port) >= Some(2));
+    assert!(learned_back(), "each actor learned the flush from its log: {:?}", learned(port));
+    assert_eq!(redis(port, &["SAVE"]).as_deref(), Some("OK"));
+    drop(server);
+    let _server = start(port, &dir, &["--threads", "2"]);
+    assert_eq!(redis(port, &["-n", "1", "DBSIZE"]).as_deref(), Some("1"));
+    assert!(learned_back(), "each actor learned the flush from its snapshot: {:?}", learned(port));
+}

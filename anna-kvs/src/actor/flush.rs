@@ -8,12 +8,15 @@
 //!   write: logged, gossiped, its tombstone freed once acknowledged);
 //! - drops any state older than `F` that arrives later for that database (gossip, repair), so
 //!   a write from before the flush cannot come back once its key is freed;
-//! - moves its clock past `F`, so its own writes after the flush are newer.
+//! - moves its clock past `F`, so its own writes after the flush are newer, and refuses a
+//!   client's write to the database stamped at or before `F` by the client itself.
 //!
 //! The node's front end picks `F` above the clock of every one of its actors (a write
 //! acknowledged before the flush is older), hands it to each of them, and each passes it to
-//! every actor of the other nodes at its next epoch; repair rounds carry the stamps too, so a
-//! node that missed the message learns them at its next round.
+//! every actor of the other nodes at once; repair rounds carry the stamps too, so a node that
+//! missed the message learns them at its next round. Each actor logs its flush stamps (a
+//! record under a key no client can write, kept in snapshots) and announces them again when it
+//! restarts.
 
 use lattice_core::Stamp;
 
@@ -39,20 +42,33 @@ impl Flushes {
     }
 
     /// Whether `value` (under stored key `key`) is entirely older than its database's flush.
+    /// A value without stamps is never hidden (a flush cannot date it).
     #[inline]
     pub(super) fn hides<V: KvsValue>(&self, key: &[u8], value: &V) -> bool {
         match self.stamps[usize::from(db::of(key))] {
             None => false,
-            Some(flush) => value.newest_stamp().is_none_or(|newest| newest < flush),
+            Some(flush) => value.newest_stamp().is_some_and(|newest| newest < flush),
         }
+    }
+
+    /// The flush of `key`'s database, if any.
+    pub(super) fn of(&self, key: &[u8]) -> Option<Stamp> {
+        self.stamps[usize::from(db::of(key))]
     }
 }
 
 impl<V: KvsValue> Actor<V> {
     /// Learns flushes (`announce`: handed by this node, to pass on to the other nodes);
     /// each newer than the one known is applied at once.
-    pub(super) fn learn_flushes(&mut self, flushes: &[(u8, Stamp)], announce: bool) {
+    pub(super) fn learn_flushes(&mut self, now: u64, flushes: &[(u8, Stamp)], announce: bool) {
         for &(db, stamp) in flushes {
+            // A stamp far ahead of this actor's clock (a bad clock, a forged message) would
+            // drag every clock with it: refused, as such gossip is. (`now` is `u64::MAX` for
+            // the actor's own log.)
+            if stamp.time > now.saturating_add(self.config.max_clock_ahead_us) {
+                self.stats.future_stamps_refused += 1;
+                continue;
+            }
             let Some(known) = self.flushes.stamps.get_mut(usize::from(db)) else { continue };
             if known.is_some_and(|known| known >= stamp) {
                 continue;
@@ -62,9 +78,36 @@ impl<V: KvsValue> Actor<V> {
                 self.flushes.to_announce.push((db, stamp));
             }
             self.observe(Some(stamp));
-            self.floor = self.floor.max(Some(stamp));
             self.apply_flush(db, stamp);
+            // Logged (a tombstone stamped with the flush, under the database's flush record),
+            // so a restart keeps it.
+            let mut record = V::bottom();
+            record.delete(stamp, 0);
+            self.journal(&Key::copy_from_slice(&db::flush_record_key(db)), Some(record));
         }
+    }
+
+    /// The flush records to write into a snapshot (each a tombstone stamped with the flush).
+    pub(crate) fn flush_records(&self) -> Vec<(Key, V)> {
+        self.flushes
+            .known()
+            .into_iter()
+            .map(|(db, stamp)| {
+                let mut record = V::bottom();
+                record.delete(stamp, 0);
+                (Key::copy_from_slice(&db::flush_record_key(db)), record)
+            })
+            .collect()
+    }
+
+    /// A record of the log read back at start: `true` if it was a flush record (learned, and
+    /// announced again in case the crash came before the other nodes heard of it).
+    pub(super) fn restore_flush(&mut self, key: &[u8], value: &V) -> bool {
+        let Some(db) = db::flush_record_of(key) else { return false };
+        if let Some(stamp) = value.newest_stamp() {
+            self.learn_flushes(u64::MAX, &[(db, stamp)], true);
+        }
+        true
     }
 
     /// Deletes with `stamp` every key of database `db` written only before it.
@@ -75,7 +118,7 @@ impl<V: KvsValue> Actor<V> {
             .filter(|(key, slot)| {
                 db::of(key.as_slice()) == db
                     && !slot.value.is_deleted()
-                    && slot.value.newest_stamp().is_none_or(|newest| newest < stamp)
+                    && slot.value.newest_stamp().is_some_and(|newest| newest < stamp)
             })
             .map(|(key, _)| Key::copy_from_slice(key.as_slice()))
             .collect();

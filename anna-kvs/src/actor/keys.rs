@@ -85,7 +85,7 @@ impl<V: KvsValue> Actor<V> {
             LocalQuery::Random { db } => self.random(now, db),
             LocalQuery::Flush { dbs, stamp } => {
                 let flushes: Vec<_> = dbs.into_iter().map(|db| (db, stamp)).collect();
-                self.learn_flushes(&flushes, true);
+                self.learn_flushes(now, &flushes, true);
                 Response::Done(None)
             }
         }

@@ -491,8 +491,11 @@ impl<V: KvsValue> Actor<V> {
         // The hot read: one table lookup answers both "do I own it" and "what is it".
         // (A catching-up actor takes the long way: its reads may be forwarded.)
         if let Request::Local { .. } = request {
-            // About this actor's keys, whoever owns them: answered here, never forwarded.
-            return Some(self.execute(now, request));
+            // About this actor's keys, whoever owns them: answered here, never forwarded (a
+            // flush goes to the other nodes at once).
+            let response = self.execute(now, request);
+            self.announce_flushes(out);
+            return Some(response);
         }
         if !self.digests.gating() {
             if let Request::Get { key } = &request
@@ -546,6 +549,14 @@ impl<V: KvsValue> Actor<V> {
         self.last_stamp_time
     }
 
+    /// Moves the clock past a peer's (not past the bound on clocks ahead: a peer's clock that
+    /// far ahead is not followed).
+    fn observe_clock(&mut self, now: u64, clock: u64) {
+        if clock <= now.saturating_add(self.config.max_clock_ahead_us) {
+            self.last_stamp_time = self.last_stamp_time.max(clock);
+        }
+    }
+
     /// Its writer id.
     pub fn writer(&self) -> u64 {
         self.writer
@@ -596,6 +607,9 @@ impl<V: KvsValue> Actor<V> {
     /// Merges a state read back from the log at start. The key is gossiped again at the next
     /// epoch: the crash may have come before its peers heard of it.
     pub fn restore(&mut self, key: Key, value: V) {
+        if self.restore_flush(&key, &value) || self.flushes.hides(&key, &value) {
+            return;
+        }
         self.observe(value.newest_stamp());
         match self.store.get_mut(&key[..]) {
             Some(slot) => {
@@ -690,7 +704,13 @@ impl<V: KvsValue> Actor<V> {
             };
             out.push(Output::Send {
                 to: owner,
-                message: PeerMessage::Forward { origin, token, hops: hops + 1, request },
+                message: PeerMessage::Forward {
+                    origin,
+                    token,
+                    hops: hops + 1,
+                    clock: self.last_stamp_time,
+                    request,
+                },
             });
             return None;
         }
@@ -731,7 +751,9 @@ impl<V: KvsValue> Actor<V> {
         } else {
             None
         };
-        if let (Some(floor), Some(stamp)) = (self.floor, value.write_stamp())
+        // The floor: freed tombstones, and the flush of the key's database.
+        let floor = self.floor.max(self.flushes.of(&key));
+        if let (Some(floor), Some(stamp)) = (floor, value.write_stamp())
             && stamp <= floor
         {
             self.stats.refused += 1;
@@ -904,7 +926,13 @@ impl<V: KvsValue> Actor<V> {
         match message {
             PeerMessage::Gossip(gossip) => self.receive_gossip(now, gossip, out),
             PeerMessage::Ack { from, seq, sent_to_you } => self.receive_ack(from, seq, sent_to_you),
-            PeerMessage::Forward { origin, token, hops, request } => {
+            PeerMessage::Forward { origin, token, hops, clock, request } => {
+                if let Request::Local { .. } = request {
+                    // Questions about an actor's keys never travel between nodes.
+                    self.stats.refused += 1;
+                    return;
+                }
+                self.observe_clock(now, clock);
                 if self.executed_forwards.insert((origin, token), self.epoch).is_some() {
                     return;
                 }
@@ -914,18 +942,23 @@ impl<V: KvsValue> Actor<V> {
                     } else {
                         out.push(Output::Send {
                             to: origin,
-                            message: PeerMessage::ForwardReply { token, response },
+                            message: PeerMessage::ForwardReply {
+                                clock: self.last_stamp_time,
+                                token,
+                                response,
+                            },
                         });
                     }
                 }
             }
-            PeerMessage::ForwardReply { token, response } => {
+            PeerMessage::ForwardReply { clock, token, response } => {
+                self.observe_clock(now, clock);
                 self.finish_forward(token, response, out)
             }
             PeerMessage::Repair(repair) => self.receive_repair(now, repair, out),
             PeerMessage::Flush { from, flushes } => {
                 if self.is_peer(from) {
-                    self.learn_flushes(&flushes, false);
+                    self.learn_flushes(now, &flushes, false);
                 } else {
                     self.stats.unknown_senders += 1;
                 }

@@ -655,11 +655,11 @@ impl<V: KvsValue> Actor<V> {
             Repair::Roots { round, roots, flushes, .. } => {
                 // A flush missed (its message lost, this node down) is learned here, before
                 // the comparison, so older states are not exchanged back.
-                self.learn_flushes(&flushes, false);
+                self.learn_flushes(now, &flushes, false);
                 self.compare_roots(from, round, roots, out)
             }
             Repair::Buckets { round, equal, differing, unsettled, flushes, .. } => {
-                self.learn_flushes(&flushes, false);
+                self.learn_flushes(now, &flushes, false);
                 self.compare_buckets(from, round, equal, differing, unsettled, out)
             }
             Repair::Exchange { round, want, states, .. } => {
@@ -1127,7 +1127,7 @@ impl<V: KvsValue> Actor<V> {
             Some(origin) if origin == self.id => self.finish_forward(token, response, out),
             Some(origin) => out.push(Output::Send {
                 to: origin,
-                message: PeerMessage::ForwardReply { token, response },
+                message: PeerMessage::ForwardReply { clock: self.last_stamp_time, token, response },
             }),
         }
     }

@@ -465,10 +465,6 @@ impl<V: KvsValue> Driver<V> {
                 }
             }
         }
-        // Before any answer goes out: a flush planned after it sees this batch's stamps.
-        if let Some(clock) = self.shared.clocks.get(usize::from(self.id.thread)) {
-            clock.store(self.actor.clock(), Ordering::Release);
-        }
         if outstanding == 0 {
             self.held.push((reply, answers));
         } else {
@@ -488,6 +484,10 @@ impl<V: KvsValue> Driver<V> {
     }
 
     fn send_answers(&mut self, reply: ReplyTo<V>, answers: Vec<(usize, Response<V>)>) {
+        // Before any answer goes out: a flush planned after it is stamped above its writes.
+        if let Some(clock) = self.shared.clocks.get(usize::from(self.id.thread)) {
+            clock.store(self.actor.clock(), Ordering::Release);
+        }
         match reply {
             ReplyTo::Channel(sender) => {
                 let _ = sender.send(answers);
@@ -630,6 +630,13 @@ impl<V: KvsValue> Driver<V> {
             Ok(()) => {
                 let rotated_us = start.elapsed().as_micros() as u64;
                 let keys = self.actor.key_list();
+                // The flush stamps first: the snapshot replaces the logs that held them.
+                let flushes = self.actor.flush_records();
+                if !flushes.is_empty()
+                    && aof.snapshot_chunk(flushes.iter().map(|(k, v)| (&k[..], v))).is_err()
+                {
+                    tracing::warn!(actor = %self.id, "the snapshot writer stopped before the flush records");
+                }
                 let listed_us = start.elapsed().as_micros() as u64 - rotated_us;
                 tracing::info!(actor = %self.id, keys = keys.len(), rotated_us, listed_us, "snapshot started");
                 self.snapshot = Some(SnapshotCursor { keys, next: 0, asked });

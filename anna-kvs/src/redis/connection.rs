@@ -371,8 +371,11 @@ impl Service<RedisValue> for Connections {
             conn.finish_plans(&mut answers, &self.local);
             conn.round = None;
             conn.flush();
-            // A blocked connection reads nothing until it answers (it is polled on a timer).
+            // A blocked connection reads nothing until it answers (it is polled on a timer);
+            // one that only waits for the next round (a flush) is polled at once.
             self.more_buffered |= conn.blocked.is_none() && (!conn.buf.is_empty() || conn.unread());
+            self.more_buffered |=
+                conn.blocked.as_ref().is_some_and(|(_, at)| *at <= Instant::now());
             self.sweep(slot);
         }
         self.local.flush_into(&self.shared.counters);

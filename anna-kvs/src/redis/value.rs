@@ -685,7 +685,10 @@ impl RedisValue {
                         }
                     }
                 }
-                let delta = track.then(|| Self::set_delta(delta, Max::default()));
+                // The set's stamp travels with it (unchanged: an SREM is not a newer write of
+                // the type), so the delta is never taken for a state older than a flush.
+                let set_at = self.typed().map(|t| t.set_at).unwrap_or_default();
+                let delta = track.then(|| Self::set_delta(delta, set_at));
                 Ok((removed > 0, RedisOpOutput::Int(removed), delta))
             }
             RedisOp::Expire { at, when } => {
@@ -813,12 +816,13 @@ impl KvsValue for RedisValue {
         let mut sets = Decompose::split(std::mem::take(&mut typed.set), bound).into_iter();
         typed.set = sets.next().unwrap_or_default();
         let mut parts = vec![Self::from_parts(self.string, Some(typed), expiry)];
+        // Every part carries the key's stamps (a max register joins harmlessly), so none is
+        // taken for a state older than a flush of its database.
+        let (set_at, counter_at, deleted_at) =
+            parts[0].typed().map(|t| (t.set_at, t.counter_at, t.deleted_at)).unwrap_or_default();
         parts.extend(sets.map(|set| {
-            Self::from_parts(
-                Lww::default(),
-                Some(Typed { set, ..Typed::default() }),
-                Expiry::default(),
-            )
+            let typed = Typed { set, set_at, counter_at, deleted_at, ..Typed::default() };
+            Self::from_parts(Lww::default(), Some(typed), Expiry::default())
         }));
         parts
     }
@@ -1226,6 +1230,16 @@ mod delta_tests {
             .unwrap();
         let Change::Delta(delta) = change else { panic!("no delta: {change:?}") };
         assert_eq!(KvsValue::weight(&delta), 2);
+        // Every part and delta carries the set's stamp: a replica that flushed the database
+        // at a stamp between the set's writes and now never takes one for an older state.
+        let newest_write = set.newest_stamp();
+        for part in KvsValue::split(set.clone(), 1000) {
+            assert_eq!(part.newest_stamp(), newest_write);
+        }
+        let remove = RedisOp::SRem(vec![Bytes::from_static(b"member:9")]);
+        let (change, _) = set.apply_delta(remove, Stamp::new(4, 2), 2).unwrap();
+        let Change::Delta(delta) = change else { panic!("no delta: {change:?}") };
+        assert_eq!(delta.newest_stamp(), newest_write);
     }
 }
 
