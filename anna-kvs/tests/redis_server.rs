@@ -493,6 +493,10 @@ fn transactions_queue_until_exec_and_never_half_run() {
     assert_eq!(cmd::<Vec<String>>(&mut con, &["EXEC"]).unwrap(), ["OK"]);
     assert_eq!(cmd::<Option<String>>(&mut other, &["GET", "tx"]).unwrap().as_deref(), Some("v"));
 
+    // WATCH is refused with the reason, never silently ignored.
+    assert!(error_text(cmd(&mut con, &["WATCH", "tx"])).contains("WATCH is not supported"));
+    assert_eq!(cmd::<String>(&mut con, &["UNWATCH"]).unwrap(), "OK");
+
     assert_eq!(cmd::<String>(&mut con, &["MULTI"]).unwrap(), "OK");
     assert_eq!(cmd::<String>(&mut con, &["SET", "dropped", "x"]).unwrap(), "QUEUED");
     assert_eq!(cmd::<String>(&mut con, &["DISCARD"]).unwrap(), "OK");

@@ -157,6 +157,8 @@ pub static TABLE: &[Command] = &[
     Command { name: "wait", arity: 3, flags: 0, keys: NO_KEYS, summary: "WAIT numreplicas timeout: blocks until this connection's writes since its last WAIT are acknowledged by that many other nodes (or timeout ms pass; 0: no limit), and answers how many did.", plan: durability::plan_wait },
     Command { name: "multi", arity: 1, flags: FAST | NO_QUEUE, keys: NO_KEYS, summary: "Starts a transaction: commands are queued until EXEC.", plan: plan_multi },
     Command { name: "exec", arity: 1, flags: NO_QUEUE, keys: NO_KEYS, summary: "Runs the queued commands in one round, answering them as one array. Commands on keys of one actor run back to back with no other client in between; keys on different actors or nodes are not isolated from each other (no coordination), and there is no rollback.", plan: plan_exec },
+    Command { name: "watch", arity: -2, flags: FAST | NO_QUEUE, keys: ALL_KEYS, summary: "Refused: a watched key can change on another replica without the owning actor seeing it in time, so EXEC could not honestly promise it did not.", plan: plan_watch },
+    Command { name: "unwatch", arity: 1, flags: FAST | NO_QUEUE, keys: NO_KEYS, summary: "Nothing is ever watched (WATCH is refused): OK.", plan: plan_unwatch },
     Command { name: "discard", arity: 1, flags: FAST | NO_QUEUE, keys: NO_KEYS, summary: "Drops the queued commands.", plan: plan_discard },
     Command { name: "debug", arity: -2, flags: ADMIN, keys: NO_KEYS, summary: "DEBUG DIGEST: one hash of the visible keys of every ring range this node owns (40 zeros when it holds none; equal on two nodes owning the same ranges, as with the default full replication, once they converged). DEBUG DIGEST-RANGES: each range's end and root hash, to compare replicas range by range.", plan: admin::plan_debug },
     Command { name: "command", arity: -1, flags: ADMIN, keys: NO_KEYS, summary: "Describes the commands of this table.", plan: plan_command },
@@ -291,6 +293,19 @@ fn plan_exec(session: &mut Session, cx: &Context<'_>, _: &[Bytes]) -> Plan {
     Plan::Batch(plans)
 }
 
+/// `WATCH`: refused with the reason, never ignored (a transaction that believes it is guarded
+/// would be wrong silently).
+fn plan_watch(_: &mut Session, _: &Context<'_>, _: &[Bytes]) -> Plan {
+    Plan::Now(Reply::Error(
+        "ERR WATCH is not supported: another replica can change a watched key without this node seeing it before EXEC (use conditional commands such as SET NX, judged by the owning actor)".into(),
+    ))
+}
+
+/// `UNWATCH`: nothing is watched.
+fn plan_unwatch(_: &mut Session, _: &Context<'_>, _: &[Bytes]) -> Plan {
+    Plan::Now(Reply::ok())
+}
+
 /// `DISCARD`.
 fn plan_discard(session: &mut Session, _: &Context<'_>, _: &[Bytes]) -> Plan {
     if session.multi.take().is_none() {
@@ -387,7 +402,7 @@ mod tests {
 
     /// Rows kept only to refuse their command with the reason (with Redis's flags, for
     /// `COMMAND`): they plan no requests at all.
-    const REFUSED: [&str; 1] = ["swapdb"];
+    const REFUSED: [&str; 2] = ["swapdb", "watch"];
 
     #[test]
     fn names_are_unique_lower_case_and_found() {
