@@ -673,9 +673,23 @@ impl<V: KvsValue> Actor<V> {
         });
         self.floor = floor;
         self.stats.reclaimed += reclaimed;
+        // Give back table memory once most of it is empty (a wave of deletes or expiries): a
+        // hash table keeps its size otherwise. At most a rehash of what is left, rarely.
+        shrink_if_mostly_empty(&mut self.store);
+        shrink_if_mostly_empty(&mut self.recently_freed);
         for (key, digest) in freed_digests {
             self.forget_digest(&key, digest);
         }
+    }
+}
+
+/// Shrinks a table holding less than a quarter of its capacity (and more than a few pages)
+/// to twice what it holds.
+fn shrink_if_mostly_empty<K: Eq + std::hash::Hash, T, S: std::hash::BuildHasher>(
+    table: &mut HashMap<K, T, S>,
+) {
+    if table.capacity() > 4096 && table.len() * 4 < table.capacity() {
+        table.shrink_to(table.len() * 2);
     }
 }
 
