@@ -3,9 +3,9 @@
 //! A flush at stamp `F` means "every write to this database stamped before `F` is gone". Each
 //! actor keeps the greatest flush stamp it knows per database (a pointwise max, so flushes
 //! merge like any lattice) and
-//! - deletes, with stamp `F`, every key of the database whose every write is older than `F`
-//!   (a key written after `F` — anywhere — keeps its later writes; the delete is an ordinary
-//!   write: logged, gossiped, its tombstone freed once acknowledged);
+//! - removes every key of the database whose every write is older than `F` (a key written
+//!   after `F` — anywhere — keeps its later writes), leaving no tombstone: every replica
+//!   removes the same keys once it learns `F`, and the next point keeps them out;
 //! - drops any state older than `F` that arrives later for that database (gossip, repair), so
 //!   a write from before the flush cannot come back once its key is freed;
 //! - moves its clock past `F`, so its own writes after the flush are newer, and refuses a
@@ -20,10 +20,11 @@
 
 use lattice_core::Stamp;
 
-use super::{Actor, Change};
+use super::{Actor, expiry};
 use crate::db::{self, DATABASES};
 use crate::message::{Output, PeerMessage};
 use crate::ring::{ActorId, Key};
+use crate::small_bytes::StoreKey;
 use crate::value::KvsValue;
 
 /// The flush stamps an actor knows, and those it must still announce.
@@ -110,23 +111,25 @@ impl<V: KvsValue> Actor<V> {
         true
     }
 
-    /// Deletes with `stamp` every key of database `db` written only before it.
+    /// Removes every key of database `db` written only before `stamp`. No tombstone is left:
+    /// the flush stamp itself keeps every older state of the database out (gossip, repair,
+    /// the log at start), so the memory of a flushed counter or set comes back too.
     fn apply_flush(&mut self, db: u8, stamp: Stamp) {
-        let older: Vec<Key> = self
+        let older: Vec<StoreKey> = self
             .store
             .iter()
             .filter(|(key, slot)| {
                 db::of(key.as_slice()) == db
-                    && !slot.value.is_deleted()
                     && slot.value.newest_stamp().is_some_and(|newest| newest < stamp)
             })
-            .map(|(key, _)| Key::copy_from_slice(key.as_slice()))
+            .map(|(key, _)| key.clone())
             .collect();
         for key in older {
-            let _ = self.update(key, |value| {
-                let change = if value.delete(stamp, 0) { Change::Whole } else { Change::Unchanged };
-                Ok::<_, std::convert::Infallible>((change, ()))
-            });
+            let Some(slot) = self.store.remove(key.as_slice()) else { continue };
+            let key = Key::copy_from_slice(key.as_slice());
+            self.expiring.track(&key, expiry::Facts::of(&slot.value), expiry::Facts::ABSENT);
+            self.deltas.remove(&key);
+            self.forget_digest(&key, slot.digest);
         }
         self.stats.flushes += 1;
     }

@@ -98,7 +98,7 @@ impl<V: KvsValue> Actor<V> {
         }
         // A few random picks among the held keys (other databases, tombstones and expired
         // keys are skipped); O(n) each, as the store has no random access.
-        let mut seed = now ^ self.epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut seed = (now ^ self.epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
         let filter = Filter { db, now, pattern: None, type_name: None };
         for _ in 0..8 {
             seed ^= seed << 13;
