@@ -91,8 +91,9 @@ pub enum LocalQuery {
         db: u8,
     },
     /// Flushes databases `dbs` as of `stamp`: every key whose every write is older than the
-    /// stamp is deleted, and older states arriving later are dropped; the stamp is passed on
-    /// to the other nodes ([`Response::Done`]).
+    /// stamp is removed, older states arriving later are dropped, and the stamp is logged and
+    /// passed on to the other nodes ([`Response::Done`]). A stamp further ahead of the actor's
+    /// clock than it accepts from peers is ignored.
     Flush {
         /// The databases.
         dbs: Vec<u8>,

@@ -134,7 +134,8 @@ impl<V: KvsValue> Actor<V> {
         self.stats.flushes += 1;
     }
 
-    /// At an epoch: sends the flushes this node was handed to every actor of the other nodes.
+    /// Sends the flushes this node was handed (at once, and again after a restart, at the next
+    /// epoch) to every actor of the other nodes.
     pub(super) fn announce_flushes(&mut self, out: &mut Vec<Output<V>>) {
         if self.flushes.to_announce.is_empty() {
             return;
