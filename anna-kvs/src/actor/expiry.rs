@@ -9,6 +9,9 @@
 //! The expiry is a write like any other (logged, gossiped, rehashed for repair), computed
 //! from the key's state, so every replica that expires the key on its own writes the same
 //! delete.
+//!
+//! The same hook at every store change (`Tracked::track`) also counts, per database, the
+//! keys held and those that are tombstones, so `DBSIZE` is known at once.
 
 use std::collections::BTreeSet;
 
@@ -52,10 +55,10 @@ impl Facts {
     }
 }
 
-/// The keys with a deadline, in deadline order, and how many held keys are tombstones (so
-/// the live keys are counted exactly, at once).
+/// The keys with a deadline, in deadline order, and per database how many keys are held,
+/// tombstones, and with a deadline (so the live keys are counted exactly, at once).
 #[derive(Debug, Default)]
-pub(super) struct Expiring {
+pub(super) struct Tracked {
     /// `(when it expires in µs, key)`: one entry per key with a deadline.
     due: BTreeSet<(u64, Key)>,
     /// The earliest time of the next run.
@@ -67,7 +70,7 @@ pub(super) struct Expiring {
     pub(super) with_deadline: [u64; DATABASES as usize],
 }
 
-impl Expiring {
+impl Tracked {
     /// Follows a change of `key` from `before` to `after` (either [`Facts::ABSENT`] for a key
     /// stored or freed): moves its deadline entry and counts tombstones.
     #[inline]
@@ -107,27 +110,22 @@ impl Expiring {
     pub(super) fn next_run(&self) -> Option<u64> {
         self.due.first().map(|&(due, _)| due.max(self.next_run_at))
     }
-
-    /// How many keys have a deadline.
-    pub(super) fn len(&self) -> usize {
-        self.due.len()
-    }
 }
 
 impl<V: KvsValue> Actor<V> {
     /// Expires the keys whose deadline has passed at `now` (at most [`BUDGET`]), if a run is
     /// due.
     pub(super) fn expire_due(&mut self, now: u64) {
-        if self.expiring.next_run().is_none_or(|at| at > now) {
+        if self.tracked.next_run().is_none_or(|at| at > now) {
             return;
         }
-        self.expiring.next_run_at = now + RUN_EVERY_US;
+        self.tracked.next_run_at = now + RUN_EVERY_US;
         for _ in 0..BUDGET {
-            let Some(&(due, _)) = self.expiring.due.first() else { break };
+            let Some(&(due, _)) = self.tracked.due.first() else { break };
             if due > now {
                 break;
             }
-            let Some((_, key)) = self.expiring.due.pop_first() else { break };
+            let Some((_, key)) = self.tracked.due.pop_first() else { break };
             // The entry stands for the key's deadline when it was made; the key may have been
             // freed since.
             match self.store.get(&key[..]).and_then(|slot| slot.value.expires_at()) {
@@ -145,7 +143,7 @@ impl<V: KvsValue> Actor<V> {
                     }
                 }
                 Some(at) => {
-                    self.expiring.due.insert((at, key));
+                    self.tracked.due.insert((at, key));
                 }
                 None => {}
             }

@@ -127,7 +127,7 @@ impl<V: KvsValue> Actor<V> {
         for key in older {
             let Some(slot) = self.store.remove(key.as_slice()) else { continue };
             let key = Key::copy_from_slice(key.as_slice());
-            self.expiring.track(&key, expiry::Facts::of(&slot.value), expiry::Facts::ABSENT);
+            self.tracked.track(&key, expiry::Facts::of(&slot.value), expiry::Facts::ABSENT);
             self.deltas.remove(&key);
             self.forget_digest(&key, slot.digest);
         }

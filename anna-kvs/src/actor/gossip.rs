@@ -317,7 +317,7 @@ impl<V: KvsValue> Actor<V> {
                     };
                     self.stats.merges_changed += u64::from(changed);
                     if changed {
-                        self.expiring.track(&key, before, expiry::Facts::of(&slot.value));
+                        self.tracked.track(&key, before, expiry::Facts::of(&slot.value));
                     }
                     // Its digest is rehashed later (no second lookup here).
                     if changed && self.digests.enabled && !std::mem::replace(&mut slot.stale, true)
@@ -345,7 +345,7 @@ impl<V: KvsValue> Actor<V> {
                         if stale {
                             self.digests.stale.push_back(key.clone());
                         }
-                        self.expiring.track(&key, expiry::Facts::ABSENT, expiry::Facts::of(&value));
+                        self.tracked.track(&key, expiry::Facts::ABSENT, expiry::Facts::of(&value));
                         self.store.insert(
                             StoreKey::new(&key),
                             Slot { value, dirty: tombstone, shipped: 0, stale, digest: 0 },
@@ -642,7 +642,7 @@ impl<V: KvsValue> Actor<V> {
         let store = &mut self.store;
         let mut freed_digests = Vec::new();
         let recently_freed = &mut self.recently_freed;
-        let tracked = &mut self.expiring;
+        let tracked = &mut self.tracked;
         let mut floor = self.floor;
         let mut reclaimed = 0;
         self.tombstones.retain(|pending| {

@@ -62,7 +62,7 @@ impl<V: KvsValue> Actor<V> {
     /// Answers a question about all its keys at time `now` (µs).
     pub(super) fn local(&mut self, now: u64, query: LocalQuery) -> Response<V> {
         match query {
-            LocalQuery::Count { db } => Response::Count(self.expiring.live(db)),
+            LocalQuery::Count { db } => Response::Count(self.tracked.live(db)),
             LocalQuery::Scan { db, from, count, pattern, type_name } => {
                 let filter = Filter {
                     db,
@@ -93,7 +93,7 @@ impl<V: KvsValue> Actor<V> {
 
     /// A live key of database `db` at random, if it holds any.
     fn random(&self, now: u64, db: u8) -> Response<V> {
-        if self.expiring.live(db) == 0 {
+        if self.tracked.live(db) == 0 {
             return Response::Keys { keys: Vec::new(), next: None };
         }
         // A few random picks among the held keys (other databases, tombstones and expired
@@ -124,7 +124,7 @@ impl<V: KvsValue> Actor<V> {
 
     /// Keys held that are not deleted, in every database.
     pub(super) fn live_keys(&self) -> u64 {
-        (0..crate::db::DATABASES).map(|db| self.expiring.live(db)).sum()
+        (0..crate::db::DATABASES).map(|db| self.tracked.live(db)).sum()
     }
 
     /// One step of a scan: `count` keys looked at from position `from` (and the rest of the

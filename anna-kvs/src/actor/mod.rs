@@ -126,8 +126,6 @@ pub struct ActorStats {
     pub expired_keys: u64,
     /// Flushes applied (`FLUSHDB`, `FLUSHALL`, here or learned from another node).
     pub flushes: u64,
-    /// Keys held with a deadline now (Redis's `expires=` in `INFO keyspace`).
-    pub keys_with_deadline: u64,
     /// Live keys held, per database ([`crate::db`]).
     pub keys_by_db: [u64; crate::db::DATABASES as usize],
     /// Keys held with a deadline, per database.
@@ -298,8 +296,9 @@ pub struct Actor<V: KvsValue> {
     journal: Option<Vec<(Key, Option<V>)>>,
     /// Digests of its ranges and anti-entropy state.
     digests: repair::Digests<V>,
-    /// The keys with a deadline, for active expiry, and the count of tombstones held.
-    expiring: expiry::Expiring,
+    /// What is tracked of the keys beyond their states: those with a deadline (for active
+    /// expiry) and, per database, how many are held and how many are tombstones.
+    tracked: expiry::Tracked,
     /// The keys sorted by scan position, while a scan uses them.
     scan_index: Option<keys::ScanIndex>,
     /// The latest flush of each database.
@@ -341,7 +340,7 @@ impl<V: KvsValue> Actor<V> {
             next_epoch_at,
             epoch: 0,
             owners_buf: Vec::new(),
-            expiring: expiry::Expiring::default(),
+            tracked: expiry::Tracked::default(),
             scan_index: None,
             flushes: flush::Flushes::default(),
             stats: ActorStats::default(),
@@ -365,7 +364,7 @@ impl<V: KvsValue> Actor<V> {
             Some(due) => self.next_epoch_at.min(due),
             None => self.next_epoch_at,
         };
-        self.expiring.next_run().map_or(next, |due| next.min(due))
+        self.tracked.next_run().map_or(next, |due| next.min(due))
     }
 
     /// Makes the next epoch due at `now` (a stopping node gossips its last changes at once).
@@ -379,10 +378,9 @@ impl<V: KvsValue> Actor<V> {
         stats.keys = self.live_keys();
         stats.tombstones = (self.store.len() as u64).saturating_sub(stats.keys);
         for db in 0..crate::db::DATABASES {
-            stats.keys_by_db[usize::from(db)] = self.expiring.live(db);
-            stats.deadlines_by_db[usize::from(db)] = self.expiring.with_deadline[usize::from(db)];
+            stats.keys_by_db[usize::from(db)] = self.tracked.live(db);
+            stats.deadlines_by_db[usize::from(db)] = self.tracked.with_deadline[usize::from(db)];
         }
-        stats.keys_with_deadline = self.expiring.len() as u64;
         stats.ranges_unrepaired = self.unrepaired_ranges() as u64;
         stats
     }
@@ -615,13 +613,13 @@ impl<V: KvsValue> Actor<V> {
             Some(slot) => {
                 let before = expiry::Facts::of(&slot.value);
                 slot.value.merge(value);
-                self.expiring.track(&key, before, expiry::Facts::of(&slot.value));
+                self.tracked.track(&key, before, expiry::Facts::of(&slot.value));
             }
             None => {
                 if value.is_bottom() {
                     return;
                 }
-                self.expiring.track(&key, expiry::Facts::ABSENT, expiry::Facts::of(&value));
+                self.tracked.track(&key, expiry::Facts::ABSENT, expiry::Facts::of(&value));
                 self.store.insert(
                     StoreKey::new(&key),
                     Slot { value, dirty: false, shipped: 0, stale: false, digest: 0 },
@@ -849,7 +847,7 @@ impl<V: KvsValue> Actor<V> {
                 let (change, output) = change(&mut slot.value)?;
                 let changed = change.changed();
                 if changed {
-                    self.expiring.track(&key, before, expiry::Facts::of(&slot.value));
+                    self.tracked.track(&key, before, expiry::Facts::of(&slot.value));
                     let was_dirty = slot.dirty;
                     let mark = !was_dirty && (gossiped || slot.value.tombstone_stamp().is_some());
                     if mark {
@@ -888,7 +886,7 @@ impl<V: KvsValue> Actor<V> {
                 let (change, output) = change(&mut value)?;
                 let changed = change.changed();
                 if changed && !value.is_bottom() {
-                    self.expiring.track(&key, expiry::Facts::ABSENT, expiry::Facts::of(&value));
+                    self.tracked.track(&key, expiry::Facts::ABSENT, expiry::Facts::of(&value));
                     let dirty = gossiped || value.tombstone_stamp().is_some();
                     self.store.insert(
                         StoreKey::new(&key),

@@ -975,7 +975,7 @@ impl<V: KvsValue> Actor<V> {
                     let before = expiry::Facts::of(&slot.value);
                     let changed = slot.value.merge_ref(&value);
                     if changed {
-                        self.expiring.track(&key, before, expiry::Facts::of(&slot.value));
+                        self.tracked.track(&key, before, expiry::Facts::of(&slot.value));
                     }
                     if slot.value == value {
                         same.insert(key.clone());
@@ -997,7 +997,7 @@ impl<V: KvsValue> Actor<V> {
                         (false, false, None)
                     } else {
                         let tombstone = value.tombstone_stamp().is_some();
-                        self.expiring.track(&key, expiry::Facts::ABSENT, expiry::Facts::of(&value));
+                        self.tracked.track(&key, expiry::Facts::ABSENT, expiry::Facts::of(&value));
                         self.store.insert(
                             StoreKey::new(&key),
                             Slot { value, dirty: tombstone, shipped: 0, digest: 0, stale: false },

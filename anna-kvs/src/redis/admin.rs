@@ -120,9 +120,7 @@ fn node_ranges(cx: &Context<'_>) -> Vec<(u32, u64)> {
 /// `INFO [section]`.
 pub fn plan_info(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
     let text = info(cx, args.first());
-    let wanted = args.first().map(|s| String::from_utf8_lossy(s).to_ascii_lowercase());
-    if !wanted.as_deref().is_none_or(|w| matches!(w, "keyspace" | "all" | "default" | "everything"))
-    {
+    if !shows(args.first(), "keyspace") {
         return Plan::Now(Reply::text(text));
     }
     // The keyspace section counts keys now, as DBSIZE does (deadlines as of the last epoch).
@@ -364,13 +362,16 @@ fn human_bytes(bytes: u64) -> String {
     format!("{bytes}B")
 }
 
+/// Whether `INFO [section]` shows section `name`.
+fn shows(section: Option<&Bytes>, name: &str) -> bool {
+    section.is_none_or(|s| {
+        let wanted = String::from_utf8_lossy(s).to_ascii_lowercase();
+        wanted == name || matches!(wanted.as_str(), "all" | "default" | "everything")
+    })
+}
+
 fn info(cx: &Context<'_>, section: Option<&Bytes>) -> String {
-    let wanted = section.map(|s| String::from_utf8_lossy(s).to_ascii_lowercase());
-    let show = |name: &str| {
-        wanted
-            .as_deref()
-            .is_none_or(|w| w == name || w == "all" || w == "default" || w == "everything")
-    };
+    let show = |name: &str| shows(section, name);
     let settings = cx.settings;
     let reports = cx.node.map(NodeHandle::reports).unwrap_or_default();
     let topology = cx.node.map(NodeHandle::topology);
