@@ -28,6 +28,7 @@ pub mod connection;
 pub mod durability;
 pub mod front_end;
 pub mod inline_bytes;
+pub mod long_double;
 pub mod plan;
 pub mod resp;
 pub mod session;

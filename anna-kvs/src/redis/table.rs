@@ -112,6 +112,7 @@ pub static TABLE: &[Command] = &[
     Command { name: "decr", arity: 2, flags: WRITE | FAST, keys: ONE_KEY, summary: "Subtracts 1 from a counter.", plan: strings::plan_decr },
     Command { name: "incrby", arity: 3, flags: WRITE | FAST, keys: ONE_KEY, summary: "Adds an integer to a counter.", plan: strings::plan_incrby },
     Command { name: "decrby", arity: 3, flags: WRITE | FAST, keys: ONE_KEY, summary: "Subtracts an integer from a counter.", plan: strings::plan_decrby },
+    Command { name: "incrbyfloat", arity: 3, flags: WRITE | FAST, keys: ONE_KEY, summary: "Adds a float to a string (or counter) on the owning actor, in Redis's long double arithmetic; the sum is stored as a string, so concurrent INCRBYFLOATs on two replicas keep the later result (one increment is lost; INCRBY's counters keep both).", plan: strings::plan_incrbyfloat },
     Command { name: "del", arity: -2, flags: WRITE, keys: ALL_KEYS, summary: "Deletes keys; writes concurrent with the delete on other replicas survive it.", plan: keyspace::plan_del },
     Command { name: "unlink", arity: -2, flags: WRITE | FAST, keys: ALL_KEYS, summary: "As DEL.", plan: keyspace::plan_del },
     Command { name: "exists", arity: -2, flags: READONLY | FAST, keys: ALL_KEYS, summary: "How many of the keys exist.", plan: keyspace::plan_exists },

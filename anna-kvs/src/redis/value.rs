@@ -20,6 +20,7 @@ pub use expiry::{ExpireWhen, Ttl, now_us, ttl_reply};
 
 use self::expiry::Expiry;
 use super::inline_bytes::InlineBytes;
+use super::long_double::{FloatError, incr_by_float};
 use super::resp::encode_bulk;
 use crate::value::{Change, KvsValue, OpError};
 
@@ -190,6 +191,10 @@ pub enum RedisOp {
     GetDel,
     /// `APPEND key value`: answers the new length.
     Append(Bytes),
+    /// `INCRBYFLOAT key increment`: the string (or counter) read as a float plus the
+    /// increment (still unparsed: Redis checks the key's type and value first), stored and
+    /// answered as text ([`incr_by_float`](super::long_double::incr_by_float)).
+    IncrByFloat(Bytes),
     /// `SETRANGE key offset value`: overwrites from `offset` (zero-padded), answers the new
     /// length. An empty value only answers the length.
     SetRange(u64, Bytes),
@@ -620,6 +625,19 @@ impl RedisValue {
                 self.string.merge(Lww::new(stamp, Some(Bytes::from(joined).into())));
                 self.keep_deadline(deadline, stamp);
                 Ok((true, RedisOpOutput::Int(len), string_delta(self)))
+            }
+            RedisOp::IncrByFloat(step) => {
+                let current = self.get_string_at(now)?;
+                let text = incr_by_float(current.as_deref(), &step).map_err(|e| {
+                    OpError::Other(match e {
+                        FloatError::NotAFloat => "value is not a valid float".into(),
+                        FloatError::NotFinite => "increment would produce NaN or Infinity".into(),
+                    })
+                })?;
+                let text = Bytes::from(text);
+                self.string.merge(Lww::new(stamp, Some(text.clone().into())));
+                self.keep_deadline(deadline, stamp);
+                Ok((true, RedisOpOutput::Bulk(Some(text)), string_delta(self)))
             }
             RedisOp::SetRange(offset, patch) => {
                 let current = self.get_string_at(now)?;
@@ -1124,6 +1142,7 @@ mod delta_tests {
             1 => (0..3_u8).prop_map(|n| RedisOp::Set(Bytes::from(n.to_string()))),
             1 => (-5..5_i64).prop_map(RedisOp::IncrBy),
             1 => Just(RedisOp::Append(Bytes::from_static(b"x"))),
+            1 => Just(RedisOp::IncrByFloat(Bytes::from_static(b"0.5"))),
             1 => Just(RedisOp::GetDel),
             1 => (0..2_u8).prop_map(|n| RedisOp::SetIf {
                 value: Bytes::from(n.to_string()),

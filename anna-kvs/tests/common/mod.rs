@@ -137,3 +137,14 @@ pub fn redis_port_server(threads: usize) -> anna_kvs::server::RunningServer {
     };
     anna_kvs::server::RunningServer::start(config).expect("server starts")
 }
+
+/// Runs `commands` on a real redis-server and on an in-process anna server (two actors), one
+/// connection each, and asserts every reply is the same.
+pub fn same_as_redis(commands: &[&[&str]]) {
+    let redis = RealRedis::start();
+    let anna = redis_port_server(2);
+    let script: String = commands.iter().map(|c| resp(c)).collect();
+    let theirs = raw(([127, 0, 0, 1], redis.1).into(), script.as_bytes());
+    let ours = raw(anna.addr, script.as_bytes());
+    assert_same_replies(&ours, &theirs);
+}

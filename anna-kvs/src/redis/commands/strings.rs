@@ -142,6 +142,15 @@ pub fn plan_append(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
     apply_one(key, RedisOp::Append(owned(value)))
 }
 
+/// `INCRBYFLOAT key increment`: the sum as text (Redis's `long double` arithmetic and
+/// printing).
+pub fn plan_incrbyfloat(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
+    if let Err(reply) = cx.check_sizes(&args[0], None) {
+        return Plan::Now(reply);
+    }
+    apply_one(&args[0], RedisOp::IncrByFloat(owned(&args[1])))
+}
+
 /// `STRLEN key`: the string's length (0 for a missing key).
 pub fn plan_strlen(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
     if let Err(reply) = cx.check_sizes(&args[0], None) {
