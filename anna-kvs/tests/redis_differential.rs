@@ -44,3 +44,61 @@ fn incrbyfloat_answers_digit_for_digit() {
         &["INCRBYFLOAT", "f"],
     ]);
 }
+
+/// OBJECT and TOUCH answer as Redis does for values written directly (Redis's encoding of an
+/// `APPEND`ed string or a set that once held a word depends on history; this store answers
+/// the encoding of the value as it is, see `COMMAND DOCS`), in any database, with Redis's
+/// errors for a wrong subcommand, a wrong arity and FREQ without an LFU policy.
+#[test]
+fn object_and_touch_answer_as_redis_does() {
+    let long = "x".repeat(45);
+    let embstr = "y".repeat(44);
+    same_as_redis(&[
+        &["SET", "small", "123"],
+        &["SET", "shared-edge", "9999"],
+        &["SET", "big", "12345"],
+        &["SET", "negative", "-5"],
+        &["SET", "leading-zero", "0123"],
+        &["SET", "twenty-one", "123456789012345678901"],
+        &["SET", "embstr", &embstr],
+        &["SET", "raw", &long],
+        &["INCR", "counter"],
+        &["INCRBY", "counter", "20000"],
+        &["SADD", "ints", "1", "2", "-3"],
+        &["SADD", "words", "1", "a"],
+        &["OBJECT", "ENCODING", "small"],
+        &["OBJECT", "encoding", "big"],
+        &["OBJECT", "ENCODING", "negative"],
+        &["OBJECT", "ENCODING", "leading-zero"],
+        &["OBJECT", "ENCODING", "twenty-one"],
+        &["OBJECT", "ENCODING", "embstr"],
+        &["OBJECT", "ENCODING", "raw"],
+        &["OBJECT", "ENCODING", "counter"],
+        &["OBJECT", "ENCODING", "ints"],
+        &["OBJECT", "ENCODING", "words"],
+        &["OBJECT", "ENCODING", "missing"],
+        &["OBJECT", "REFCOUNT", "small"],
+        &["OBJECT", "REFCOUNT", "shared-edge"],
+        &["OBJECT", "REFCOUNT", "big"],
+        &["OBJECT", "REFCOUNT", "counter"],
+        &["OBJECT", "REFCOUNT", "ints"],
+        &["OBJECT", "REFCOUNT", "missing"],
+        &["OBJECT", "IDLETIME", "small"],
+        &["OBJECT", "IDLETIME", "missing"],
+        &["OBJECT", "FREQ", "small"],
+        &["OBJECT", "ENCODING"],
+        &["OBJECT", "ENCODING", "a", "b"],
+        &["OBJECT", "HELP", "x"],
+        &["OBJECT", "bogus", "small"],
+        &["OBJECT"],
+        &["TOUCH", "small", "missing", "small", "ints"],
+        &["TOUCH"],
+        &["SELECT", "3"],
+        &["OBJECT", "ENCODING", "small"],
+        &["SET", "small", "hello"],
+        &["OBJECT", "ENCODING", "small"],
+        &["TOUCH", "small", "big"],
+        &["SELECT", "0"],
+        &["OBJECT", "ENCODING", "small"],
+    ]);
+}

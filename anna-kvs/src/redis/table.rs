@@ -20,7 +20,7 @@
 use bytes::Bytes;
 
 use super::admin;
-use super::commands::{expiry, keyspace, sets, strings};
+use super::commands::{expiry, keyspace, object, sets, strings};
 use super::durability;
 use super::plan::{Context, Plan, arity_error};
 use super::resp::Reply;
@@ -145,6 +145,8 @@ pub static TABLE: &[Command] = &[
     Command { name: "flushall", arity: -1, flags: WRITE, keys: NO_KEYS, summary: "As FLUSHDB, for every database.", plan: keyspace::plan_flushall },
     Command { name: "swapdb", arity: 3, flags: WRITE | FAST, keys: NO_KEYS, summary: "Refused: it would rename every key of two databases on every replica at once.", plan: keyspace::plan_swapdb },
     Command { name: "client", arity: -2, flags: FAST, keys: NO_KEYS, summary: "CLIENT SETNAME, GETNAME, ID, SETINFO.", plan: admin::plan_client },
+    Command { name: "touch", arity: -2, flags: READONLY | FAST, keys: ALL_KEYS, summary: "How many of the keys exist (this store keeps no access times for it to update).", plan: keyspace::plan_exists },
+    Command { name: "object", arity: -2, flags: 0, keys: NO_KEYS, summary: "OBJECT ENCODING (Redis's name for how it would hold the value now: int, embstr, raw, intset, hashtable), REFCOUNT (as Redis: shared small integers answer 2147483647), IDLETIME (seconds since the write that gave the key its value, on the serving replica: reads are not tracked), FREQ (refused, as in Redis without an LFU policy), HELP.", plan: object::plan_object },
     Command { name: "dbsize", arity: 1, flags: READONLY | FAST, keys: NO_KEYS, summary: "Keys this node holds now (asked of its actors); an expired key counts until its actor deletes it, as in Redis.", plan: keyspace::plan_dbsize },
     Command { name: "scan", arity: -2, flags: READONLY, keys: NO_KEYS, summary: "Iterates this node's keys (MATCH, COUNT, TYPE); the cursor is an actor and a position in a fixed hash order, valid across calls and connections: a key held for the whole scan is answered at least once.", plan: keyspace::plan_scan },
     Command { name: "keys", arity: 2, flags: READONLY, keys: NO_KEYS, summary: "Every key of this node matching a glob (walks every key: prefer SCAN).", plan: keyspace::plan_keys },
@@ -233,6 +235,25 @@ pub fn dispatch(session: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan
     plan
 }
 
+/// `key` as the store holds it in database `db`, for a key the table's positions do not name
+/// (`OBJECT ENCODING key`, `COPY … DB n`).
+///
+/// # Errors
+/// In database 0, a key that would name another database's key.
+pub fn key_in_db(db: u8, key: &Bytes) -> Result<Bytes, Reply> {
+    if db == 0 && crate::db::is_reserved(key) {
+        return Err(reserved_key());
+    }
+    Ok(if db == 0 { key.clone() } else { Bytes::from(crate::db::key(db, key)) })
+}
+
+fn reserved_key() -> Reply {
+    Reply::Error(
+        "ERR keys beginning with the bytes FF DB 01..0F name keys of databases 1-15 (use SELECT)"
+            .into(),
+    )
+}
+
 /// The arguments with each key named as the store holds it in database `db` (see
 /// [`crate::db`]): `None` when nothing changes (database 0). In database 0 a key that would
 /// name another database's key is refused.
@@ -245,9 +266,7 @@ fn keys_in_db(db: u8, command: &Command, args: &[Bytes]) -> Result<Option<Vec<By
     let positions = (first as usize..=last.max(0) as usize).step_by(step as usize);
     if db == 0 {
         return match positions.filter_map(|i| args.get(i)).find(|k| crate::db::is_reserved(k)) {
-            Some(_) => Err(Reply::Error(
-                "ERR keys beginning with the bytes FF DB 01..0F name keys of databases 1-15 (use SELECT)".into(),
-            )),
+            Some(_) => Err(reserved_key()),
             None => Ok(None),
         };
     }

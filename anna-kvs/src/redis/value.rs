@@ -325,6 +325,20 @@ impl RedisValue {
 
     /// The key's type by its writes alone, whatever its deadline.
     fn raw_kind(&self) -> Option<Kind> {
+        self.newest_write().map(|(_, kind)| kind)
+    }
+
+    /// When the write that gave the key its current value was stamped (µs since the Unix
+    /// epoch), if the key holds one: what `OBJECT IDLETIME` counts from (this store keeps no
+    /// read times).
+    pub fn written_at(&self) -> Option<u64> {
+        self.kind()?;
+        self.newest_write().map(|((time, _), _)| time)
+    }
+
+    /// The newest write of a value (not a delete) newer than the latest delete, and the type
+    /// it wrote.
+    fn newest_write(&self) -> Option<((u64, u64), Kind)> {
         let deleted = self.deleted_at();
         let mut best: Option<((u64, u64), Kind)> = None;
         let mut consider = |at: (u64, u64), kind: Kind| {
@@ -341,7 +355,7 @@ impl RedisValue {
                 consider(*typed.set_at.get(), Kind::Set);
             }
         }
-        best.map(|(_, kind)| kind)
+        best
     }
 
     /// The key as a last-writer-wins string register (stamp included, tombstones too), for

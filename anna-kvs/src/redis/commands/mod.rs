@@ -7,5 +7,6 @@
 
 pub mod expiry;
 pub mod keyspace;
+pub mod object;
 pub mod sets;
 pub mod strings;
