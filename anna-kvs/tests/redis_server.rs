@@ -937,3 +937,33 @@ fn a_client_over_the_soft_output_limit_for_its_seconds_is_closed() {
     let _ = idle.read_to_end(&mut sink);
     assert!(sink.len() < 64 * big.len(), "it got every reply: {} bytes", sink.len());
 }
+
+/// A client that sends its commands and closes its sending side at once (`nc -q`, a script)
+/// gets every answer and then the server's close, even when its EOF arrives with its last
+/// bytes: with edge-triggered events no second event comes for that EOF, and the server
+/// once kept such connections open (here: until the client's 5 s read timeout).
+#[test]
+fn a_client_that_half_closes_with_its_last_command_is_answered_and_closed() {
+    let anna = server();
+    let script = [resp(&["SET", "k", "v"]), resp(&["GET", "k"])].concat();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (addr, script) = (anna.addr, script.clone());
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    let mut stream = TcpStream::connect(addr).unwrap();
+                    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    stream.write_all(script.as_bytes()).unwrap();
+                    stream.shutdown(std::net::Shutdown::Write).unwrap();
+                    let mut answer = Vec::new();
+                    let closed = stream.read_to_end(&mut answer);
+                    assert_eq!(answer, b"+OK\r\n$1\r\nv\r\n");
+                    assert!(closed.is_ok(), "the server did not close: {closed:?}");
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+}

@@ -267,6 +267,7 @@ impl<V: KvsValue> Driver<V> {
                     readable: flags
                         .intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | failed),
                     writable: flags.intersects(EpollFlags::EPOLLOUT | failed),
+                    closed: flags.intersects(EpollFlags::EPOLLRDHUP | failed),
                 });
             }
             doorbell.woke();

@@ -56,6 +56,9 @@ pub struct Readiness {
     pub readable: bool,
     /// Output can be written (or the descriptor failed).
     pub writable: bool,
+    /// The peer closed its sending side, or the descriptor hung up: with edge-triggered
+    /// events no new one comes for it, so a short read does not mean the input is drained.
+    pub closed: bool,
 }
 
 /// Where a [`Service`] registers the descriptors its actor waits on.

@@ -277,6 +277,7 @@ impl Service<RedisValue> for Connections {
                 conn.flush();
             }
             conn.readable |= event.readable;
+            conn.peer_closed |= event.closed;
         }
         if self.draining {
             // Answer what is in flight; read nothing new; close what is answered.
@@ -373,7 +374,10 @@ impl Service<RedisValue> for Connections {
             conn.flush();
             // A blocked connection reads nothing until it answers (it is polled on a timer);
             // one that only waits for the next round (a flush) is polled at once.
-            self.more_buffered |= conn.blocked.is_none() && (!conn.buf.is_empty() || conn.unread());
+            // (A command that blocked stopped its batch: what was planned after it is looked
+            // at again, which also lets a client that half-closed go once all is answered.)
+            self.more_buffered |= conn.blocked.is_none()
+                && (conn.more_commands || !conn.buf.is_empty() || conn.unread());
             self.more_buffered |=
                 conn.blocked.as_ref().is_some_and(|(_, at)| *at <= Instant::now());
             self.sweep(slot);
@@ -428,6 +432,8 @@ struct Connection {
     blocked: Option<(Box<dyn Waiting>, Instant)>,
     /// The socket may hold input not read yet (its events are edge-triggered).
     readable: bool,
+    /// The event loop saw the peer close its sending side (the EOF may be behind the input).
+    peer_closed: bool,
     last_read: Instant,
     /// When output first got stuck (the client stopped reading).
     stalled_since: Option<Instant>,
@@ -455,6 +461,7 @@ impl Connection {
             round: None,
             blocked: None,
             readable: false,
+            peer_closed: false,
             last_read: Instant::now(),
             stalled_since: None,
         }
@@ -495,8 +502,10 @@ impl Connection {
                 Ok(n) => {
                     self.buf.extend_from_slice(&chunk[..n]);
                     self.last_read = Instant::now();
-                    if n < chunk.len() {
-                        // Drained: more input raises a new event.
+                    if n < chunk.len() && !self.peer_closed {
+                        // Drained: more input raises a new event. (Not after the peer
+                        // closed: its EOF came with the event just taken, and reading on
+                        // is the only way to see it.)
                         self.readable = false;
                         return;
                     }
