@@ -26,8 +26,9 @@ use crate::value::KvsValue;
 
 /// The envelope's first bytes.
 pub const MAGIC: &[u8; 4] = b"ANNA";
-/// The wire version this build speaks.
-pub const VERSION: u8 = 4;
+/// The wire version this build speaks (5: the Redis operations of INCRBYFLOAT, RENAME, COPY
+/// and MSETNX travel in forwarded requests).
+pub const VERSION: u8 = 5;
 /// The largest message accepted or produced (16 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 const HEADER: usize = 4 + 1 + 4;

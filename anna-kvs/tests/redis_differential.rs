@@ -83,7 +83,6 @@ fn object_and_touch_answer_as_redis_does() {
         &["OBJECT", "REFCOUNT", "counter"],
         &["OBJECT", "REFCOUNT", "ints"],
         &["OBJECT", "REFCOUNT", "missing"],
-        &["OBJECT", "IDLETIME", "small"],
         &["OBJECT", "IDLETIME", "missing"],
         &["OBJECT", "FREQ", "small"],
         &["OBJECT", "ENCODING"],
@@ -101,4 +100,95 @@ fn object_and_touch_answer_as_redis_does() {
         &["SELECT", "0"],
         &["OBJECT", "ENCODING", "small"],
     ]);
+}
+
+/// RENAME, RENAMENX, COPY and MSETNX answer as Redis does, for strings, counters and sets,
+/// with deadlines carried over, across databases, inside MULTI (where they split the
+/// transaction into rounds but answer in order), and with every error Redis gives.
+#[test]
+fn moves_and_msetnx_answer_as_redis_does() {
+    same_as_redis(&[
+        &["SET", "a", "1"],
+        &["RENAME", "a", "b"],
+        &["GET", "a"],
+        &["GET", "b"],
+        &["RENAME", "missing", "x"],
+        &["RENAMENX", "missing", "x"],
+        &["RENAME", "b", "b"],
+        &["RENAMENX", "b", "b"],
+        &["SET", "c", "3"],
+        &["RENAMENX", "b", "c"],
+        &["RENAMENX", "b", "d"],
+        &["MGET", "b", "c", "d"],
+        &["INCRBY", "counter", "41"],
+        &["RENAME", "counter", "moved"],
+        &["INCR", "moved"],
+        &["TYPE", "moved"],
+        &["SADD", "set", "x", "y", "z"],
+        &["SET", "target", "old"],
+        &["RENAME", "set", "target"],
+        &["SCARD", "target"],
+        &["SISMEMBER", "target", "y"],
+        &["TYPE", "set"],
+        &["SET", "ttl", "v", "EX", "1000"],
+        &["RENAME", "ttl", "ttl2"],
+        &["TTL", "ttl2"],
+        &["COPY", "ttl2", "ttl3"],
+        &["TTL", "ttl3"],
+        &["COPY", "ttl2", "ttl3"],
+        &["COPY", "ttl2", "ttl3", "REPLACE"],
+        &["COPY", "target", "c", "REPLACE"],
+        &["SCARD", "c"],
+        &["COPY", "target", "target"],
+        &["COPY", "missing", "x"],
+        &["COPY", "target", "other", "DB", "5"],
+        &["COPY", "target", "other", "DB", "16"],
+        &["COPY", "target", "other", "DB", "x"],
+        &["COPY", "target", "other", "DB"],
+        &["COPY", "target", "other", "BOGUS"],
+        &["COPY", "target", "target", "DB", "5"],
+        &["SELECT", "5"],
+        &["SCARD", "other"],
+        &["SCARD", "target"],
+        &["COPY", "other", "back", "DB", "0"],
+        &["SELECT", "0"],
+        &["SCARD", "back"],
+        &["SISMEMBER", "back", "z"],
+        &["MSETNX", "n1", "1", "n2", "2"],
+        &["MSETNX", "n2", "x", "n3", "3"],
+        &["MGET", "n1", "n2", "n3"],
+        &["MSETNX", "n4", "a", "n4", "b"],
+        &["GET", "n4"],
+        &["MSETNX", "n5"],
+        &["MSETNX", "n5", "1", "n6"],
+        &["MULTI"],
+        &["SET", "m", "1"],
+        &["RENAME", "m", "m2"],
+        &["GET", "m2"],
+        &["MSETNX", "m3", "x", "m4", "y"],
+        &["COPY", "m2", "m5"],
+        &["RENAME", "nothing", "m6"],
+        &["GET", "m5"],
+        &["EXEC"],
+    ]);
+}
+
+/// OBJECT IDLETIME counts whole seconds since the write that gave the key its value: 0 just
+/// after it, at least 1 a second later, 0 again after a new write (reads do not reset it:
+/// this store keeps no read times, as `COMMAND DOCS` says).
+#[test]
+fn object_idletime_counts_from_the_last_write() {
+    let anna = common::redis_port_server(1);
+    let mut con =
+        redis::Client::open(format!("redis://{}/", anna.addr)).unwrap().get_connection().unwrap();
+    let idle = |con: &mut redis::Connection| -> i64 {
+        redis::cmd("OBJECT").arg("IDLETIME").arg("k").query(con).unwrap()
+    };
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut con).unwrap();
+    assert!(idle(&mut con) <= 1);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let _: Option<String> = redis::cmd("GET").arg("k").query(&mut con).unwrap();
+    assert!(idle(&mut con) >= 2, "a read does not reset it");
+    let _: () = redis::cmd("SET").arg("k").arg("w").query(&mut con).unwrap();
+    assert!(idle(&mut con) <= 1);
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::plan::{Answers, Context, Plan, Waiting, not_an_integer, parse_i64};
+use super::plan::{Answers, Context, Counters, Plan, Waiting, not_an_integer, parse_i64};
 use super::resp::Reply;
 use super::session::{Session, WAIT_MAX_KEY_BYTES, WAIT_MAX_KEYS};
 use super::value::RedisValue;
@@ -75,7 +75,7 @@ impl Waiting for Save {
         Vec::new()
     }
 
-    fn check(&mut self, _: Answers, last: bool) -> Option<Reply> {
+    fn check(&mut self, _: Answers, last: bool, _: &Counters) -> Option<Reply> {
         match self.node.save_outcome(self.number) {
             Some(Ok(())) => Some(Reply::ok()),
             Some(Err(why)) => Some(Reply::Error(format!("ERR snapshot failed: {why}"))),
@@ -153,7 +153,7 @@ impl Waiting for Wait {
         self.pending().map(|i| Request::Replicated { key: self.keys[i].clone() }).collect()
     }
 
-    fn check(&mut self, answers: Answers, last: bool) -> Option<Reply> {
+    fn check(&mut self, answers: Answers, last: bool, _: &Counters) -> Option<Reply> {
         let pending: Vec<usize> = self.pending().collect();
         self.asked = true;
         for (i, answer) in pending.into_iter().zip(answers) {

@@ -42,7 +42,7 @@ pub trait Waiting: Send {
     fn poll(&mut self) -> Vec<Request<RedisValue>>;
     /// The poll's answers: the reply once there is one, `None` to poll again. With `last`
     /// (inside `EXEC`, where nothing may block) it answers with what it has.
-    fn check(&mut self, answers: Answers, last: bool) -> Option<Reply>;
+    fn check(&mut self, answers: Answers, last: bool, counters: &Counters) -> Option<Reply>;
     /// How long to wait before polling again; `None`: half an epoch (something that changes
     /// with gossip).
     fn retry_after(&self) -> Option<std::time::Duration> {
@@ -128,7 +128,7 @@ impl Plan {
                 Reply::Array(plans.into_iter().map(|plan| plan.finish(answers, counters)).collect())
             }
             Self::Wait(mut waiting, count) => waiting
-                .check(answers.by_ref().take(count).collect(), true)
+                .check(answers.by_ref().take(count).collect(), true, counters)
                 .unwrap_or_else(|| Reply::Error("ERR the command could not finish".into())),
         }
     }
@@ -142,7 +142,7 @@ impl Plan {
     ) -> Result<Reply, Box<dyn Waiting>> {
         match self {
             Self::Wait(mut waiting, count) => {
-                match waiting.check(answers.by_ref().take(count).collect(), false) {
+                match waiting.check(answers.by_ref().take(count).collect(), false, counters) {
                     Some(reply) => Ok(reply),
                     None => Err(waiting),
                 }
@@ -260,6 +260,26 @@ pub fn not_an_integer() -> Reply {
 /// Parses an integer argument as Redis does ([`parse_integer`](super::value::parse_integer)).
 pub fn parse_i64(arg: &[u8]) -> Option<i64> {
     super::value::parse_integer(arg)
+}
+
+/// `key` as the store holds it in database `db`, for a key the table's positions do not name
+/// (`OBJECT ENCODING key`, `COPY … DB n`).
+///
+/// # Errors
+/// In database 0, a key that would name another database's key.
+pub fn key_in_db(db: u8, key: &Bytes) -> Result<Bytes, Reply> {
+    if db == 0 && crate::db::is_reserved(key) {
+        return Err(reserved_key());
+    }
+    Ok(if db == 0 { key.clone() } else { Bytes::from(crate::db::key(db, key)) })
+}
+
+/// The refusal of a database-0 key that would name a key of another database.
+pub fn reserved_key() -> Reply {
+    Reply::Error(
+        "ERR keys beginning with the bytes FF DB 01..0F name keys of databases 1-15 (use SELECT)"
+            .into(),
+    )
 }
 
 /// A GET request.

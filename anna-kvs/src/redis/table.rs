@@ -20,11 +20,13 @@
 use bytes::Bytes;
 
 use super::admin;
-use super::commands::{expiry, keyspace, object, sets, strings};
+use super::commands::{expiry, keyspace, moves, object, sets, strings};
 use super::durability;
-use super::plan::{Context, Plan, arity_error};
+use super::plan::{Answers, Context, Counters, Plan, Waiting, arity_error};
 use super::resp::Reply;
 use super::session::Session;
+use super::value::RedisValue;
+use crate::message::Request;
 
 /// A command's planner: session, context, the arguments after the name.
 pub type Planner = fn(&mut Session, &Context<'_>, &[Bytes]) -> Plan;
@@ -108,6 +110,7 @@ pub static TABLE: &[Command] = &[
     Command { name: "setrange", arity: 4, flags: WRITE, keys: ONE_KEY, summary: "Overwrites part of a string on the owning actor, zero-padding it (concurrent changes on two replicas: the later result wins).", plan: strings::plan_setrange },
     Command { name: "mget", arity: -2, flags: READONLY | FAST, keys: ALL_KEYS, summary: "The string values of several keys.", plan: strings::plan_mget },
     Command { name: "mset", arity: -3, flags: WRITE, keys: (1, -1, 2), summary: "Sets several keys, each independently (not atomically).", plan: strings::plan_mset },
+    Command { name: "msetnx", arity: -3, flags: WRITE, keys: (1, -1, 2), summary: "Sets several keys if none exists: checks them all, then writes each only if still absent; if another client created one in between, the keys it wrote are deleted again (each only if unchanged) and it answers 0. Other clients can see the keys written before that undo.", plan: moves::plan_msetnx },
     Command { name: "incr", arity: 2, flags: WRITE | FAST, keys: ONE_KEY, summary: "Adds 1 to a counter; concurrent increments on replicas all count.", plan: strings::plan_incr },
     Command { name: "decr", arity: 2, flags: WRITE | FAST, keys: ONE_KEY, summary: "Subtracts 1 from a counter.", plan: strings::plan_decr },
     Command { name: "incrby", arity: 3, flags: WRITE | FAST, keys: ONE_KEY, summary: "Adds an integer to a counter.", plan: strings::plan_incrby },
@@ -146,6 +149,9 @@ pub static TABLE: &[Command] = &[
     Command { name: "swapdb", arity: 3, flags: WRITE | FAST, keys: NO_KEYS, summary: "Refused: it would rename every key of two databases on every replica at once.", plan: keyspace::plan_swapdb },
     Command { name: "client", arity: -2, flags: FAST, keys: NO_KEYS, summary: "CLIENT SETNAME, GETNAME, ID, SETINFO.", plan: admin::plan_client },
     Command { name: "touch", arity: -2, flags: READONLY | FAST, keys: ALL_KEYS, summary: "How many of the keys exist (this store keeps no access times for it to update).", plan: keyspace::plan_exists },
+    Command { name: "rename", arity: 3, flags: WRITE, keys: (1, 2, 1), summary: "Moves a key's value and deadline to another key, in rounds: reads the source, writes the destination, then deletes the source only if it still holds what was copied (else starts over), so no write is lost; between the rounds other clients can see both keys.", plan: moves::plan_rename },
+    Command { name: "renamenx", arity: 3, flags: WRITE | FAST, keys: (1, 2, 1), summary: "As RENAME, only if the destination is absent (as its owning actor sees it).", plan: moves::plan_renamenx },
+    Command { name: "copy", arity: -3, flags: WRITE, keys: (1, 2, 1), summary: "Copies a key's value and deadline to another key (DB: in another database; REPLACE: over an existing one), read then written in two rounds.", plan: moves::plan_copy },
     Command { name: "object", arity: -2, flags: 0, keys: NO_KEYS, summary: "OBJECT ENCODING (Redis's name for how it would hold the value now: int, embstr, raw, intset, hashtable), REFCOUNT (as Redis: shared small integers answer 2147483647), IDLETIME (seconds since the write that gave the key its value, on the serving replica: reads are not tracked), FREQ (refused, as in Redis without an LFU policy), HELP.", plan: object::plan_object },
     Command { name: "dbsize", arity: 1, flags: READONLY | FAST, keys: NO_KEYS, summary: "Keys this node holds now (asked of its actors); an expired key counts until its actor deletes it, as in Redis.", plan: keyspace::plan_dbsize },
     Command { name: "scan", arity: -2, flags: READONLY, keys: NO_KEYS, summary: "Iterates this node's keys (MATCH, COUNT, TYPE); the cursor is an actor and a position in a fixed hash order, valid across calls and connections: a key held for the whole scan is answered at least once.", plan: keyspace::plan_scan },
@@ -159,7 +165,7 @@ pub static TABLE: &[Command] = &[
     Command { name: "lastsave", arity: 1, flags: ADMIN | FAST, keys: NO_KEYS, summary: "When every actor last finished a snapshot (Unix seconds; the start time before that).", plan: durability::plan_lastsave },
     Command { name: "wait", arity: 3, flags: 0, keys: NO_KEYS, summary: "WAIT numreplicas timeout: blocks until this connection's writes since its last WAIT are acknowledged by that many other nodes (or timeout ms pass; 0: no limit), and answers how many did.", plan: durability::plan_wait },
     Command { name: "multi", arity: 1, flags: FAST | NO_QUEUE, keys: NO_KEYS, summary: "Starts a transaction: commands are queued until EXEC.", plan: plan_multi },
-    Command { name: "exec", arity: 1, flags: NO_QUEUE, keys: NO_KEYS, summary: "Runs the queued commands in one round, answering them as one array. Commands on keys of one actor run back to back with no other client in between; keys on different actors or nodes are not isolated from each other (no coordination), and there is no rollback.", plan: plan_exec },
+    Command { name: "exec", arity: 1, flags: NO_QUEUE, keys: NO_KEYS, summary: "Runs the queued commands in one round, answering them as one array. Commands on keys of one actor run back to back with no other client in between; keys on different actors or nodes are not isolated from each other (no coordination), and there is no rollback. A command of several rounds (RENAME, RENAMENX, COPY, MSETNX) splits the transaction there: the commands after it run in later rounds.", plan: plan_exec },
     Command { name: "watch", arity: -2, flags: FAST | NO_QUEUE, keys: ALL_KEYS, summary: "Refused: a watched key can change on another replica without the owning actor seeing it in time, so EXEC could not honestly promise it did not.", plan: plan_watch },
     Command { name: "unwatch", arity: 1, flags: FAST | NO_QUEUE, keys: NO_KEYS, summary: "Nothing is ever watched (WATCH is refused): OK.", plan: plan_unwatch },
     Command { name: "discard", arity: 1, flags: FAST | NO_QUEUE, keys: NO_KEYS, summary: "Drops the queued commands.", plan: plan_discard },
@@ -235,25 +241,6 @@ pub fn dispatch(session: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan
     plan
 }
 
-/// `key` as the store holds it in database `db`, for a key the table's positions do not name
-/// (`OBJECT ENCODING key`, `COPY … DB n`).
-///
-/// # Errors
-/// In database 0, a key that would name another database's key.
-pub fn key_in_db(db: u8, key: &Bytes) -> Result<Bytes, Reply> {
-    if db == 0 && crate::db::is_reserved(key) {
-        return Err(reserved_key());
-    }
-    Ok(if db == 0 { key.clone() } else { Bytes::from(crate::db::key(db, key)) })
-}
-
-fn reserved_key() -> Reply {
-    Reply::Error(
-        "ERR keys beginning with the bytes FF DB 01..0F name keys of databases 1-15 (use SELECT)"
-            .into(),
-    )
-}
-
 /// The arguments with each key named as the store holds it in database `db` (see
 /// [`crate::db`]): `None` when nothing changes (database 0). In database 0 a key that would
 /// name another database's key is refused.
@@ -266,7 +253,7 @@ fn keys_in_db(db: u8, command: &Command, args: &[Bytes]) -> Result<Option<Vec<By
     let positions = (first as usize..=last.max(0) as usize).step_by(step as usize);
     if db == 0 {
         return match positions.filter_map(|i| args.get(i)).find(|k| crate::db::is_reserved(k)) {
-            Some(_) => Err(reserved_key()),
+            Some(_) => Err(super::plan::reserved_key()),
             None => Ok(None),
         };
     }
@@ -308,9 +295,72 @@ fn plan_exec(session: &mut Session, cx: &Context<'_>, _: &[Bytes]) -> Plan {
         ));
     }
     session.in_exec = true;
-    let plans = queued.iter().map(|args| dispatch(session, cx, args)).collect();
+    let plans: Vec<Plan> = queued.iter().map(|args| dispatch(session, cx, args)).collect();
     session.in_exec = false;
+    if plans.iter().any(|plan| matches!(plan, Plan::Wait(..))) {
+        return Plan::Wait(Box::new(Exec { pending: plans.into(), ..Exec::default() }), 0);
+    }
     Plan::Batch(plans)
+}
+
+/// An `EXEC` whose queue holds a command of several rounds (`RENAME`, `COPY`, `MSETNX`):
+/// the commands up to and including it run in one round, it runs its rounds, then the
+/// commands after it go on the same way; the replies come back as one array at the end.
+#[derive(Default)]
+struct Exec {
+    /// Commands not sent yet.
+    pending: std::collections::VecDeque<Plan>,
+    /// The commands of the round out now.
+    in_flight: Vec<Plan>,
+    /// The answers so far, in order.
+    replies: Vec<Reply>,
+}
+
+impl Waiting for Exec {
+    fn poll(&mut self) -> Vec<Request<RedisValue>> {
+        let mut requests = Vec::new();
+        while let Some(mut plan) = self.pending.pop_front() {
+            let several_rounds = matches!(plan, Plan::Wait(..));
+            plan.take_requests(&mut requests);
+            self.in_flight.push(plan);
+            if several_rounds {
+                break;
+            }
+        }
+        requests
+    }
+
+    fn check(&mut self, answers: Answers, last: bool, counters: &Counters) -> Option<Reply> {
+        let mut answers = answers.into_iter();
+        let in_flight = std::mem::take(&mut self.in_flight);
+        let count = in_flight.len();
+        for (i, plan) in in_flight.into_iter().enumerate() {
+            if i + 1 == count && !last {
+                match plan.finish_or_wait(&mut answers, counters) {
+                    Ok(reply) => self.replies.push(reply),
+                    Err(waiting) => {
+                        self.pending.push_front(Plan::Wait(waiting, 0));
+                        return None;
+                    }
+                }
+            } else {
+                self.replies.push(plan.finish(&mut answers, counters));
+            }
+        }
+        if last {
+            // (Never: an EXEC of this kind ends its connection's batch.)
+            let unfinished = Reply::Error("ERR the command could not finish".into());
+            self.replies.extend(self.pending.drain(..).map(|_| unfinished.clone()));
+        }
+        self.pending.is_empty().then(|| Reply::Array(std::mem::take(&mut self.replies)))
+    }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self.pending.front() {
+            Some(Plan::Wait(waiting, _)) => waiting.retry_after(),
+            _ => Some(std::time::Duration::ZERO),
+        }
+    }
 }
 
 /// `WATCH`: refused with the reason, never ignored (a transaction that believes it is guarded
@@ -417,7 +467,34 @@ mod tests {
     /// Commands whose planner adds a rule of its own beyond the arity, as Redis's do: MSET
     /// needs pairs, PING takes at most one message.
     fn extra_rule_refuses(name: &str, words: usize) -> bool {
-        (name == "mset" && words.is_multiple_of(2)) || (name == "ping" && words > 2)
+        (matches!(name, "mset" | "msetnx") && words.is_multiple_of(2))
+            || (name == "ping" && words > 2)
+    }
+
+    /// A plausible answer to `request`: a string value for a read, absent for `EXISTS`'s
+    /// question, OK for a write.
+    fn pretend_answer(
+        request: &crate::message::Request<crate::redis::value::RedisValue>,
+    ) -> Result<
+        crate::message::Response<crate::redis::value::RedisValue>,
+        crate::message::RequestError,
+    > {
+        use crate::message::{Request, RequestError, Response};
+        use crate::redis::value::{RedisOp, RedisOpOutput, RedisValue};
+        match request {
+            Request::Get { .. } => {
+                let register = lattice_core::Lww::new(
+                    lattice_core::Stamp::new(1, 1),
+                    Some(Bytes::from_static(b"v")),
+                );
+                Ok(Response::Value(Some(RedisValue::from_register(register, 1))))
+            }
+            Request::Apply { op: RedisOp::Kind, .. } => {
+                Ok(Response::Applied(RedisOpOutput::Bulk(None)))
+            }
+            Request::Apply { .. } => Ok(Response::Applied(RedisOpOutput::Ok)),
+            _ => Err(RequestError::Timeout),
+        }
     }
 
     /// Rows kept only to refuse their command with the reason (with Redis's flags, for
@@ -463,12 +540,21 @@ mod tests {
             let args = words(command.name, n.expect("some count is accepted"));
             let mut session = Session::new(1, false);
             let mut plan = dispatch(&mut session, &cx, &args);
-            // A waiting plan's requests are those of its polls (a flush sends at its second).
-            let polled: Vec<crate::message::Request<crate::redis::value::RedisValue>> =
-                match &mut plan {
-                    Plan::Wait(waiting, _) => (0..2).flat_map(|_| waiting.poll()).collect(),
-                    _ => Vec::new(),
-                };
+            // A waiting plan's requests are those of its polls (a flush sends at its second,
+            // a RENAME after reading its source), each answered as a key holding a string
+            // would be, or as absent where it asks whether a key exists.
+            let mut polled: Vec<crate::message::Request<crate::redis::value::RedisValue>> =
+                Vec::new();
+            if let Plan::Wait(waiting, _) = &mut plan {
+                for _ in 0..3 {
+                    let requests = waiting.poll();
+                    let answers = requests.iter().map(pretend_answer).collect();
+                    polled.extend(requests);
+                    if waiting.check(answers, false, &totals).is_some() {
+                        break;
+                    }
+                }
+            }
             let mut requests = plan.requests();
             requests.extend(polled.iter());
             let writes = requests.iter().any(|r| crate::redis::plan::writes(r));
@@ -497,7 +583,15 @@ mod tests {
                 .filter(|r| !matches!(r, crate::message::Request::Local { .. }))
                 .map(|r| r.key())
                 .collect();
-            touched.dedup();
+            // (Each key once, in the order first touched: a RENAME reads its source, writes
+            // its destination, then deletes the source.)
+            let mut seen = Vec::new();
+            touched.retain(|key| {
+                !seen.contains(key) && {
+                    seen.push(*key);
+                    true
+                }
+            });
             assert_eq!(touched, expected, "{}: key positions vs {plan:?}", command.name);
         }
     }
@@ -593,7 +687,11 @@ mod tests {
             let answer = |n| Ok(Response::Replicated(n));
             assert!(
                 waiting
-                    .check(vec![answer(1), answer(1), answer(0), answer(1), answer(1)], false)
+                    .check(
+                        vec![answer(1), answer(1), answer(0), answer(1), answer(1)],
+                        false,
+                        &Counters::default()
+                    )
                     .is_none()
             );
             let again: Vec<Bytes> = waiting.poll().iter().map(|r| r.key().clone()).collect();
@@ -602,7 +700,10 @@ mod tests {
                 [Bytes::from_static(b"d")],
                 "keys already acknowledged are not asked again"
             );
-            assert_eq!(waiting.check(vec![answer(2)], false), Some(Reply::Int(1)));
+            assert_eq!(
+                waiting.check(vec![answer(2)], false, &Counters::default()),
+                Some(Reply::Int(1))
+            );
             // The next WAIT starts afresh: nothing written since.
             assert!(matches!(run(&mut session, "WAIT 1 0"), Plan::Now(Reply::Int(0))));
             // WAIT 0 still asks once, and answers the count it got.
@@ -611,7 +712,10 @@ mod tests {
                 panic!("WAIT 0 after a write must ask")
             };
             assert_eq!(waiting.poll().len(), 1);
-            assert_eq!(waiting.check(vec![answer(2)], false), Some(Reply::Int(2)));
+            assert_eq!(
+                waiting.check(vec![answer(2)], false, &Counters::default()),
+                Some(Reply::Int(2))
+            );
             let Plan::Now(Reply::Error(message)) = run(&mut session, "BGSAVE now please") else {
                 panic!("BGSAVE with stray arguments must be refused")
             };

@@ -198,6 +198,24 @@ pub enum RedisOp {
     /// `SETRANGE key offset value`: overwrites from `offset` (zero-padded), answers the new
     /// length. An empty value only answers the length.
     SetRange(u64, Bytes),
+    /// `RENAME`/`COPY`'s write: the key takes `content` and the deadline `at` (`None`: none)
+    /// if `when` holds; answers OK, or nil when it does not.
+    Replace {
+        /// The value to hold.
+        content: Content,
+        /// Its deadline (ms since the Unix epoch).
+        at: Option<i64>,
+        /// When to write.
+        when: Condition,
+    },
+    /// `RENAME`'s delete of its source (and `MSETNX`'s undo): deletes the key only if it
+    /// still holds `content` with deadline `at`; answers 1 if it did, 0 if the key changed.
+    DeleteIf {
+        /// The value the key must still hold.
+        content: Content,
+        /// The deadline it must still have.
+        at: Option<i64>,
+    },
     /// `SCARD key`: read in place (no copy of the set), O(1).
     SCard,
     /// `SISMEMBER key member`: read in place, O(log n).
@@ -219,6 +237,8 @@ impl RedisOp {
                 | Self::GetEx(_)
                 | Self::Deadline
                 | Self::SetIf { ttl: Ttl::At(_), .. }
+                | Self::Replace { .. }
+                | Self::DeleteIf { .. }
         )
     }
 
@@ -229,6 +249,16 @@ impl RedisOp {
             Self::SCard | Self::SIsMember(_) | Self::Kind | Self::Members | Self::Deadline
         )
     }
+}
+
+/// A key's value as a client sees it, as `RENAME` and `COPY` move it: a string (a counter
+/// moves as its decimal string, which reads and counts on the same), or a set's members.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Content {
+    /// A string.
+    String(Bytes),
+    /// A set's members, in the set's order.
+    Members(Vec<Bytes>),
 }
 
 /// When a conditional `SET` writes.
@@ -449,6 +479,22 @@ impl RedisValue {
         }
     }
 
+    /// The key's value and deadline as a client sees them now (`None`: absent or expired).
+    pub fn content(&self) -> Option<(Content, Option<i64>)> {
+        self.content_at(self.clock())
+    }
+
+    /// [`content`](Self::content) at time `now` (µs).
+    fn content_at(&self, now: u64) -> Option<(Content, Option<i64>)> {
+        let content = match self.kind_at(now)? {
+            Kind::String | Kind::Counter => Content::String(self.get_string_at(now).ok()??),
+            Kind::Set => {
+                Content::Members(self.typed().iter().flat_map(|t| t.set.iter().cloned()).collect())
+            }
+        };
+        Some((content, self.deadline()))
+    }
+
     /// The members, as `SMEMBERS` sees them.
     ///
     /// # Errors
@@ -652,6 +698,55 @@ impl RedisValue {
                 self.string.merge(Lww::new(stamp, Some(text.clone().into())));
                 self.keep_deadline(deadline, stamp);
                 Ok((true, RedisOpOutput::Bulk(Some(text)), string_delta(self)))
+            }
+            RedisOp::Replace { content, at, when } => {
+                let present = self.raw_kind().is_some();
+                let write = match when {
+                    Condition::Always => true,
+                    Condition::IfAbsent => !present,
+                    Condition::IfPresent => present,
+                };
+                if !write {
+                    return Ok((false, RedisOpOutput::Nil, None));
+                }
+                match content {
+                    Content::String(bytes) => {
+                        self.string.merge(Lww::new(stamp, Some(bytes.into())));
+                    }
+                    Content::Members(members) => {
+                        // The members this replica has seen go (observed-remove: adds made
+                        // concurrently elsewhere survive), the new ones come, and the set is
+                        // the key's newest write, so it shows over a string or counter.
+                        let typed = self.typed_mut();
+                        let old: Vec<Bytes> = typed.set.iter().cloned().collect();
+                        for member in &old {
+                            typed.set.remove(member);
+                        }
+                        for member in members {
+                            typed.set.add(writer, member);
+                        }
+                        typed.set_at.merge(Max::new(stamp_pair(stamp)));
+                    }
+                }
+                if at.is_some() {
+                    self.set_deadline(stamp, at);
+                }
+                // No delta: the whole state travels (a rare command).
+                Ok((true, RedisOpOutput::Ok, None))
+            }
+            RedisOp::DeleteIf { content, at } => {
+                let same = match (self.content_at(now), &content) {
+                    (Some((Content::Members(mut held), held_at)), Content::Members(want)) => {
+                        let mut want = want.clone();
+                        held.sort_unstable();
+                        want.sort_unstable();
+                        held == want && held_at == at
+                    }
+                    (Some(held), _) => held == (content, at),
+                    (None, _) => false,
+                };
+                let deleted = same && KvsValue::delete(self, stamp, writer);
+                Ok((deleted, RedisOpOutput::Int(i64::from(same)), None))
             }
             RedisOp::SetRange(offset, patch) => {
                 let current = self.get_string_at(now)?;
@@ -863,7 +958,8 @@ impl KvsValue for RedisValue {
     }
 
     fn op_may_grow(op: &RedisOp) -> bool {
-        !op.is_read() && !matches!(op, RedisOp::SRem(_) | RedisOp::GetDel)
+        !op.is_read()
+            && !matches!(op, RedisOp::SRem(_) | RedisOp::GetDel | RedisOp::DeleteIf { .. })
     }
 
     fn delete(&mut self, stamp: Stamp, writer: u64) -> bool {
@@ -961,6 +1057,48 @@ mod tests {
         );
         assert_eq!(v.members().unwrap().len(), 2);
         assert_eq!(v.get_string(), Err(OpError::WrongType));
+    }
+
+    /// RENAME's two writes: the destination takes the source's content over whatever it
+    /// held (a set over a string, a string over a set), and the source is deleted only while
+    /// it holds exactly what was copied, so a write that came in between is never lost.
+    #[test]
+    fn a_move_replaces_the_destination_and_deletes_only_an_unchanged_source() {
+        let members = |v: &RedisValue| {
+            let mut m = v.members().unwrap();
+            m.sort();
+            m
+        };
+        let mut dst = RedisValue::default();
+        dst.apply(RedisOp::Set("old".into()), s(1), 1).unwrap();
+        let set = Content::Members(vec!["b".into(), "a".into()]);
+        let replace = RedisOp::Replace { content: set.clone(), at: None, when: Condition::Always };
+        assert_eq!(dst.apply(replace, s(2), 1).unwrap().1, RedisOpOutput::Ok);
+        assert_eq!(members(&dst), vec![Bytes::from("a"), Bytes::from("b")]);
+        let string = Content::String("s".into());
+        let only_absent =
+            RedisOp::Replace { content: string.clone(), at: None, when: Condition::IfAbsent };
+        assert_eq!(dst.apply(only_absent, s(3), 1).unwrap().1, RedisOpOutput::Nil);
+        let over =
+            RedisOp::Replace { content: string, at: Some(i64::MAX), when: Condition::Always };
+        dst.apply(over, s(4), 1).unwrap();
+        assert_eq!(dst.get_string().unwrap().as_deref(), Some(&b"s"[..]));
+        assert_eq!(dst.content().map(|(_, at)| at), Some(Some(i64::MAX)));
+
+        let mut src = RedisValue::default();
+        src.apply(RedisOp::SAdd(vec!["a".into(), "b".into()]), s(5), 1).unwrap();
+        let (copied, at) = src.content().unwrap();
+        src.apply(RedisOp::SAdd(vec!["c".into()]), s(6), 2).unwrap();
+        let delete = RedisOp::DeleteIf { content: copied, at };
+        assert_eq!(src.apply(delete, s(7), 1).unwrap().1, RedisOpOutput::Int(0));
+        assert_eq!(members(&src).len(), 3, "the write made in between stays");
+        let (now, at) = src.content().unwrap();
+        // Members in another order are the same set.
+        let Content::Members(mut reversed) = now else { panic!() };
+        reversed.reverse();
+        let delete = RedisOp::DeleteIf { content: Content::Members(reversed), at };
+        assert_eq!(src.apply(delete, s(8), 1).unwrap().1, RedisOpOutput::Int(1));
+        assert_eq!(src.kind(), None);
     }
 
     #[test]
@@ -1157,6 +1295,17 @@ mod delta_tests {
             1 => (-5..5_i64).prop_map(RedisOp::IncrBy),
             1 => Just(RedisOp::Append(Bytes::from_static(b"x"))),
             1 => Just(RedisOp::IncrByFloat(Bytes::from_static(b"0.5"))),
+            1 => Just(RedisOp::Replace {
+                content: Content::Members(vec![Bytes::from_static(b"m1"), Bytes::from_static(b"m7")]),
+                at: None,
+                when: Condition::Always,
+            }),
+            1 => (0..2_u8).prop_map(|n| RedisOp::Replace {
+                content: Content::String(Bytes::from_static(b"r")),
+                at: (n == 0).then_some(20),
+                when: Condition::IfAbsent,
+            }),
+            1 => Just(RedisOp::DeleteIf { content: Content::String(Bytes::from_static(b"1")), at: None }),
             1 => Just(RedisOp::GetDel),
             1 => (0..2_u8).prop_map(|n| RedisOp::SetIf {
                 value: Bytes::from(n.to_string()),

@@ -278,7 +278,12 @@ impl crate::redis::plan::Waiting for Flushing {
         }
     }
 
-    fn check(&mut self, answers: crate::redis::plan::Answers, _: bool) -> Option<Reply> {
+    fn check(
+        &mut self,
+        answers: crate::redis::plan::Answers,
+        _: bool,
+        _: &crate::redis::plan::Counters,
+    ) -> Option<Reply> {
         (self.stage == Stage::Sent).then(|| flushed(answers))
     }
 

@@ -7,6 +7,7 @@
 
 pub mod expiry;
 pub mod keyspace;
+pub mod moves;
 pub mod object;
 pub mod sets;
 pub mod strings;

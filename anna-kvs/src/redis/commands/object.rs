@@ -8,10 +8,9 @@
 
 use bytes::Bytes;
 
-use crate::redis::plan::{Context, Plan, engine, get, read_value};
+use crate::redis::plan::{Context, Plan, engine, get, key_in_db, read_value};
 use crate::redis::resp::Reply;
 use crate::redis::session::Session;
-use crate::redis::table::key_in_db;
 use crate::redis::value::{Kind, RedisValue, parse_integer};
 
 /// Redis's `set-max-intset-entries` default.
