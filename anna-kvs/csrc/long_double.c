@@ -15,8 +15,9 @@
 #define TEXT_MAX 5120
 
 /* Reads `len` bytes as a long double the way Redis's string2ld does: strtold over a
- * NUL-terminated copy, refusing the empty string, leading space, trailing bytes, NaN, and a
- * result out of range (infinite or flushed to zero). 1 on success. */
+ * NUL-terminated copy, refusing the empty string, leading space, trailing bytes (a NUL byte
+ * inside included), NaN, and a result out of range (infinite or flushed to zero). 1 on
+ * success. */
 static int read_long_double(const unsigned char *text, size_t len, long double *out) {
     char buf[TEXT_MAX];
     char *end;
@@ -27,7 +28,7 @@ static int read_long_double(const unsigned char *text, size_t len, long double *
     buf[len] = '\0';
     errno = 0;
     value = strtold(buf, &end);
-    if (isspace((unsigned char)buf[0]) || end[0] != '\0' ||
+    if (isspace((unsigned char)buf[0]) || end[0] != '\0' || (size_t)(end - buf) != len ||
         (errno == ERANGE && (value == HUGE_VALL || value == -HUGE_VALL || value == 0.0L)) ||
         errno == EINVAL || isnan(value))
         return 0;

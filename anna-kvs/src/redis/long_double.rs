@@ -108,7 +108,9 @@ mod tests {
 
     #[test]
     fn refusals_are_redis_refusals() {
-        for bad in [&b""[..], b" 1", b"1 ", b"nan", b"1e99999", b"1e-99999", b"x"] {
+        for bad in
+            [&b""[..], b" 1", b"1 ", b"nan", b"1e99999", b"1e-99999", b"x", b"1\x002", b"\x001"]
+        {
             assert_eq!(incr_by_float(None, bad), Err(FloatError::NotAFloat), "{bad:?}");
         }
         assert_eq!(incr_by_float(Some(b""), b"1"), Err(FloatError::NotAFloat));

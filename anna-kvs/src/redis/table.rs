@@ -167,7 +167,7 @@ pub static TABLE: &[Command] = &[
     Command { name: "multi", arity: 1, flags: FAST | NO_QUEUE, keys: NO_KEYS, summary: "Starts a transaction: commands are queued until EXEC.", plan: plan_multi },
     Command { name: "exec", arity: 1, flags: NO_QUEUE, keys: NO_KEYS, summary: "Runs the queued commands in one round, answering them as one array. Commands on keys of one actor run back to back with no other client in between; keys on different actors or nodes are not isolated from each other (no coordination), and there is no rollback. A command of several rounds (RENAME, RENAMENX, COPY, MSETNX) splits the transaction there: the commands after it run in later rounds.", plan: plan_exec },
     Command { name: "watch", arity: -2, flags: FAST | NO_QUEUE, keys: ALL_KEYS, summary: "Refused: a watched key can change on another replica without the owning actor seeing it in time, so EXEC could not honestly promise it did not.", plan: plan_watch },
-    Command { name: "unwatch", arity: 1, flags: FAST | NO_QUEUE, keys: NO_KEYS, summary: "Nothing is ever watched (WATCH is refused): OK.", plan: plan_unwatch },
+    Command { name: "unwatch", arity: 1, flags: FAST, keys: NO_KEYS, summary: "Nothing is ever watched (WATCH is refused): OK.", plan: plan_unwatch },
     Command { name: "discard", arity: 1, flags: FAST | NO_QUEUE, keys: NO_KEYS, summary: "Drops the queued commands.", plan: plan_discard },
     Command { name: "debug", arity: -2, flags: ADMIN, keys: NO_KEYS, summary: "DEBUG DIGEST: one hash of the visible keys of every ring range this node owns (40 zeros when it holds none; equal on two nodes owning the same ranges, as with the default full replication, once they converged). DEBUG DIGEST-RANGES: each range's end and root hash, to compare replicas range by range.", plan: admin::plan_debug },
     Command { name: "command", arity: -1, flags: ADMIN, keys: NO_KEYS, summary: "Describes the commands of this table.", plan: plan_command },
@@ -386,11 +386,25 @@ fn plan_discard(session: &mut Session, _: &Context<'_>, _: &[Bytes]) -> Plan {
     Plan::Now(Reply::ok())
 }
 
+/// Redis's text: the name (at most 128 bytes), then each argument quoted and followed by a
+/// space while the list is under 128 bytes, the last one cut to fit.
 fn unknown_command(args: &[Bytes]) -> String {
-    let name = String::from_utf8_lossy(&args[0]);
-    let shown: Vec<String> =
-        args[1..].iter().take(8).map(|a| format!("'{}'", String::from_utf8_lossy(a))).collect();
-    format!("ERR unknown command '{name}', with args beginning with: {}", shown.join(" "))
+    let name = &args[0][..args[0].len().min(128)];
+    let mut shown: Vec<u8> = Vec::new();
+    for arg in &args[1..] {
+        if shown.len() >= 128 {
+            break;
+        }
+        let room = 128 - shown.len();
+        shown.push(b'\'');
+        shown.extend_from_slice(&arg[..arg.len().min(room)]);
+        shown.extend_from_slice(b"' ");
+    }
+    format!(
+        "ERR unknown command '{}', with args beginning with: {}",
+        String::from_utf8_lossy(name),
+        String::from_utf8_lossy(&shown)
+    )
 }
 
 /// `COMMAND`'s description of one row: name, arity, flags, first key, last key, step.

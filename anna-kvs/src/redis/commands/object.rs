@@ -27,6 +27,8 @@ enum Question {
     Encoding,
     RefCount,
     IdleTime,
+    /// Refused for a key that exists (Redis looks the key up first).
+    Freq,
 }
 
 /// `OBJECT ENCODING|REFCOUNT|IDLETIME|FREQ key`, `OBJECT HELP`.
@@ -37,10 +39,8 @@ pub fn plan_object(session: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Pl
         "encoding" => Question::Encoding,
         "refcount" => Question::RefCount,
         "idletime" => Question::IdleTime,
-        "freq" if args.len() == 2 => return Plan::Now(Reply::Error(
-            "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.".into(),
-        )),
-        "help" | "freq" => return Plan::Now(wrong_arity(&sub)),
+        "freq" => Question::Freq,
+        "help" => return Plan::Now(wrong_arity(&sub)),
         _ => {
             return Plan::Now(Reply::Error(format!(
                 "ERR unknown subcommand '{}'. Try OBJECT HELP.",
@@ -83,6 +83,9 @@ fn answer(question: Question, value: &RedisValue) -> Reply {
             };
             Reply::Int(if shared { i64::from(i32::MAX) } else { 1 })
         }
+        Question::Freq => Reply::Error(
+            "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.".into(),
+        ),
         Question::IdleTime => {
             let now = crate::redis::value::now_us();
             let written = value.written_at().unwrap_or(now);
