@@ -552,3 +552,39 @@ fn a_flush_on_one_node_empties_the_database_everywhere_and_later_writes_survive(
         assert_eq!(in_db(i, "2", &["SCARD", "big"]).as_deref(), Some("0"), "node {i}");
     }
 }
+
+/// RENAME, COPY, MSETNX and INCRBYFLOAT over keys spread across three nodes (each key on one
+/// node, `--replication 1:1`), sent through any node: the moves read and write through the
+/// owners, whichever nodes they are, and every node then reads the result.
+#[test]
+fn moves_and_multi_key_writes_work_across_nodes() {
+    let nodes = three_nodes(&["--replication", "1:1"]);
+    let port = |i: usize| nodes[i % 3].redis_port;
+    // (Links to the other nodes' actors connect within moments of the start.)
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 0..20 {
+        let (src, dst, value) = (format!("src{i}"), format!("dst{i}"), format!("v{i}"));
+        assert_eq!(redis(port(i), &["SET", &src, &value]).as_deref(), Some("OK"));
+        assert_eq!(redis(port(i + 1), &["RENAME", &src, &dst]).as_deref(), Some("OK"), "{src}");
+        assert_eq!(redis(port(i + 2), &["GET", &dst]).as_deref(), Some(value.as_str()));
+        assert_eq!(redis(port(i), &["EXISTS", &src]).as_deref(), Some("0"));
+        assert_eq!(redis(port(i + 1), &["COPY", &dst, &src]).as_deref(), Some("1"));
+        assert_eq!(redis(port(i + 2), &["GET", &src]).as_deref(), Some(value.as_str()));
+    }
+    assert_eq!(redis(port(0), &["SADD", "set", "a", "b", "c"]).as_deref(), Some("3"));
+    assert_eq!(redis(port(1), &["EXPIRE", "set", "1000"]).as_deref(), Some("1"));
+    assert_eq!(redis(port(2), &["RENAMENX", "set", "moved"]).as_deref(), Some("1"));
+    assert_eq!(redis(port(0), &["SCARD", "moved"]).as_deref(), Some("3"));
+    let ttl: i64 = redis(port(1), &["TTL", "moved"]).unwrap().parse().unwrap();
+    assert!((990..=1000).contains(&ttl), "the deadline moved with the key: {ttl}");
+    let pairs: Vec<String> = (0..10).flat_map(|i| [format!("m{i}"), format!("x{i}")]).collect();
+    let mut msetnx = vec!["MSETNX"];
+    msetnx.extend(pairs.iter().map(String::as_str));
+    assert_eq!(redis(port(1), &msetnx).as_deref(), Some("1"));
+    assert_eq!(redis(port(2), &["MSETNX", "m9", "y", "fresh", "z"]).as_deref(), Some("0"));
+    assert_eq!(redis(port(0), &["EXISTS", "fresh"]).as_deref(), Some("0"));
+    assert_eq!(redis(port(0), &["MGET", "m0", "m5", "m9"]).as_deref(), Some("x0\nx5\nx9"));
+    assert_eq!(redis(port(0), &["INCRBYFLOAT", "f", "1.5"]).as_deref(), Some("1.5"));
+    assert_eq!(redis(port(1), &["INCRBYFLOAT", "f", "1.5"]).as_deref(), Some("3"));
+    assert_eq!(redis(port(2), &["GET", "f"]).as_deref(), Some("3"));
+}
