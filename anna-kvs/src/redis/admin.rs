@@ -1,5 +1,5 @@
-//! Connection and server commands: PING, ECHO, QUIT, AUTH, HELLO, SELECT, CLIENT, CONFIG,
-//! INFO, DBSIZE. They answer at once (no engine request) from the session and the
+//! Connection and server commands: PING, ECHO, QUIT, AUTH, HELLO, SELECT, INFO, DEBUG,
+//! TIME (CLIENT, CONFIG, SLOWLOG and MONITOR are in [`super::introspect`]). They answer at once (no engine request) from the session and the
 //! [`Context`]. (COMMAND, which describes the command table, lives with the table.)
 
 use std::sync::atomic::Ordering;
@@ -65,16 +65,6 @@ pub fn plan_select(session: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Pl
         Some(_) => Reply::Error("ERR DB index is out of range".into()),
         None => not_an_integer(),
     })
-}
-
-/// `CLIENT SETNAME|GETNAME|ID|SETINFO`.
-pub fn plan_client(session: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Plan {
-    Plan::Now(client(session, args))
-}
-
-/// `CONFIG GET pattern [pattern ...]`.
-pub fn plan_config(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
-    Plan::Now(config(cx, args))
 }
 
 /// `DEBUG DIGEST | DIGEST-RANGES`: the anti-entropy digests of this node's ranges.
@@ -216,6 +206,7 @@ fn hello(session: &mut Session, cx: &Context<'_>, rest: &[Bytes]) -> Reply {
                     return Reply::Error("ERR Syntax error in HELLO option 'setname'".into());
                 };
                 session.name = Some(name.clone());
+                session.name_changed = true;
             }
             other => {
                 return Reply::Error(format!(
@@ -237,97 +228,6 @@ fn hello(session: &mut Session, cx: &Context<'_>, rest: &[Bytes]) -> Reply {
         (Reply::text("role"), Reply::text("master")),
         (Reply::text("modules"), Reply::Array(Vec::new())),
     ])
-}
-
-fn client(session: &mut Session, rest: &[Bytes]) -> Reply {
-    let sub = &rest[0];
-    match sub.to_ascii_lowercase().as_slice() {
-        b"setname" if rest.len() == 2 => {
-            if rest[1].iter().any(|b| b.is_ascii_whitespace()) {
-                return Reply::Error(
-                    "ERR Client names cannot contain spaces, newlines or special characters."
-                        .into(),
-                );
-            }
-            session.name = if rest[1].is_empty() { None } else { Some(rest[1].clone()) };
-            Reply::ok()
-        }
-        b"getname" if rest.len() == 1 => session.name.clone().map_or(Reply::Nil, Reply::Bulk),
-        b"id" if rest.len() == 1 => Reply::Int(session.id as i64),
-        b"setinfo" if rest.len() == 3 => Reply::ok(),
-        _ => Reply::Error(format!(
-            "ERR unknown subcommand '{}'. Try CLIENT SETNAME, GETNAME, ID or SETINFO.",
-            String::from_utf8_lossy(sub)
-        )),
-    }
-}
-
-fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    match (pattern.first(), text.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => {
-            glob(&pattern[1..], text) || (!text.is_empty() && glob(pattern, &text[1..]))
-        }
-        (Some(b'?'), Some(_)) => glob(&pattern[1..], &text[1..]),
-        (Some(p), Some(t)) if p.eq_ignore_ascii_case(t) => glob(&pattern[1..], &text[1..]),
-        _ => false,
-    }
-}
-
-fn config(cx: &Context<'_>, rest: &[Bytes]) -> Reply {
-    let sub = &rest[0];
-    let settings = cx.settings;
-    if !sub.eq_ignore_ascii_case(b"get") || rest.len() < 2 {
-        return Reply::Error(
-            "ERR only CONFIG GET <pattern> is supported; anna-server is configured at start-up"
-                .into(),
-        );
-    }
-    let persistence = &settings.node.persistence;
-    let settings: Vec<(&str, String)> = vec![
-        ("bind", settings.bind.clone()),
-        ("port", settings.redis.port.to_string()),
-        ("tls-port", settings.redis.tls.as_ref().map_or(0, |tls| tls.port).to_string()),
-        ("maxclients", settings.redis.maxclients.to_string()),
-        ("timeout", settings.redis.idle_timeout.map_or(0, |d| d.as_secs()).to_string()),
-        ("save", String::new()),
-        (
-            "appendonly",
-            if persistence.dir.is_some() && persistence.appendonly { "yes" } else { "no" }.into(),
-        ),
-        ("appendfsync", persistence.fsync.to_string()),
-        ("maxmemory", settings.node.maxmemory.to_string()),
-        ("databases", crate::db::DATABASES.to_string()),
-        ("maxmemory-policy", "noeviction".into()),
-        ("maxmemory-clients", settings.redis.maxmemory_clients.to_string()),
-        ("client-output-buffer-limit", {
-            let limit = settings.redis.output_limit;
-            // Only the normal class exists here: no replicas, no pub/sub clients.
-            format!(
-                "normal {} {} {} replica 0 0 0 pubsub 0 0 0",
-                limit.hard,
-                limit.soft,
-                limit.soft_for.as_secs()
-            )
-        }),
-        ("dir", persistence.dir.as_ref().map_or(String::new(), |d| d.display().to_string())),
-        ("proto-max-bulk-len", settings.node.max_value_bytes.to_string()),
-        (
-            "requirepass",
-            if settings.requirepass.is_some() { "(set)".into() } else { String::new() },
-        ),
-    ];
-    let mut pairs = Vec::new();
-    for pattern in &rest[1..] {
-        for (name, value) in &settings {
-            if glob(pattern, name.as_bytes())
-                && !pairs.iter().any(|(n, _): &(Reply, Reply)| *n == Reply::text(*name))
-            {
-                pairs.push((Reply::text(*name), Reply::text(value.clone())));
-            }
-        }
-    }
-    Reply::Map(pairs)
 }
 
 /// A per-key count over the node's actors: their sum, or with full replication (every actor
@@ -395,7 +295,10 @@ fn info(cx: &Context<'_>, section: Option<&Bytes>) -> String {
         out.push_str(&format!(
             "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n\r\n",
             counters.connected.load(Ordering::Relaxed),
-            settings.redis.maxclients
+            cx.clients.map_or(settings.redis.maxclients, |c| c
+                .tunables
+                .maxclients
+                .load(Ordering::Relaxed))
         ));
     }
     if show("memory") {

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
+use super::clients::{ClientEntry, Clients, Published};
 use super::config::Settings;
 use super::plan::{Context, Counters, Plan, Waiting};
 use super::resp::{Elements, Limits, ParseError, Reply, parse_command};
@@ -47,6 +48,8 @@ pub(super) struct Shared {
     pub(super) next_client_id: AtomicU64,
     /// Each actor's clients' buffer bytes (`maxmemory-clients`).
     pub(super) client_memory: Vec<ClientMemory>,
+    /// Every client of the node (CLIENT LIST, MONITOR, SLOWLOG, CONFIG SET).
+    pub(super) clients: Clients,
 }
 
 /// What one actor's clients hold in query and reply buffers, as of its last look.
@@ -116,6 +119,8 @@ pub(super) struct Connections {
     actor: usize,
     /// When the clients' buffers were last added up.
     measured_at: Instant,
+    /// How many of its connections are monitors (0: nothing to deliver).
+    monitors: usize,
 }
 
 impl Connections {
@@ -135,6 +140,7 @@ impl Connections {
             draining: false,
             actor,
             measured_at: Instant::now(),
+            monitors: 0,
         }
     }
 
@@ -163,7 +169,7 @@ impl Connections {
     }
 
     fn limit_client_memory(&mut self) {
-        let limit = self.shared.settings.redis.maxmemory_clients;
+        let limit = self.shared.clients.tunables.maxmemory_clients.load(Ordering::Relaxed);
         if limit == 0 || self.measured_at.elapsed() < CLIENT_MEMORY_EVERY {
             return;
         }
@@ -237,7 +243,7 @@ impl Connections {
         let _ = stream.set_nodelay(true);
         // Registered before the first read: input arriving after it raises an event. A client
         // usually sends its first command right after connecting, so read now.
-        let mut conn = Connection::new(Arc::clone(&self.shared), stream, tls);
+        let mut conn = Connection::new(Arc::clone(&self.shared), stream, tls, self.actor);
         conn.fill(&mut self.chunk);
         if slot == self.slots.len() {
             self.slots.push(Some(conn));
@@ -252,6 +258,9 @@ impl Connections {
             && conn.round.is_none()
             && conn.finished()
         {
+            if self.slots[slot].as_ref().is_some_and(|c| c.monitor.is_some()) {
+                self.monitors -= 1;
+            }
             self.slots[slot] = None;
             self.free.push(slot);
             self.shared.counters.connected.fetch_sub(1, Ordering::Relaxed);
@@ -261,7 +270,14 @@ impl Connections {
 
 impl Service<RedisValue> for Connections {
     fn has_work(&self) -> bool {
-        self.more_buffered || !self.incoming.is_empty()
+        self.more_buffered
+            || !self.incoming.is_empty()
+            || (self.monitors > 0
+                && self
+                    .slots
+                    .iter()
+                    .flatten()
+                    .any(|c| c.monitor.as_ref().is_some_and(|m| !m.is_empty())))
     }
 
     fn step(
@@ -301,6 +317,11 @@ impl Service<RedisValue> for Connections {
         // connection in a round, or with replies piling up, waits in the socket.
         self.more_buffered = false;
         let now = Instant::now();
+        if self.monitors > 0 {
+            for conn in self.slots.iter_mut().flatten() {
+                conn.send_monitor_lines();
+            }
+        }
         for conn in self.slots.iter_mut().flatten() {
             let paused =
                 conn.pending_output() > conn.hard_output_limit().min(MAX_PENDING_OUTPUT) / 2;
@@ -327,6 +348,7 @@ impl Service<RedisValue> for Connections {
                 plan.take_requests(requests);
                 conn.plans.push(plan);
                 conn.round = Some(round);
+                conn.round_started = now;
                 continue;
             }
             if conn.readable {
@@ -340,6 +362,7 @@ impl Service<RedisValue> for Connections {
                 plan.take_requests(requests);
             }
             conn.round = Some(round);
+            conn.round_started = now;
         }
         self.limit_client_memory();
         self.enforce_soft_output_limit();
@@ -369,8 +392,13 @@ impl Service<RedisValue> for Connections {
             if conn.round != Some(round) {
                 continue;
             }
+            conn.log_if_slow();
             conn.finish_plans(&mut answers, &self.local);
             conn.round = None;
+            if conn.monitor.is_none() && conn.session.monitor {
+                conn.monitor = Some(self.shared.clients.start_monitor(&conn.entry));
+                self.monitors += 1;
+            }
             conn.flush();
             // A blocked connection reads nothing until it answers (it is polled on a timer);
             // one that only waits for the next round (a flush) is polled at once.
@@ -383,6 +411,12 @@ impl Service<RedisValue> for Connections {
             self.sweep(slot);
         }
         self.local.flush_into(&self.shared.counters);
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.shared.clients.remove(self.session.id);
     }
 }
 
@@ -434,16 +468,43 @@ struct Connection {
     readable: bool,
     /// The event loop saw the peer close its sending side (the EOF may be behind the input).
     peer_closed: bool,
+    /// What the node's other clients may ask about this one (CLIENT LIST, KILL).
+    entry: Arc<ClientEntry>,
+    /// The lines `MONITOR` sends it, once it is a monitor.
+    monitor: Option<crossbeam_channel::Receiver<Bytes>>,
+    /// The arguments of this round's commands, kept for the slow log while it is on.
+    round_args: Vec<Vec<Bytes>>,
+    /// When its current round began.
+    round_started: Instant,
     last_read: Instant,
     /// When output first got stuck (the client stopped reading).
     stalled_since: Option<Instant>,
 }
 
 impl Connection {
-    fn new(shared: Arc<Shared>, stream: TcpStream, tls: Option<rustls::ServerConnection>) -> Self {
+    fn new(
+        shared: Arc<Shared>,
+        stream: TcpStream,
+        tls: Option<rustls::ServerConnection>,
+        actor: usize,
+    ) -> Self {
         let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
         let session = Session::new(id, shared.settings.requirepass.is_some());
+        let addr =
+            |a: std::io::Result<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+        let entry = Arc::new(ClientEntry::new(
+            id,
+            addr(stream.peer_addr()),
+            addr(stream.local_addr()),
+            std::os::fd::AsRawFd::as_raw_fd(&stream),
+            actor,
+        ));
+        shared.clients.add(Arc::clone(&entry));
         Self {
+            entry,
+            monitor: None,
+            round_args: Vec::new(),
+            round_started: Instant::now(),
             shared,
             stream,
             tls,
@@ -502,6 +563,7 @@ impl Connection {
                 Ok(n) => {
                     self.buf.extend_from_slice(&chunk[..n]);
                     self.last_read = Instant::now();
+                    self.entry.touch(self.last_read);
                     if n < chunk.len() && !self.peer_closed {
                         // Drained: more input raises a new event. (Not after the peer
                         // closed: its EOF came with the event just taken, and reading on
@@ -615,6 +677,10 @@ impl Connection {
                     let plan = self.plan(&args, counters);
                     let blocks = matches!(plan, Plan::Wait(..));
                     self.plans.push(plan);
+                    if self.shared.clients.tunables.slowlog_slower_than.load(Ordering::Relaxed) >= 0
+                    {
+                        self.round_args.push(args);
+                    }
                     if blocks {
                         // What follows waits until it answers.
                         return true;
@@ -657,6 +723,11 @@ impl Connection {
             }
             None => {}
         }
+        // A command that blocks keeps its arguments for its later rounds.
+        let blocked_args = if self.blocked.is_some() { self.round_args.pop() } else { None };
+        self.round_args.clear();
+        self.round_args.extend(blocked_args);
+        self.publish();
         if let Some(message) = &self.fatal {
             if !self.session.quit {
                 self.shared.counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
@@ -871,6 +942,7 @@ impl Connection {
     fn finished(&self) -> bool {
         let config = &self.shared.settings.redis;
         self.dead
+            || self.entry.killed()
             || (self.session.quit && !self.output_pending())
             || (self.eof
                 && self.round.is_none()
@@ -881,7 +953,8 @@ impl Connection {
             || self.out.len() > self.hard_output_limit()
             || self.stalled_since.is_some_and(|t| t.elapsed() > config.write_timeout)
             || (self.blocked.is_none()
-                && config.idle_timeout.is_some_and(|limit| {
+                && self.monitor.is_none()
+                && self.shared.clients.tunables.idle_timeout().is_some_and(|limit| {
                     self.last_read.elapsed() > limit && !self.output_pending()
                 }))
     }
@@ -893,7 +966,55 @@ impl Connection {
             settings: &shared.settings,
             totals: &shared.counters,
             node: Some(&shared.node),
+            clients: Some(&shared.clients),
         };
-        table::dispatch(&mut self.session, &cx, args)
+        let db = self.session.db;
+        let plan = table::dispatch(&mut self.session, &cx, args);
+        if shared.clients.monitoring() && table::monitored(args) {
+            for actor in shared.clients.feed(db, &self.entry.addr, args) {
+                shared.node.wake(actor);
+            }
+        }
+        plan
+    }
+
+    /// Logs this round's commands if the round took longer than `slowlog-log-slower-than`.
+    fn log_if_slow(&self) {
+        if self.round_args.is_empty() {
+            return;
+        }
+        let micros = u64::try_from(self.round_started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        for args in &self.round_args {
+            self.shared.clients.log_if_slow(micros, args, &self.entry);
+        }
+    }
+
+    /// Moves the lines waiting for this monitor into its output.
+    fn send_monitor_lines(&mut self) {
+        let Some(lines) = &self.monitor else { return };
+        let mut any = false;
+        while self.pending_output() < self.hard_output_limit().min(MAX_PENDING_OUTPUT) / 2 {
+            let Ok(line) = lines.try_recv() else { break };
+            self.out.extend_from_slice(&line);
+            any = true;
+        }
+        if any {
+            self.flush();
+        }
+    }
+
+    /// Publishes what the node's other clients may ask about this one (after each round).
+    fn publish(&mut self) {
+        let name_changed = std::mem::take(&mut self.session.name_changed);
+        self.entry.publish(&Published {
+            db: self.session.db,
+            last_command: self.session.last_command,
+            multi: self.session.multi.as_ref().map(Vec::len),
+            multi_mem: self.session.multi_bytes,
+            qbuf: (self.buf.len(), self.buf.capacity()),
+            output: (self.out.len(), self.spill.len(), self.pending_output()),
+            resp3: self.session.resp3,
+            name: name_changed.then_some(self.session.name.as_ref()),
+        });
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::clients::Clients;
 use super::config::{RedisConfig, Settings};
 use super::connection::{ClientMemory, Connections, Incoming, Shared};
 use super::plan::Counters;
@@ -94,6 +95,7 @@ impl RedisFrontEnd {
         };
         let shared = Arc::new(Shared {
             tls: self.tls.as_ref().map(|(_, config)| Arc::clone(config)),
+            clients: Clients::new(&settings),
             settings,
             node,
             counters: Counters::default(),
@@ -157,7 +159,8 @@ fn accept_all(
             Ok((mut stream, _peer)) => {
                 let counters = &shared.counters;
                 counters.connections_received.fetch_add(1, Ordering::Relaxed);
-                if counters.connected.load(Ordering::Relaxed) >= shared.settings.redis.maxclients {
+                let maxclients = shared.clients.tunables.maxclients.load(Ordering::Relaxed);
+                if counters.connected.load(Ordering::Relaxed) >= maxclients {
                     counters.rejected.fetch_add(1, Ordering::Relaxed);
                     if !tls {
                         let _ = stream.write_all(b"-ERR max number of clients reached\r\n");

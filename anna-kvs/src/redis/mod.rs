@@ -22,12 +22,14 @@
 //! [`table::TABLE`] plus its planner.
 
 pub mod admin;
+pub mod clients;
 pub mod commands;
 pub mod config;
 pub mod connection;
 pub mod durability;
 pub mod front_end;
 pub mod inline_bytes;
+pub mod introspect;
 pub mod long_double;
 pub mod plan;
 pub mod resp;

@@ -221,6 +221,8 @@ pub struct Context<'a> {
     /// The node, for the commands that report on it (INFO, DBSIZE); `None` where planning runs
     /// without one (unit tests), which reports an empty node.
     pub node: Option<&'a NodeHandle<RedisValue>>,
+    /// The node's clients (CLIENT, CONFIG SET, SLOWLOG); `None` in unit tests.
+    pub clients: Option<&'a super::clients::Clients>,
 }
 
 /// The reply to an engine error: the one place engine errors become Redis error text.

@@ -17,6 +17,12 @@ pub struct Session {
     pub name: Option<Bytes>,
     /// `QUIT` was received: reply, then close.
     pub quit: bool,
+    /// `CLIENT SETNAME` changed the name since the connection last published it.
+    pub name_changed: bool,
+    /// The last command's name (`CLIENT LIST`'s `cmd`).
+    pub last_command: &'static str,
+    /// `MONITOR` was received: the connection becomes a monitor.
+    pub monitor: bool,
     /// The database `SELECT` chose (see [`crate::db`]).
     pub db: u8,
     /// Inside `MULTI`: the commands queued for `EXEC`, each with its arguments.
@@ -51,6 +57,9 @@ impl Session {
             resp3: false,
             name: None,
             quit: false,
+            name_changed: false,
+            last_command: "NULL",
+            monitor: false,
             db: 0,
             multi: None,
             multi_bytes: 0,

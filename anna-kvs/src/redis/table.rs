@@ -22,6 +22,7 @@ use bytes::Bytes;
 use super::admin;
 use super::commands::{expiry, keyspace, moves, object, sets, strings};
 use super::durability;
+use super::introspect;
 use super::plan::{Answers, Context, Counters, Plan, Waiting, arity_error};
 use super::resp::Reply;
 use super::session::Session;
@@ -147,7 +148,7 @@ pub static TABLE: &[Command] = &[
     Command { name: "flushdb", arity: -1, flags: WRITE, keys: NO_KEYS, summary: "Empties the selected database on every node: a stamp above every write this node acknowledged, passed to every replica; keys written only before it are deleted there, later writes (on any node) survive. ASYNC and SYNC both answer once this node has flushed.", plan: keyspace::plan_flushdb },
     Command { name: "flushall", arity: -1, flags: WRITE, keys: NO_KEYS, summary: "As FLUSHDB, for every database.", plan: keyspace::plan_flushall },
     Command { name: "swapdb", arity: 3, flags: WRITE | FAST, keys: NO_KEYS, summary: "Refused: it would rename every key of two databases on every replica at once.", plan: keyspace::plan_swapdb },
-    Command { name: "client", arity: -2, flags: FAST, keys: NO_KEYS, summary: "CLIENT SETNAME, GETNAME, ID, SETINFO.", plan: admin::plan_client },
+    Command { name: "client", arity: -2, flags: FAST, keys: NO_KEYS, summary: "CLIENT LIST, INFO, KILL (each client closed by the actor serving it, woken at once), SETNAME, GETNAME, ID, SETINFO, HELP: the clients of this node.", plan: introspect::plan_client },
     Command { name: "touch", arity: -2, flags: READONLY | FAST, keys: ALL_KEYS, summary: "How many of the keys exist (this store keeps no access times for it to update).", plan: keyspace::plan_exists },
     Command { name: "rename", arity: 3, flags: WRITE, keys: (1, 2, 1), summary: "Moves a key's value and deadline to another key, in rounds: reads the source, writes the destination, then deletes the source only if it still holds what was copied (else starts over), so no write is lost; between the rounds other clients can see both keys.", plan: moves::plan_rename },
     Command { name: "renamenx", arity: 3, flags: WRITE | FAST, keys: (1, 2, 1), summary: "As RENAME, only if the destination is absent (as its owning actor sees it).", plan: moves::plan_renamenx },
@@ -158,7 +159,9 @@ pub static TABLE: &[Command] = &[
     Command { name: "keys", arity: 2, flags: READONLY, keys: NO_KEYS, summary: "Every key of this node matching a glob (walks every key: prefer SCAN).", plan: keyspace::plan_keys },
     Command { name: "randomkey", arity: 1, flags: READONLY, keys: NO_KEYS, summary: "A key of this node at random.", plan: keyspace::plan_randomkey },
     Command { name: "info", arity: -1, flags: ADMIN, keys: NO_KEYS, summary: "Server, client, statistics, replication and keyspace sections.", plan: admin::plan_info },
-    Command { name: "config", arity: -2, flags: ADMIN, keys: NO_KEYS, summary: "CONFIG GET of the settings the server started with.", plan: admin::plan_config },
+    Command { name: "config", arity: -2, flags: ADMIN, keys: NO_KEYS, summary: "CONFIG GET; SET of slowlog-log-slower-than, slowlog-max-len, maxclients, timeout and maxmemory-clients (the other settings are fixed at start); RESETSTAT of the Redis port's statistics; HELP.", plan: introspect::plan_config },
+    Command { name: "slowlog", arity: -2, flags: ADMIN, keys: NO_KEYS, summary: "SLOWLOG GET [count], LEN, RESET, HELP: commands slower than slowlog-log-slower-than µs, timed from the start of the round that ran them to their answer (the engine round trip included; a pipelined batch shares its round's time).", plan: introspect::plan_slowlog },
+    Command { name: "monitor", arity: 1, flags: ADMIN, keys: NO_KEYS, summary: "Streams every command this node's clients send from now on, as Redis writes them (administrative commands left out, AUTH and HELLO arguments redacted); a monitor that falls 100,000 lines behind is disconnected.", plan: introspect::plan_monitor },
     Command { name: "save", arity: 1, flags: ADMIN, keys: NO_KEYS, summary: "Writes a snapshot of every actor and answers once all are on disk (only this connection waits; the node keeps serving).", plan: durability::plan_save },
     Command { name: "bgsave", arity: -1, flags: ADMIN, keys: NO_KEYS, summary: "Starts a snapshot of every actor in the background (SCHEDULE accepted).", plan: durability::plan_bgsave },
     Command { name: "bgrewriteaof", arity: 1, flags: ADMIN, keys: NO_KEYS, summary: "As BGSAVE: a snapshot is what compacts the append-only logs.", plan: durability::plan_bgrewriteaof },
@@ -172,6 +175,13 @@ pub static TABLE: &[Command] = &[
     Command { name: "debug", arity: -2, flags: ADMIN, keys: NO_KEYS, summary: "DEBUG DIGEST: one hash of the visible keys of every ring range this node owns (40 zeros when it holds none; equal on two nodes owning the same ranges, as with the default full replication, once they converged). DEBUG DIGEST-RANGES: each range's end and root hash, to compare replicas range by range.", plan: admin::plan_debug },
     Command { name: "command", arity: -1, flags: ADMIN, keys: NO_KEYS, summary: "Describes the commands of this table.", plan: plan_command },
 ];
+
+/// Whether `MONITOR` shows this command: a known command with the right arity, not an
+/// administrative one (as Redis, which does not show those either).
+pub fn monitored(args: &[Bytes]) -> bool {
+    let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+    lookup(&name).is_some_and(|c| c.accepts(args.len()) && !c.has(ADMIN))
+}
 
 /// The row of `name` (lower-case), if any.
 pub fn lookup(name: &str) -> Option<&'static Command> {
@@ -205,6 +215,7 @@ pub fn dispatch(session: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan
     let Some(command) = command else {
         return refused(session, Reply::Error(unknown_command(args)));
     };
+    session.last_command = command.name;
     if !command.accepts(args.len()) {
         return refused(session, arity_error(command.name));
     }
@@ -464,7 +475,7 @@ mod tests {
     use crate::redis::plan::Counters;
 
     fn context<'a>(settings: &'a Settings, totals: &'a Counters) -> Context<'a> {
-        Context { settings, totals, node: None }
+        Context { settings, totals, node: None, clients: None }
     }
 
     fn words(name: &str, n: usize) -> Vec<Bytes> {
@@ -680,7 +691,7 @@ mod tests {
 
         fn run(session: &mut Session, line: &str) -> Plan {
             let (settings, totals) = (Settings::default(), Counters::default());
-            let cx = Context { settings: &settings, totals: &totals, node: None };
+            let cx = Context { settings: &settings, totals: &totals, node: None, clients: None };
             let args: Vec<Bytes> =
                 line.split(' ').map(|w| Bytes::copy_from_slice(w.as_bytes())).collect();
             dispatch(session, &cx, &args)
