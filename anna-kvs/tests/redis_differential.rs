@@ -170,6 +170,15 @@ fn moves_and_msetnx_answer_as_redis_does() {
         &["RENAME", "nothing", "m6"],
         &["GET", "m5"],
         &["EXEC"],
+        // WAIT answers at once inside EXEC; a flush after a move takes its stamp after it.
+        &["MULTI"],
+        &["SET", "w", "1"],
+        &["WAIT", "1", "0"],
+        &["RENAME", "w", "w2"],
+        &["FLUSHDB"],
+        &["GET", "w2"],
+        &["EXEC"],
+        &["DBSIZE"],
     ]);
 }
 

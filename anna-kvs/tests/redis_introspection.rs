@@ -54,10 +54,15 @@ fn client_list_info_and_kill_see_and_close_the_nodes_clients() {
 
     // The old form, by address; and SKIPME.
     let mut other = TcpStream::connect(anna.addr).unwrap();
+    other.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // (Served once it answers: a connection reaches its actor moments after the accept.)
+    other.write_all(b"PING\r\n").unwrap();
+    let mut pong = [0_u8; 7];
+    other.read_exact(&mut pong).unwrap();
+    assert_eq!(&pong, b"+PONG\r\n");
     let addr = other.local_addr().unwrap().to_string();
     let ok: String = query(&mut admin, &["CLIENT", "KILL", &addr]);
     assert_eq!(ok, "OK");
-    other.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut rest = Vec::new();
     assert!(other.read_to_end(&mut rest).is_ok(), "closed by the server");
     let me: i64 = query(&mut admin, &["CLIENT", "ID"]);
@@ -143,6 +148,15 @@ fn slowlog_records_what_the_threshold_asks_for() {
     }
     let len: i64 = query(&mut con, &["SLOWLOG", "LEN"]);
     assert_eq!(len, 2);
+    // A command of several rounds is logged once, when it answers.
+    let _: () = query(&mut con, &["CONFIG", "SET", "slowlog-max-len", "128"]);
+    let _: () = query(&mut con, &["SLOWLOG", "RESET"]);
+    let _: () = query(&mut con, &["RENAME", "slow", "moved"]);
+    let _: i64 = query(&mut con, &["RENAMENX", "moved", "again"]);
+    let entries: Vec<(i64, i64, i64, Vec<String>, String, String)> =
+        query(&mut con, &["SLOWLOG", "GET", "-1"]);
+    let names: Vec<&str> = entries.iter().map(|e| e.3[0].as_str()).collect();
+    assert_eq!(names, ["RENAMENX", "RENAME", "SLOWLOG"], "newest first, each once");
     let _: () = query(&mut con, &["CONFIG", "SET", "slowlog-log-slower-than", "-1"]);
     let _: () = query(&mut con, &["SLOWLOG", "RESET"]);
     let _: () = query(&mut con, &["SET", "quiet", "v"]);
@@ -222,4 +236,58 @@ fn introspection_errors_are_redis_errors() {
         &["MONITOR"],
         &["EXEC"],
     ]);
+}
+
+/// A monitor that asked for a big reply gets it whole: the lines of commands run meanwhile
+/// come after it, never inside it (a big reply goes out from its own buffer, and the lines
+/// queue behind it).
+#[test]
+fn monitor_lines_never_break_a_reply_being_sent() {
+    let anna = common::redis_port_server(2);
+    let mut con = connect(anna.addr);
+    let members: Vec<String> = (0..400_000).map(|i| format!("member-{i:06}")).collect();
+    for chunk in members.chunks(10_000) {
+        let mut sadd = redis::cmd("SADD");
+        sadd.arg("big").arg(chunk);
+        let _: i64 = sadd.query(&mut con).unwrap();
+    }
+    let mut monitor = TcpStream::connect(anna.addr).unwrap();
+    monitor.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    monitor.write_all(b"MONITOR\r\nSMEMBERS big\r\n").unwrap();
+    // Commands while the reply is (probably) still going out: the monitor does not read yet.
+    for i in 0..200 {
+        let _: () = query(&mut con, &["SET", &format!("k{i}"), "v"]);
+    }
+    let mut reader = BufReader::new(monitor);
+    let mut line = String::new();
+    let mut next_line = |line: &mut String| {
+        line.clear();
+        reader.read_line(line).unwrap();
+        line.trim_end().to_owned()
+    };
+    assert_eq!(next_line(&mut line), "+OK");
+    // Lines of the SMEMBERS itself and maybe SETs, until the array's header.
+    let mut header = next_line(&mut line);
+    let mut lines_before = 0;
+    while header.starts_with('+') {
+        lines_before += 1;
+        header = next_line(&mut line);
+    }
+    assert_eq!(header, "*400000", "after {lines_before} monitor lines");
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..400_000 {
+        let len = next_line(&mut line);
+        assert_eq!(len, "$13", "a member's header, not a monitor line");
+        seen.insert(next_line(&mut line));
+    }
+    assert_eq!(seen.len(), 400_000);
+    // Then the SETs' lines, whole, up to the last (the first few may have run before the
+    // monitor was registered at the end of its round).
+    loop {
+        let l = next_line(&mut line);
+        assert!(l.starts_with('+') && l.contains("\"SET\""), "{l}");
+        if l.contains("\"k199\"") {
+            break;
+        }
+    }
 }

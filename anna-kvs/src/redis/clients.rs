@@ -21,8 +21,10 @@ pub const SLOWLOG_SLOWER_THAN: i64 = 10_000;
 /// Redis's `slowlog-max-len` default.
 pub const SLOWLOG_MAX_LEN: u64 = 128;
 /// Lines a monitoring client may have waiting before it is disconnected (as Redis closes a
-/// monitor that passes its output limit).
+/// monitor that passes its output limit)…
 pub const MONITOR_BACKLOG: usize = 100_000;
+/// …and bytes of them.
+pub const MONITOR_BACKLOG_BYTES: usize = 64 << 20;
 
 /// Settings `CONFIG SET` may change while the server runs.
 #[derive(Debug)]
@@ -33,8 +35,9 @@ pub struct Tunables {
     pub slowlog_max_len: AtomicU64,
     /// `maxclients`.
     pub maxclients: AtomicUsize,
-    /// `timeout`: seconds idle before a client is closed (0: never).
-    pub idle_timeout_secs: AtomicU64,
+    /// `timeout`: milliseconds idle before a client is closed (0: never; `CONFIG SET` takes
+    /// seconds, the start-up configuration may say less).
+    pub idle_timeout_ms: AtomicU64,
     /// `maxmemory-clients` in bytes (0: no limit).
     pub maxmemory_clients: AtomicU64,
 }
@@ -46,8 +49,8 @@ impl Tunables {
             slowlog_slower_than: AtomicI64::new(SLOWLOG_SLOWER_THAN),
             slowlog_max_len: AtomicU64::new(SLOWLOG_MAX_LEN),
             maxclients: AtomicUsize::new(settings.redis.maxclients),
-            idle_timeout_secs: AtomicU64::new(
-                settings.redis.idle_timeout.map_or(0, |d| d.as_secs().max(1)),
+            idle_timeout_ms: AtomicU64::new(
+                settings.redis.idle_timeout.map_or(0, |d| (d.as_millis() as u64).max(1)),
             ),
             maxmemory_clients: AtomicU64::new(settings.redis.maxmemory_clients),
         }
@@ -55,9 +58,9 @@ impl Tunables {
 
     /// The idle timeout in force, if any.
     pub fn idle_timeout(&self) -> Option<Duration> {
-        match self.idle_timeout_secs.load(Ordering::Relaxed) {
+        match self.idle_timeout_ms.load(Ordering::Relaxed) {
             0 => None,
-            secs => Some(Duration::from_secs(secs)),
+            ms => Some(Duration::from_millis(ms)),
         }
     }
 }
@@ -251,7 +254,17 @@ const SLOWLOG_MAX_STRING: usize = 128;
 #[derive(Debug)]
 struct Monitor {
     lines: crossbeam_channel::Sender<Bytes>,
+    queued: Arc<AtomicUsize>,
     entry: Arc<ClientEntry>,
+}
+
+/// What a monitoring connection reads its lines from.
+#[derive(Debug)]
+pub struct MonitorFeed {
+    /// The lines, in order.
+    pub lines: crossbeam_channel::Receiver<Bytes>,
+    /// Bytes sent and not yet taken (the taker subtracts what it takes).
+    pub queued: Arc<AtomicUsize>,
 }
 
 /// The node's clients (see the module documentation).
@@ -318,14 +331,15 @@ impl Clients {
     }
 
     /// Makes `entry`'s client a monitor: the lines it will be sent.
-    pub fn start_monitor(&self, entry: &Arc<ClientEntry>) -> crossbeam_channel::Receiver<Bytes> {
+    pub fn start_monitor(&self, entry: &Arc<ClientEntry>) -> MonitorFeed {
         let (lines, receiver) = crossbeam_channel::bounded(MONITOR_BACKLOG);
+        let queued = Arc::new(AtomicUsize::new(0));
         entry.monitor.store(true, Ordering::Relaxed);
         if let Ok(mut monitors) = self.monitors.lock() {
-            monitors.push(Monitor { lines, entry: Arc::clone(entry) });
+            monitors.push(Monitor { lines, queued: Arc::clone(&queued), entry: Arc::clone(entry) });
             self.monitoring.store(monitors.len(), Ordering::Relaxed);
         }
-        receiver
+        MonitorFeed { lines: receiver, queued }
     }
 
     /// Whether anyone is monitoring (one relaxed load: checked on every command).
@@ -357,7 +371,11 @@ impl Clients {
         let mut woken = Vec::new();
         if let Ok(monitors) = self.monitors.lock() {
             for monitor in monitors.iter() {
-                if monitor.lines.try_send(line.clone()).is_err() {
+                let backlog = monitor.queued.fetch_add(line.len(), Ordering::Relaxed);
+                if backlog + line.len() > MONITOR_BACKLOG_BYTES
+                    || monitor.lines.try_send(line.clone()).is_err()
+                {
+                    monitor.queued.fetch_sub(line.len(), Ordering::Relaxed);
                     monitor.entry.killed.store(true, Ordering::Relaxed);
                 }
                 woken.push(monitor.entry.actor);

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use super::clients::{ClientEntry, Clients, Published};
+use super::clients::{ClientEntry, Clients, MonitorFeed, Published};
 use super::config::Settings;
 use super::plan::{Context, Counters, Plan, Waiting};
 use super::resp::{Elements, Limits, ParseError, Reply, parse_command};
@@ -273,11 +273,9 @@ impl Service<RedisValue> for Connections {
         self.more_buffered
             || !self.incoming.is_empty()
             || (self.monitors > 0
-                && self
-                    .slots
-                    .iter()
-                    .flatten()
-                    .any(|c| c.monitor.as_ref().is_some_and(|m| !m.is_empty())))
+                && self.slots.iter().flatten().any(|c| {
+                    c.monitor.as_ref().is_some_and(|m| !m.lines.is_empty()) && c.monitor_room()
+                }))
     }
 
     fn step(
@@ -392,7 +390,6 @@ impl Service<RedisValue> for Connections {
             if conn.round != Some(round) {
                 continue;
             }
-            conn.log_if_slow();
             conn.finish_plans(&mut answers, &self.local);
             conn.round = None;
             if conn.monitor.is_none() && conn.session.monitor {
@@ -471,9 +468,10 @@ struct Connection {
     /// What the node's other clients may ask about this one (CLIENT LIST, KILL).
     entry: Arc<ClientEntry>,
     /// The lines `MONITOR` sends it, once it is a monitor.
-    monitor: Option<crossbeam_channel::Receiver<Bytes>>,
-    /// The arguments of this round's commands, kept for the slow log while it is on.
-    round_args: Vec<Vec<Bytes>>,
+    monitor: Option<MonitorFeed>,
+    /// The arguments of this round's commands, kept for the slow log, each with when it was
+    /// first sent if that was before this round (a command that blocked).
+    round_args: Vec<(Vec<Bytes>, Option<Instant>)>,
     /// When its current round began.
     round_started: Instant,
     last_read: Instant,
@@ -677,10 +675,9 @@ impl Connection {
                     let plan = self.plan(&args, counters);
                     let blocks = matches!(plan, Plan::Wait(..));
                     self.plans.push(plan);
-                    if self.shared.clients.tunables.slowlog_slower_than.load(Ordering::Relaxed) >= 0
-                    {
-                        self.round_args.push(args);
-                    }
+                    // (Kept whatever the slow log's threshold now: it may change before the
+                    // round ends.)
+                    self.round_args.push((args, None));
                     if blocks {
                         // What follows waits until it answers.
                         return true;
@@ -725,8 +722,12 @@ impl Connection {
         }
         // A command that blocks keeps its arguments for its later rounds.
         let blocked_args = if self.blocked.is_some() { self.round_args.pop() } else { None };
+        self.log_if_slow();
         self.round_args.clear();
-        self.round_args.extend(blocked_args);
+        // (Timed from the round it was sent in, and logged once, when it answers.)
+        self.round_args.extend(
+            blocked_args.map(|(args, started)| (args, started.or(Some(self.round_started)))),
+        );
         self.publish();
         if let Some(message) = &self.fatal {
             if !self.session.quit {
@@ -978,24 +979,34 @@ impl Connection {
         plan
     }
 
-    /// Logs this round's commands if the round took longer than `slowlog-log-slower-than`.
+    /// Logs the commands answered this round that took longer than
+    /// `slowlog-log-slower-than`, each timed from the round it was first sent in.
     fn log_if_slow(&self) {
-        if self.round_args.is_empty() {
+        if self.shared.clients.tunables.slowlog_slower_than.load(Ordering::Relaxed) < 0 {
             return;
         }
-        let micros = u64::try_from(self.round_started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        for args in &self.round_args {
+        for (args, started) in &self.round_args {
+            let took = started.unwrap_or(self.round_started).elapsed();
+            let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
             self.shared.clients.log_if_slow(micros, args, &self.entry);
         }
     }
 
-    /// Moves the lines waiting for this monitor into its output.
+    /// Whether a monitor's output has room for more lines (a monitor that does not read is
+    /// left alone until it does, and closed if its backlog passes the limit).
+    fn monitor_room(&self) -> bool {
+        self.pending_output() < self.hard_output_limit().min(MAX_PENDING_OUTPUT) / 2
+    }
+
+    /// Moves the lines waiting for this monitor into its output, behind any reply still
+    /// being sent.
     fn send_monitor_lines(&mut self) {
-        let Some(lines) = &self.monitor else { return };
         let mut any = false;
-        while self.pending_output() < self.hard_output_limit().min(MAX_PENDING_OUTPUT) / 2 {
-            let Ok(line) = lines.try_recv() else { break };
-            self.out.extend_from_slice(&line);
+        while self.monitor_room() {
+            let Some(feed) = &self.monitor else { return };
+            let Ok(line) = feed.lines.try_recv() else { break };
+            feed.queued.fetch_sub(line.len(), Ordering::Relaxed);
+            self.queue(line.to_vec());
             any = true;
         }
         if any {

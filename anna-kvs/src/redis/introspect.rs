@@ -229,7 +229,8 @@ fn kill(session: &Session, cx: &Context<'_>, args: &[Bytes]) -> Reply {
             }
             b"addr" => filter.addr = Some(value),
             b"laddr" => filter.laddr = Some(value),
-            b"user" => filter.no_client |= value != "default",
+            b"user" if value == "default" => {}
+            b"user" => return Reply::Error(format!("ERR No such user '{value}'")),
             b"skipme" => match value.to_ascii_lowercase().as_str() {
                 "yes" => filter.skip_me = true,
                 "no" => filter.skip_me = false,
@@ -364,9 +365,19 @@ fn config_set(cx: &Context<'_>, args: &[Bytes]) -> Reply {
             "slowlog-max-len" => integer(0, i64::MAX).map(|n| Change::MaxLen(n as u64)),
             "maxclients" => integer(1, 4_294_967_295).map(|n| Change::MaxClients(n as usize)),
             "timeout" => integer(0, 2_147_483_647).map(|n| Change::Timeout(n as u64)),
-            "maxmemory-clients" => crate::memory::parse_size(&value)
-                .map(Change::MaxMemoryClients)
-                .ok_or_else(|| failed(&name, "argument must be a memory value")),
+            "maxmemory-clients" => match value.strip_suffix('%') {
+                // A share of maxmemory, as Redis takes it.
+                Some(percent) => match percent.parse::<u64>() {
+                    Ok(p) if p <= 100 => Ok(Change::MaxMemoryClients(
+                        cx.settings.node.maxmemory.saturating_mul(p) / 100,
+                    )),
+                    Ok(_) => Err(failed(&name, "percentage argument must be less or equal to 100")),
+                    Err(_) => Err(failed(&name, "argument must be a memory or percent value")),
+                },
+                None => crate::memory::parse_size(&value)
+                    .map(Change::MaxMemoryClients)
+                    .ok_or_else(|| failed(&name, "argument must be a memory or percent value")),
+            },
             fixed if FIXED.contains(&fixed) => Err(failed(&name, "can't set immutable config")),
             _ => {
                 return Reply::Error(format!(
@@ -390,7 +401,7 @@ fn config_set(cx: &Context<'_>, args: &[Bytes]) -> Reply {
                 clients.trim_slowlog();
             }
             Change::MaxClients(n) => t.maxclients.store(n, Ordering::Relaxed),
-            Change::Timeout(n) => t.idle_timeout_secs.store(n, Ordering::Relaxed),
+            Change::Timeout(n) => t.idle_timeout_ms.store(n * 1000, Ordering::Relaxed),
             Change::MaxMemoryClients(n) => t.maxmemory_clients.store(n, Ordering::Relaxed),
         }
     }
@@ -406,7 +417,7 @@ fn config_get(cx: &Context<'_>, patterns: &[Bytes]) -> Reply {
             "slowlog-log-slower-than" => t.slowlog_slower_than.load(Ordering::Relaxed).to_string(),
             "slowlog-max-len" => t.slowlog_max_len.load(Ordering::Relaxed).to_string(),
             "maxclients" => t.maxclients.load(Ordering::Relaxed).to_string(),
-            "timeout" => t.idle_timeout_secs.load(Ordering::Relaxed).to_string(),
+            "timeout" => t.idle_timeout_ms.load(Ordering::Relaxed).div_ceil(1000).to_string(),
             "maxmemory-clients" => t.maxmemory_clients.load(Ordering::Relaxed).to_string(),
             _ => return None,
         })

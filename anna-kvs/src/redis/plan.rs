@@ -48,6 +48,12 @@ pub trait Waiting: Send {
     fn retry_after(&self) -> Option<std::time::Duration> {
         None
     }
+    /// Whether it needs rounds of its own inside `EXEC` (`RENAME`, `MSETNX`, a flush behind
+    /// them), which then splits the transaction; otherwise (`WAIT`, `SAVE`) it answers inside
+    /// `EXEC` with what it has at once, as Redis does.
+    fn rounds_in_exec(&self) -> bool {
+        false
+    }
 }
 
 impl std::fmt::Debug for Plan {

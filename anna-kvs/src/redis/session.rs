@@ -34,6 +34,8 @@ pub struct Session {
     pub multi_failed: bool,
     /// `EXEC` is planning its queued commands (all of them run in one round).
     pub in_exec: bool,
+    /// …and one of them runs rounds of its own (`RENAME`), which splits the transaction.
+    pub exec_in_rounds: bool,
     /// Keys written since the last `WAIT` (what the next one vouches for), in order, with
     /// repeats until they are squeezed out at the cap.
     pub written: Vec<Bytes>,
@@ -65,6 +67,7 @@ impl Session {
             multi_bytes: 0,
             multi_failed: false,
             in_exec: false,
+            exec_in_rounds: false,
             written: Vec::new(),
             written_bytes: 0,
             written_overflow: false,

@@ -44,6 +44,9 @@ pub const NO_AUTH: u8 = 1 << 3;
 pub const FAST: u8 = 1 << 4;
 /// Inside `MULTI`, the command runs at once instead of being queued (`EXEC`, `DISCARD`, …).
 pub const NO_QUEUE: u8 = 1 << 5;
+/// The command reads before it writes, in rounds of its own, even inside `EXEC` (`RENAME`,
+/// `COPY`, `MSETNX`).
+pub const ROUNDS: u8 = 1 << 6;
 
 /// The names Redis gives the flags, in `COMMAND` replies.
 const FLAG_NAMES: [(u8, &str); 5] = [
@@ -111,7 +114,7 @@ pub static TABLE: &[Command] = &[
     Command { name: "setrange", arity: 4, flags: WRITE, keys: ONE_KEY, summary: "Overwrites part of a string on the owning actor, zero-padding it (concurrent changes on two replicas: the later result wins).", plan: strings::plan_setrange },
     Command { name: "mget", arity: -2, flags: READONLY | FAST, keys: ALL_KEYS, summary: "The string values of several keys.", plan: strings::plan_mget },
     Command { name: "mset", arity: -3, flags: WRITE, keys: (1, -1, 2), summary: "Sets several keys, each independently (not atomically).", plan: strings::plan_mset },
-    Command { name: "msetnx", arity: -3, flags: WRITE, keys: (1, -1, 2), summary: "Sets several keys if none exists: checks them all, then writes each only if still absent; if another client created one in between, the keys it wrote are deleted again (each only if unchanged) and it answers 0. Other clients can see the keys written before that undo.", plan: moves::plan_msetnx },
+    Command { name: "msetnx", arity: -3, flags: WRITE | ROUNDS, keys: (1, -1, 2), summary: "Sets several keys if none exists: checks them all, then writes each only if still absent; if another client created one in between, the keys it wrote are deleted again (each only if unchanged) and it answers 0. Other clients can see the keys written before that undo.", plan: moves::plan_msetnx },
     Command { name: "incr", arity: 2, flags: WRITE | FAST, keys: ONE_KEY, summary: "Adds 1 to a counter; concurrent increments on replicas all count.", plan: strings::plan_incr },
     Command { name: "decr", arity: 2, flags: WRITE | FAST, keys: ONE_KEY, summary: "Subtracts 1 from a counter.", plan: strings::plan_decr },
     Command { name: "incrby", arity: 3, flags: WRITE | FAST, keys: ONE_KEY, summary: "Adds an integer to a counter.", plan: strings::plan_incrby },
@@ -150,9 +153,9 @@ pub static TABLE: &[Command] = &[
     Command { name: "swapdb", arity: 3, flags: WRITE | FAST, keys: NO_KEYS, summary: "Refused: it would rename every key of two databases on every replica at once.", plan: keyspace::plan_swapdb },
     Command { name: "client", arity: -2, flags: FAST, keys: NO_KEYS, summary: "CLIENT LIST, INFO, KILL (each client closed by the actor serving it, woken at once), SETNAME, GETNAME, ID, SETINFO, HELP: the clients of this node.", plan: introspect::plan_client },
     Command { name: "touch", arity: -2, flags: READONLY | FAST, keys: ALL_KEYS, summary: "How many of the keys exist (this store keeps no access times for it to update).", plan: keyspace::plan_exists },
-    Command { name: "rename", arity: 3, flags: WRITE, keys: (1, 2, 1), summary: "Moves a key's value and deadline to another key, in rounds: reads the source, writes the destination, then deletes the source only if it still holds what was copied (else starts over), so no write is lost; between the rounds other clients can see both keys.", plan: moves::plan_rename },
-    Command { name: "renamenx", arity: 3, flags: WRITE | FAST, keys: (1, 2, 1), summary: "As RENAME, only if the destination is absent (as its owning actor sees it).", plan: moves::plan_renamenx },
-    Command { name: "copy", arity: -3, flags: WRITE, keys: (1, 2, 1), summary: "Copies a key's value and deadline to another key (DB: in another database; REPLACE: over an existing one), read then written in two rounds.", plan: moves::plan_copy },
+    Command { name: "rename", arity: 3, flags: WRITE | ROUNDS, keys: (1, 2, 1), summary: "Moves a key's value and deadline to another key, in rounds: reads the source, writes the destination, then deletes the source only if it still holds what was copied (else starts over), so no write is lost; between the rounds other clients can see both keys.", plan: moves::plan_rename },
+    Command { name: "renamenx", arity: 3, flags: WRITE | FAST | ROUNDS, keys: (1, 2, 1), summary: "As RENAME, only if the destination is absent (as its owning actor sees it).", plan: moves::plan_renamenx },
+    Command { name: "copy", arity: -3, flags: WRITE | ROUNDS, keys: (1, 2, 1), summary: "Copies a key's value and deadline to another key (DB: in another database; REPLACE: over an existing one), read then written in two rounds.", plan: moves::plan_copy },
     Command { name: "object", arity: -2, flags: 0, keys: NO_KEYS, summary: "OBJECT ENCODING (Redis's name for how it would hold the value now: int, embstr, raw, intset, hashtable), REFCOUNT (as Redis: shared small integers answer 2147483647), IDLETIME (seconds since the write that gave the key its value, on the serving replica: reads are not tracked), FREQ (refused, as in Redis without an LFU policy), HELP.", plan: object::plan_object },
     Command { name: "dbsize", arity: 1, flags: READONLY | FAST, keys: NO_KEYS, summary: "Keys this node holds now (asked of its actors); an expired key counts until its actor deletes it, as in Redis.", plan: keyspace::plan_dbsize },
     Command { name: "scan", arity: -2, flags: READONLY, keys: NO_KEYS, summary: "Iterates this node's keys (MATCH, COUNT, TYPE); the cursor is an actor and a position in a fixed hash order, valid across calls and connections: a key held for the whole scan is answered at least once.", plan: keyspace::plan_scan },
@@ -306,12 +309,24 @@ fn plan_exec(session: &mut Session, cx: &Context<'_>, _: &[Bytes]) -> Plan {
         ));
     }
     session.in_exec = true;
+    // A command of several rounds splits the transaction; a flush after it then takes its
+    // stamp when its own round comes, not now.
+    session.exec_in_rounds = queued.iter().any(|args| {
+        lookup(&String::from_utf8_lossy(&args[0]).to_ascii_lowercase())
+            .is_some_and(|c| c.has(ROUNDS))
+    });
     let plans: Vec<Plan> = queued.iter().map(|args| dispatch(session, cx, args)).collect();
     session.in_exec = false;
-    if plans.iter().any(|plan| matches!(plan, Plan::Wait(..))) {
+    session.exec_in_rounds = false;
+    if plans.iter().any(needs_rounds) {
         return Plan::Wait(Box::new(Exec { pending: plans.into(), ..Exec::default() }), 0);
     }
     Plan::Batch(plans)
+}
+
+/// Whether a plan inside `EXEC` runs rounds of its own (see [`Waiting::rounds_in_exec`]).
+fn needs_rounds(plan: &Plan) -> bool {
+    matches!(plan, Plan::Wait(waiting, _) if waiting.rounds_in_exec())
 }
 
 /// An `EXEC` whose queue holds a command of several rounds (`RENAME`, `COPY`, `MSETNX`):
@@ -331,7 +346,7 @@ impl Waiting for Exec {
     fn poll(&mut self) -> Vec<Request<RedisValue>> {
         let mut requests = Vec::new();
         while let Some(mut plan) = self.pending.pop_front() {
-            let several_rounds = matches!(plan, Plan::Wait(..));
+            let several_rounds = needs_rounds(&plan);
             plan.take_requests(&mut requests);
             self.in_flight.push(plan);
             if several_rounds {
@@ -346,7 +361,7 @@ impl Waiting for Exec {
         let in_flight = std::mem::take(&mut self.in_flight);
         let count = in_flight.len();
         for (i, plan) in in_flight.into_iter().enumerate() {
-            if i + 1 == count && !last {
+            if i + 1 == count && !last && needs_rounds(&plan) {
                 match plan.finish_or_wait(&mut answers, counters) {
                     Ok(reply) => self.replies.push(reply),
                     Err(waiting) => {

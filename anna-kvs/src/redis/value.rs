@@ -207,6 +207,9 @@ pub enum RedisOp {
         at: Option<i64>,
         /// When to write.
         when: Condition,
+        /// Write only if the key holds exactly this value and deadline (a move writing its
+        /// destination again replaces only its own earlier copy).
+        only_over: Option<(Content, Option<i64>)>,
     },
     /// `RENAME`'s delete of its source (and `MSETNX`'s undo): deletes the key only if it
     /// still holds `content` with deadline `at`; answers 1 if it did, 0 if the key changed.
@@ -495,6 +498,20 @@ impl RedisValue {
         Some((content, self.deadline()))
     }
 
+    /// Whether the key holds `content` with deadline `at` at time `now` (a set's members in
+    /// any order).
+    fn holds(&self, now: u64, content: Content, at: Option<i64>) -> bool {
+        match (self.content_at(now), content) {
+            (Some((Content::Members(mut held), held_at)), Content::Members(mut want)) => {
+                held.sort_unstable();
+                want.sort_unstable();
+                held == want && held_at == at
+            }
+            (Some(held), content) => held == (content, at),
+            (None, _) => false,
+        }
+    }
+
     /// The members, as `SMEMBERS` sees them.
     ///
     /// # Errors
@@ -699,13 +716,14 @@ impl RedisValue {
                 self.keep_deadline(deadline, stamp);
                 Ok((true, RedisOpOutput::Bulk(Some(text)), string_delta(self)))
             }
-            RedisOp::Replace { content, at, when } => {
+            RedisOp::Replace { content, at, when, only_over } => {
                 let present = self.raw_kind().is_some();
                 let write = match when {
                     Condition::Always => true,
                     Condition::IfAbsent => !present,
                     Condition::IfPresent => present,
-                };
+                } && only_over
+                    .is_none_or(|(held, held_at)| self.holds(now, held, held_at));
                 if !write {
                     return Ok((false, RedisOpOutput::Nil, None));
                 }
@@ -735,16 +753,7 @@ impl RedisValue {
                 Ok((true, RedisOpOutput::Ok, None))
             }
             RedisOp::DeleteIf { content, at } => {
-                let same = match (self.content_at(now), &content) {
-                    (Some((Content::Members(mut held), held_at)), Content::Members(want)) => {
-                        let mut want = want.clone();
-                        held.sort_unstable();
-                        want.sort_unstable();
-                        held == want && held_at == at
-                    }
-                    (Some(held), _) => held == (content, at),
-                    (None, _) => false,
-                };
+                let same = self.holds(now, content, at);
                 let deleted = same && KvsValue::delete(self, stamp, writer);
                 Ok((deleted, RedisOpOutput::Int(i64::from(same)), None))
             }
@@ -1072,17 +1081,43 @@ mod tests {
         let mut dst = RedisValue::default();
         dst.apply(RedisOp::Set("old".into()), s(1), 1).unwrap();
         let set = Content::Members(vec!["b".into(), "a".into()]);
-        let replace = RedisOp::Replace { content: set.clone(), at: None, when: Condition::Always };
+        let replace = RedisOp::Replace {
+            content: set.clone(),
+            at: None,
+            when: Condition::Always,
+            only_over: None,
+        };
         assert_eq!(dst.apply(replace, s(2), 1).unwrap().1, RedisOpOutput::Ok);
         assert_eq!(members(&dst), vec![Bytes::from("a"), Bytes::from("b")]);
         let string = Content::String("s".into());
-        let only_absent =
-            RedisOp::Replace { content: string.clone(), at: None, when: Condition::IfAbsent };
+        let only_absent = RedisOp::Replace {
+            content: string.clone(),
+            at: None,
+            when: Condition::IfAbsent,
+            only_over: None,
+        };
         assert_eq!(dst.apply(only_absent, s(3), 1).unwrap().1, RedisOpOutput::Nil);
-        let over =
-            RedisOp::Replace { content: string, at: Some(i64::MAX), when: Condition::Always };
+        let over = RedisOp::Replace {
+            content: string,
+            at: Some(i64::MAX),
+            when: Condition::Always,
+            only_over: None,
+        };
         dst.apply(over, s(4), 1).unwrap();
         assert_eq!(dst.get_string().unwrap().as_deref(), Some(&b"s"[..]));
+        // Again, only over its own copy: someone else's write in between is kept.
+        let own = Some((Content::String("s".into()), Some(i64::MAX)));
+        dst.apply(RedisOp::Set("theirs".into()), s(5), 2).unwrap();
+        let again = RedisOp::Replace {
+            content: Content::String("newer".into()),
+            at: None,
+            when: Condition::Always,
+            only_over: own,
+        };
+        assert_eq!(dst.apply(again, s(6), 1).unwrap().1, RedisOpOutput::Nil);
+        assert_eq!(dst.get_string().unwrap().as_deref(), Some(&b"theirs"[..]));
+        dst.apply(RedisOp::Set("s".into()), s(7), 1).unwrap();
+        dst.apply(RedisOp::Expire { at: i64::MAX, when: ExpireWhen::default() }, s(8), 1).unwrap();
         assert_eq!(dst.content().map(|(_, at)| at), Some(Some(i64::MAX)));
 
         let mut src = RedisValue::default();
@@ -1299,11 +1334,13 @@ mod delta_tests {
                 content: Content::Members(vec![Bytes::from_static(b"m1"), Bytes::from_static(b"m7")]),
                 at: None,
                 when: Condition::Always,
+                only_over: None,
             }),
             1 => (0..2_u8).prop_map(|n| RedisOp::Replace {
                 content: Content::String(Bytes::from_static(b"r")),
                 at: (n == 0).then_some(20),
-                when: Condition::IfAbsent,
+                when: Condition::Always,
+                only_over: (n == 1).then(|| (Content::String(Bytes::from_static(b"r")), None)),
             }),
             1 => Just(RedisOp::DeleteIf { content: Content::String(Bytes::from_static(b"1")), at: None }),
             1 => Just(RedisOp::GetDel),

@@ -221,7 +221,7 @@ fn flush(session: &Session, cx: &Context<'_>, args: &[Bytes], dbs: Vec<u8>) -> P
         dbs,
         stage: Stage::First,
     };
-    if session.in_exec {
+    if session.in_exec && !session.exec_in_rounds {
         // One round for the whole transaction: the stamp is taken now, with a margin.
         let requests = flushing.requests(EXEC_FLUSH_MARGIN_US);
         return engine(requests, |answers, _| flushed(answers));
@@ -289,6 +289,10 @@ impl crate::redis::plan::Waiting for Flushing {
 
     fn retry_after(&self) -> Option<std::time::Duration> {
         Some(std::time::Duration::ZERO)
+    }
+
+    fn rounds_in_exec(&self) -> bool {
+        true
     }
 }
 

@@ -3,15 +3,20 @@
 //! and nodes, which no coordination-free store changes at once.
 //!
 //! What a client can count on:
-//! - **Nothing acknowledged is lost.** `RENAME` writes the destination before it deletes the
-//!   source, and deletes it only if it still holds what was copied (`DeleteIf`, judged by the
-//!   source's owning actor). If the source changed in between, the move starts over with the
-//!   new value (a few times, then an error saying the destination holds a copy).
+//! - **Nothing acknowledged is lost** (with one replica per key; see below). `RENAME` writes
+//!   the destination, and only once that write is acknowledged deletes the source, and only if
+//!   it still holds what was copied (`DeleteIf`, judged by the source's owning actor). If the
+//!   source changed in between, the move starts over with the new value, writing the
+//!   destination again only over its own copy (a few times, then an error saying the
+//!   destination holds a copy).
 //! - **Between the rounds** another client can see both keys (`RENAME`), and a key can be
 //!   created by someone else between `MSETNX`'s check and its writes: then the keys `MSETNX`
 //!   wrote are deleted again (each only if still unchanged) and it answers 0.
 //! - With several replicas per key, "absent" (`RENAMENX`, `COPY` without `REPLACE`,
-//!   `MSETNX`) is as the owning actor of the replica asked sees it, as for `SET NX`.
+//!   `MSETNX`) is as the owning actor of the replica asked sees it, as for `SET NX`; and the
+//!   source's delete is a delete like `DEL`'s: a write to the source that another replica took
+//!   concurrently, stamped before the delete and not yet seen here, is neither copied nor
+//!   kept.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -84,6 +89,7 @@ fn start_move(cx: &Context<'_>, args: &[Bytes], goal: Goal) -> Plan {
         stage: Stage::Read,
         tries: 0,
         answer_int: matches!(goal, Goal::RenameNx),
+        written: None,
     };
     Plan::Wait(Box::new(step), 0)
 }
@@ -99,6 +105,9 @@ enum Goal {
     Copy { replace: bool },
 }
 
+/// A key's value and deadline, as a move reads and writes it.
+type Held = (Content, Option<i64>);
+
 /// Where a move is.
 #[derive(Debug)]
 enum Stage {
@@ -106,12 +115,12 @@ enum Stage {
     Read,
     /// The source's read is out.
     Reading,
-    /// The destination's write goes out next (with `RENAME`, the source's delete too).
-    Write(Content, Option<i64>),
+    /// The destination's write goes out next.
+    Write(Held),
     /// That write is out.
-    Writing(Content, Option<i64>),
-    /// `RENAMENX` wrote the destination: the source's delete goes out next.
-    Delete(Content, Option<i64>),
+    Writing(Held),
+    /// The destination holds the copy: the source's delete (if unchanged) goes out next.
+    Delete(Held),
     /// That delete is out.
     Deleting,
     /// Finished (answered).
@@ -119,6 +128,12 @@ enum Stage {
 }
 
 /// A `RENAME`, `RENAMENX` or `COPY` in progress.
+///
+/// A move writes the destination first and deletes the source only once that write is
+/// acknowledged, and only if the source still holds what was copied: a refused write (over
+/// `maxmemory`, an owner that did not answer) leaves the source as it was. When the source
+/// changed in between, the move reads it again and writes the destination again, but only
+/// over its own earlier copy: a value someone else wrote there meanwhile is never replaced.
 #[derive(Debug)]
 struct Move {
     src: Bytes,
@@ -128,6 +143,8 @@ struct Move {
     tries: u32,
     /// Answer 1 (`RENAMENX`) rather than OK once moved.
     answer_int: bool,
+    /// What this move last wrote to the destination.
+    written: Option<Held>,
 }
 
 impl Move {
@@ -135,8 +152,7 @@ impl Move {
         if self.answer_int { Reply::Int(1) } else { Reply::ok() }
     }
 
-    /// The source changed between its read and its delete: read it again (the destination
-    /// is this move's own now, so the next write replaces it), or give up.
+    /// The source changed between its read and its delete: read it again, or give up.
     fn start_over(&mut self) -> Option<Reply> {
         self.tries += 1;
         if self.tries >= MAX_TRIES {
@@ -145,7 +161,6 @@ impl Move {
                 "ERR the source key changed {MAX_TRIES} times during the move; the destination holds a copy of it and the source was kept"
             )));
         }
-        self.goal = Goal::Rename;
         self.stage = Stage::Read;
         None
     }
@@ -158,21 +173,22 @@ impl Waiting for Move {
                 self.stage = Stage::Reading;
                 vec![get(&self.src)]
             }
-            Stage::Write(content, at) => {
+            Stage::Write((content, at)) => {
                 let when = match self.goal {
+                    _ if self.written.is_some() => Condition::Always,
                     Goal::Rename | Goal::Copy { replace: true } => Condition::Always,
                     Goal::RenameNx | Goal::Copy { replace: false } => Condition::IfAbsent,
                 };
-                let replace = RedisOp::Replace { content: content.clone(), at, when };
-                let mut requests = vec![apply(&self.dst, replace)];
-                if matches!(self.goal, Goal::Rename) {
-                    let delete = RedisOp::DeleteIf { content: content.clone(), at };
-                    requests.push(apply(&self.src, delete));
-                }
-                self.stage = Stage::Writing(content, at);
-                requests
+                let replace = RedisOp::Replace {
+                    content: content.clone(),
+                    at,
+                    when,
+                    only_over: self.written.clone(),
+                };
+                self.stage = Stage::Writing((content, at));
+                vec![apply(&self.dst, replace)]
             }
-            Stage::Delete(content, at) => {
+            Stage::Delete((content, at)) => {
                 self.stage = Stage::Deleting;
                 vec![apply(&self.src, RedisOp::DeleteIf { content, at })]
             }
@@ -190,32 +206,36 @@ impl Waiting for Move {
             Stage::Reading => match read_value(next()) {
                 Err(reply) => Some(reply),
                 Ok(value) => match value.as_ref().and_then(RedisValue::content) {
+                    // Someone else deleted the source after this move copied it: the copy
+                    // stands.
+                    None if self.written.is_some() => Some(self.moved()),
                     None if matches!(self.goal, Goal::Copy { .. }) => Some(Reply::Int(0)),
                     None => Some(Reply::Error("ERR no such key".into())),
                     Some(_) if self.src == self.dst => {
                         Some(if self.answer_int { Reply::Int(0) } else { Reply::ok() })
                     }
-                    Some((content, at)) => {
-                        self.stage = Stage::Write(content, at);
+                    Some(held) => {
+                        self.stage = Stage::Write(held);
                         None
                     }
                 },
             },
-            Stage::Writing(content, at) => match (self.goal, next()) {
-                (_, Ok(Response::Applied(RedisOpOutput::Nil))) => Some(Reply::Int(0)),
-                (Goal::Copy { .. }, Ok(Response::Applied(RedisOpOutput::Ok))) => {
-                    Some(Reply::Int(1))
+            Stage::Writing(held) => match next() {
+                Ok(Response::Applied(RedisOpOutput::Nil)) if self.written.is_some() => {
+                    Some(Reply::Error(
+                        "ERR both keys changed during the move: the destination was written by another client and the source was kept".into(),
+                    ))
                 }
-                (Goal::RenameNx, Ok(Response::Applied(RedisOpOutput::Ok))) => {
-                    self.stage = Stage::Delete(content, at);
-                    None
-                }
-                (Goal::Rename, Ok(Response::Applied(RedisOpOutput::Ok))) => match next() {
-                    Ok(Response::Applied(RedisOpOutput::Int(1))) => Some(self.moved()),
-                    Ok(Response::Applied(RedisOpOutput::Int(_))) => self.start_over(),
-                    other => Some(crate::redis::plan::applied(other)),
+                Ok(Response::Applied(RedisOpOutput::Nil)) => Some(Reply::Int(0)),
+                Ok(Response::Applied(RedisOpOutput::Ok)) => match self.goal {
+                    Goal::Copy { .. } => Some(Reply::Int(1)),
+                    Goal::Rename | Goal::RenameNx => {
+                        self.written = Some(held.clone());
+                        self.stage = Stage::Delete(held);
+                        None
+                    }
                 },
-                (_, other) => Some(crate::redis::plan::applied(other)),
+                other => Some(crate::redis::plan::applied(other)),
             },
             Stage::Deleting => match next() {
                 Ok(Response::Applied(RedisOpOutput::Int(1))) => Some(self.moved()),
@@ -235,6 +255,10 @@ impl Waiting for Move {
 
     fn retry_after(&self) -> Option<Duration> {
         Some(Duration::ZERO)
+    }
+
+    fn rounds_in_exec(&self) -> bool {
+        true
     }
 }
 
@@ -257,7 +281,10 @@ pub fn plan_msetnx(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
         .filter(|(i, pair)| last[&pair[0]] == *i)
         .map(|(_, pair)| (pair[0].clone(), owned(&pair[1])))
         .collect();
-    Plan::Wait(Box::new(SetAllIfAbsent { pairs, stage: NxStage::Check, wrote: Vec::new() }), 0)
+    Plan::Wait(
+        Box::new(SetAllIfAbsent { pairs, stage: NxStage::Check, wrote: Vec::new(), failure: None }),
+        0,
+    )
 }
 
 /// Where an `MSETNX` is.
@@ -279,6 +306,8 @@ struct SetAllIfAbsent {
     stage: NxStage,
     /// The pairs written (indices), to undo.
     wrote: Vec<usize>,
+    /// The error to answer once the undo is done.
+    failure: Option<Reply>,
 }
 
 impl Waiting for SetAllIfAbsent {
@@ -323,37 +352,43 @@ impl Waiting for SetAllIfAbsent {
     }
 
     fn check(&mut self, answers: Answers, last: bool, _: &Counters) -> Option<Reply> {
-        if let Some(error) = answers.iter().find_map(|a| a.as_ref().err()) {
-            return Some(error_reply(error));
-        }
-        let outputs: Vec<RedisOpOutput> = answers
+        let error = answers.iter().find_map(|a| a.as_ref().err().map(error_reply));
+        let outputs: Vec<Option<RedisOpOutput>> = answers
             .into_iter()
-            .filter_map(|a| match a {
+            .map(|a| match a {
                 Ok(Response::Applied(output)) => Some(output),
                 _ => None,
             })
             .collect();
         let reply = match self.stage {
-            NxStage::Checking => {
-                if outputs.iter().any(|o| matches!(o, RedisOpOutput::Bulk(Some(_)))) {
+            NxStage::Checking => match error {
+                Some(error) => Some(error),
+                None if outputs.iter().any(|o| matches!(o, Some(RedisOpOutput::Bulk(Some(_))))) => {
                     Some(Reply::Int(0))
-                } else {
+                }
+                None => {
                     self.stage = NxStage::Write;
                     None
                 }
-            }
+            },
             NxStage::Writing => {
                 self.wrote = (0..outputs.len())
-                    .filter(|&i| matches!(outputs[i], RedisOpOutput::Ok))
+                    .filter(|&i| matches!(outputs[i], Some(RedisOpOutput::Ok)))
                     .collect();
                 if self.wrote.len() == self.pairs.len() {
                     Some(Reply::Int(1))
+                } else if self.wrote.is_empty() {
+                    Some(error.unwrap_or(Reply::Int(0)))
                 } else {
+                    // Some keys were written and others not (created meanwhile by another
+                    // client, or refused): the written ones are deleted again, then the
+                    // answer is 0 (or the error).
+                    self.failure = error;
                     self.stage = NxStage::Undo;
                     None
                 }
             }
-            NxStage::Undoing => Some(Reply::Int(0)),
+            NxStage::Undoing => Some(self.failure.take().unwrap_or(Reply::Int(0))),
             _ => None,
         };
         match reply {
@@ -362,7 +397,130 @@ impl Waiting for SetAllIfAbsent {
         }
     }
 
+    fn rounds_in_exec(&self) -> bool {
+        true
+    }
+
     fn retry_after(&self) -> Option<Duration> {
         Some(Duration::ZERO)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Request, RequestError};
+
+    fn string_value(text: &'static str) -> Result<Response<RedisValue>, RequestError> {
+        let register = lattice_core::Lww::new(
+            lattice_core::Stamp::new(1, 1),
+            Some(Bytes::from_static(text.as_bytes())),
+        );
+        Ok(Response::Value(Some(RedisValue::from_register(register, 1))))
+    }
+
+    fn applied(output: RedisOpOutput) -> Result<Response<RedisValue>, RequestError> {
+        Ok(Response::Applied(output))
+    }
+
+    fn rename(nx: bool) -> Move {
+        Move {
+            src: Bytes::from_static(b"src"),
+            dst: Bytes::from_static(b"dst"),
+            goal: if nx { Goal::RenameNx } else { Goal::Rename },
+            stage: Stage::Read,
+            tries: 0,
+            answer_int: nx,
+            written: None,
+        }
+    }
+
+    fn op(request: &Request<RedisValue>) -> &RedisOp {
+        match request {
+            Request::Apply { op, .. } => op,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The source's delete goes out only once the destination's write was acknowledged: a
+    /// refused write (over maxmemory, an owner that did not answer) leaves the source alone.
+    #[test]
+    fn a_refused_destination_write_never_deletes_the_source() {
+        let totals = Counters::default();
+        let mut step = rename(false);
+        assert!(matches!(step.poll()[..], [Request::Get { .. }]));
+        assert_eq!(step.check(vec![string_value("v")], false, &totals), None);
+        let write = step.poll();
+        assert_eq!(write.len(), 1, "the destination alone: {write:?}");
+        assert!(matches!(op(&write[0]), RedisOp::Replace { .. }));
+        let refused = Err(RequestError::OutOfMemory { used: 2, limit: 1 });
+        let reply = step.check(vec![refused], false, &totals);
+        assert!(matches!(reply, Some(Reply::Error(_))), "{reply:?}");
+        assert!(step.poll().is_empty(), "nothing more is sent");
+    }
+
+    /// When the source changed before its delete, the move reads it again and writes the
+    /// destination again only over its own copy; if someone else wrote the destination
+    /// meanwhile, it stops with an error and keeps both.
+    #[test]
+    fn a_retry_replaces_only_its_own_copy() {
+        let totals = Counters::default();
+        let mut step = rename(true);
+        step.poll();
+        step.check(vec![string_value("old")], false, &totals);
+        let write = step.poll();
+        let RedisOp::Replace { when, only_over, .. } = op(&write[0]) else { panic!() };
+        assert_eq!((*when, only_over.is_none()), (Condition::IfAbsent, true));
+        step.check(vec![applied(RedisOpOutput::Ok)], false, &totals);
+        assert!(matches!(op(&step.poll()[0]), RedisOp::DeleteIf { .. }));
+        // The source changed: read again.
+        assert_eq!(step.check(vec![applied(RedisOpOutput::Int(0))], false, &totals), None);
+        step.poll();
+        step.check(vec![string_value("new")], false, &totals);
+        let write = step.poll();
+        let RedisOp::Replace { content, only_over, .. } = op(&write[0]) else { panic!() };
+        assert_eq!(content, &Content::String(Bytes::from_static(b"new")));
+        assert_eq!(only_over, &Some((Content::String(Bytes::from_static(b"old")), None)));
+        // Someone else wrote the destination meanwhile: stop, keep both.
+        let reply = step.check(vec![applied(RedisOpOutput::Nil)], false, &totals);
+        assert!(matches!(reply, Some(Reply::Error(ref e)) if e.contains("source was kept")));
+        // And a retry that finds the source deleted by someone else answers moved.
+        let mut step = rename(true);
+        step.poll();
+        step.check(vec![string_value("old")], false, &totals);
+        step.poll();
+        step.check(vec![applied(RedisOpOutput::Ok)], false, &totals);
+        step.poll();
+        step.check(vec![applied(RedisOpOutput::Int(0))], false, &totals);
+        step.poll();
+        assert_eq!(
+            step.check(vec![Ok(Response::Value(None))], false, &totals),
+            Some(Reply::Int(1))
+        );
+    }
+
+    /// MSETNX undoes the keys it wrote when another was not written (created meanwhile, or
+    /// refused), and answers the refusal once the undo is done.
+    #[test]
+    fn msetnx_undoes_a_partial_write() {
+        let totals = Counters::default();
+        let pairs = vec![
+            (Bytes::from_static(b"a"), Bytes::from_static(b"1")),
+            (Bytes::from_static(b"b"), Bytes::from_static(b"2")),
+        ];
+        let mut step =
+            SetAllIfAbsent { pairs, stage: NxStage::Check, wrote: Vec::new(), failure: None };
+        step.poll();
+        let absent = || applied(RedisOpOutput::Bulk(None));
+        assert_eq!(step.check(vec![absent(), absent()], false, &totals), None);
+        step.poll();
+        let refused = Err(RequestError::OutOfMemory { used: 2, limit: 1 });
+        assert_eq!(step.check(vec![applied(RedisOpOutput::Ok), refused], false, &totals), None);
+        let undo = step.poll();
+        assert_eq!(undo.len(), 1);
+        assert_eq!(undo[0].key(), &Bytes::from_static(b"a"));
+        assert!(matches!(op(&undo[0]), RedisOp::DeleteIf { .. }));
+        let reply = step.check(vec![applied(RedisOpOutput::Int(1))], false, &totals);
+        assert!(matches!(reply, Some(Reply::Error(ref e)) if e.starts_with("OOM")), "{reply:?}");
     }
 }
