@@ -20,7 +20,7 @@
 use bytes::Bytes;
 
 use super::admin;
-use super::commands::{expiry, keyspace, moves, object, sets, strings};
+use super::commands::{expiry, keyspace, lcs, moves, object, sets, strings};
 use super::durability;
 use super::introspect;
 use super::plan::{Answers, Context, Counters, Plan, Waiting, arity_error};
@@ -112,6 +112,7 @@ pub static TABLE: &[Command] = &[
     Command { name: "strlen", arity: 2, flags: READONLY | FAST, keys: ONE_KEY, summary: "The length of a string (a counter: of its decimal value).", plan: strings::plan_strlen },
     Command { name: "getrange", arity: 4, flags: READONLY, keys: ONE_KEY, summary: "A substring of a string (negative offsets count from the end).", plan: strings::plan_getrange },
     Command { name: "setrange", arity: 4, flags: WRITE, keys: ONE_KEY, summary: "Overwrites part of a string on the owning actor, zero-padding it (concurrent changes on two replicas: the later result wins).", plan: strings::plan_setrange },
+    Command { name: "lcs", arity: -3, flags: READONLY, keys: (1, 2, 1), summary: "The longest common subsequence of two strings (LEN, IDX, MINMATCHLEN, WITHMATCHLEN), as Redis answers it; refused when its table would pass 64 MiB of working memory.", plan: lcs::plan_lcs },
     Command { name: "mget", arity: -2, flags: READONLY | FAST, keys: ALL_KEYS, summary: "The string values of several keys.", plan: strings::plan_mget },
     Command { name: "mset", arity: -3, flags: WRITE, keys: (1, -1, 2), summary: "Sets several keys, each independently (not atomically).", plan: strings::plan_mset },
     Command { name: "msetnx", arity: -3, flags: WRITE | ROUNDS, keys: (1, -1, 2), summary: "Sets several keys if none exists: checks them all, then writes each only if still absent; if another client created one in between, the keys it wrote are deleted again (each only if unchanged) and it answers 0. Other clients can see the keys written before that undo.", plan: moves::plan_msetnx },

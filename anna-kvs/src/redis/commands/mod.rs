@@ -7,6 +7,7 @@
 
 pub mod expiry;
 pub mod keyspace;
+pub mod lcs;
 pub mod moves;
 pub mod object;
 pub mod sets;
