@@ -577,7 +577,7 @@ fn every_command_answers_as_redis_over_random_sequences() {
 /// and WITHMATCHLEN) over many random pairs of short strings, plus its errors.
 #[test]
 fn lcs_answers_as_redis_does() {
-    let mut rng = Rng(0x5EED_1C5);
+    let mut rng = Rng(0x05EE_D1C5);
     let mut strings = Vec::new();
     for _ in 0..150 {
         let mut pair = Vec::new();
