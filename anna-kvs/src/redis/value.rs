@@ -193,7 +193,7 @@ pub enum RedisOp {
     Append(Bytes),
     /// `INCRBYFLOAT key increment`: the string (or counter) read as a float plus the
     /// increment (still unparsed: Redis checks the key's type and value first), stored and
-    /// answered as text ([`incr_by_float`](super::long_double::incr_by_float)).
+    /// answered as text ([`super::long_double::incr_by_float`]).
     IncrByFloat(Bytes),
     /// `SETRANGE key offset value`: overwrites from `offset` (zero-padded), answers the new
     /// length. An empty value only answers the length.
