@@ -179,6 +179,15 @@ fn moves_and_msetnx_answer_as_redis_does() {
         &["GET", "w2"],
         &["EXEC"],
         &["DBSIZE"],
+        // A WAIT after a move inside EXEC answers at once, and what follows it still runs
+        // (this script's connection has half-closed by then).
+        &["MULTI"],
+        &["SET", "x", "1"],
+        &["RENAME", "x", "y"],
+        &["WAIT", "1", "0"],
+        &["SET", "c", "1"],
+        &["EXEC"],
+        &["MGET", "x", "y", "c"],
     ]);
 }
 
@@ -606,6 +615,8 @@ fn lcs_answers_as_redis_does() {
         &["LCS", "nokey", "key1"],
         &["SADD", "set", "m"],
         &["LCS", "key1", "set"],
+        &["LCS", "set", "key1", "BOGUS"],
+        &["LCS", "nokey", "key1", "BOGUS"],
         &["INCR", "n"],
         &["LCS", "n", "key1", "IDX"],
         &["LCS", "key1"],

@@ -54,6 +54,10 @@ pub trait Waiting: Send {
     fn rounds_in_exec(&self) -> bool {
         false
     }
+    /// The keys it may write (for `WAIT`).
+    fn written_keys(&self) -> Vec<&Bytes> {
+        Vec::new()
+    }
 }
 
 impl std::fmt::Debug for Plan {
@@ -93,6 +97,11 @@ impl Plan {
         match self {
             Self::Single(Some(request), _) => note(request),
             Self::Engine(requests, _, _) => requests.iter().for_each(note),
+            Self::Wait(waiting, _) => {
+                for key in waiting.written_keys() {
+                    session.note_written(key);
+                }
+            }
             _ => {}
         }
     }

@@ -383,10 +383,9 @@ impl Waiting for Exec {
     }
 
     fn retry_after(&self) -> Option<std::time::Duration> {
-        match self.pending.front() {
-            Some(Plan::Wait(waiting, _)) => waiting.retry_after(),
-            _ => Some(std::time::Duration::ZERO),
-        }
+        // The next round at once, whatever comes next (a WAIT or SAVE queued here answers
+        // with what it has; it never waits inside EXEC).
+        Some(std::time::Duration::ZERO)
     }
 }
 
@@ -716,20 +715,30 @@ mod tests {
         #[test]
         fn wait_vouches_for_each_key_written_since_the_last_wait_once() {
             let mut session = Session::new(1, false);
-            for line in ["SET a 1", "GET b", "SET a 2", "SADD s x", "MSET c 1 d 2", "INCR n"] {
+            for line in
+                ["SET a 1", "GET b", "SET a 2", "SADD s x", "MSET c 1 d 2", "INCR n", "RENAME m r"]
+            {
                 run(&mut session, line);
             }
             let Plan::Wait(mut waiting, _) = run(&mut session, "WAIT 1 0") else {
                 panic!("WAIT after writes must block")
             };
             let keys: Vec<Bytes> = waiting.poll().iter().map(|r| r.key().clone()).collect();
-            assert_eq!(keys, ["a", "c", "d", "n", "s"].map(Bytes::from));
+            assert_eq!(keys, ["a", "c", "d", "m", "n", "r", "s"].map(Bytes::from));
             // Answers below the target keep it waiting; the last key reaching it ends the wait.
             let answer = |n| Ok(Response::Replicated(n));
             assert!(
                 waiting
                     .check(
-                        vec![answer(1), answer(1), answer(0), answer(1), answer(1)],
+                        vec![
+                            answer(1),
+                            answer(1),
+                            answer(0),
+                            answer(1),
+                            answer(1),
+                            answer(1),
+                            answer(1)
+                        ],
                         false,
                         &Counters::default()
                     )

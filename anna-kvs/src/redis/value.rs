@@ -1342,6 +1342,12 @@ mod delta_tests {
                 when: Condition::Always,
                 only_over: (n == 1).then(|| (Content::String(Bytes::from_static(b"r")), None)),
             }),
+            1 => Just(RedisOp::Replace {
+                content: Content::String(Bytes::from_static(b"n")),
+                at: None,
+                when: Condition::IfAbsent,
+                only_over: None,
+            }),
             1 => Just(RedisOp::DeleteIf { content: Content::String(Bytes::from_static(b"1")), at: None }),
             1 => Just(RedisOp::GetDel),
             1 => (0..2_u8).prop_map(|n| RedisOp::SetIf {

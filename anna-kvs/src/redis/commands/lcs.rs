@@ -29,27 +29,9 @@ pub fn plan_lcs(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
     if let Err(reply) = cx.check_keys(&args[..2]) {
         return Plan::Now(reply);
     }
-    let mut want = Want { len: false, idx: false, min_match: 0, with_match_len: false };
-    let mut i = 2;
-    while i < args.len() {
-        match args[i].to_ascii_lowercase().as_slice() {
-            b"len" => want.len = true,
-            b"idx" => want.idx = true,
-            b"withmatchlen" => want.with_match_len = true,
-            b"minmatchlen" if i + 1 < args.len() => {
-                let Some(n) = parse_i64(&args[i + 1]) else { return Plan::Now(not_an_integer()) };
-                want.min_match = usize::try_from(n.max(0)).unwrap_or(usize::MAX);
-                i += 1;
-            }
-            _ => return Plan::Now(Reply::Error("ERR syntax error".into())),
-        }
-        i += 1;
-    }
-    if want.len && want.idx {
-        return Plan::Now(Reply::Error(
-            "ERR If you want both the length and indexes, please just use IDX.".into(),
-        ));
-    }
+    // Redis checks the keys' types first, then the options: an option's error waits for
+    // the values.
+    let want = options(&args[2..]);
     engine(vec![get(&args[0]), get(&args[1])], move |mut answers, _| {
         let mut strings = Vec::with_capacity(2);
         for answer in answers.drain(..) {
@@ -68,8 +50,37 @@ pub fn plan_lcs(_: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
             };
             strings.push(string);
         }
-        lcs(&strings[0], &strings[1], want)
+        match want {
+            Ok(want) => lcs(&strings[0], &strings[1], want),
+            Err(reply) => reply,
+        }
     })
+}
+
+/// `LCS`'s options, or the error Redis answers for them.
+fn options(args: &[Bytes]) -> Result<Want, Reply> {
+    let mut want = Want { len: false, idx: false, min_match: 0, with_match_len: false };
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].to_ascii_lowercase().as_slice() {
+            b"len" => want.len = true,
+            b"idx" => want.idx = true,
+            b"withmatchlen" => want.with_match_len = true,
+            b"minmatchlen" if i + 1 < args.len() => {
+                let n = parse_i64(&args[i + 1]).ok_or_else(not_an_integer)?;
+                want.min_match = usize::try_from(n.max(0)).unwrap_or(usize::MAX);
+                i += 1;
+            }
+            _ => return Err(Reply::Error("ERR syntax error".into())),
+        }
+        i += 1;
+    }
+    if want.len && want.idx {
+        return Err(Reply::Error(
+            "ERR If you want both the length and indexes, please just use IDX.".into(),
+        ));
+    }
+    Ok(want)
 }
 
 /// The answer for strings `a` and `b`.

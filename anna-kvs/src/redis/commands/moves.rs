@@ -223,7 +223,7 @@ impl Waiting for Move {
             Stage::Writing(held) => match next() {
                 Ok(Response::Applied(RedisOpOutput::Nil)) if self.written.is_some() => {
                     Some(Reply::Error(
-                        "ERR both keys changed during the move: the destination was written by another client and the source was kept".into(),
+                        "ERR both keys changed during the move: the destination no longer holds this move's copy (written by another client, deleted or expired) and the source was kept".into(),
                     ))
                 }
                 Ok(Response::Applied(RedisOpOutput::Nil)) => Some(Reply::Int(0)),
@@ -259,6 +259,13 @@ impl Waiting for Move {
 
     fn rounds_in_exec(&self) -> bool {
         true
+    }
+
+    fn written_keys(&self) -> Vec<&Bytes> {
+        match self.goal {
+            Goal::Copy { .. } => vec![&self.dst],
+            Goal::Rename | Goal::RenameNx => vec![&self.dst, &self.src],
+        }
     }
 }
 
@@ -372,10 +379,12 @@ impl Waiting for SetAllIfAbsent {
                 }
             },
             NxStage::Writing => {
+                // (A write that failed may still have been applied, a timed-out one say: it
+                // is undone too, which is safe, as the undo deletes only an unchanged key.)
                 self.wrote = (0..outputs.len())
-                    .filter(|&i| matches!(outputs[i], Some(RedisOpOutput::Ok)))
+                    .filter(|&i| !matches!(outputs[i], Some(RedisOpOutput::Nil)))
                     .collect();
-                if self.wrote.len() == self.pairs.len() {
+                if self.wrote.len() == self.pairs.len() && error.is_none() {
                     Some(Reply::Int(1))
                 } else if self.wrote.is_empty() {
                     Some(error.unwrap_or(Reply::Int(0)))
@@ -399,6 +408,10 @@ impl Waiting for SetAllIfAbsent {
 
     fn rounds_in_exec(&self) -> bool {
         true
+    }
+
+    fn written_keys(&self) -> Vec<&Bytes> {
+        self.pairs.iter().map(|(key, _)| key).collect()
     }
 
     fn retry_after(&self) -> Option<Duration> {
@@ -516,11 +529,14 @@ mod tests {
         step.poll();
         let refused = Err(RequestError::OutOfMemory { used: 2, limit: 1 });
         assert_eq!(step.check(vec![applied(RedisOpOutput::Ok), refused], false, &totals), None);
+        // Both are undone: the refused one may have been applied for all the answer says (a
+        // timeout), and the undo deletes only a key still holding this value.
         let undo = step.poll();
-        assert_eq!(undo.len(), 1);
+        assert_eq!(undo.len(), 2);
         assert_eq!(undo[0].key(), &Bytes::from_static(b"a"));
-        assert!(matches!(op(&undo[0]), RedisOp::DeleteIf { .. }));
-        let reply = step.check(vec![applied(RedisOpOutput::Int(1))], false, &totals);
+        assert!(undo.iter().all(|r| matches!(op(r), RedisOp::DeleteIf { .. })));
+        let answers = vec![applied(RedisOpOutput::Int(1)), applied(RedisOpOutput::Int(0))];
+        let reply = step.check(answers, false, &totals);
         assert!(matches!(reply, Some(Reply::Error(ref e)) if e.starts_with("OOM")), "{reply:?}");
     }
 }
