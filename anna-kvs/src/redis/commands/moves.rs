@@ -88,7 +88,6 @@ fn start_move(cx: &Context<'_>, args: &[Bytes], goal: Goal) -> Plan {
         goal,
         stage: Stage::Read,
         tries: 0,
-        answer_int: matches!(goal, Goal::RenameNx),
         written: None,
     };
     Plan::Wait(Box::new(step), 0)
@@ -141,15 +140,18 @@ struct Move {
     goal: Goal,
     stage: Stage,
     tries: u32,
-    /// Answer 1 (`RENAMENX`) rather than OK once moved.
-    answer_int: bool,
     /// What this move last wrote to the destination.
     written: Option<Held>,
 }
 
 impl Move {
+    /// `RENAMENX` answers 1 and 0; `RENAME` OK.
+    fn answers_int(&self) -> bool {
+        matches!(self.goal, Goal::RenameNx)
+    }
+
     fn moved(&self) -> Reply {
-        if self.answer_int { Reply::Int(1) } else { Reply::ok() }
+        if self.answers_int() { Reply::Int(1) } else { Reply::ok() }
     }
 
     /// The source changed between its read and its delete: read it again, or give up.
@@ -212,7 +214,7 @@ impl Waiting for Move {
                     None if matches!(self.goal, Goal::Copy { .. }) => Some(Reply::Int(0)),
                     None => Some(Reply::Error("ERR no such key".into())),
                     Some(_) if self.src == self.dst => {
-                        Some(if self.answer_int { Reply::Int(0) } else { Reply::ok() })
+                        Some(if self.answers_int() { Reply::Int(0) } else { Reply::ok() })
                     }
                     Some(held) => {
                         self.stage = Stage::Write(held);
@@ -443,7 +445,6 @@ mod tests {
             goal: if nx { Goal::RenameNx } else { Goal::Rename },
             stage: Stage::Read,
             tries: 0,
-            answer_int: nx,
             written: None,
         }
     }
