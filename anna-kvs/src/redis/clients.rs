@@ -355,9 +355,7 @@ impl Clients {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let mut line =
             format!("+{}.{:06} [{db} {addr}]", now.as_secs(), now.subsec_micros()).into_bytes();
-        let secret = args.first().is_some_and(|name| {
-            name.eq_ignore_ascii_case(b"auth") || name.eq_ignore_ascii_case(b"hello")
-        });
+        let secret = carries_password(args);
         for (i, arg) in args.iter().enumerate() {
             line.push(b' ');
             if secret && i > 0 {
@@ -392,9 +390,7 @@ impl Clients {
             return;
         }
         let max_len = self.tunables.slowlog_max_len.load(Ordering::Relaxed) as usize;
-        let secret = args.first().is_some_and(|name| {
-            name.eq_ignore_ascii_case(b"auth") || name.eq_ignore_ascii_case(b"hello")
-        });
+        let secret = carries_password(args);
         let mut kept: Vec<Bytes> = Vec::with_capacity(args.len().min(SLOWLOG_MAX_ARGS));
         for (i, arg) in args.iter().enumerate() {
             if i == SLOWLOG_MAX_ARGS - 1 && args.len() > SLOWLOG_MAX_ARGS {
@@ -469,6 +465,14 @@ impl Clients {
             log.truncate(max_len);
         }
     }
+}
+
+/// Whether a command's arguments may hold a password (`AUTH`, `HELLO … AUTH`): `MONITOR`
+/// and the slow log show them redacted.
+fn carries_password(args: &[Bytes]) -> bool {
+    args.first().is_some_and(|name| {
+        name.eq_ignore_ascii_case(b"auth") || name.eq_ignore_ascii_case(b"hello")
+    })
 }
 
 /// Appends `bytes` quoted as Redis's `sdscatrepr` quotes them: `"…"` with `\\`, `\"`, `\n`,

@@ -274,7 +274,7 @@ impl Service<RedisValue> for Connections {
             || !self.incoming.is_empty()
             || (self.monitors > 0
                 && self.slots.iter().flatten().any(|c| {
-                    c.monitor.as_ref().is_some_and(|m| !m.lines.is_empty()) && c.monitor_room()
+                    c.monitor.as_ref().is_some_and(|m| !m.lines.is_empty()) && c.output_has_room()
                 }))
     }
 
@@ -321,9 +321,10 @@ impl Service<RedisValue> for Connections {
             }
         }
         for conn in self.slots.iter_mut().flatten() {
-            let paused =
-                conn.pending_output() > conn.hard_output_limit().min(MAX_PENDING_OUTPUT) / 2;
-            if conn.round.is_some() || conn.dead || paused {
+            let paused = !conn.output_has_room();
+            // (A client killed is served nothing more: the flag is up before CLIENT KILL
+            // answers, so no command it sends after that runs; the sweep below closes it.)
+            if conn.round.is_some() || conn.dead || paused || conn.entry.killed() {
                 continue;
             }
             if let Some((waiting, at)) = conn.blocked.take() {
@@ -985,16 +986,19 @@ impl Connection {
         if self.shared.clients.tunables.slowlog_slower_than.load(Ordering::Relaxed) < 0 {
             return;
         }
+        // One clock read for the round's commands; a command that blocked has its own start.
+        let now = Instant::now();
         for (args, started) in &self.round_args {
-            let took = started.unwrap_or(self.round_started).elapsed();
+            let took = now.saturating_duration_since(started.unwrap_or(self.round_started));
             let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
             self.shared.clients.log_if_slow(micros, args, &self.entry);
         }
     }
 
-    /// Whether a monitor's output has room for more lines (a monitor that does not read is
-    /// left alone until it does, and closed if its backlog passes the limit).
-    fn monitor_room(&self) -> bool {
+    /// Whether its unwritten replies leave room for more: below half its output limit. A
+    /// connection without room reads no new commands, and a monitor takes no new lines (it is
+    /// closed if its backlog passes the limit).
+    fn output_has_room(&self) -> bool {
         self.pending_output() < self.hard_output_limit().min(MAX_PENDING_OUTPUT) / 2
     }
 
@@ -1002,7 +1006,7 @@ impl Connection {
     /// being sent.
     fn send_monitor_lines(&mut self) {
         let mut any = false;
-        while self.monitor_room() {
+        while self.output_has_room() {
             let Some(feed) = &self.monitor else { return };
             let Ok(line) = feed.lines.try_recv() else { break };
             feed.queued.fetch_sub(line.len(), Ordering::Relaxed);

@@ -183,8 +183,17 @@ pub static TABLE: &[Command] = &[
 /// Whether `MONITOR` shows this command: a known command with the right arity, not an
 /// administrative one (as Redis, which does not show those either).
 pub fn monitored(args: &[Bytes]) -> bool {
-    let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
-    lookup(&name).is_some_and(|c| c.accepts(args.len()) && !c.has(ADMIN))
+    find(&args[0]).is_some_and(|c| c.accepts(args.len()) && !c.has(ADMIN))
+}
+
+/// The row of a command name as a client sent it (any case), if any. Lower-cased on the
+/// stack: every command name is short; a longer or non-UTF-8 one is simply unknown.
+pub fn find(raw: &[u8]) -> Option<&'static Command> {
+    let mut lower = [0_u8; 32];
+    let lower = lower.get_mut(..raw.len())?;
+    lower.copy_from_slice(raw);
+    lower.make_ascii_lowercase();
+    lookup(std::str::from_utf8(lower).ok()?)
 }
 
 /// The row of `name` (lower-case), if any.
@@ -195,19 +204,7 @@ pub fn lookup(name: &str) -> Option<&'static Command> {
 /// Plans one command (`args[0]` is its name): the table finds the row, checks the auth gate
 /// and the arity, and calls the row's planner.
 pub fn dispatch(session: &mut Session, cx: &Context<'_>, args: &[Bytes]) -> Plan {
-    // The name, lower-cased on the stack (every command name is short; a longer or non-UTF-8
-    // one is simply unknown).
-    let mut lower = [0_u8; 32];
-    let raw = &args[0];
-    let name = if raw.len() <= lower.len() {
-        let lower = &mut lower[..raw.len()];
-        lower.copy_from_slice(raw);
-        lower.make_ascii_lowercase();
-        std::str::from_utf8(lower).unwrap_or("")
-    } else {
-        ""
-    };
-    let command = lookup(name);
+    let command = find(&args[0]);
     if !session.authenticated && !command.is_some_and(|c| c.has(NO_AUTH)) {
         return Plan::Now(Reply::Error("NOAUTH Authentication required.".into()));
     }
@@ -312,10 +309,8 @@ fn plan_exec(session: &mut Session, cx: &Context<'_>, _: &[Bytes]) -> Plan {
     session.in_exec = true;
     // A command of several rounds splits the transaction; a flush after it then takes its
     // stamp when its own round comes, not now.
-    session.exec_in_rounds = queued.iter().any(|args| {
-        lookup(&String::from_utf8_lossy(&args[0]).to_ascii_lowercase())
-            .is_some_and(|c| c.has(ROUNDS))
-    });
+    session.exec_in_rounds =
+        queued.iter().any(|args| find(&args[0]).is_some_and(|c| c.has(ROUNDS)));
     let plans: Vec<Plan> = queued.iter().map(|args| dispatch(session, cx, args)).collect();
     session.in_exec = false;
     session.exec_in_rounds = false;
