@@ -61,7 +61,8 @@ pub mod levels;
 pub use actor::{Actor, ActorConfig, ActorStats, PendingWork};
 pub use message::{Input, Output, PeerMessage, Request, RequestError, Response};
 pub use node::{
-    ActorReport, Fsync, Node, NodeConfig, NodeError, NodeHandle, PeerSpec, Persistence,
+    ActorReport, Fsync, MemberState, MembershipConfig, MembershipReport, Node, NodeConfig,
+    NodeError, NodeHandle, PeerSpec, Persistence,
 };
 pub use ring::{ActorId, Factor, Key, Replication, Topology};
 pub use value::{Counter, Eventual, KvsValue, NoOp, OpError, Set};

@@ -18,6 +18,38 @@ pub struct PeerSpec {
     pub threads: ThreadIndex,
 }
 
+/// How the failure detector runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MembershipConfig {
+    /// How often a random member is probed.
+    pub probe_period: Duration,
+    /// How long a direct probe waits for its answer before asking others to probe.
+    pub probe_rtt: Duration,
+    /// How long a suspect member has to refute before it is declared down; `None`: foca's
+    /// LAN rule, `4 × probe period × max(1, log10 n)`.
+    pub suspect_timeout: Option<Duration>,
+    /// How often this node announces itself to members it does not see alive (seeds not yet
+    /// reached, members declared down): how soon a partition heals.
+    pub announce_period: Duration,
+    /// This node's native client address, announced to the cluster.
+    pub native_addr: Option<String>,
+    /// This node's Redis address, announced to the cluster.
+    pub redis_addr: Option<String>,
+}
+
+impl Default for MembershipConfig {
+    fn default() -> Self {
+        Self {
+            probe_period: Duration::from_secs(1),
+            probe_rtt: Duration::from_millis(500),
+            suspect_timeout: None,
+            announce_period: Duration::from_secs(2),
+            native_addr: None,
+            redis_addr: None,
+        }
+    }
+}
+
 /// How to start a node.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -42,6 +74,8 @@ pub struct NodeConfig {
     pub cluster_secret: Option<Secret>,
     /// The other nodes of a static cluster (each must list this node among its peers).
     pub peers: Vec<PeerSpec>,
+    /// The failure detector's settings and the client addresses this node announces.
+    pub membership: MembershipConfig,
     /// Largest key accepted.
     pub max_key_bytes: usize,
     /// Largest value accepted (encoded lattice state).
@@ -75,6 +109,7 @@ impl Default for NodeConfig {
             gossip_bind: None,
             cluster_secret: None,
             peers: Vec::new(),
+            membership: MembershipConfig::default(),
             max_key_bytes: 64 * 1024,
             max_value_bytes: 64 * 1024 * 1024 / 4,
             maxmemory: 0,

@@ -22,6 +22,7 @@
 //! | [`handle`] | [`NodeHandle`]: routing a request to a local owner, limits, deadlines |
 //! | `driver` | the per-actor loop: wait, feed the actor, run the service round, deliver |
 //! | `transport` | ZeroMQ links to other nodes' actors |
+//! | [`membership`] | who is in the cluster and alive: SWIM failure detection (foca) over UDP |
 //! | this file | [`Node`]: start (bind everything, then spawn) and shutdown |
 
 pub mod aof;
@@ -29,18 +30,21 @@ pub mod config;
 mod driver;
 pub mod handle;
 mod mailbox;
+pub mod membership;
 pub mod service;
 mod transport;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
 pub use aof::{Fsync, Persistence};
 pub use config::{NodeConfig, NodeError, PeerSpec};
 pub use handle::{NodeClocks, NodeHandle};
+pub use membership::{MemberId, MemberState, MemberStatus, MembershipConfig, MembershipReport};
 pub use service::{Readiness, Registry, Service};
 
 use crate::actor::{Actor, ActorStats};
@@ -152,6 +156,8 @@ struct Shared<V: KvsValue> {
     identity: aof::Identity,
     /// `SAVE`/`BGSAVE` requests so far: an actor whose last snapshot answers fewer starts one.
     save_requests: std::sync::atomic::AtomicU64,
+    /// The failure detector's view of the cluster (a node with a gossip address only).
+    membership: Option<Arc<membership::Membership>>,
 }
 
 impl<V: KvsValue> Shared<V> {
@@ -164,6 +170,8 @@ impl<V: KvsValue> Shared<V> {
 pub struct Node<V: KvsValue> {
     shared: Arc<Shared<V>>,
     threads: Vec<JoinHandle<()>>,
+    /// The membership thread, if the node has one.
+    membership: Option<JoinHandle<()>>,
 }
 
 impl<V: KvsValue> std::fmt::Debug for Node<V> {
@@ -257,6 +265,29 @@ impl<V: KvsValue> Node<V> {
             Some(dir) => aof::Identity::load(dir, clock.now_us(), V::TYPE_NAME)?,
             None => aof::Identity::ephemeral(clock.now_us()),
         };
+        let cluster_key = config
+            .cluster_secret
+            .as_ref()
+            .map_or_else(ClusterKey::open, |secret| ClusterKey::derive(secret.expose().as_bytes()));
+        // The failure detector listens (UDP) at the gossip address's port.
+        let membership = match &config.gossip_addr {
+            Some(addr) => {
+                let me = membership::MemberId {
+                    node_id: identity.node_id,
+                    incarnation: identity.incarnation,
+                    rejoin: 0,
+                    gossip: addr.clone(),
+                    threads,
+                    native: config.membership.native_addr.clone(),
+                    redis: config.membership.redis_addr.clone(),
+                };
+                let seeds: Vec<String> =
+                    config.peers.iter().map(|p| p.gossip_addr.clone()).collect();
+                let bind = config.gossip_bind.as_deref().unwrap_or(addr);
+                Some(membership::bind(me, bind, &seeds, &config.membership, cluster_key.clone())?)
+            }
+            None => None,
+        };
         // Each actor's log, read before anything is served. Keys live in the log of the actor
         // that owns them, so the actor count must not change under a directory.
         if let Some(dir) = &config.persistence.dir
@@ -304,12 +335,11 @@ impl<V: KvsValue> Node<V> {
                 .map(|_| std::sync::atomic::AtomicU64::new(0))
                 .collect::<Vec<_>>()
                 .into(),
-            cluster_key: config.cluster_secret.as_ref().map_or_else(ClusterKey::open, |secret| {
-                ClusterKey::derive(secret.expose().as_bytes())
-            }),
+            cluster_key,
             incarnation: identity.incarnation,
             identity,
             save_requests: std::sync::atomic::AtomicU64::new(0),
+            membership: membership.as_ref().map(|(shared, _)| Arc::clone(shared)),
             draining: AtomicBool::new(false),
             drained: std::sync::atomic::AtomicUsize::new(0),
             config: config.clone(),
@@ -339,7 +369,10 @@ impl<V: KvsValue> Node<V> {
                 .map_err(NodeError::io("create an epoll set"))?;
             drivers.push(driver);
         }
-        let mut node = Self { shared: Arc::clone(&shared), threads: Vec::new() };
+        let mut node = Self { shared: Arc::clone(&shared), threads: Vec::new(), membership: None };
+        if let Some((_, pending)) = membership {
+            node.membership = Some(pending.spawn()?);
+        }
         for (thread, mut driver) in drivers.into_iter().enumerate() {
             let core = if config.pin_threads && !cores.is_empty() {
                 Some(cores[thread % cores.len()])
@@ -388,6 +421,12 @@ impl<V: KvsValue> Node<V> {
         self.shared.reports()
     }
 
+    /// The cluster's members as this node's failure detector sees them (`None` for a node
+    /// without a gossip address).
+    pub fn membership(&self) -> Option<MembershipReport> {
+        self.shared.membership.as_ref().map(|m| m.report())
+    }
+
     /// Stops every actor and waits for its thread to finish.
     pub fn shutdown(mut self) {
         self.stop_and_join();
@@ -395,6 +434,7 @@ impl<V: KvsValue> Node<V> {
 
     fn stop_and_join(&mut self) {
         if self.threads.is_empty() {
+            self.stop_membership();
             return;
         }
         // Drain first: what was acknowledged reaches the log and the peers before the stop.
@@ -413,6 +453,11 @@ impl<V: KvsValue> Node<V> {
         if drained < self.threads.len() {
             tracing::warn!(node = self.shared.me, drained, actors = self.threads.len(), timeout = ?DRAIN_TIMEOUT, "stopping with gossip unacknowledged (a peer is down or slow): its writes stay in this node's log");
         }
+        // Then tell the cluster this node leaves, so its peers stop probing it at once.
+        if let Some(membership) = &self.shared.membership {
+            membership.leave(Duration::from_millis(500));
+        }
+        self.stop_membership();
         self.shared.stop.store(true, Ordering::SeqCst);
         for doorbell in &self.shared.doorbells {
             doorbell.ring_now();
@@ -423,6 +468,17 @@ impl<V: KvsValue> Node<V> {
         // Every log is closed: another process may open the directory now.
         self.shared.identity.release();
         tracing::info!(node = self.shared.me, "anna node stopped");
+    }
+}
+
+impl<V: KvsValue> Node<V> {
+    fn stop_membership(&mut self) {
+        if let Some(membership) = &self.shared.membership {
+            membership.stop();
+        }
+        if let Some(thread) = self.membership.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -1,0 +1,731 @@
+//! Membership and failure detection: which nodes are in the cluster and which of them are
+//! alive, by SWIM (Das, Gupta and Motivala, DSN 2002) as the [`foca`] crate runs it.
+//!
+//! **Why SWIM, and why foca.** A heartbeat to every peer costs `n²` messages per period and
+//! declares a node dead on one slow link. SWIM probes one random member per period (`ping`,
+//! then `ping-req` through `k` others when the direct probe is not answered in time), so the
+//! load per node stays constant whatever the cluster's size, a node is only *suspected* at
+//! first, and it is declared down only if it does not refute the suspicion (by raising its own
+//! SWIM incarnation) within the suspicion timeout. Membership changes ride on the probes
+//! themselves (infection-style dissemination), so they reach every member in `O(log n)`
+//! periods without a broadcast. foca implements exactly this, with suspicion and
+//! dissemination, and is *sans-IO*: it never touches a socket or a clock. This module moves its
+//! bytes over UDP, keeps its timers and publishes what it learns, which fits a node whose
+//! actors must never block on the network.
+//!
+//! **Settings** ([`MembershipConfig`]). The defaults are foca's LAN profile, which follows
+//! HashiCorp memberlist's `DefaultLANConfig` (the detector Consul and Nomad run): a probe
+//! every second, 500 ms for a direct answer, 3 indirect probes, a suspicion timeout of
+//! `4 × probe period × max(1, log10 n)` (4 s up to 10 nodes), and each update retransmitted
+//! `4 × log10(n + 1)` times. A member killed outright is therefore declared down after the
+//! time to be probed (a period or two on a small cluster) plus the probe's round trip and the
+//! suspicion timeout: about 5–7 s on the defaults; tests run with shorter periods.
+//!
+//! **Identity.** A member is its [`MemberId`]: the node's id and incarnation (from its data
+//! directory: a new life of a node is a new identity), the gossip address it announces (the
+//! address its peers and this module dial; SWIM's "address", so two identities at one address
+//! are resolved to the newer life), its actor count and client addresses. A member wrongly
+//! declared down (a long pause, a partition) rejoins at once under a renewed identity
+//! ([`MemberId::rejoin`] + 1).
+//!
+//! **Seeds.** The `--peers` of a static cluster are seeds: listed at start as down members
+//! under placeholder identities, so this node announces itself to them at start and again
+//! every [`MembershipConfig::announce_period`] while they are not alive (which also heals a
+//! partition: both sides announce to the members they lost). A seed's real identity replaces
+//! its placeholder the first time it answers.
+//!
+//! **Wire.** One UDP datagram per SWIM message, sent to the member's gossip address (UDP: the
+//! TCP ports there are the actors'):
+//!
+//! ```text
+//! "ANNM" | version: u8 | foca message (bincode 2) | tag: 32 bytes
+//! ```
+//!
+//! The tag is the cluster key's BLAKE3 MAC over everything before it, as in the gossip
+//! envelope ([`crate::wire`]), so only holders of the cluster secret can join, refute or accuse;
+//! the magic differs from gossip's, so neither kind of message can pass for the other. Decoding
+//! is bounded by the datagram (1400 bytes of payload at most). A replayed datagram carries
+//! stale SWIM state, which foca orders below what it knows (incarnations), so a replay cannot
+//! revive a member that has since been declared down or has left under a newer life.
+//!
+//! **Graceful leave.** A node that shuts down (`SIGTERM`, [`super::Node::shutdown`]) tells the
+//! cluster it leaves, so its peers mark it down at once instead of after a suspicion timeout.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::num::{NonZeroU8, NonZeroU32, NonZeroUsize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut};
+use foca::{AccumulatingRuntime, Codec, Foca, Header, Member, OwnedNotification, State, Timer};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use serde::{Deserialize, Serialize};
+
+use super::NodeError;
+pub use super::config::MembershipConfig;
+use crate::wire::{ClusterKey, TAG_BYTES};
+
+/// The first bytes of a membership datagram.
+pub const MAGIC: &[u8; 4] = b"ANNM";
+/// The membership wire version this build speaks.
+pub const VERSION: u8 = 1;
+/// Most bytes of one SWIM message (the datagram adds its header and tag): below a common
+/// path MTU, so a datagram is never fragmented.
+pub const MAX_PACKET: usize = 1400;
+const HEADER: usize = MAGIC.len() + 1;
+/// Most bytes of one datagram.
+pub const MAX_DATAGRAM: usize = HEADER + MAX_PACKET + TAG_BYTES;
+
+/// One life of one node, as the membership protocol names it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MemberId {
+    /// The node's id (random, created once in its data directory; 0 for a seed not yet
+    /// reached).
+    pub node_id: u64,
+    /// The node's incarnation: raised at every start.
+    pub incarnation: u64,
+    /// Raised when this life was declared down while it was in fact running (a pause, a
+    /// partition) and rejoined.
+    pub rejoin: u32,
+    /// The gossip address it announces, `host:port` (its actors' TCP ports start there; its
+    /// membership datagrams arrive there over UDP).
+    pub gossip: String,
+    /// Its actor threads.
+    pub threads: u16,
+    /// Where native clients reach it, if it serves them.
+    pub native: Option<String>,
+    /// Where Redis clients reach it, if it serves them.
+    pub redis: Option<String>,
+}
+
+impl MemberId {
+    /// The placeholder a seed is known by until it answers.
+    fn seed(gossip: &str) -> Self {
+        Self {
+            node_id: 0,
+            incarnation: 0,
+            rejoin: 0,
+            gossip: gossip.to_owned(),
+            threads: 0,
+            native: None,
+            redis: None,
+        }
+    }
+
+    /// Whether this is a seed's placeholder (a listed peer never reached).
+    pub fn is_seed(&self) -> bool {
+        self.node_id == 0 && self.incarnation == 0
+    }
+
+    /// Which of two identities at one address is newer.
+    fn rank(&self) -> (u64, u32, u64) {
+        (self.incarnation, self.rejoin, self.node_id)
+    }
+}
+
+impl foca::Identity for MemberId {
+    type Addr = String;
+
+    fn renew(&self) -> Option<Self> {
+        Some(Self { rejoin: self.rejoin.checked_add(1)?, ..self.clone() })
+    }
+
+    fn addr(&self) -> String {
+        self.gossip.clone()
+    }
+
+    fn win_addr_conflict(&self, adversary: &Self) -> bool {
+        self.rank() > adversary.rank()
+    }
+}
+
+/// What the failure detector says of a member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberState {
+    /// Answering probes.
+    Alive,
+    /// Missed a probe; declared down unless it refutes within the suspicion timeout.
+    Suspect,
+    /// Declared down (failed, or left), or a seed not reached yet.
+    Down,
+}
+
+impl std::fmt::Display for MemberState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Alive => "alive",
+            Self::Suspect => "suspect",
+            Self::Down => "down",
+        })
+    }
+}
+
+/// One member as this node sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Who.
+    pub id: MemberId,
+    /// Alive, suspect or down.
+    pub state: MemberState,
+    /// SWIM's own incarnation of the member (raised by the member to refute a suspicion).
+    pub swim_incarnation: u16,
+    /// How long it has been in this state, in ms (as of the report).
+    pub for_ms: u64,
+    /// This is the node that reports.
+    pub me: bool,
+}
+
+/// The membership as one node sees it, with its protocol counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipReport {
+    /// Every member known, this node first, then by gossip address.
+    pub members: Vec<MemberStatus>,
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Datagrams refused as not authenticated by the cluster's secret.
+    pub refused_unauthenticated: u64,
+    /// Authenticated datagrams that foca could not use (another version, malformed).
+    pub refused_malformed: u64,
+    /// Sends that failed (an address that does not resolve, a network error).
+    pub send_errors: u64,
+    /// Members declared down since the start (by this node or by gossip).
+    pub downs: u64,
+}
+
+impl MembershipReport {
+    /// How many members are in `state`.
+    pub fn count(&self, state: MemberState) -> usize {
+        self.members.iter().filter(|m| m.state == state && !m.id.is_seed()).count()
+    }
+}
+
+/// foca's settings, from `config`, for a cluster of about `size` nodes.
+fn foca_config(this: &MembershipConfig, size: usize) -> foca::Config {
+    let size = NonZeroU32::new(u32::try_from(size.max(1)).unwrap_or(u32::MAX)).expect("≥ 1");
+    let mut config = foca::Config::new_lan(size);
+    let lan_period = config.probe_period.as_secs_f64();
+    config.probe_period = this.probe_period.max(Duration::from_millis(1));
+    config.probe_rtt = this.probe_rtt.min(config.probe_period);
+    config.suspect_to_down_after = this.suspect_timeout.unwrap_or_else(|| {
+        // The LAN rule scaled to this period (foca computed it for 1 s).
+        config.suspect_to_down_after.mul_f64(config.probe_period.as_secs_f64() / lan_period)
+    });
+    config.max_packet_size = NonZeroUsize::new(MAX_PACKET).expect("nonzero");
+    // Down members are kept (a static peer down for a day is still announced to); memory is
+    // bounded by the addresses ever seen, not the lives.
+    config.remove_down_after = None;
+    config.periodic_announce = Some(foca::PeriodicParams {
+        frequency: this.announce_period * 5,
+        num_members: NonZeroUsize::new(1).expect("nonzero"),
+    });
+    config.periodic_announce_to_down_members = Some(foca::PeriodicParams {
+        frequency: this.announce_period,
+        num_members: NonZeroUsize::new(2).expect("nonzero"),
+    });
+    config.periodic_gossip = Some(foca::PeriodicParams {
+        frequency: (config.probe_period / 5).max(Duration::from_millis(1)),
+        num_members: NonZeroUsize::new(3).expect("nonzero"),
+    });
+    config.max_transmissions = config.max_transmissions.max(NonZeroU8::new(3).expect("3"));
+    config
+}
+
+/// The membership thread's shared state: the last report, and the flags that stop it.
+#[derive(Debug, Default)]
+pub(super) struct Membership {
+    report: Mutex<MembershipReport>,
+    /// Tell the cluster this node leaves (a graceful stop).
+    leave: AtomicBool,
+    /// The leave has been sent.
+    left: AtomicBool,
+    /// Stop the thread.
+    stop: AtomicBool,
+}
+
+impl Membership {
+    /// The membership as of the thread's last change.
+    pub(super) fn report(&self) -> MembershipReport {
+        self.report.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Tells the cluster this node leaves, and waits (up to `limit`) for the message to go.
+    pub(super) fn leave(&self, limit: Duration) {
+        self.leave.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + limit;
+        while !self.left.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Stops the thread (it notices within [`POLL`]).
+    pub(super) fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Longest the thread sleeps between looks at its flags.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Binds the membership socket of the node `me` at `bind` (UDP), with `seeds` (the gossip
+/// addresses of the static peers, or of a node to join through); [`Pending::spawn`] starts
+/// its thread. Binding comes first so a busy port fails the node's start before anything runs.
+///
+/// # Errors
+/// The UDP socket cannot be bound.
+pub(super) fn bind(
+    me: MemberId,
+    bind: &str,
+    seeds: &[String],
+    config: &MembershipConfig,
+    key: ClusterKey,
+) -> Result<(Arc<Membership>, Pending), NodeError> {
+    let socket = UdpSocket::bind(bind)
+        .map_err(NodeError::io(format!("bind the membership (UDP) socket {bind}")))?;
+    socket
+        .set_read_timeout(Some(POLL))
+        .map_err(NodeError::io("set the membership socket's timeout"))?;
+    let shared = Arc::new(Membership::default());
+    let rng = SmallRng::seed_from_u64(me.node_id ^ me.incarnation.rotate_left(17));
+    let foca = Foca::new(me.clone(), foca_config(config, seeds.len() + 1), rng, WireCodec);
+    let mut detector = Detector {
+        foca,
+        runtime: AccumulatingRuntime::new(),
+        timers: Vec::new(),
+        socket,
+        key,
+        addrs: HashMap::new(),
+        since: HashMap::new(),
+        counters: MembershipReport::default(),
+        shared: Arc::clone(&shared),
+        changed: true,
+    };
+    let placeholders: Vec<MemberId> =
+        seeds.iter().filter(|seed| **seed != me.gossip).map(|seed| MemberId::seed(seed)).collect();
+    if let Err(error) = detector.foca.apply_many(
+        placeholders.iter().cloned().map(Member::down),
+        false,
+        &mut detector.runtime,
+    ) {
+        tracing::warn!(%error, "membership: the seeds could not be listed");
+    }
+    for seed in placeholders {
+        if let Err(error) = detector.foca.announce(seed, &mut detector.runtime) {
+            tracing::warn!(%error, "membership: could not announce to a seed");
+        }
+    }
+    Ok((shared, Pending(detector)))
+}
+
+/// A bound membership socket whose thread has not started.
+pub(super) struct Pending(Detector);
+
+impl Pending {
+    /// Starts the thread: it announces this node to its seeds and runs the detector.
+    ///
+    /// # Errors
+    /// The thread cannot be spawned.
+    pub(super) fn spawn(self) -> Result<JoinHandle<()>, NodeError> {
+        let detector = self.0;
+        std::thread::Builder::new()
+            .name("anna-membership".into())
+            .spawn(move || detector.run())
+            .map_err(NodeError::io("spawn the membership thread"))
+    }
+}
+
+/// foca with its socket, its timers and what it has reported.
+struct Detector {
+    foca: Foca<MemberId, WireCodec, SmallRng, foca::NoCustomBroadcast>,
+    runtime: AccumulatingRuntime<MemberId>,
+    /// Timers foca asked for, with when they fire.
+    timers: Vec<(Instant, Timer<MemberId>)>,
+    socket: UdpSocket,
+    key: ClusterKey,
+    /// Resolved gossip addresses.
+    addrs: HashMap<String, SocketAddr>,
+    /// Each address's state and since when.
+    since: HashMap<String, (MemberState, Instant)>,
+    /// The counters of the report.
+    counters: MembershipReport,
+    shared: Arc<Membership>,
+    /// Something changed since the last report.
+    changed: bool,
+}
+
+impl Detector {
+    fn run(mut self) {
+        let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+        loop {
+            if self.shared.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            if self.shared.leave.load(Ordering::SeqCst) && !self.shared.left.load(Ordering::SeqCst)
+            {
+                if let Err(error) = self.foca.leave_cluster(&mut self.runtime) {
+                    tracing::warn!(%error, "membership: could not announce the leave");
+                }
+                self.flush();
+                self.shared.left.store(true, Ordering::SeqCst);
+            }
+            let now = Instant::now();
+            let mut due = Vec::new();
+            self.timers.retain(|(at, timer)| {
+                if *at <= now {
+                    due.push((*at, timer.clone()));
+                    false
+                } else {
+                    true
+                }
+            });
+            due.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+            for (_, timer) in due {
+                if let Err(error) = self.foca.handle_timer(timer, &mut self.runtime) {
+                    tracing::debug!(%error, "membership: timer");
+                }
+            }
+            self.flush();
+            self.publish();
+            let next = self.timers.iter().map(|(at, _)| *at).min();
+            let wait = next.map_or(POLL, |at| at.saturating_duration_since(Instant::now()));
+            let wait = wait.clamp(Duration::from_millis(1), POLL);
+            if self.socket.set_read_timeout(Some(wait)).is_err() {
+                std::thread::sleep(wait);
+            }
+            match self.socket.recv_from(&mut buf) {
+                Ok((len, _from)) => self.received(&buf[..len]),
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "membership: receive");
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+    }
+
+    /// One datagram from the network.
+    fn received(&mut self, datagram: &[u8]) {
+        self.counters.datagrams_in += 1;
+        match open(&self.key, datagram) {
+            Ok(payload) => {
+                if let Err(error) = self.foca.handle_data(payload, &mut self.runtime) {
+                    // Our own datagram echoed back, or a member's that foca cannot use.
+                    if !matches!(error, foca::Error::DataFromOurselves) {
+                        self.counters.refused_malformed += 1;
+                        tracing::debug!(%error, "membership: refused a datagram");
+                    }
+                }
+                self.flush();
+            }
+            Err(Refused::Unauthenticated) => {
+                self.counters.refused_unauthenticated += 1;
+                self.changed = true;
+            }
+            Err(Refused::Malformed) => {
+                self.counters.refused_malformed += 1;
+                self.changed = true;
+            }
+        }
+    }
+
+    /// Sends what foca wrote, keeps the timers it set, and logs what it noticed.
+    fn flush(&mut self) {
+        while let Some((to, data)) = self.runtime.to_send() {
+            self.send(&to.gossip, &data);
+        }
+        while let Some((after, timer)) = self.runtime.to_schedule() {
+            self.timers.push((Instant::now() + after, timer));
+        }
+        while let Some(notification) = self.runtime.to_notify() {
+            self.changed = true;
+            match notification {
+                OwnedNotification::MemberUp(id) => {
+                    tracing::info!(member = %id.gossip, node_id = %format!("{:016x}", id.node_id), incarnation = id.incarnation, "member up");
+                }
+                OwnedNotification::MemberDown(id) => {
+                    self.counters.downs += 1;
+                    tracing::warn!(member = %id.gossip, node_id = %format!("{:016x}", id.node_id), incarnation = id.incarnation, "member down");
+                }
+                OwnedNotification::Rename(old, new) if !old.is_seed() => {
+                    tracing::info!(member = %new.gossip, old_incarnation = old.incarnation, incarnation = new.incarnation, "member restarted");
+                }
+                OwnedNotification::Rejoin(id) => {
+                    tracing::warn!(
+                        rejoin = id.rejoin,
+                        "this node was declared down while running: rejoined"
+                    );
+                }
+                OwnedNotification::Defunct => {
+                    tracing::error!("this node was declared down and cannot rejoin");
+                }
+                OwnedNotification::Idle => {
+                    tracing::debug!("membership: no other member alive");
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn send(&mut self, to: &str, data: &[u8]) {
+        let addr = match self.addrs.get(to) {
+            Some(addr) => *addr,
+            None => match to.to_socket_addrs().ok().and_then(|mut a| a.next()) {
+                Some(addr) => {
+                    self.addrs.insert(to.to_owned(), addr);
+                    addr
+                }
+                None => {
+                    self.counters.send_errors += 1;
+                    tracing::debug!(to, "membership: the address does not resolve");
+                    return;
+                }
+            },
+        };
+        match self.socket.send_to(&seal(&self.key, data), addr) {
+            Ok(_) => self.counters.datagrams_out += 1,
+            Err(error) => {
+                self.counters.send_errors += 1;
+                tracing::debug!(%error, to, "membership: send");
+            }
+        }
+    }
+
+    /// Publishes the members and counters if anything changed.
+    fn publish(&mut self) {
+        let now = Instant::now();
+        let me = self.foca.identity().clone();
+        let mut members = vec![(me.clone(), MemberState::Alive, 0u16, true)];
+        for member in self.foca.iter_membership_state() {
+            let state = match member.state() {
+                State::Alive => MemberState::Alive,
+                State::Suspect => MemberState::Suspect,
+                State::Down => MemberState::Down,
+            };
+            members.push((member.id().clone(), state, member.incarnation(), false));
+        }
+        for (id, state, _, _) in &members {
+            let entry = self.since.entry(id.gossip.clone()).or_insert((*state, now));
+            if entry.0 != *state {
+                *entry = (*state, now);
+                self.changed = true;
+            }
+        }
+        if !self.changed {
+            return;
+        }
+        self.changed = false;
+        members[1..].sort_by(|a, b| a.0.gossip.cmp(&b.0.gossip));
+        let members = members
+            .into_iter()
+            .map(|(id, state, swim_incarnation, me)| {
+                let since = self.since.get(&id.gossip).map_or(now, |s| s.1);
+                let for_ms = now.duration_since(since).as_millis() as u64;
+                MemberStatus { id, state, swim_incarnation, for_ms, me }
+            })
+            .collect();
+        let report = MembershipReport { members, ..self.counters.clone() };
+        if let Ok(mut shared) = self.shared.report.lock() {
+            *shared = report;
+        }
+    }
+}
+
+/// Why a datagram was refused before foca saw it.
+#[derive(Debug, PartialEq, Eq)]
+enum Refused {
+    /// Not tagged with this cluster's key.
+    Unauthenticated,
+    /// Authentic, but of another version or shape.
+    Malformed,
+}
+
+/// `payload` in a datagram, tagged with `key`.
+fn seal(key: &ClusterKey, payload: &[u8]) -> Vec<u8> {
+    let mut datagram = Vec::with_capacity(HEADER + payload.len() + TAG_BYTES);
+    datagram.extend_from_slice(MAGIC);
+    datagram.push(VERSION);
+    datagram.extend_from_slice(payload);
+    let tag = key.tag(&datagram);
+    datagram.extend_from_slice(&tag);
+    datagram
+}
+
+/// The payload of an authentic datagram.
+fn open<'a>(key: &ClusterKey, datagram: &'a [u8]) -> Result<&'a [u8], Refused> {
+    if datagram.len() < HEADER + TAG_BYTES
+        || datagram.len() > MAX_DATAGRAM
+        || &datagram[..MAGIC.len()] != MAGIC
+    {
+        return Err(Refused::Malformed);
+    }
+    let (signed, tag) = datagram.split_at(datagram.len() - TAG_BYTES);
+    // `Hash`'s equality is constant-time.
+    let expected = blake3::Hash::from_bytes(key.tag(signed));
+    if expected != blake3::Hash::from_bytes(tag.try_into().map_err(|_| Refused::Malformed)?) {
+        return Err(Refused::Unauthenticated);
+    }
+    if signed[MAGIC.len()] != VERSION {
+        return Err(Refused::Malformed);
+    }
+    Ok(&signed[HEADER..])
+}
+
+/// foca's messages in bincode 2, each bounded by the packet size.
+struct WireCodec;
+
+/// A SWIM message that could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("membership codec: {0}")]
+pub struct CodecError(String);
+
+type Limited = bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<MAX_PACKET>,
+>;
+
+fn codec_config() -> Limited {
+    bincode::config::standard().with_limit::<MAX_PACKET>()
+}
+
+fn put<T: Serialize>(value: &T, buf: &mut impl BufMut) -> Result<(), CodecError> {
+    let bytes = bincode::serde::encode_to_vec(value, codec_config())
+        .map_err(|e| CodecError(e.to_string()))?;
+    if buf.remaining_mut() < bytes.len() {
+        return Err(CodecError(format!("{} bytes do not fit the packet", bytes.len())));
+    }
+    buf.put_slice(&bytes);
+    Ok(())
+}
+
+fn take<T: serde::de::DeserializeOwned>(buf: &mut impl Buf) -> Result<T, CodecError> {
+    let (value, used) = bincode::serde::decode_from_slice(buf.chunk(), codec_config())
+        .map_err(|e| CodecError(e.to_string()))?;
+    buf.advance(used);
+    Ok(value)
+}
+
+impl Codec<MemberId> for WireCodec {
+    type Error = CodecError;
+
+    fn encode_header(
+        &mut self,
+        header: &Header<MemberId>,
+        mut buf: impl BufMut,
+    ) -> Result<(), CodecError> {
+        put(header, &mut buf)
+    }
+
+    fn decode_header(&mut self, mut buf: impl Buf) -> Result<Header<MemberId>, CodecError> {
+        take(&mut buf)
+    }
+
+    fn encode_member(
+        &mut self,
+        member: &Member<MemberId>,
+        mut buf: impl BufMut,
+    ) -> Result<(), CodecError> {
+        put(member, &mut buf)
+    }
+
+    fn decode_member(&mut self, mut buf: impl Buf) -> Result<Member<MemberId>, CodecError> {
+        take(&mut buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use foca::Identity;
+
+    use super::*;
+
+    fn id(node_id: u64, incarnation: u64, gossip: &str) -> MemberId {
+        MemberId {
+            node_id,
+            incarnation,
+            rejoin: 0,
+            gossip: gossip.into(),
+            threads: 2,
+            native: Some("127.0.0.1:6450".into()),
+            redis: None,
+        }
+    }
+
+    #[test]
+    fn a_newer_life_wins_its_address_and_a_seed_loses_to_anyone() {
+        let old = id(7, 100, "a:1");
+        let new = id(7, 200, "a:1");
+        assert!(new.win_addr_conflict(&old));
+        assert!(!old.win_addr_conflict(&new));
+        let renewed = old.renew().unwrap();
+        assert_eq!(renewed.rejoin, 1);
+        assert!(renewed.win_addr_conflict(&old));
+        assert!(!renewed.win_addr_conflict(&new), "a rejoin does not beat a restart");
+        let seed = MemberId::seed("a:1");
+        assert!(seed.is_seed() && !old.is_seed());
+        assert!(old.win_addr_conflict(&seed));
+    }
+
+    #[test]
+    fn only_datagrams_tagged_with_the_cluster_key_open() {
+        let key = ClusterKey::derive(b"secret");
+        let sealed = seal(&key, b"swim");
+        assert_eq!(open(&key, &sealed), Ok(&b"swim"[..]));
+        assert_eq!(open(&ClusterKey::derive(b"other"), &sealed), Err(Refused::Unauthenticated));
+        assert_eq!(open(&ClusterKey::open(), &sealed), Err(Refused::Unauthenticated));
+        for at in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[at] ^= 1;
+            assert!(open(&key, &bad).is_err(), "a flipped bit at {at} passed");
+        }
+        assert_eq!(open(&key, &sealed[..10]), Err(Refused::Malformed));
+        assert_eq!(open(&key, &vec![0; MAX_DATAGRAM + 1]), Err(Refused::Malformed));
+        // A gossip envelope's magic cannot pass for a membership datagram.
+        let mut gossip = sealed.clone();
+        gossip[..4].copy_from_slice(crate::wire::MAGIC);
+        assert!(open(&key, &gossip).is_err());
+    }
+
+    #[test]
+    fn the_codec_round_trips_headers_and_members_and_refuses_garbage() {
+        let header = Header {
+            src: id(1, 2, "a:1"),
+            src_incarnation: 3,
+            dst: id(4, 5, "b:2"),
+            message: foca::Message::Ping(9),
+        };
+        let mut buf = Vec::new();
+        WireCodec.encode_header(&header, &mut buf).unwrap();
+        let member = Member::new(id(6, 7, "c:3"), 8, State::Suspect);
+        WireCodec.encode_member(&member, &mut buf).unwrap();
+        let mut slice = &buf[..];
+        assert_eq!(WireCodec.decode_header(&mut slice).unwrap(), header);
+        assert_eq!(WireCodec.decode_member(&mut slice).unwrap(), member);
+        assert!(slice.is_empty());
+        // A length prefix far beyond the packet is refused, not allocated.
+        let mut garbage: &[u8] = &[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f];
+        assert!(WireCodec.decode_member(&mut garbage).is_err());
+    }
+
+    #[test]
+    fn the_suspicion_timeout_follows_the_probe_period() {
+        let fast =
+            MembershipConfig { probe_period: Duration::from_millis(100), ..Default::default() };
+        let config = foca_config(&fast, 3);
+        assert_eq!(config.probe_period, Duration::from_millis(100));
+        assert_eq!(config.suspect_to_down_after, Duration::from_millis(400));
+        let lan = foca_config(&MembershipConfig::default(), 3);
+        assert_eq!(lan.suspect_to_down_after, Duration::from_secs(4));
+        let set = MembershipConfig { suspect_timeout: Some(Duration::from_secs(9)), ..fast };
+        assert_eq!(foca_config(&set, 3).suspect_to_down_after, Duration::from_secs(9));
+    }
+}
