@@ -291,6 +291,25 @@ impl<V: KvsValue> Client<V> {
         }
     }
 
+    /// The cluster as the first member that answers sees it: its ring version, and every
+    /// member's state and incarnation by its failure detector.
+    ///
+    /// # Errors
+    /// An error only if no member answers.
+    pub fn cluster(&mut self) -> Result<native::ClusterInfo, ClientError> {
+        let mut last = ClientError::Unexpected("no member has a client address".into());
+        for member in self.ring.members.clone() {
+            let Some(addr) = member.client_addr else { continue };
+            let index = self.conn_for(&addr)?;
+            match self.call(index, ClientMessage::Cluster) {
+                Ok(ServerMessage::Cluster(info)) => return Ok(info),
+                Ok(other) => last = ClientError::Unexpected(format!("{other:?}")),
+                Err(error) => last = error,
+            }
+        }
+        Err(last)
+    }
+
     /// Reads `key` from one replica.
     ///
     /// # Errors

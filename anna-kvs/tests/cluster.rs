@@ -588,3 +588,76 @@ fn moves_and_multi_key_writes_work_across_nodes() {
     assert_eq!(redis(port(1), &["INCRBYFLOAT", "f", "1.5"]).as_deref(), Some("3"));
     assert_eq!(redis(port(2), &["GET", "f"]).as_deref(), Some("3"));
 }
+
+/// A field of `INFO cluster` (the failure detector's view) on the node at `port`.
+fn cluster_field(port: u16, field: &str) -> Option<u64> {
+    let info = redis(port, &["INFO", "cluster"])?;
+    info.lines().find_map(|line| line.strip_prefix(field)?.strip_prefix(':')?.trim().parse().ok())
+}
+
+#[test]
+fn a_node_killed_outright_is_declared_down_and_comes_back_alive_as_a_newer_life() {
+    let mut taken = Vec::new();
+    let mut port = || {
+        let p = free_ports(&taken);
+        taken.push(p);
+        p
+    };
+    let ports: Vec<(u16, u16, u16)> = (0..3).map(|_| (port(), port(), port())).collect();
+    // 100 ms probes, 500 ms of suspicion: a failure is declared within about a second.
+    let flags = ["--probe-period-ms", "100", "--suspect-timeout-ms", "500"];
+    let start = |i: usize| {
+        let peers: Vec<String> = (0..3)
+            .filter(|&j| j != i)
+            .map(|j| format!("127.0.0.1:{}/2/{}", ports[j].1, ports[j].2))
+            .collect();
+        let (redis, gossip, native) =
+            (ports[i].0.to_string(), ports[i].1.to_string(), ports[i].2.to_string());
+        let args = ["--port", &redis, "--gossip-port", &gossip, "--native-port", &native];
+        start_node(&[&args[..], &flags].concat(), &peers)
+    };
+    let mut nodes: Vec<Node> = (0..3).map(start).collect();
+    wait_up(&nodes);
+    let alive = |node: &Node| cluster_field(node.redis_port, "anna_members_alive");
+    assert!(
+        eventually(Duration::from_secs(10), || nodes.iter().all(|n| alive(n) == Some(3))),
+        "the members did not find each other: {:?}",
+        redis(nodes[0].redis_port, &["INFO", "cluster"])
+    );
+    // `anna-cli cluster` names every member with its state, node id, life and addresses.
+    let native = format!("127.0.0.1:{}", ports[0].2);
+    let (ok, shown) = anna_cli(&native, &["cluster"]);
+    assert!(ok, "{shown}");
+    assert_eq!(shown.matches(" alive   for ").count(), 3, "{shown}");
+    for (redis_port, gossip, native_port) in &ports {
+        assert!(shown.contains(&format!("127.0.0.1:{gossip}")), "{shown}");
+        assert!(shown.contains(&format!("native 127.0.0.1:{native_port}")), "{shown}");
+        assert!(shown.contains(&format!("redis 127.0.0.1:{redis_port}")), "{shown}");
+    }
+    assert!(shown.contains("(answered)") && shown.contains("ring version"), "{shown}");
+
+    // kill -9: no leave is sent; the survivors must find out by probing.
+    let killed = Instant::now();
+    nodes[2].process.0.kill().unwrap();
+    let _ = nodes[2].process.0.wait();
+    let down = |node: &Node| cluster_field(node.redis_port, "anna_members_down");
+    let detected = eventually(Duration::from_secs(15), || {
+        nodes[..2].iter().all(|n| down(n) == Some(1) && alive(n) == Some(2))
+    });
+    let took = killed.elapsed();
+    assert!(detected, "not declared down: {:?}", redis(nodes[0].redis_port, &["INFO", "cluster"]));
+    eprintln!("kill -9 declared down by both survivors after {took:?}");
+    let (_, shown) = anna_cli(&native, &["cluster"]);
+    assert_eq!(shown.matches(" down    for ").count(), 1, "{shown}");
+    assert_eq!(shown.matches(" alive   for ").count(), 2, "{shown}");
+
+    // Restarted on the same address it is a newer life, alive again everywhere.
+    nodes[2] = start(2);
+    wait_up(&nodes[2..]);
+    assert!(
+        eventually(Duration::from_secs(10), || nodes.iter().all(|n| alive(n) == Some(3))),
+        "the restarted node was not admitted: {:?}",
+        redis(nodes[0].redis_port, &["INFO", "cluster"])
+    );
+    assert_eq!(down(&nodes[0]), Some(0));
+}

@@ -104,6 +104,7 @@ commands (keys and values are words; quote with \"...\" for spaces):
   smembers KEY            list a set (eventual server)
   begin | commit | abort  transaction control (read-uncommitted, read-committed, item-cut)
   ring                    the cluster's members and replication
+  cluster                 members as the failure detector sees them: state, node id, life
   stats                   every node's actor counters and time breakdown
   help | quit";
 
@@ -294,6 +295,47 @@ fn show_ring(ring: &anna_kvs::native::RingInfo) -> String {
     out.trim_end().to_owned()
 }
 
+fn show_cluster(info: &anna_kvs::native::ClusterInfo) -> String {
+    let mut out = format!("ring version {:x}\n", info.ring_version);
+    let Some(report) = &info.membership else {
+        out.push_str("a single node: no failure detector (it has no gossip address)");
+        return out;
+    };
+    for member in &report.members {
+        let id = &member.id;
+        if id.is_seed() {
+            out.push_str(&format!(
+                "  {:<21} {:<7} (a listed peer never reached)\n",
+                id.gossip, member.state
+            ));
+            continue;
+        }
+        out.push_str(&format!(
+            "  {:<21} {:<7} for {:.1} s, node {:016x}, incarnation {}{}, {} threads{}{}{}\n",
+            id.gossip,
+            member.state,
+            member.for_ms as f64 / 1000.0,
+            id.node_id,
+            id.incarnation,
+            if id.rejoin > 0 { format!(" (rejoined {} times)", id.rejoin) } else { String::new() },
+            id.threads,
+            id.native.as_deref().map(|a| format!(", native {a}")).unwrap_or_default(),
+            id.redis.as_deref().map(|a| format!(", redis {a}")).unwrap_or_default(),
+            if member.me { " (answered)" } else { "" },
+        ));
+    }
+    out.push_str(&format!(
+        "detector: {} datagrams in, {} out; refused {} unauthenticated, {} malformed; {} send errors; {} members declared down since the start",
+        report.datagrams_in,
+        report.datagrams_out,
+        report.refused_unauthenticated,
+        report.refused_malformed,
+        report.send_errors,
+        report.downs
+    ));
+    out
+}
+
 fn arity(words: &[String], min: usize, usage: &str) -> Result<(), String> {
     if words.len() < min { Err(format!("usage: {usage}")) } else { Ok(()) }
 }
@@ -321,6 +363,14 @@ impl Level {
                     Self::Causal(c, _) => show_ring(c.ring()),
                     Self::Txn(c, _) => show_ring(c.ring()),
                 });
+            }
+            "cluster" => {
+                let info = match self {
+                    Self::Register(c, _) => c.cluster(),
+                    Self::Causal(c, _) => c.cluster(),
+                    Self::Txn(c, _) => c.cluster(),
+                };
+                return info.map(|i| show_cluster(&i)).map_err(cli);
             }
             "stats" => {
                 let stats = match self {

@@ -133,6 +133,13 @@ struct Options {
     /// port, clients route requests straight to that node.
     #[arg(long, value_delimiter = ',')]
     peers: Option<Vec<String>>,
+    /// How often the failure detector (SWIM) probes a random member, in ms [default: 1000].
+    #[arg(long)]
+    probe_period_ms: Option<u64>,
+    /// How long a member that missed its probes has to answer before it is declared down, in
+    /// ms [default: 4 probe periods × max(1, log10 of the cluster's size)].
+    #[arg(long)]
+    suspect_timeout_ms: Option<u64>,
     /// A TLS port for Redis clients beside the plain one (`redis-cli --tls`); needs
     /// --tls-cert-file and --tls-key-file.
     #[arg(long)]
@@ -394,6 +401,28 @@ fn build(options: Options) -> Result<Built, String> {
             return Err(bad());
         }
         config.node.peers.push(PeerSpec { gossip_addr: addr, threads });
+    }
+    // What the failure detector announces of this node besides its gossip address.
+    let announced_host = o.announce_ip.clone().unwrap_or_else(|| config.bind.clone());
+    let client_addr = |port: u16| {
+        (port != 0 && !anna_kvs::auth::is_unspecified(&announced_host))
+            .then(|| format!("{announced_host}:{port}"))
+    };
+    config.node.membership.native_addr = client_addr(native_port);
+    config.node.membership.redis_addr = client_addr(config.redis.port);
+    if let Some(ms) = o.probe_period_ms {
+        if !(10..=60_000).contains(&ms) {
+            return Err(format!("--probe-period-ms {ms}: give 10 to 60000"));
+        }
+        config.node.membership.probe_period = Duration::from_millis(ms);
+        config.node.membership.probe_rtt = Duration::from_millis(ms / 2);
+        config.node.membership.announce_period = Duration::from_millis(ms * 2);
+    }
+    if let Some(ms) = o.suspect_timeout_ms {
+        if !(10..=3_600_000).contains(&ms) {
+            return Err(format!("--suspect-timeout-ms {ms}: give 10 to 3600000"));
+        }
+        config.node.membership.suspect_timeout = Some(Duration::from_millis(ms));
     }
     config.native = (native_port != 0).then_some(native);
     if let Some(max) = o.maxclients {

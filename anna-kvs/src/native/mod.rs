@@ -19,6 +19,7 @@
 //! | [`ClientMessage::Ring`] | [`ServerMessage::Ring`]: members, their client addresses, factors |
 //! | [`ClientMessage::Batch`] | [`ServerMessage::Batch`]: one [`Response`] per request, in order |
 //! | [`ClientMessage::Stats`] | [`ServerMessage::Stats`]: every actor's counters on that node |
+//! | [`ClientMessage::Cluster`] | [`ServerMessage::Cluster`]: the members as that node's failure detector sees them |
 //! | anything malformed | an untyped error envelope (type id 0) carrying a message, counted |
 //!
 //! Limits: a message is at most [`MAX_MESSAGE_BYTES`](crate::wire::MAX_MESSAGE_BYTES) (also
@@ -65,6 +66,8 @@ pub enum ClientMessage<V: KvsValue> {
     },
     /// Ask for the counters of every actor on this node.
     Stats,
+    /// Ask for the cluster's members as this node's failure detector sees them.
+    Cluster,
 }
 
 /// A message from a node to a client.
@@ -85,6 +88,19 @@ pub enum ServerMessage<V: KvsValue> {
     },
     /// This node's counters.
     Stats(NodeStats),
+    /// The membership as this node sees it.
+    Cluster(ClusterInfo),
+}
+
+/// The cluster as one node sees it: the ring it routes with and what its failure detector
+/// says of every member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    /// The version of the ring the node routes with.
+    pub ring_version: u64,
+    /// Its members, states, incarnations and the detector's counters (`None`: a single node
+    /// without a gossip address has no detector).
+    pub membership: Option<crate::node::MembershipReport>,
 }
 
 /// One member of the cluster as clients see it.

@@ -286,6 +286,13 @@ impl<V: KvsValue> FrontEnd<V> {
                     let answer = ServerMessage::<V>::Ring(self.ring.clone());
                     self.answer(frames, &answer);
                 }
+                Ok(ClientMessage::Cluster) => {
+                    let answer = ServerMessage::<V>::Cluster(super::ClusterInfo {
+                        ring_version: self.ring.version,
+                        membership: self.handle.membership(),
+                    });
+                    self.answer(frames, &answer);
+                }
                 Ok(ClientMessage::Stats) => {
                     let answer = ServerMessage::<V>::Stats(super::NodeStats {
                         node: self.ring.me,

@@ -70,6 +70,12 @@ impl<V: KvsValue> NodeHandle<V> {
         self.shared.mailboxes.len()
     }
 
+    /// The cluster's members as the node's failure detector sees them (`None` for a node
+    /// without a gossip address).
+    pub fn membership(&self) -> Option<super::MembershipReport> {
+        self.shared.membership.as_ref().map(|m| m.report())
+    }
+
     /// The cluster topology the node routes with.
     pub fn topology(&self) -> Arc<Topology> {
         Arc::clone(&self.shared.topology)

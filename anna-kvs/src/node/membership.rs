@@ -156,7 +156,7 @@ pub enum MemberState {
 
 impl std::fmt::Display for MemberState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Self::Alive => "alive",
             Self::Suspect => "suspect",
             Self::Down => "down",
@@ -173,7 +173,7 @@ pub struct MemberStatus {
     pub state: MemberState,
     /// SWIM's own incarnation of the member (raised by the member to refute a suspicion).
     pub swim_incarnation: u16,
-    /// How long it has been in this state, in ms (as of the report).
+    /// How long it has been in this state, in ms, when the report was read.
     pub for_ms: u64,
     /// This is the node that reports.
     pub me: bool,
@@ -239,7 +239,8 @@ fn foca_config(this: &MembershipConfig, size: usize) -> foca::Config {
 /// The membership thread's shared state: the last report, and the flags that stop it.
 #[derive(Debug, Default)]
 pub(super) struct Membership {
-    report: Mutex<MembershipReport>,
+    /// The last report, with since when each member has been in its state.
+    report: Mutex<(MembershipReport, Vec<Instant>)>,
     /// Tell the cluster this node leaves (a graceful stop).
     leave: AtomicBool,
     /// The leave has been sent.
@@ -251,7 +252,14 @@ pub(super) struct Membership {
 impl Membership {
     /// The membership as of the thread's last change.
     pub(super) fn report(&self) -> MembershipReport {
-        self.report.lock().map(|r| r.clone()).unwrap_or_default()
+        let Ok(guard) = self.report.lock() else { return MembershipReport::default() };
+        let (mut report, since) = (guard.0.clone(), guard.1.clone());
+        drop(guard);
+        let now = Instant::now();
+        for (member, since) in report.members.iter_mut().zip(since) {
+            member.for_ms = now.saturating_duration_since(since).as_millis() as u64;
+        }
+        report
     }
 
     /// Tells the cluster this node leaves, and waits (up to `limit`) for the message to go.
@@ -464,6 +472,9 @@ impl Detector {
                         "this node was declared down while running: rejoined"
                     );
                 }
+                OwnedNotification::Defunct if self.shared.leave.load(Ordering::SeqCst) => {
+                    tracing::debug!("membership: left the cluster");
+                }
                 OwnedNotification::Defunct => {
                     tracing::error!("this node was declared down and cannot rejoin");
                 }
@@ -524,17 +535,21 @@ impl Detector {
         }
         self.changed = false;
         members[1..].sort_by(|a, b| a.0.gossip.cmp(&b.0.gossip));
+        let since: Vec<Instant> =
+            members.iter().map(|m| self.since.get(&m.0.gossip).map_or(now, |s| s.1)).collect();
         let members = members
             .into_iter()
-            .map(|(id, state, swim_incarnation, me)| {
-                let since = self.since.get(&id.gossip).map_or(now, |s| s.1);
-                let for_ms = now.duration_since(since).as_millis() as u64;
-                MemberStatus { id, state, swim_incarnation, for_ms, me }
+            .map(|(id, state, swim_incarnation, me)| MemberStatus {
+                id,
+                state,
+                swim_incarnation,
+                for_ms: 0,
+                me,
             })
             .collect();
         let report = MembershipReport { members, ..self.counters.clone() };
         if let Ok(mut shared) = self.shared.report.lock() {
-            *shared = report;
+            *shared = (report, since);
         }
     }
 }

@@ -391,6 +391,24 @@ fn info(cx: &Context<'_>, section: Option<&Bytes>) -> String {
             replication.local
         ));
     }
+    if show("cluster") {
+        // Redis's one field (this is not Redis Cluster), then the failure detector's view.
+        out.push_str("# Cluster\r\ncluster_enabled:0\r\n");
+        if let Some(report) = cx.node.and_then(NodeHandle::membership) {
+            use crate::node::MemberState;
+            let unreached = report.members.iter().filter(|m| m.id.is_seed()).count();
+            out.push_str(&format!(
+                "anna_members_alive:{}\r\nanna_members_suspect:{}\r\nanna_members_down:{}\r\nanna_members_unreached:{unreached}\r\nanna_membership_downs:{}\r\nanna_membership_refused_unauthenticated:{}\r\nanna_membership_refused_malformed:{}\r\n",
+                report.count(MemberState::Alive),
+                report.count(MemberState::Suspect),
+                report.count(MemberState::Down),
+                report.downs,
+                report.refused_unauthenticated,
+                report.refused_malformed,
+            ));
+        }
+        out.push_str("\r\n");
+    }
     if show("persistence") {
         let persistence = &settings.node.persistence;
         let logging = persistence.dir.is_some() && persistence.appendonly;
