@@ -310,6 +310,20 @@ impl<V: KvsValue> Client<V> {
         Err(last)
     }
 
+    /// Makes the node at `addr` (a client address) leave the cluster for good: it hands its
+    /// last changes to its peers, every member takes it out of the ring, and it stops. Returns
+    /// the cluster as that node saw it before leaving.
+    ///
+    /// # Errors
+    /// The node refused (see [`crate::node::NodeHandle::prepare_leave`]) or did not answer.
+    pub fn leave(&mut self, addr: &str) -> Result<native::ClusterInfo, ClientError> {
+        let index = self.conn_for(addr)?;
+        match self.call(index, ClientMessage::Leave)? {
+            ServerMessage::Cluster(info) => Ok(info),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
     /// Reads `key` from one replica.
     ///
     /// # Errors

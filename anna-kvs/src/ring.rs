@@ -10,7 +10,9 @@ use std::fmt;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-/// A node's index in the cluster's sorted member list.
+/// A node's slot in the cluster: its position in the sorted peer list of a static cluster, or
+/// the slot a joining node took. A slot never changes while its node is a member, so actor ids
+/// stay valid across ring versions.
 pub type NodeIndex = u16;
 /// An actor's (worker thread's) index within its node.
 pub type ThreadIndex = u16;
@@ -100,15 +102,22 @@ struct Ring {
 
 impl Ring {
     fn new(labels: &[String], virtual_nodes: u32) -> Self {
-        let mut points = Vec::with_capacity(labels.len() * virtual_nodes as usize);
-        for (member, label) in labels.iter().enumerate() {
+        Self::of(labels.iter().enumerate().map(|(i, l)| (i as u16, l.as_str())), virtual_nodes)
+    }
+
+    /// A ring over `(member number, label)` pairs (numbers may skip: absent members).
+    fn of<'a>(members: impl Iterator<Item = (u16, &'a str)>, virtual_nodes: u32) -> Self {
+        let mut points = Vec::new();
+        let mut count = 0;
+        for (member, label) in members {
+            count += 1;
             for vnode in 0..virtual_nodes {
                 let position = crc32fast::hash(format!("{label}#{vnode}").as_bytes());
-                points.push((position, member as u16));
+                points.push((position, member));
             }
         }
         points.sort_unstable();
-        Self { points, members: labels.len() }
+        Self { points, members: count }
     }
 
     /// Visits members clockwise from `position` (with repeats) while `visit` returns `true`.
@@ -128,6 +137,11 @@ impl Ring {
 
 /// The cluster's placement of keys: a global ring of nodes and, per node, a local ring of its
 /// actors.
+///
+/// Nodes are numbered by slot ([`NodeIndex`]); a slot whose node is not a member (it left, or
+/// was removed after failing) is a *hole*: no label, no actors, no place on the ring. A
+/// topology is one *version* of the ring: [`Topology::version`] names it, the same on every
+/// member that sees the same membership.
 #[derive(Clone, Debug)]
 pub struct Topology {
     nodes: Vec<String>,
@@ -137,18 +151,29 @@ pub struct Topology {
     replication: Replication,
     /// Every actor owns every key (full replication, or factors at least the cluster's size).
     full: bool,
+    /// Slots holding a member.
+    present: usize,
+    /// Names this ring: a hash of its members (slot, label, actors) and its replication.
+    version: u64,
 }
 
 impl Topology {
     /// A topology over nodes named by `nodes` (their gossip addresses, the same list on every
-    /// node), node `i` running `threads[i]` actors.
+    /// node), node `i` running `threads[i]` actors; a node of 0 actors is a hole (a slot
+    /// without a member).
     ///
     /// # Panics
-    /// If `nodes` and `threads` differ in length or a node has no thread.
+    /// If `nodes` and `threads` differ in length or no node has an actor.
     pub fn new(nodes: Vec<String>, threads: Vec<ThreadIndex>, replication: Replication) -> Self {
         assert_eq!(nodes.len(), threads.len(), "one thread count per node");
-        assert!(threads.iter().all(|&t| t > 0), "every node needs at least one actor");
-        let global = Ring::new(&nodes, DEFAULT_VIRTUAL_NODES);
+        assert!(threads.iter().any(|&t| t > 0), "a cluster needs at least one actor");
+        let present_members =
+            || nodes.iter().zip(&threads).enumerate().filter(|(_, (_, t))| **t > 0);
+        let global = Ring::of(
+            present_members().map(|(i, (label, _))| (i as u16, label.as_str())),
+            DEFAULT_VIRTUAL_NODES,
+        );
+        let present = present_members().count();
         let local: Vec<Ring> = threads
             .iter()
             .map(|&count| {
@@ -156,9 +181,36 @@ impl Topology {
                 Ring::new(&labels, DEFAULT_VIRTUAL_NODES)
             })
             .collect();
-        let full = replication.global.resolve(nodes.len()) >= nodes.len()
-            && local.iter().all(|ring| replication.local.resolve(ring.members) >= ring.members);
-        Self { nodes, threads, global, local, replication, full }
+        let full = replication.global.resolve(present) >= present
+            && local
+                .iter()
+                .filter(|ring| ring.members > 0)
+                .all(|ring| replication.local.resolve(ring.members) >= ring.members);
+        let mut hasher = crc32fast::Hasher::new();
+        for (slot, (label, threads)) in present_members() {
+            hasher.update(&(slot as u16).to_le_bytes());
+            hasher.update(label.as_bytes());
+            hasher.update(&threads.to_le_bytes());
+        }
+        hasher.update(format!("{replication:?}").as_bytes());
+        let version = u64::from(hasher.finalize()) | ((present as u64) << 32);
+        Self { nodes, threads, global, local, replication, full, present, version }
+    }
+
+    /// This ring's version: equal on two members exactly when they see the same members
+    /// (slots, addresses, actor counts) and replication.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// How many slots hold a member.
+    pub fn members(&self) -> usize {
+        self.present
+    }
+
+    /// The slots holding a member, in order.
+    pub fn member_slots(&self) -> impl Iterator<Item = NodeIndex> + '_ {
+        self.threads.iter().enumerate().filter(|(_, t)| **t > 0).map(|(i, _)| i as NodeIndex)
     }
 
     /// The ring of a static cluster as node `me` sees it: `me` (its gossip address and actor
@@ -189,7 +241,7 @@ impl Topology {
 
     /// Whether `actor` is one of the cluster's actors.
     pub fn has_actor(&self, actor: ActorId) -> bool {
-        usize::from(actor.node) < self.nodes.len() && actor.thread < self.threads(actor.node)
+        actor.thread < self.threads(actor.node)
     }
 
     /// A single node with `threads` actors.
@@ -197,14 +249,14 @@ impl Topology {
         Self::new(vec!["local".to_owned()], vec![threads], replication)
     }
 
-    /// The node labels, in index order.
+    /// The node labels, by slot (empty for a hole).
     pub fn nodes(&self) -> &[String] {
         &self.nodes
     }
 
-    /// Actors on node `node`.
+    /// Actors on node `node` (0: a hole, or a slot beyond the ring).
     pub fn threads(&self, node: NodeIndex) -> ThreadIndex {
-        self.threads[usize::from(node)]
+        self.threads.get(usize::from(node)).copied().unwrap_or(0)
     }
 
     /// The default replication.
@@ -237,10 +289,11 @@ impl Topology {
         // Allocation-free: the chosen nodes are first collected in `out` as placeholders,
         // then each node's actors are appended and the placeholders removed.
         out.clear();
-        if self.nodes.len() == 1 {
-            out.push(ActorId::new(0, ThreadIndex::MAX));
+        if self.present == 1 {
+            let only = self.member_slots().next().unwrap_or(0);
+            out.push(ActorId::new(only, ThreadIndex::MAX));
         } else {
-            let wanted = self.replication.global.resolve(self.nodes.len());
+            let wanted = self.replication.global.resolve(self.present);
             self.global.walk(position, |node| {
                 if !out.iter().any(|a| a.node == node) {
                     out.push(ActorId::new(node, ThreadIndex::MAX));
@@ -290,9 +343,13 @@ impl Topology {
 
     /// The most replicas any key has under the default replication (overrides aside).
     pub fn max_replicas(&self) -> usize {
-        let nodes = self.replication.global.resolve(self.nodes.len());
-        let mut per_node: Vec<usize> =
-            self.local.iter().map(|ring| self.replication.local.resolve(ring.members)).collect();
+        let nodes = self.replication.global.resolve(self.present);
+        let mut per_node: Vec<usize> = self
+            .local
+            .iter()
+            .filter(|ring| ring.members > 0)
+            .map(|ring| self.replication.local.resolve(ring.members))
+            .collect();
         per_node.sort_unstable_by(|a, b| b.cmp(a));
         per_node.iter().take(nodes).sum()
     }
@@ -301,6 +358,62 @@ impl Topology {
     /// factors at least as large as the cluster (e.g. one node of one thread).
     pub fn is_full(&self) -> bool {
         self.full
+    }
+}
+
+/// The ring a node routes with now: replaced whole when membership changes (a node joins or
+/// leaves), read by every actor and handle of the node. Readers keep an [`Arc`] of the version
+/// they use and compare [`RingCell::version`] (one relaxed atomic load) to notice a new one.
+#[derive(Debug)]
+pub struct RingCell {
+    current: std::sync::RwLock<std::sync::Arc<Topology>>,
+    version: std::sync::atomic::AtomicU64,
+}
+
+impl RingCell {
+    /// A cell holding `topology`.
+    pub fn new(topology: Topology) -> Self {
+        let version = std::sync::atomic::AtomicU64::new(topology.version());
+        Self { current: std::sync::RwLock::new(std::sync::Arc::new(topology)), version }
+    }
+
+    /// The current ring.
+    pub fn get(&self) -> std::sync::Arc<Topology> {
+        match self.current.read() {
+            Ok(current) => std::sync::Arc::clone(&current),
+            Err(poisoned) => std::sync::Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// The current ring's version.
+    #[inline]
+    pub fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Replaces the ring (a no-op if `topology` is the same version); `true` if it changed.
+    pub fn set(&self, topology: Topology) -> bool {
+        if topology.version() == self.version() {
+            return false;
+        }
+        let version = topology.version();
+        let mut current = match self.current.write() {
+            Ok(current) => current,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *current = std::sync::Arc::new(topology);
+        self.version.store(version, std::sync::atomic::Ordering::Release);
+        true
+    }
+
+    /// `held` if it is still the current ring, else the current one.
+    #[inline]
+    pub fn refresh(&self, held: &mut std::sync::Arc<Topology>) -> bool {
+        if held.version() == self.version() {
+            return false;
+        }
+        *held = self.get();
+        true
     }
 }
 
@@ -366,6 +479,44 @@ mod tests {
         assert_eq!(range_of(&ends, last), ends.len() - 1);
         assert_eq!(range_of(&ends, last.wrapping_add(1)), 0);
         assert_eq!(range_of(&ends, 0), 0);
+    }
+
+    #[test]
+    fn a_hole_owns_nothing_and_the_others_keep_their_keys_and_slots() {
+        let r = Replication::new(Factor::Count(2), Factor::Count(1));
+        let names = || vec!["a:1".to_owned(), "b:1".to_owned(), "c:1".to_owned()];
+        let whole = Topology::new(names(), vec![2, 2, 2], r);
+        let holed = Topology::new(names(), vec![2, 0, 2], r);
+        assert_eq!((whole.members(), holed.members()), (3, 2));
+        assert_ne!(whole.version(), holed.version());
+        assert_eq!(holed.version(), Topology::new(names(), vec![2, 0, 2], r).version());
+        assert_eq!(holed.member_slots().collect::<Vec<_>>(), [0, 2]);
+        assert!(!holed.has_actor(ActorId::new(1, 0)) && holed.has_actor(ActorId::new(2, 1)));
+        assert!(!holed.has_actor(ActorId::new(9, 0)));
+        assert_eq!(holed.all_actors().count(), 4);
+        assert!(!holed.is_full(), "one actor of two per node");
+        assert!(Topology::new(names(), vec![1, 0, 1], r).is_full(), "two members, two copies");
+        for i in 0..2000_u32 {
+            let key = i.to_le_bytes();
+            let owners = holed.owners(&key, None);
+            assert_eq!(owners.len(), 2);
+            assert!(owners.iter().all(|a| a.node != 1));
+        }
+        // One member left: it owns everything, under its own slot.
+        let alone = Topology::new(names(), vec![0, 0, 3], r);
+        assert_eq!(alone.owners(b"k", None), [ActorId::new(2, 0)]);
+        assert_eq!(alone.max_replicas(), 1);
+        // A member joining does not move another node's keys between its actors.
+        let full = Replication::new(Factor::Full, Factor::Count(1));
+        let before = Topology::new(names()[..2].to_vec(), vec![2, 2], full);
+        let after = Topology::new(names(), vec![2, 2, 2], full);
+        for i in 0..2000_u32 {
+            let key = i.to_le_bytes();
+            let mine = |t: &Topology| {
+                t.owners(&key, None).into_iter().filter(|a| a.node < 2).collect::<Vec<_>>()
+            };
+            assert_eq!(mine(&before), mine(&after));
+        }
     }
 
     #[test]

@@ -139,3 +139,109 @@ fn a_node_without_the_cluster_secret_is_never_admitted() {
     }
     assert_eq!(report(&intruder).count(MemberState::Alive), 1, "only itself");
 }
+
+fn lww(text: &str) -> Eventual {
+    lattice_core::Lww::new(
+        lattice_core::Stamp::default(),
+        Some(bytes::Bytes::copy_from_slice(text.as_bytes())),
+    )
+}
+
+fn value_of(node: &Node<Eventual>, key: &str) -> Option<String> {
+    match node.handle().get(key.to_owned()) {
+        Ok(Some(v)) => {
+            v.value().cloned().flatten().map(|b| String::from_utf8_lossy(&b).into_owned())
+        }
+        _ => None,
+    }
+}
+
+/// Every node holds every key (one actor each): what a cluster that grows and shrinks needs.
+fn dynamic(me: u16, join: Option<u16>) -> NodeConfig {
+    use anna_kvs::{Factor, Replication};
+    NodeConfig {
+        threads: 2,
+        replication: Replication::new(Factor::Full, Factor::Count(1)),
+        join: join.map(|p| format!("127.0.0.1:{p}")),
+        ..config(me, &[], None)
+    }
+}
+
+#[test]
+fn nodes_join_a_running_cluster_catch_up_and_one_leaves_for_good() {
+    let ports = free_ports(3);
+    let a: Node<Eventual> = Node::start(dynamic(ports[0], None)).unwrap();
+    for i in 0..300 {
+        a.handle().put(format!("before-{i}"), lww(&format!("a{i}")), true).unwrap();
+    }
+    // B joins through A: it takes the next slot, and both route with the same ring.
+    let b: Node<Eventual> = Node::start(dynamic(ports[1], Some(ports[0]))).unwrap();
+    assert_eq!((a.index(), b.index()), (0, 1));
+    let same_ring = |nodes: &[&Node<Eventual>], members: usize| {
+        eventually(Duration::from_secs(10), || {
+            nodes.iter().all(|n| {
+                n.topology().members() == members
+                    && n.topology().version() == nodes[0].topology().version()
+            })
+        })
+    };
+    assert!(same_ring(&[&a, &b], 2), "A: {:?}, B: {:?}", a.topology(), b.topology());
+    // B serves every key written before it joined (read through A until it has caught up).
+    for i in 0..300 {
+        assert_eq!(value_of(&b, &format!("before-{i}")), Some(format!("a{i}")), "key {i}");
+    }
+    for i in 0..100 {
+        b.handle().put(format!("on-b-{i}"), lww(&format!("b{i}")), true).unwrap();
+    }
+    // C joins through B (any member will do).
+    let c: Node<Eventual> = Node::start(dynamic(ports[2], Some(ports[1]))).unwrap();
+    assert_eq!(c.index(), 2);
+    assert!(same_ring(&[&a, &b, &c], 3), "A: {:?}, C: {:?}", a.topology(), c.topology());
+    for node in [&a, &c] {
+        let all = eventually(Duration::from_secs(10), || {
+            (0..100).all(|i| value_of(node, &format!("on-b-{i}")) == Some(format!("b{i}")))
+        });
+        assert!(all, "B's writes did not reach node {}", node.index());
+    }
+    // Repair fills the joiners in without reads: their counts match A's.
+    let keys = |n: &Node<Eventual>| n.reports().iter().map(|r| r.stats.keys).sum::<u64>();
+    assert!(
+        eventually(Duration::from_secs(20), || keys(&b) == 400 && keys(&c) == 400),
+        "keys: A {}, B {}, C {}",
+        keys(&a),
+        keys(&b),
+        keys(&c)
+    );
+    // B leaves for good: its last writes reach the others first, then both drop it.
+    for i in 0..50 {
+        b.handle().put(format!("last-on-b-{i}"), lww("last"), true).unwrap();
+    }
+    b.handle().prepare_leave().unwrap();
+    let b_slot = b.index();
+    b.shutdown();
+    assert!(same_ring(&[&a, &c], 2), "A: {:?}", a.topology());
+    assert_eq!(a.topology().threads(b_slot), 0, "B's slot is a hole");
+    for node in [&a, &c] {
+        for i in 0..50 {
+            assert_eq!(value_of(node, &format!("last-on-b-{i}")).as_deref(), Some("last"));
+        }
+        assert_eq!(keys(node), 450);
+    }
+}
+
+#[test]
+fn a_cluster_that_does_not_hold_every_key_everywhere_refuses_joins_and_leaves() {
+    let ports = free_ports(2);
+    let counted = |me: u16, join: Option<u16>| NodeConfig {
+        replication: anna_kvs::Replication::ONE,
+        ..dynamic(me, join)
+    };
+    let a: Node<Eventual> = Node::start(counted(ports[0], None)).unwrap();
+    let error = Node::<Eventual>::start(counted(ports[1], Some(ports[0]))).unwrap_err();
+    assert!(error.to_string().contains("global replication full"), "{error}");
+    assert!(a.handle().prepare_leave().unwrap_err().contains("global replication full"));
+    // Alone in a cluster that may change, the last member may not leave either.
+    drop(a);
+    let alone: Node<Eventual> = Node::start(dynamic(ports[0], None)).unwrap();
+    assert!(alone.handle().prepare_leave().unwrap_err().contains("last member"));
+}

@@ -4,6 +4,7 @@
 //! reclamation of deleted keys once every replica is known to have the tombstone.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use super::{Actor, ActorStats, DELTA_MIN_WEIGHT, Slot, expiry};
 use crate::message::{Gossip, Output, PeerMessage};
@@ -159,6 +160,19 @@ impl<V: KvsValue> Actor<V> {
     /// Whether `actor` is another actor of the cluster (only those get per-peer state).
     pub(super) fn is_peer(&self, actor: ActorId) -> bool {
         actor != self.id && self.topology.has_actor(actor)
+    }
+
+    /// After a ring change: deletes waiting for acknowledgements stop waiting for owners that
+    /// left, and go out again (at the next epoch) to every owner under the new ring.
+    pub(super) fn resend_pending_tombstones(&mut self) {
+        let keys: Vec<Key> = self.tombstones.iter().map(|t| t.key.clone()).collect();
+        let topology = Arc::clone(&self.topology);
+        for pending in &mut self.tombstones {
+            pending.peers.retain(|(peer, _, _)| topology.has_actor(*peer));
+        }
+        for key in keys {
+            self.mark_whole(key);
+        }
     }
 
     /// Forgets which batches arrived from the actors of `node`, which restarted: its new life

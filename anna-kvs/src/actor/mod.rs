@@ -357,6 +357,35 @@ impl<V: KvsValue> Actor<V> {
         &self.topology
     }
 
+    /// Routes with `topology` from now on (a new ring version: a node joined or left).
+    ///
+    /// Links to actors that left are dropped (what they had not acknowledged can no longer
+    /// be) and deletes stop waiting for them; deletes still waiting go out again to the new
+    /// owners, so a joining replica learns them before this one forgets the key; the digests
+    /// are rebuilt over the new ranges, and ranges this actor newly owns are caught up through
+    /// their other replicas (see the `repair` module) before their reads are served from here.
+    pub fn set_topology(&mut self, now: u64, topology: Arc<Topology>) {
+        if topology.version() == self.topology.version() {
+            return;
+        }
+        let old = std::mem::replace(&mut self.topology, topology);
+        self.solo = self.topology.max_replicas() == 1;
+        let topology = Arc::clone(&self.topology);
+        self.links.retain(|actor, _| topology.has_actor(*actor));
+        self.resend_pending_tombstones();
+        self.digests.rebuild(self.id, &old, &self.topology, &self.config, now);
+        // Every key counts again, in its new range.
+        let enabled = self.digests.enabled;
+        for (key, slot) in &mut self.store {
+            slot.digest = 0;
+            slot.stale = enabled;
+            if enabled {
+                self.digests.stale.push_back(Key::copy_from_slice(key.as_slice()));
+            }
+        }
+        tracing::info!(actor = %self.id, version = %format!("{:x}", self.topology.version()), members = self.topology.members(), unrepaired = self.unrepaired_ranges(), "new ring version");
+    }
+
     /// When the next epoch is due (µs, driver time): the driver should feed [`Input::Tick`] then.
     pub fn next_epoch_at(&self) -> u64 {
         // While catching up, repair rounds do not wait for epochs; nor does active expiry.

@@ -284,6 +284,76 @@ impl<V: KvsValue> Digests<V> {
         }
     }
 
+    /// The digests of a new ring version, replacing `self` (built for `old`): every range of
+    /// the new ring this actor owns a position of which it did not own before is *gained*, and
+    /// unrepaired until a replica has been compared on it (read through a replica meanwhile,
+    /// as after a restart); the rest stay as repaired as they were. Reads waiting on a replica
+    /// carry over. The caller recounts every key into the new ranges.
+    pub(super) fn rebuild(
+        &mut self,
+        id: ActorId,
+        old: &Topology,
+        new: &Topology,
+        config: &super::ActorConfig,
+        now: u64,
+    ) {
+        let mut fresh =
+            Self::new(id, new, &super::ActorConfig { catch_up: false, ..config.clone() }, now);
+        let old_ends = old.range_ends();
+        let mut owners = Vec::new();
+        let owned_before = |position: u32, owners: &mut Vec<ActorId>| {
+            if old_ends.is_empty() {
+                return false;
+            }
+            old.owners_at(old_ends[ring::range_of(&old_ends, position)], None, owners);
+            owners.contains(&id)
+        };
+        let was_catching_up = self.catch_up_until.is_some();
+        let mut gained = 0;
+        for (i, &end) in fresh.ends.iter().enumerate() {
+            let index = fresh.owned[i];
+            if index == NOT_OWNED {
+                continue;
+            }
+            // The new range (start, end] meets the old ranges ending inside it and the one
+            // holding `end`: owned before only if every one of them was.
+            let start = if i == 0 { fresh.ends[fresh.ends.len() - 1] } else { fresh.ends[i - 1] };
+            let mut before = owned_before(end, &mut owners);
+            for &old_end in &old_ends {
+                let inside = if start < end {
+                    old_end > start && old_end < end
+                } else {
+                    old_end > start || old_end < end
+                };
+                if inside && !owned_before(old_end, &mut owners) {
+                    before = false;
+                }
+            }
+            // A range still being caught up on stays so.
+            let unrepaired_before =
+                was_catching_up && self.range_index(end).is_some_and(|j| !self.ranges[j].repaired);
+            let range = &mut fresh.ranges[index as usize];
+            if (!before || unrepaired_before) && !range.peers.is_empty() {
+                range.repaired = false;
+                gained += 1;
+            }
+        }
+        fresh.unrepaired = gained;
+        if gained > 0 {
+            fresh.catch_up_until = Some(match self.catch_up_until {
+                Some(until) => until.max(now.saturating_add(config.catch_up_timeout_us)),
+                None => now.saturating_add(config.catch_up_timeout_us),
+            });
+            fresh.next_round_at = now;
+        }
+        fresh.heard = std::mem::take(&mut self.heard);
+        fresh.settled = std::mem::take(&mut self.settled);
+        fresh.catch_up_reads = std::mem::take(&mut self.catch_up_reads);
+        fresh.waiting_reads = std::mem::take(&mut self.waiting_reads);
+        fresh.hot_big = std::mem::take(&mut self.hot_big);
+        *self = fresh;
+    }
+
     /// The index in `ranges` of the owned range holding `position`.
     #[inline]
     fn range_index(&self, position: u32) -> Option<usize> {

@@ -105,6 +105,7 @@ commands (keys and values are words; quote with \"...\" for spaces):
   begin | commit | abort  transaction control (read-uncommitted, read-committed, item-cut)
   ring                    the cluster's members and replication
   cluster                 members as the failure detector sees them: state, node id, life
+  cluster leave           the node this shell talks to (-H) leaves the cluster for good
   stats                   every node's actor counters and time breakdown
   help | quit";
 
@@ -353,7 +354,7 @@ fn cli(e: ClientError) -> String {
 }
 
 impl Level {
-    fn run(&mut self, words: &[String]) -> Result<String, String> {
+    fn run(&mut self, words: &[String], host: &str) -> Result<String, String> {
         let command = words[0].to_ascii_lowercase();
         match command.as_str() {
             "help" => return Ok(HELP.into()),
@@ -363,6 +364,19 @@ impl Level {
                     Self::Causal(c, _) => show_ring(c.ring()),
                     Self::Txn(c, _) => show_ring(c.ring()),
                 });
+            }
+            "cluster" if words.get(1).is_some_and(|w| w.eq_ignore_ascii_case("leave")) => {
+                let host = host.to_owned();
+                let info = match self {
+                    Self::Register(c, _) => c.leave(&host),
+                    Self::Causal(c, _) => c.leave(&host),
+                    Self::Txn(c, _) => c.leave(&host),
+                };
+                return info
+                    .map(|i| {
+                        format!("{host} is leaving the cluster; it was:\n{}", show_cluster(&i))
+                    })
+                    .map_err(cli);
             }
             "cluster" => {
                 let info = match self {
@@ -567,7 +581,7 @@ fn history_path() -> Option<std::path::PathBuf> {
     std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".anna_cli_history"))
 }
 
-fn shell(level: &mut Level, prompt: &str) -> Result<(), String> {
+fn shell(level: &mut Level, prompt: &str, host: &str) -> Result<(), String> {
     let mut editor = rustyline::DefaultEditor::new().map_err(|e| e.to_string())?;
     let history = history_path();
     if let Some(path) = &history {
@@ -598,7 +612,7 @@ fn shell(level: &mut Level, prompt: &str) -> Result<(), String> {
         if matches!(words[0].to_ascii_lowercase().as_str(), "quit" | "exit") {
             break;
         }
-        match level.run(&words) {
+        match level.run(&words, host) {
             Ok(text) | Err(text) => println!("{text}"),
         }
     }
@@ -618,13 +632,13 @@ fn main() {
         }
     };
     if args.command.is_empty() {
-        if let Err(error) = shell(&mut level, &args.consistency) {
+        if let Err(error) = shell(&mut level, &args.consistency, &args.host[0]) {
             eprintln!("anna-cli: {error}");
             std::process::exit(1);
         }
         return;
     }
-    match level.run(&args.command) {
+    match level.run(&args.command, &args.host[0]) {
         Ok(text) => println!("{text}"),
         Err(text) => {
             println!("{text}");

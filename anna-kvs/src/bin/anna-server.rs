@@ -133,6 +133,12 @@ struct Options {
     /// port, clients route requests straight to that node.
     #[arg(long, value_delimiter = ',')]
     peers: Option<Vec<String>>,
+    /// Join a running cluster through any of its members (`host:gossip-port`) instead of
+    /// listing static --peers: this node takes a free slot, every member adds it to its ring,
+    /// and it catches up on every key from them. Needs --gossip-port and global replication
+    /// `full` (the default). `anna-cli cluster leave` takes a node out again.
+    #[arg(long)]
+    join: Option<String>,
     /// How often the failure detector (SWIM) probes a random member, in ms [default: 1000].
     #[arg(long)]
     probe_period_ms: Option<u64>,
@@ -348,6 +354,14 @@ fn build(options: Options) -> Result<Built, String> {
     if !peers.is_empty() && config.node.gossip_addr.is_none() {
         return Err("--peers needs --gossip-port (the port this node's peers reach it on)".into());
     }
+    if let Some(seed) = o.join {
+        if config.node.gossip_addr.is_none() {
+            return Err(
+                "--join needs --gossip-port (the port the members reach this node on)".into()
+            );
+        }
+        config.node.join = Some(seed);
+    }
     let level = o.consistency.unwrap_or_else(|| "eventual".into());
     let storage = parse_consistency(&level)?;
     let native_tls = o.native_tls.unwrap_or(false);
@@ -492,7 +506,8 @@ fn build(options: Options) -> Result<Built, String> {
     }
     // A node of a cluster cannot tell a first start from a restart with a lost directory:
     // it always catches up (on a fresh cluster the first round finds every range equal).
-    config.node.actor.catch_up = !config.node.peers.is_empty() && catch_up > 0.0;
+    config.node.actor.catch_up =
+        (!config.node.peers.is_empty() || config.node.join.is_some()) && catch_up > 0.0;
     config.node.actor.catch_up_timeout_us = (catch_up * 1e6) as u64;
     let log =
         o.log_level.unwrap_or_else(|| std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));

@@ -20,6 +20,7 @@
 //! | [`ClientMessage::Batch`] | [`ServerMessage::Batch`]: one [`Response`] per request, in order |
 //! | [`ClientMessage::Stats`] | [`ServerMessage::Stats`]: every actor's counters on that node |
 //! | [`ClientMessage::Cluster`] | [`ServerMessage::Cluster`]: the members as that node's failure detector sees them |
+//! | [`ClientMessage::Leave`] | [`ServerMessage::Cluster`], then the node leaves the cluster and stops (or an error) |
 //! | anything malformed | an untyped error envelope (type id 0) carrying a message, counted |
 //!
 //! Limits: a message is at most [`MAX_MESSAGE_BYTES`](crate::wire::MAX_MESSAGE_BYTES) (also
@@ -68,6 +69,10 @@ pub enum ClientMessage<V: KvsValue> {
     Stats,
     /// Ask for the cluster's members as this node's failure detector sees them.
     Cluster,
+    /// Make this node leave the cluster for good: it drains its changes to its peers, every
+    /// member takes it out of the ring, and it stops. Answered with the cluster as it was (or
+    /// an error saying why it may not leave).
+    Leave,
 }
 
 /// A message from a node to a client.
@@ -148,14 +153,8 @@ impl RingInfo {
                 client_addr: client_addrs.get(i).cloned().flatten(),
             })
             .collect();
-        let mut hasher = crc32fast::Hasher::new();
-        for member in &members {
-            hasher.update(member.name.as_bytes());
-            hasher.update(&member.threads.to_le_bytes());
-        }
-        hasher.update(format!("{:?}", topology.replication()).as_bytes());
         Self {
-            version: u64::from(hasher.finalize()),
+            version: topology.version(),
             value_type: V::TYPE_NAME.to_owned(),
             me,
             members,

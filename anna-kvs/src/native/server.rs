@@ -76,12 +76,48 @@ pub struct FrontEndStats {
     pub tls_failed: u64,
 }
 
+/// The ring as this node's clients see it: each member's client address is this front end's
+/// for this node, the configured one for a static peer, else the one the member announced to
+/// the failure detector.
+fn ring_info<V: KvsValue>(
+    handle: &NodeHandle<V>,
+    own: &str,
+    peers: &[(String, String)],
+) -> RingInfo {
+    let topology = handle.topology();
+    let me = handle.index();
+    let membership = handle.membership();
+    let announced = |name: &str| {
+        membership.as_ref()?.members.iter().find(|m| m.id.gossip == name)?.id.native.clone()
+    };
+    let client_addrs = topology
+        .nodes()
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            if i == usize::from(me) {
+                Some(own.to_owned())
+            } else {
+                peers
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, a)| a.clone())
+                    .or_else(|| announced(name))
+            }
+        })
+        .collect();
+    RingInfo::new::<V>(&topology, me, client_addrs)
+}
+
 /// The client port of a node: decodes messages, hands their requests to the actors, answers.
 pub struct FrontEnd<V: KvsValue> {
     _context: zmq::Context,
     socket: zmq::Socket,
     handle: NodeHandle<V>,
+    /// The ring as clients see it, rebuilt when the node's changes version.
     ring: RingInfo,
+    /// Client addresses of static peers, by ring name (from the configuration).
+    peer_client_addrs: Vec<(String, String)>,
     addr: String,
     max_round: usize,
     password: Option<String>,
@@ -153,26 +189,14 @@ impl<V: KvsValue> FrontEnd<V> {
             }
         };
         let addr = config.announce.clone().unwrap_or(bound);
-        let topology = handle.topology();
-        let me = handle.index();
-        let client_addrs = topology
-            .nodes()
-            .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                if i == usize::from(me) {
-                    Some(addr.clone())
-                } else {
-                    config.peer_client_addrs.iter().find(|(n, _)| n == name).map(|(_, a)| a.clone())
-                }
-            })
-            .collect();
-        let ring = RingInfo::new::<V>(&topology, me, client_addrs);
+        let peer_client_addrs = config.peer_client_addrs.clone();
+        let ring = ring_info(&handle, &addr, &peer_client_addrs);
         Ok(Self {
             _context: context,
             socket,
             handle,
             ring,
+            peer_client_addrs,
             addr,
             max_round: config.max_round.max(1),
             password: config.password.clone().filter(|p| !p.is_empty()),
@@ -277,6 +301,9 @@ impl<V: KvsValue> FrontEnd<V> {
                 }
                 Err(error) => Err(error),
             };
+            if self.handle.ring_version() != self.ring.version {
+                self.ring = ring_info(&self.handle, &self.addr, &self.peer_client_addrs);
+            }
             match message {
                 Ok(ClientMessage::Batch { id, requests: batch }) => {
                     pending.push((frames, id, batch.len()));
@@ -286,6 +313,20 @@ impl<V: KvsValue> FrontEnd<V> {
                     let answer = ServerMessage::<V>::Ring(self.ring.clone());
                     self.answer(frames, &answer);
                 }
+                Ok(ClientMessage::Leave) => match self.handle.prepare_leave() {
+                    Ok(()) => {
+                        let answer = ServerMessage::<V>::Cluster(super::ClusterInfo {
+                            ring_version: self.ring.version,
+                            membership: self.handle.membership(),
+                        });
+                        self.answer(frames, &answer);
+                        tracing::warn!("leaving the cluster for good, as a client asked");
+                        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Err(why) => {
+                        self.send(frames, super::encode_error(&format!("ERR cannot leave: {why}")))
+                    }
+                },
                 Ok(ClientMessage::Cluster) => {
                     let answer = ServerMessage::<V>::Cluster(super::ClusterInfo {
                         ring_version: self.ring.version,

@@ -31,6 +31,8 @@ pub struct MembershipConfig {
     /// How often this node announces itself to members it does not see alive (seeds not yet
     /// reached, members declared down): how soon a partition heals.
     pub announce_period: Duration,
+    /// How long a joining node waits for a member to answer.
+    pub join_timeout: Duration,
     /// This node's native client address, announced to the cluster.
     pub native_addr: Option<String>,
     /// This node's Redis address, announced to the cluster.
@@ -44,6 +46,7 @@ impl Default for MembershipConfig {
             probe_rtt: Duration::from_millis(500),
             suspect_timeout: None,
             announce_period: Duration::from_secs(2),
+            join_timeout: Duration::from_secs(10),
             native_addr: None,
             redis_addr: None,
         }
@@ -74,6 +77,10 @@ pub struct NodeConfig {
     pub cluster_secret: Option<Secret>,
     /// The other nodes of a static cluster (each must list this node among its peers).
     pub peers: Vec<PeerSpec>,
+    /// Join a running cluster through the member gossiping at this address (`host:port`)
+    /// instead of naming a static one: the node takes a free slot, every member adds it to
+    /// its ring, and it catches up on every key from them. Needs global replication `full`.
+    pub join: Option<String>,
     /// The failure detector's settings and the client addresses this node announces.
     pub membership: MembershipConfig,
     /// Largest key accepted.
@@ -109,6 +116,7 @@ impl Default for NodeConfig {
             gossip_bind: None,
             cluster_secret: None,
             peers: Vec::new(),
+            join: None,
             membership: MembershipConfig::default(),
             max_key_bytes: 64 * 1024,
             max_value_bytes: 64 * 1024 * 1024 / 4,

@@ -275,6 +275,12 @@ impl<V: KvsValue> Driver<V> {
             if self.shared.stop.load(Ordering::Relaxed) {
                 continue;
             }
+            if self.shared.topology.version() != self.actor.topology().version() {
+                // A node joined or left: route, gossip and repair by the new ring from now on.
+                let topology = self.shared.topology.get();
+                self.actor.set_topology(self.shared.clock.now_us(), Arc::clone(&topology));
+                self.transport.set_topology(topology);
+            }
             self.drain_mailbox();
             self.drain_tcp();
             self.snapshot_work();

@@ -35,6 +35,8 @@ pub struct NodeHandle<V: KvsValue> {
     affinity: Option<usize>,
     /// Reused buffer for a key's owners.
     owners: Vec<ActorId>,
+    /// The ring version this handle routes with (refreshed when the node's changes).
+    ring: Arc<Topology>,
 }
 
 impl<V: KvsValue> std::fmt::Debug for NodeHandle<V> {
@@ -51,7 +53,8 @@ impl<V: KvsValue> Clone for NodeHandle<V> {
 
 impl<V: KvsValue> NodeHandle<V> {
     pub(super) fn new(shared: Arc<Shared<V>>) -> Self {
-        Self { shared, next: 0, pinned: None, affinity: None, owners: Vec::new() }
+        let ring = shared.topology.get();
+        Self { shared, next: 0, pinned: None, affinity: None, owners: Vec::new(), ring }
     }
 
     /// Per-actor counters of the node, as of each actor's last epoch.
@@ -76,9 +79,45 @@ impl<V: KvsValue> NodeHandle<V> {
         self.shared.membership.as_ref().map(|m| m.report())
     }
 
+    /// Prepares this node to leave the cluster for good at its next stop: it drains its last
+    /// changes to its peers, tells them it leaves (every member takes it out of the ring), and
+    /// marks its data directory as left, so the directory cannot start a member again.
+    ///
+    /// # Errors
+    /// Why it may not leave: it has no failure detector (no gossip address); the cluster does
+    /// not hold every key on every node (global replication not `full`), so its keys would
+    /// have to move first; or no other member is alive to keep its keys.
+    pub fn prepare_leave(&self) -> Result<(), String> {
+        let Some(membership) = &self.shared.membership else {
+            return Err("this node is not part of a cluster (it has no gossip address)".into());
+        };
+        if self.shared.config.replication.global != crate::ring::Factor::Full {
+            return Err(format!(
+                "leaving needs every node to hold every key (global replication full), not {:?}: this node's keys would have to move first, which is not built yet",
+                self.shared.config.replication.global
+            ));
+        }
+        let others = membership
+            .report()
+            .members
+            .iter()
+            .filter(|m| !m.me && !m.id.is_seed() && m.state == super::MemberState::Alive)
+            .count();
+        if others == 0 {
+            return Err("no other member is alive: the last member cannot leave (its keys would leave with it)".into());
+        }
+        membership.leave_for_good();
+        Ok(())
+    }
+
+    /// The version of the ring the node routes with now.
+    pub fn ring_version(&self) -> u64 {
+        self.shared.topology.version()
+    }
+
     /// The cluster topology the node routes with.
     pub fn topology(&self) -> Arc<Topology> {
-        Arc::clone(&self.shared.topology)
+        self.shared.topology.get()
     }
 
     /// The node's index in the cluster.
@@ -284,7 +323,8 @@ impl<V: KvsValue> NodeHandle<V> {
         if let Some(thread) = self.pinned {
             return thread;
         }
-        let topology = &self.shared.topology;
+        self.shared.topology.refresh(&mut self.ring);
+        let topology = &self.ring;
         if topology.is_full() {
             return self.affinity.unwrap_or(0);
         }

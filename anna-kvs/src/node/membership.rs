@@ -67,6 +67,7 @@ use serde::{Deserialize, Serialize};
 
 use super::NodeError;
 pub use super::config::MembershipConfig;
+use crate::ring::{NodeIndex, Replication, RingCell, ThreadIndex, Topology};
 use crate::wire::{ClusterKey, TAG_BYTES};
 
 /// The first bytes of a membership datagram.
@@ -100,7 +101,18 @@ pub struct MemberId {
     pub native: Option<String>,
     /// Where Redis clients reach it, if it serves them.
     pub redis: Option<String>,
+    /// Its slot in the ring ([`NO_SLOT`] while it is joining and has not taken one).
+    pub slot: u16,
+    /// The slots of its static cluster (`--peers` and itself): a joining node takes a slot
+    /// above every one of these, so a static peer never reached is not given away.
+    pub reserved: u16,
+    /// It is leaving the cluster for good (`anna-cli cluster leave`): every member takes it
+    /// out of the ring as soon as it learns this.
+    pub leaving: bool,
 }
+
+/// The slot of a member that is still joining.
+pub const NO_SLOT: u16 = u16::MAX;
 
 impl MemberId {
     /// The placeholder a seed is known by until it answers.
@@ -113,6 +125,9 @@ impl MemberId {
             threads: 0,
             native: None,
             redis: None,
+            slot: NO_SLOT,
+            reserved: 0,
+            leaving: false,
         }
     }
 
@@ -243,6 +258,12 @@ pub(super) struct Membership {
     report: Mutex<(MembershipReport, Vec<Instant>)>,
     /// Tell the cluster this node leaves (a graceful stop).
     leave: AtomicBool,
+    /// ... for good: it is taken out of the ring (`anna-cli cluster leave`).
+    for_good: AtomicBool,
+    /// The ring the members imply, as of the last change (`None` until this node has a slot).
+    ring: Mutex<Option<Topology>>,
+    /// Where a new ring is published for the node's actors and handles, once attached.
+    cell: Mutex<Option<Arc<RingCell>>>,
     /// The leave has been sent.
     left: AtomicBool,
     /// Stop the thread.
@@ -260,6 +281,31 @@ impl Membership {
             member.for_ms = now.saturating_duration_since(since).as_millis() as u64;
         }
         report
+    }
+
+    /// The ring the members imply now (`None` while this node has no slot).
+    pub(super) fn ring(&self) -> Option<Topology> {
+        self.ring.lock().ok()?.clone()
+    }
+
+    /// Publishes every later ring change to `cell` (and the current ring at once).
+    pub(super) fn attach(&self, cell: Arc<RingCell>) {
+        if let Some(ring) = self.ring() {
+            cell.set(ring);
+        }
+        if let Ok(mut attached) = self.cell.lock() {
+            *attached = Some(cell);
+        }
+    }
+
+    /// Makes the next leave one for good (the node is taken out of the ring).
+    pub(super) fn leave_for_good(&self) {
+        self.for_good.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the leave is for good.
+    pub(super) fn leaving_for_good(&self) -> bool {
+        self.for_good.load(Ordering::SeqCst)
     }
 
     /// Tells the cluster this node leaves, and waits (up to `limit`) for the message to go.
@@ -292,6 +338,7 @@ pub(super) fn bind(
     seeds: &[String],
     config: &MembershipConfig,
     key: ClusterKey,
+    rule: RingRule,
 ) -> Result<(Arc<Membership>, Pending), NodeError> {
     let socket = UdpSocket::bind(bind)
         .map_err(NodeError::io(format!("bind the membership (UDP) socket {bind}")))?;
@@ -312,6 +359,7 @@ pub(super) fn bind(
         counters: MembershipReport::default(),
         shared: Arc::clone(&shared),
         changed: true,
+        rule,
     };
     let placeholders: Vec<MemberId> =
         seeds.iter().filter(|seed| **seed != me.gossip).map(|seed| MemberId::seed(seed)).collect();
@@ -333,17 +381,57 @@ pub(super) fn bind(
 /// A bound membership socket whose thread has not started.
 pub(super) struct Pending(Detector);
 
-impl Pending {
-    /// Starts the thread: it announces this node to its seeds and runs the detector.
+/// The membership thread: bound but not started, or running until handed over to the node.
+/// One still running when this is dropped (the node failed to start) is stopped and joined.
+pub(super) struct Thread(Option<Stage>);
+
+enum Stage {
+    Pending(Box<Pending>),
+    Running(Arc<Membership>, JoinHandle<()>),
+}
+
+impl Thread {
+    /// A bound socket whose thread has not started.
+    pub(super) fn pending(pending: Pending) -> Self {
+        Self(Some(Stage::Pending(Box::new(pending))))
+    }
+
+    /// Starts the thread if it has not started: it announces this node to its seeds and runs
+    /// the detector.
     ///
     /// # Errors
     /// The thread cannot be spawned.
-    pub(super) fn spawn(self) -> Result<JoinHandle<()>, NodeError> {
-        let detector = self.0;
-        std::thread::Builder::new()
-            .name("anna-membership".into())
-            .spawn(move || detector.run())
-            .map_err(NodeError::io("spawn the membership thread"))
+    pub(super) fn start(&mut self) -> Result<(), NodeError> {
+        if let Some(Stage::Pending(pending)) = self.0.take() {
+            let Pending(detector) = *pending;
+            let shared = Arc::clone(&detector.shared);
+            let handle = std::thread::Builder::new()
+                .name("anna-membership".into())
+                .spawn(move || detector.run())
+                .map_err(NodeError::io("spawn the membership thread"))?;
+            self.0 = Some(Stage::Running(shared, handle));
+        }
+        Ok(())
+    }
+
+    /// The running thread's handle, handed over to the node.
+    pub(super) fn take(&mut self) -> Option<JoinHandle<()>> {
+        match self.0.take() {
+            Some(Stage::Running(_, handle)) => Some(handle),
+            other => {
+                self.0 = other;
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Thread {
+    fn drop(&mut self) {
+        if let Some(Stage::Running(shared, handle)) = self.0.take() {
+            shared.stop();
+            let _ = handle.join();
+        }
     }
 }
 
@@ -364,6 +452,8 @@ struct Detector {
     shared: Arc<Membership>,
     /// Something changed since the last report.
     changed: bool,
+    /// How the ring follows the members.
+    rule: RingRule,
 }
 
 impl Detector {
@@ -375,6 +465,16 @@ impl Detector {
             }
             if self.shared.leave.load(Ordering::SeqCst) && !self.shared.left.load(Ordering::SeqCst)
             {
+                if self.shared.for_good.load(Ordering::SeqCst) {
+                    // Every member takes a leaving identity out of the ring at once.
+                    let me = self.foca.identity().clone();
+                    let leaving =
+                        MemberId { leaving: true, rejoin: me.rejoin.saturating_add(1), ..me };
+                    if let Err(error) = self.foca.change_identity(leaving, &mut self.runtime) {
+                        tracing::warn!(%error, "membership: could not announce leaving for good");
+                    }
+                    self.flush();
+                }
                 if let Err(error) = self.foca.leave_cluster(&mut self.runtime) {
                     tracing::warn!(%error, "membership: could not announce the leave");
                 }
@@ -510,17 +610,79 @@ impl Detector {
         }
     }
 
+    /// A joining node takes a slot once it knows another member: above every slot in use
+    /// and every member's static slots.
+    fn take_slot(&mut self) {
+        let me = self.foca.identity().clone();
+        if me.slot != NO_SLOT {
+            return;
+        }
+        let known: Vec<&MemberId> = self
+            .foca
+            .iter_membership_state()
+            .map(Member::id)
+            .filter(|id| !id.is_seed() && id.gossip != me.gossip)
+            .collect();
+        if !self.foca.iter_members().any(|m| !m.id().is_seed()) {
+            return;
+        }
+        let slot = known
+            .iter()
+            .map(|id| {
+                if id.slot == NO_SLOT {
+                    id.reserved
+                } else {
+                    id.slot.saturating_add(1).max(id.reserved)
+                }
+            })
+            .max()
+            .unwrap_or(0);
+        if slot == NO_SLOT {
+            tracing::error!("membership: no slot left for this node");
+            return;
+        }
+        let taken = MemberId { slot, rejoin: me.rejoin.saturating_add(1), ..me };
+        tracing::info!(slot, "joined the cluster: took a slot");
+        if let Err(error) = self.foca.change_identity(taken, &mut self.runtime) {
+            tracing::warn!(%error, "membership: could not announce this node's slot");
+        }
+        self.flush();
+        self.changed = true;
+    }
+
+    /// The ring the members imply, published if it changed.
+    fn follow_ring(&mut self) {
+        let members: Vec<(MemberId, MemberState)> = self
+            .foca
+            .iter_membership_state()
+            .map(|m| (m.id().clone(), state_of(m.state())))
+            .collect();
+        let Some(ring) = ring_of(self.foca.identity(), &self.rule, &members) else { return };
+        let Ok(mut current) = self.shared.ring.lock() else { return };
+        if current.as_ref().is_some_and(|c| c.version() == ring.version()) {
+            return;
+        }
+        *current = Some(ring.clone());
+        drop(current);
+        if let Ok(cell) = self.shared.cell.lock()
+            && let Some(cell) = cell.as_ref()
+            && cell.set(ring.clone())
+        {
+            tracing::info!(version = %format!("{:x}", ring.version()), members = ring.members(), "the ring changed");
+        }
+    }
+
     /// Publishes the members and counters if anything changed.
     fn publish(&mut self) {
+        if self.changed {
+            self.take_slot();
+            self.follow_ring();
+        }
         let now = Instant::now();
         let me = self.foca.identity().clone();
         let mut members = vec![(me.clone(), MemberState::Alive, 0u16, true)];
         for member in self.foca.iter_membership_state() {
-            let state = match member.state() {
-                State::Alive => MemberState::Alive,
-                State::Suspect => MemberState::Suspect,
-                State::Down => MemberState::Down,
-            };
+            let state = state_of(member.state());
             members.push((member.id().clone(), state, member.incarnation(), false));
         }
         for (id, state, _, _) in &members {
@@ -552,6 +714,78 @@ impl Detector {
             *shared = (report, since);
         }
     }
+}
+
+fn state_of(state: State) -> MemberState {
+    match state {
+        State::Alive => MemberState::Alive,
+        State::Suspect => MemberState::Suspect,
+        State::Down => MemberState::Down,
+    }
+}
+
+/// How a node's ring follows its members.
+#[derive(Clone, Debug)]
+pub(super) struct RingRule {
+    /// The static cluster (`--peers` and this node): slot, gossip address, actors.
+    pub(super) statics: Vec<(NodeIndex, String, ThreadIndex)>,
+    /// The cluster's replication.
+    pub(super) replication: Replication,
+    /// Members may join and leave: every node holds every key (global replication `full`),
+    /// so a change moves no key between existing nodes.
+    pub(super) dynamic: bool,
+}
+
+/// The ring `me` routes with, given what its detector knows of the `members`: the static
+/// members, this node, and (when the cluster is dynamic) every member that took a slot, less
+/// those leaving for good. A member that fails stays in the ring, as a static peer does: it
+/// may come back. Two members claiming one slot: a static member wins, else the lower address.
+/// `None` while this node has no slot.
+pub(super) fn ring_of(
+    me: &MemberId,
+    rule: &RingRule,
+    members: &[(MemberId, MemberState)],
+) -> Option<Topology> {
+    if me.slot == NO_SLOT {
+        return None;
+    }
+    let mut slots: std::collections::BTreeMap<u16, (String, ThreadIndex, bool)> =
+        std::collections::BTreeMap::new();
+    let leaving = |label: &str| {
+        rule.dynamic && members.iter().any(|(id, _)| id.gossip == label && id.leaving)
+    };
+    for (slot, label, threads) in &rule.statics {
+        if !leaving(label) || *label == me.gossip {
+            slots.insert(*slot, (label.clone(), *threads, true));
+        }
+    }
+    let mut claim = |slot: u16, label: &str, threads: ThreadIndex| match slots.get(&slot) {
+        Some((held, _, statik)) if *statik || held.as_str() <= label => {}
+        _ => {
+            slots.insert(slot, (label.to_owned(), threads, false));
+        }
+    };
+    if rule.dynamic {
+        for (id, _) in members {
+            if id.is_seed() || id.slot == NO_SLOT || id.leaving || id.threads == 0 {
+                continue;
+            }
+            if rule.statics.iter().any(|(_, label, _)| *label == id.gossip) {
+                continue;
+            }
+            claim(id.slot, &id.gossip, id.threads);
+        }
+    }
+    if !rule.statics.iter().any(|(_, label, _)| *label == me.gossip) {
+        claim(me.slot, &me.gossip, me.threads);
+    }
+    let size = usize::from(*slots.keys().next_back()?) + 1;
+    let (mut nodes, mut threads) = (vec![String::new(); size], vec![0; size]);
+    for (slot, (label, count, _)) in slots {
+        nodes[usize::from(slot)] = label;
+        threads[usize::from(slot)] = count;
+    }
+    Some(Topology::new(nodes, threads, rule.replication))
 }
 
 /// Why a datagram was refused before foca saw it.
@@ -672,6 +906,9 @@ mod tests {
             threads: 2,
             native: Some("127.0.0.1:6450".into()),
             redis: None,
+            slot: 0,
+            reserved: 1,
+            leaving: false,
         }
     }
 

@@ -114,6 +114,9 @@ pub struct ActorReport {
     pub range_roots: Vec<(u32, u64)>,
 }
 
+/// The file that marks a data directory whose node left its cluster for good.
+pub const LEFT_MARKER: &str = "LEFT";
+
 /// Longest a stopping node waits for its peers to acknowledge its last changes.
 pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -123,8 +126,8 @@ struct Shared<V: KvsValue> {
     context: zmq::Context,
     /// This node's index in the topology.
     me: NodeIndex,
-    /// The ring every actor and handle routes with.
-    topology: Arc<Topology>,
+    /// The ring every actor and handle routes with (a new version when membership changes).
+    topology: Arc<crate::ring::RingCell>,
     /// One bounded mailbox per actor: how handles and other actors reach it.
     mailboxes: Vec<Sender<Mail<V>>>,
     /// One per actor, beside its mailbox.
@@ -239,6 +242,20 @@ impl<V: KvsValue> Node<V> {
             config.peers.iter().map(|p| (p.gossip_addr.clone(), p.threads)),
             config.replication,
         );
+        if config.join.is_some() {
+            if config.gossip_addr.is_none() {
+                return Err(NodeError::Config(
+                    "--join needs a gossip address for this node".into(),
+                ));
+            }
+            if config.replication.global != crate::ring::Factor::Full {
+                return Err(NodeError::Config(format!(
+                    "joining a running cluster needs every node to hold every key (global replication full, e.g. --replication full:1), not {:?}: with fewer copies, keys would have to move between existing nodes, which is not built yet",
+                    config.replication.global
+                )));
+            }
+        }
+        let ring = Arc::new(crate::ring::RingCell::new(topology.clone()));
         let topology = Arc::new(topology);
 
         let context = zmq::Context::new();
@@ -261,6 +278,19 @@ impl<V: KvsValue> Node<V> {
             bound.push(inbound);
         }
         let clock = Clock::new();
+        if let Some(dir) = &config.persistence.dir
+            && dir.join(LEFT_MARKER).exists()
+        {
+            return Err(NodeError::Config(format!(
+                "{} belongs to a node that left its cluster for good (see {}): its keys live on in the cluster; start a new member with an empty directory",
+                dir.display(),
+                dir.join(LEFT_MARKER).display()
+            )));
+        }
+        if config.join.is_some() {
+            // A joining node has nothing yet: it reads through the members until repaired.
+            config.actor.catch_up = true;
+        }
         let identity = match &config.persistence.dir {
             Some(dir) => aof::Identity::load(dir, clock.now_us(), V::TYPE_NAME)?,
             None => aof::Identity::ephemeral(clock.now_us()),
@@ -270,7 +300,8 @@ impl<V: KvsValue> Node<V> {
             .as_ref()
             .map_or_else(ClusterKey::open, |secret| ClusterKey::derive(secret.expose().as_bytes()));
         // The failure detector listens (UDP) at the gossip address's port.
-        let membership = match &config.gossip_addr {
+        let joining = config.join.is_some();
+        let mut membership = match &config.gossip_addr {
             Some(addr) => {
                 let me = membership::MemberId {
                     node_id: identity.node_id,
@@ -280,14 +311,75 @@ impl<V: KvsValue> Node<V> {
                     threads,
                     native: config.membership.native_addr.clone(),
                     redis: config.membership.redis_addr.clone(),
+                    slot: if joining { membership::NO_SLOT } else { me },
+                    reserved: if joining { 0 } else { topology.nodes().len() as u16 },
+                    leaving: false,
                 };
-                let seeds: Vec<String> =
+                let mut seeds: Vec<String> =
                     config.peers.iter().map(|p| p.gossip_addr.clone()).collect();
+                seeds.extend(config.join.clone());
+                let statics = if joining {
+                    Vec::new()
+                } else {
+                    topology
+                        .member_slots()
+                        .map(|slot| {
+                            (
+                                slot,
+                                topology.nodes()[usize::from(slot)].clone(),
+                                topology.threads(slot),
+                            )
+                        })
+                        .collect()
+                };
+                let rule = membership::RingRule {
+                    statics,
+                    replication: config.replication,
+                    dynamic: config.replication.global == crate::ring::Factor::Full,
+                };
                 let bind = config.gossip_bind.as_deref().unwrap_or(addr);
-                Some(membership::bind(me, bind, &seeds, &config.membership, cluster_key.clone())?)
+                let (shared, pending) = membership::bind(
+                    me,
+                    bind,
+                    &seeds,
+                    &config.membership,
+                    cluster_key.clone(),
+                    rule,
+                )?;
+                Some((shared, membership::Thread::pending(pending)))
             }
             None => None,
         };
+        // A joining node learns the cluster first: its slot, and the ring it joins.
+        let (me, topology, ring) = match (&config.join, &mut membership) {
+            (Some(seed), Some((shared, thread))) => {
+                thread.start()?;
+                let deadline = std::time::Instant::now() + config.membership.join_timeout;
+                let joined = loop {
+                    if let Some(ring) = shared.ring() {
+                        break ring;
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        return Err(NodeError::Config(format!(
+                            "no member answered through {seed} within {:?} (is it running, and is the cluster secret the same?)",
+                            config.membership.join_timeout
+                        )));
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                };
+                let gossip = config.gossip_addr.as_deref().unwrap_or_default();
+                let slot = joined
+                    .member_slots()
+                    .find(|&slot| joined.nodes()[usize::from(slot)] == gossip)
+                    .ok_or_else(|| NodeError::Config("the joined ring lacks this node".into()))?;
+                let ring = Arc::new(crate::ring::RingCell::new(joined.clone()));
+                (slot, Arc::new(joined), ring)
+            }
+            _ => (me, topology, ring),
+        };
+        if let Some((shared, _)) = &membership {
+            shared.attach(Arc::clone(&ring));
+        }
         // Each actor's log, read before anything is served. Keys live in the log of the actor
         // that owns them, so the actor count must not change under a directory.
         if let Some(dir) = &config.persistence.dir
@@ -326,7 +418,7 @@ impl<V: KvsValue> Node<V> {
         let shared = Arc::new(Shared {
             context,
             me,
-            topology,
+            topology: ring,
             mailboxes: senders,
             doorbells,
             stop: AtomicBool::new(false),
@@ -370,8 +462,9 @@ impl<V: KvsValue> Node<V> {
             drivers.push(driver);
         }
         let mut node = Self { shared: Arc::clone(&shared), threads: Vec::new(), membership: None };
-        if let Some((_, pending)) = membership {
-            node.membership = Some(pending.spawn()?);
+        if let Some((_, mut thread)) = membership {
+            thread.start()?;
+            node.membership = thread.take();
         }
         for (thread, mut driver) in drivers.into_iter().enumerate() {
             let core = if config.pin_threads && !cores.is_empty() {
@@ -403,7 +496,7 @@ impl<V: KvsValue> Node<V> {
 
     /// The cluster topology this node routes with.
     pub fn topology(&self) -> Arc<Topology> {
-        Arc::clone(&self.shared.topology)
+        self.shared.topology.get()
     }
 
     /// This node's id (random, kept in its data directory) and this start's incarnation.
@@ -456,6 +549,20 @@ impl<V: KvsValue> Node<V> {
         // Then tell the cluster this node leaves, so its peers stop probing it at once.
         if let Some(membership) = &self.shared.membership {
             membership.leave(Duration::from_millis(500));
+            if membership.leaving_for_good()
+                && let Some(dir) = &self.shared.config.persistence.dir
+            {
+                let note = format!(
+                    "node {:016x} left its cluster for good at Unix time {}: its keys live on in the cluster.\nRemove this directory to start a new member here.\n",
+                    self.shared.identity.node_id,
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs())
+                );
+                if let Err(error) = std::fs::write(dir.join(LEFT_MARKER), note) {
+                    tracing::error!(%error, dir = %dir.display(), "could not mark the data directory as left");
+                }
+            }
         }
         self.stop_membership();
         self.shared.stop.store(true, Ordering::SeqCst);

@@ -147,7 +147,7 @@ impl Transport {
         Self {
             me,
             context: shared.context.clone(),
-            topology: Arc::clone(&shared.topology),
+            topology: shared.topology.get(),
             high_water_mark: shared.config.send_high_water_mark,
             inbound,
             remotes: HashMap::new(),
@@ -155,6 +155,17 @@ impl Transport {
             incarnation: shared.incarnation,
             incarnations: HashMap::new(),
         }
+    }
+
+    /// Routes with `topology` from now on: links to members that joined are dialled, links to
+    /// members that left are closed.
+    pub(super) fn set_topology(&mut self, topology: Arc<Topology>) {
+        let old = std::mem::replace(&mut self.topology, topology);
+        self.remotes.retain(|to, _| {
+            self.topology.has_actor(*to)
+                && self.topology.nodes()[usize::from(to.node)] == old.nodes()[usize::from(to.node)]
+        });
+        self.connect_all();
     }
 
     /// The inbound socket, to wait on beside the actor's `epoll` set.
@@ -229,6 +240,9 @@ impl Transport {
             }
             for thread in 0..topology.threads(node) {
                 let to = ActorId::new(node, thread);
+                if self.remotes.contains_key(&to) {
+                    continue;
+                }
                 match self.connect(to) {
                     Ok(socket) => {
                         self.remotes.insert(to, socket);
