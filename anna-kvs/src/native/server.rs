@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -126,6 +127,8 @@ pub struct FrontEnd<V: KvsValue> {
     /// The TLS listener, when the port speaks TLS; it runs on a thread of its own.
     gateway: Option<Gateway>,
     tls_counters: Option<Arc<GatewayCounters>>,
+    /// A client asked this node to leave the cluster: the server stops at this time.
+    leave_at: Option<Instant>,
 }
 
 impl<V: KvsValue> std::fmt::Debug for FrontEnd<V> {
@@ -203,6 +206,7 @@ impl<V: KvsValue> FrontEnd<V> {
             stop,
             stats: FrontEndStats::default(),
             tls_counters: gateway.as_ref().map(Gateway::counters),
+            leave_at: None,
             gateway,
         })
     }
@@ -237,6 +241,11 @@ impl<V: KvsValue> FrontEnd<V> {
         let tls = if gateway.is_some() { "TLS" } else { "plain" };
         tracing::info!(addr = %self.addr, tls, "native protocol ready");
         while !self.stop.load(Ordering::Relaxed) {
+            if self.leave_at.is_some_and(|at| Instant::now() >= at) {
+                // The answer to the leave request has had time to go out: stop the server.
+                self.stop.store(true, Ordering::SeqCst);
+                break;
+            }
             let readable = {
                 let mut items = [self.socket.as_poll_item(zmq::POLLIN)];
                 zmq::poll(&mut items, 100).is_ok() && items[0].is_readable()
@@ -321,7 +330,8 @@ impl<V: KvsValue> FrontEnd<V> {
                         });
                         self.answer(frames, &answer);
                         tracing::warn!("leaving the cluster for good, as a client asked");
-                        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                        // Stop once the answer is out (the socket drops what is unsent).
+                        self.leave_at = Some(Instant::now() + Duration::from_millis(200));
                     }
                     Err(why) => {
                         self.send(frames, super::encode_error(&format!("ERR cannot leave: {why}")))

@@ -140,6 +140,59 @@ impl Node {
         }
     }
 
+    /// Peers with `hosts` only (the others of `net` are not in its static cluster).
+    pub fn peer_only_with(&mut self, net: &Net, hosts: &[usize]) {
+        let peers: Vec<String> = hosts
+            .iter()
+            .filter(|&&j| j != self.index)
+            .map(|&j| format!("{}:{GOSSIP_PORT}/{THREADS}/{NATIVE_PORT}", net.addr(j)))
+            .collect();
+        if let Some(at) = self.args.iter().position(|a| a == "--peers") {
+            self.args[at + 1] = peers.join(",");
+        }
+    }
+
+    /// Joins the running cluster through host `seed` instead of naming static peers.
+    pub fn join_through(&mut self, net: &Net, seed: usize) {
+        if let Some(at) = self.args.iter().position(|a| a == "--peers") {
+            self.args[at] = "--join".to_owned();
+            self.args[at + 1] = format!("{}:{GOSSIP_PORT}", net.addr(seed));
+        }
+    }
+
+    /// Asks the node to leave the cluster for good (`anna-cli cluster leave`, run on its
+    /// host), then waits for the process to exit: how long that took, or why it failed.
+    ///
+    /// # Errors
+    /// The command failed, or the node did not exit within `limit`.
+    pub fn leave(&mut self, addr: std::net::Ipv4Addr, limit: Duration) -> Result<Duration, String> {
+        let cli = self.binary.with_file_name("anna-cli");
+        let start = Instant::now();
+        let output = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.namespace])
+            .arg(&cli)
+            .args(["-H", &format!("{addr}:{NATIVE_PORT}"), "-a", PASSWORD, "cluster", "leave"])
+            .output()
+            .map_err(|e| format!("run {}: {e}", cli.display()))?;
+        if !output.status.success() {
+            return Err(format!(
+                "anna-cli cluster leave failed: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        let Some(child) = self.child.as_mut() else { return Err("not running".into()) };
+        while start.elapsed() < limit {
+            if let Ok(Some(_)) = child.try_wait() {
+                self.child = None;
+                return Ok(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        Err(format!("node {} did not exit within {limit:?} of leaving", self.index))
+    }
+
     /// Starts the process (again, after a kill: same flags, same host).
     ///
     /// # Errors

@@ -43,6 +43,12 @@ pub enum Fault {
     /// while the others keep taking writes: anti-entropy must bring back every key, including
     /// cold keys nobody writes again, and reads during its catch-up must not answer nil.
     RestartEmpty,
+    /// Two nodes serve from the start; the third joins the running cluster (`--join`) under
+    /// load and catches up on every key, cold ones included.
+    Join,
+    /// One node leaves the cluster for good (`anna-cli cluster leave`) under load: what it
+    /// acknowledged must be on the other two, which take it out of their rings.
+    Leave,
     /// One node cut off for 60 s while the others take writes, past the (small, for the test)
     /// retransmission budget, so gossip gives up the batches meant for it: anti-entropy must
     /// bring it every key after the heal, with no further writes to them.
@@ -107,6 +113,8 @@ pub const SCENARIOS: &[Scenario] = &[
         known_failure: None,
         server_args: &[],
     },
+    Scenario { name: "join", fault: Fault::Join, known_failure: None, server_args: &[] },
+    Scenario { name: "leave", fault: Fault::Leave, known_failure: None, server_args: &[] },
     Scenario {
         name: "long-partition",
         fault: Fault::LongPartition,
@@ -136,6 +144,8 @@ pub const SHORT: &[&str] = &[
     "clock-ahead",
     "restart-empty",
     "long-partition",
+    "join",
+    "leave",
 ];
 
 /// Finds a scenario by name.
@@ -291,7 +301,8 @@ pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Resul
     if scenario.fault == Fault::LongPartition {
         (plan.from_ms, plan.to_ms) = (3000, 3000 + LONG_PARTITION_MS);
     }
-    let repairs = matches!(scenario.fault, Fault::RestartEmpty | Fault::LongPartition);
+    let repairs =
+        matches!(scenario.fault, Fault::RestartEmpty | Fault::LongPartition | Fault::Join);
     let dir = settings.out_dir.join(format!("{}-{seed}", scenario.name));
     // A fresh start: an earlier failed run of the same scenario and seed left its nodes' data
     // directories here, and nodes would recover them.
@@ -306,11 +317,24 @@ pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Resul
             Node::new(&net, i, &binary, log, offset, scenario.server_args)
         })
         .collect();
-    for node in &mut nodes {
-        node.start()?;
+    // A joining node is not in the others' static cluster, and starts at the fault.
+    let joiner = (scenario.fault == Fault::Join).then_some(plan.victim);
+    if let Some(v) = joiner {
+        let statics: Vec<usize> = (0..hosts).filter(|&i| i != v).collect();
+        for &i in &statics {
+            nodes[i].peer_only_with(&net, &statics);
+        }
+        nodes[v].join_through(&net, plan.other);
+    }
+    for (i, node) in nodes.iter_mut().enumerate() {
+        if joiner != Some(i) {
+            node.start()?;
+        }
     }
     for (i, node) in nodes.iter().enumerate() {
-        node.wait_ready(net.addr(i), Duration::from_secs(15))?;
+        if joiner != Some(i) {
+            node.wait_ready(net.addr(i), Duration::from_secs(15))?;
+        }
     }
     let addrs: Vec<_> = (0..hosts).map(|i| net.addr(i)).collect();
     let began = Instant::now();
@@ -401,6 +425,21 @@ pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Resul
                     cold.write(net.addr(o), &format!("cold-cut-{seed}"), COLD_KEYS)?;
                     format!("node {v} isolated for {} s", LONG_PARTITION_MS / 1000)
                 }
+                Fault::Join => {
+                    nodes[v].start()?;
+                    nodes[v].wait_ready(net.addr(v), Duration::from_secs(15))?;
+                    format!("node {v} joined the running cluster through node {o}")
+                }
+                Fault::Leave => match nodes[v].leave(net.addr(v), Duration::from_secs(15)) {
+                    Ok(took) => format!(
+                        "node {v} left the cluster for good (exited after {} ms)",
+                        took.as_millis()
+                    ),
+                    Err(error) => {
+                        restart_problems.push(error);
+                        format!("node {v} asked to leave, failed")
+                    }
+                },
                 Fault::Term => {
                     let took = nodes[v].terminate(Duration::from_secs(15));
                     match took {
@@ -479,7 +518,7 @@ pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Resul
     // Quiet: read every replica until they agree (a node stopped for good is not read).
     let mut problems = restart_problems;
     let readable: Vec<_> = (0..hosts)
-        .filter(|&i| !(scenario.fault == Fault::Term && i == v))
+        .filter(|&i| !(matches!(scenario.fault, Fault::Term | Fault::Leave) && i == v))
         .map(|i| addrs[i])
         .collect();
     let mut converged_at = None;

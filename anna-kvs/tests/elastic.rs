@@ -1,0 +1,186 @@
+//! A cluster of real `anna-server` processes grows from one node to three and shrinks back to
+//! two while a client keeps writing through every node: no acknowledged write is lost, every
+//! remaining node ends with every key, and the node that left cannot start from its old
+//! directory.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{eventually, redis_cli as redis};
+
+/// A port `p` with `p` and `p + 1` free, away from the ones `taken`.
+fn free_ports(taken: &[u16]) -> u16 {
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let clear = |p: u16| {
+            !taken.iter().any(|&t| t.abs_diff(p) <= 1)
+                && TcpListener::bind(("127.0.0.1", p)).is_ok()
+        };
+        if port < 65_000 && clear(port) && clear(port + 1) {
+            return port;
+        }
+    }
+}
+
+struct Member {
+    process: common::Process,
+    redis: u16,
+    gossip: u16,
+    native: u16,
+}
+
+fn start(ports: (u16, u16, u16), join: Option<u16>, dir: &str) -> Member {
+    let (redis_port, gossip, native) = ports;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_anna-server"));
+    command
+        .args(["--dir", dir, "--port", &redis_port.to_string()])
+        .args(["--gossip-port", &gossip.to_string(), "--native-port", &native.to_string()])
+        .args(["--threads", "2", "--no-pin", "--epoch-ms", "20", "--log-level", "warn"])
+        .args(["--probe-period-ms", "100", "--repair-interval-secs", "1"]);
+    if let Some(seed) = join {
+        command.args(["--join", &format!("127.0.0.1:{seed}")]);
+    }
+    let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let member = Member { process: common::Process(child), redis: redis_port, gossip, native };
+    assert!(
+        eventually(Duration::from_secs(15), || redis(redis_port, &["PING"]).as_deref()
+            == Some("PONG")),
+        "the node on {redis_port} did not come up"
+    );
+    member
+}
+
+fn members_alive(port: u16) -> Option<u64> {
+    let info = redis(port, &["INFO", "cluster"])?;
+    info.lines().find_map(|l| l.strip_prefix("anna_members_alive:")?.trim().parse().ok())
+}
+
+#[test]
+fn grow_one_to_three_and_shrink_to_two_under_writes_losing_nothing() {
+    let mut taken = Vec::new();
+    let mut port = || {
+        let p = free_ports(&taken);
+        taken.push(p);
+        p
+    };
+    let ports: Vec<(u16, u16, u16)> = (0..3).map(|_| (port(), port(), port())).collect();
+    let scratch = std::env::temp_dir().join(format!("anna-elastic-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let dirs: Vec<String> =
+        (0..3).map(|i| scratch.join(format!("n{i}")).to_string_lossy().into_owned()).collect();
+
+    let a = start(ports[0], None, &dirs[0]);
+    // The writer: SETs through every node that is up, round robin; only OK answers count.
+    let targets = Arc::new(Mutex::new(vec![a.redis]));
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (targets, acked, stop) = (Arc::clone(&targets), Arc::clone(&acked), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let ports = targets.lock().unwrap().clone();
+                let port = ports[(i as usize) % ports.len()];
+                let Ok(client) = ::redis::Client::open(format!("redis://127.0.0.1:{port}/")) else {
+                    continue;
+                };
+                let Ok(mut con) = client.get_connection_with_timeout(Duration::from_secs(1)) else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                // A connection carries 50 writes, then the next node gets the next 50.
+                for _ in 0..50 {
+                    let (key, value) = (format!("key-{i}"), format!("value-{i}"));
+                    let answer: ::redis::RedisResult<String> =
+                        ::redis::cmd("SET").arg(&key).arg(&value).query(&mut con);
+                    if answer.is_ok_and(|a| a == "OK") {
+                        acked.lock().unwrap().push((key, value));
+                    }
+                    i += 1;
+                }
+            }
+        })
+    };
+    let writes_now = || acked.lock().unwrap().len();
+    let wait_for_writes = |more: usize| {
+        let target = writes_now() + more;
+        assert!(eventually(Duration::from_secs(20), || writes_now() >= target), "writes stalled");
+    };
+    wait_for_writes(500);
+
+    // 1 → 2 → 3, each joining through the newest member.
+    let b = start(ports[1], Some(a.gossip), &dirs[1]);
+    targets.lock().unwrap().push(b.redis);
+    wait_for_writes(500);
+    let c = start(ports[2], Some(b.gossip), &dirs[2]);
+    targets.lock().unwrap().push(c.redis);
+    let three = eventually(Duration::from_secs(10), || {
+        [&a, &b, &c].iter().all(|m| members_alive(m.redis) == Some(3))
+    });
+    assert!(three, "{:?}", redis(a.redis, &["INFO", "cluster"]));
+    wait_for_writes(1000);
+
+    // 3 → 2: B leaves for good while the writes go on (through A and C from now on).
+    targets.lock().unwrap().retain(|&p| p != b.redis);
+    let output = Command::new(env!("CARGO_BIN_EXE_anna-cli"))
+        .args(["-H", &format!("127.0.0.1:{}", b.native), "cluster", "leave"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success() && shown.contains("is leaving the cluster"), "{shown}");
+    let mut b = b;
+    let left = eventually(
+        Duration::from_secs(10),
+        || matches!(b.process.0.try_wait(), Ok(Some(status)) if status.success()),
+    );
+    assert!(left, "B did not exit after leaving");
+    let two = eventually(Duration::from_secs(10), || {
+        [&a, &c].iter().all(|m| members_alive(m.redis) == Some(2))
+    });
+    assert!(two, "{:?}", redis(a.redis, &["INFO", "cluster"]));
+    wait_for_writes(500);
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+
+    // Every acknowledged write is on both remaining nodes.
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 3000, "{} writes", acked.len());
+    for member in [&a, &c] {
+        let missing = |port: u16| {
+            let client = ::redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+            let mut con = client.get_connection().unwrap();
+            acked
+                .iter()
+                .filter(|(key, value)| {
+                    let got: Option<String> = ::redis::cmd("GET").arg(key).query(&mut con).unwrap();
+                    got.as_deref() != Some(value.as_str())
+                })
+                .count()
+        };
+        let none = eventually(Duration::from_secs(20), || missing(member.redis) == 0);
+        assert!(
+            none,
+            "{} of {} acknowledged writes missing on {}",
+            missing(member.redis),
+            acked.len(),
+            member.redis
+        );
+    }
+    eprintln!("{} acknowledged writes, all on both remaining nodes", acked.len());
+
+    // The directory B left cannot start a member again.
+    assert!(std::path::Path::new(&dirs[1]).join("LEFT").exists());
+    let again = Command::new(env!("CARGO_BIN_EXE_anna-server"))
+        .args(["--dir", &dirs[1], "--port", "0", "--native-port", "0"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success() && said.contains("left its cluster for good"), "{said}");
+    drop((a, c));
+    let _ = std::fs::remove_dir_all(&scratch);
+}
