@@ -83,6 +83,29 @@ impl Replication {
     }
 }
 
+impl Replication {
+    /// Whether members may join and leave a cluster of this replication: every key must keep
+    /// at least two copies on distinct nodes (`full`, or a count of 2 or more), so that when one
+    /// node's ranges move, another owner of each range stays an owner and the new owners catch
+    /// up from it (the node that stops owning a range hands its keys over, too).
+    pub fn allows_membership_changes(self) -> bool {
+        match self.global {
+            Factor::Full => true,
+            Factor::Count(n) => n >= 2,
+        }
+    }
+
+    /// Why [`Replication::allows_membership_changes`] is false, if it is.
+    pub fn membership_changes_refused(self) -> Option<String> {
+        (!self.allows_membership_changes()).then(|| {
+            format!(
+                "the membership of a cluster can change only if every key has copies on at least two nodes (global replication full or 2 and more, e.g. --replication 2:1), not {:?}: a range whose one owner changes would have nobody to catch up from",
+                self.global
+            )
+        })
+    }
+}
+
 impl Default for Replication {
     fn default() -> Self {
         Self::ONE

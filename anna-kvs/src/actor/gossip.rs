@@ -156,6 +156,20 @@ pub(super) struct PendingTombstone {
     peers: Vec<(ActorId, u64, Option<u64>)>,
 }
 
+/// A key this actor holds but no longer owns (the ring changed), sent to its owners: it is
+/// dropped here once every one of them has acknowledged the batch that carried it.
+#[derive(Debug)]
+pub(super) struct PendingHandoff {
+    key: Key,
+    /// Per owner: the batch that carried the key, and whether it was acknowledged.
+    peers: Vec<(ActorId, u64, bool)>,
+}
+
+/// For this many epochs after a ring change, keys arriving by gossip are checked for
+/// ownership (a peer still routing by the old ring may send this actor keys it no longer
+/// owns): those are passed on to their owners.
+const RING_CHANGE_EPOCHS: u64 = 100;
+
 impl<V: KvsValue> Actor<V> {
     /// Whether `actor` is another actor of the cluster (only those get per-peer state).
     pub(super) fn is_peer(&self, actor: ActorId) -> bool {
@@ -170,6 +184,8 @@ impl<V: KvsValue> Actor<V> {
         for pending in &mut self.tombstones {
             pending.peers.retain(|(peer, _, _)| topology.has_actor(*peer));
         }
+        // Hand-offs in flight are redone against the new owners.
+        self.handoffs.clear();
         for key in keys {
             self.mark_whole(key);
         }
@@ -368,6 +384,14 @@ impl<V: KvsValue> Actor<V> {
                     }
                 }
             };
+            if changed
+                && self.epoch < self.ring_changed_at + RING_CHANGE_EPOCHS
+                && !self.owns_slow(&key)
+            {
+                // Sent by a peer routing by the old ring: hand it on to its owners.
+                self.disowned = true;
+                self.mark_whole(key.clone());
+            }
             if changed {
                 self.journal(&key, logged);
             }
@@ -392,6 +416,13 @@ impl<V: KvsValue> Actor<V> {
         let Some(batch) = link.unacked.remove(&seq) else { return };
         link.unacked_keys -= batch.entries.len();
         link.unacked_bytes -= batch.kept_bytes;
+        for pending in &mut self.handoffs {
+            for (peer, batch, acked) in &mut pending.peers {
+                if *peer == from && *batch == seq {
+                    *acked = true;
+                }
+            }
+        }
         for pending in &mut self.tombstones {
             for (peer, batch, need) in &mut pending.peers {
                 if *peer == from && *batch == seq && need.is_none() {
@@ -410,6 +441,7 @@ impl<V: KvsValue> Actor<V> {
     pub(super) fn epoch_work(&mut self, out: &mut Vec<Output<V>>) {
         let mut outgoing: BTreeMap<ActorId, Vec<Entry<V>>> = BTreeMap::new();
         let mut new_tombstones = Vec::new();
+        let mut new_handoffs: Vec<(Key, Vec<ActorId>)> = Vec::new();
         let changeset = std::mem::take(&mut self.changeset);
         let mut owners = std::mem::take(&mut self.owners_buf);
         for key in &changeset {
@@ -449,6 +481,9 @@ impl<V: KvsValue> Actor<V> {
                 let peers: Vec<ActorId> =
                     owners.iter().copied().filter(|&o| o != self.id).collect();
                 new_tombstones.push((key.clone(), stamp, peers));
+            } else if !owners.contains(&self.id) {
+                // No longer ours (the ring changed): dropped once its owners have it.
+                new_handoffs.push((key.clone(), owners.clone()));
             }
         }
         self.owners_buf = owners;
@@ -467,7 +502,11 @@ impl<V: KvsValue> Actor<V> {
             }
         }
 
-        let tombstone_keys: BTreeSet<&Key> = new_tombstones.iter().map(|(k, _, _)| k).collect();
+        let tombstone_keys: BTreeSet<&Key> = new_tombstones
+            .iter()
+            .map(|(k, _, _)| k)
+            .chain(new_handoffs.iter().map(|(k, _)| k))
+            .collect();
         let mut sent_seq: HashMap<(ActorId, Key), u64> = HashMap::new();
         let wait = self.config.retransmit_after_epochs.max(1);
         let now = self.epoch + 1;
@@ -541,9 +580,48 @@ impl<V: KvsValue> Actor<V> {
             }
         }
 
+        for (key, owners) in new_handoffs {
+            let peers = owners
+                .into_iter()
+                .map(|p| (p, sent_seq.get(&(p, key.clone())).copied().unwrap_or(0), false))
+                .collect();
+            self.handoffs.retain(|h| h.key != key);
+            self.handoffs.push(PendingHandoff { key, peers });
+        }
+
         self.resend_overdue(out);
         if self.config.reclaim_tombstones {
             self.reclaim();
+        }
+        self.finish_handoffs();
+    }
+
+    /// Drops the keys handed off whose every owner acknowledged them (unless written again
+    /// since, which sends them again); once none is left some time after the ring changed,
+    /// held keys are known to be owned again (the fast path of [`Actor::owns`]).
+    fn finish_handoffs(&mut self) {
+        let store = &mut self.store;
+        let tracked = &mut self.tracked;
+        let mut handed = 0;
+        self.handoffs.retain(|pending| {
+            if !pending.peers.iter().all(|&(_, _, acked)| acked) {
+                return true;
+            }
+            if let Some(slot) = store.get(&pending.key[..])
+                && !slot.dirty
+                && let Some(slot) = store.remove(&pending.key[..])
+            {
+                tracked.track(&pending.key, expiry::Facts::of(&slot.value), expiry::Facts::ABSENT);
+                handed += 1;
+            }
+            false
+        });
+        self.stats.handed_off += handed;
+        if self.disowned
+            && self.handoffs.is_empty()
+            && self.epoch >= self.ring_changed_at + RING_CHANGE_EPOCHS
+        {
+            self.disowned = false;
         }
     }
 

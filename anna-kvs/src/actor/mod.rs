@@ -42,7 +42,7 @@ pub mod keys;
 mod repair;
 
 pub use gossip::{GOSSIP_BATCH_BYTES, PART_BYTES};
-use gossip::{PeerLink, PendingTombstone};
+use gossip::{PeerLink, PendingHandoff, PendingTombstone};
 pub use repair::{BUCKETS, digest};
 
 /// The hasher of the actor's store (fast, seeded per process).
@@ -204,6 +204,9 @@ pub struct ActorStats {
     pub ranges_unrepaired: u64,
     /// Catch-ups that timed out with ranges no replica repaired.
     pub catch_up_expired: u64,
+    /// Keys this actor held but no longer owns (the ring changed), dropped once their
+    /// owners acknowledged them.
+    pub handed_off: u64,
     /// Big keys left out of a repair exchange because they changed recently (their deltas
     /// are in flight).
     pub repair_hot_skipped: u64,
@@ -273,6 +276,13 @@ pub struct Actor<V: KvsValue> {
     next_forward_token: Token,
     /// Tombstones not yet freed.
     tombstones: Vec<PendingTombstone>,
+    /// Keys no longer owned (the ring changed), sent to their owners and not yet acknowledged.
+    handoffs: Vec<PendingHandoff>,
+    /// Some held keys may not be owned any more (a ring change): ownership is checked on the
+    /// ring, not assumed from holding the key.
+    disowned: bool,
+    /// The epoch of the last ring change.
+    ring_changed_at: u64,
     /// Newest stamp of a freed tombstone: client writes must be newer.
     floor: Option<Stamp>,
     /// Every key has exactly one replica cluster-wide (this one): nothing to gossip.
@@ -334,6 +344,9 @@ impl<V: KvsValue> Actor<V> {
             // earlier life of this node matches none of this life's.
             next_forward_token: first_token,
             tombstones: Vec::new(),
+            handoffs: Vec::new(),
+            disowned: false,
+            ring_changed_at: 0,
             floor: None,
             recently_freed: HashMap::with_hasher(StoreHasher::default()),
             last_stamp_time: 0,
@@ -373,6 +386,19 @@ impl<V: KvsValue> Actor<V> {
         let topology = Arc::clone(&self.topology);
         self.links.retain(|actor, _| topology.has_actor(*actor));
         self.resend_pending_tombstones();
+        self.ring_changed_at = self.epoch;
+        // Keys this actor no longer owns go to their owners, and are dropped here once they
+        // have them.
+        if !self.topology.is_full() {
+            let held: Vec<Key> =
+                self.store.keys().map(|k| Key::copy_from_slice(k.as_slice())).collect();
+            for key in held {
+                if !self.owns_slow(&key) {
+                    self.disowned = true;
+                    self.mark_whole(key);
+                }
+            }
+        }
         self.digests.rebuild(self.id, &old, &self.topology, &self.config, now);
         // Every key counts again, in its new range.
         let enabled = self.digests.enabled;
@@ -677,15 +703,16 @@ impl<V: KvsValue> Actor<V> {
     #[inline]
     fn owns(&mut self, key: &[u8]) -> bool {
         // A stored key is owned: keys are only stored by their owners, and ownership only
-        // grows (hot-key overrides add replicas, never remove them), so the ring walk is only
-        // needed for keys this actor does not hold yet.
-        if self.topology.is_full() || self.store.contains_key(key) {
+        // grows (hot-key overrides add replicas, never remove them) until the ring changes,
+        // so the ring walk is only needed for keys this actor does not hold yet, or after a
+        // ring change while keys it no longer owns are handed off.
+        if self.topology.is_full() || (!self.disowned && self.store.contains_key(key)) {
             return true;
         }
         self.owns_slow(key)
     }
 
-    fn owns_slow(&mut self, key: &[u8]) -> bool {
+    pub(super) fn owns_slow(&mut self, key: &[u8]) -> bool {
         let over = if self.overrides.is_empty() { None } else { self.overrides.get(key).copied() };
         let mut owners = std::mem::take(&mut self.owners_buf);
         self.topology.owners_into(key, over, &mut owners);

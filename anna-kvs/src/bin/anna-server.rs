@@ -139,6 +139,12 @@ struct Options {
     /// `full` (the default). `anna-cli cluster leave` takes a node out again.
     #[arg(long)]
     join: Option<String>,
+    /// Take a member the failure detector declared down this many seconds ago out of the
+    /// ring, so the others take over its ranges and copy them among themselves (needs keys on
+    /// two nodes or more); a member taken out must come back with an empty --dir. 0 (the
+    /// default) keeps failed members in the ring until they come back.
+    #[arg(long)]
+    remove_down_after_secs: Option<f64>,
     /// How often the failure detector (SWIM) probes a random member, in ms [default: 1000].
     #[arg(long)]
     probe_period_ms: Option<u64>,
@@ -431,6 +437,13 @@ fn build(options: Options) -> Result<Built, String> {
         config.node.membership.probe_period = Duration::from_millis(ms);
         config.node.membership.probe_rtt = Duration::from_millis(ms / 2);
         config.node.membership.announce_period = Duration::from_millis(ms * 2);
+    }
+    if let Some(secs) = o.remove_down_after_secs {
+        if !(0.0..=86_400.0 * 365.0).contains(&secs) {
+            return Err(format!("--remove-down-after-secs {secs}: give 0 (never) or more"));
+        }
+        config.node.membership.remove_down_after =
+            (secs > 0.0).then(|| Duration::from_secs_f64(secs));
     }
     if let Some(ms) = o.suspect_timeout_ms {
         if !(10..=3_600_000).contains(&ms) {

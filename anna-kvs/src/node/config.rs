@@ -31,6 +31,12 @@ pub struct MembershipConfig {
     /// How often this node announces itself to members it does not see alive (seeds not yet
     /// reached, members declared down): how soon a partition heals.
     pub announce_period: Duration,
+    /// Take a member declared down this long ago out of the ring, so the others own (and
+    /// repair among themselves) what it held: keys get their replication factor back. `None`
+    /// (the default) keeps a failed member in the ring until it comes back, as a static
+    /// cluster does. A member taken out must come back with an empty data directory (see the
+    /// book's Membership chapter).
+    pub remove_down_after: Option<Duration>,
     /// How long a joining node waits for a member to answer.
     pub join_timeout: Duration,
     /// This node's native client address, announced to the cluster.
@@ -47,6 +53,7 @@ impl Default for MembershipConfig {
             suspect_timeout: None,
             announce_period: Duration::from_secs(2),
             join_timeout: Duration::from_secs(10),
+            remove_down_after: None,
             native_addr: None,
             redis_addr: None,
         }

@@ -92,6 +92,11 @@ const REFUSAL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10
 const DOORBELL_TOKEN: u64 = u64::MAX;
 
 /// The loop around one actor: sockets in, actor, sockets out.
+/// How long a forward refused by a link not up yet is tried again.
+const UNSENT_RETRY: Duration = Duration::from_secs(1);
+/// Most such messages kept (beyond, they are dropped and counted).
+const MAX_UNSENT: usize = 4096;
+
 pub(super) struct Driver<V: KvsValue> {
     id: ActorId,
     shared: Arc<Shared<V>>,
@@ -103,6 +108,10 @@ pub(super) struct Driver<V: KvsValue> {
     waiting: HashMap<Token, (u64, usize)>,
     /// Batches not fully answered yet (some requests were forwarded), by batch number.
     batches: HashMap<u64, PendingBatch<V>>,
+    /// Forwarded requests and their answers that a link not connected yet refused
+    /// (`ZMQ_IMMEDIATE`: a member that just joined), tried again each round until the time
+    /// given: a client would otherwise wait out its whole timeout for nothing.
+    unsent: Vec<(Instant, ActorId, PeerMessage<V>)>,
     next_batch: u64,
     next_token: Token,
     outputs: Vec<Output<V>>,
@@ -211,6 +220,7 @@ impl<V: KvsValue> Driver<V> {
             draining: false,
             drained: false,
             last_drain_resend: None,
+            unsent: Vec::new(),
             snapshot_retry_at: None,
         })
     }
@@ -227,6 +237,9 @@ impl<V: KvsValue> Driver<V> {
             }
             if self.draining && !self.drained {
                 timeout_ms = timeout_ms.min(DRAIN_RESEND.as_millis() as u64);
+            }
+            if !self.unsent.is_empty() {
+                timeout_ms = timeout_ms.min(2);
             }
             if let Some(deadline) = self.rounds.iter().map(|r| r.gather.deadline).min() {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -739,6 +752,16 @@ impl<V: KvsValue> Driver<V> {
     }
 
     fn deliver(&mut self) {
+        if !self.unsent.is_empty() {
+            let now = Instant::now();
+            for (until, to, message) in std::mem::take(&mut self.unsent) {
+                if now < until {
+                    self.send_or_keep(to, message, until);
+                } else {
+                    self.report.send_drops += 1;
+                }
+            }
+        }
         let mut outputs = std::mem::take(&mut self.outputs);
         for output in outputs.drain(..) {
             match output {
@@ -772,8 +795,23 @@ impl<V: KvsValue> Driver<V> {
             }
             return;
         }
+        let until = Instant::now() + UNSENT_RETRY;
+        self.send_or_keep(to, message, until);
+    }
+
+    /// Sends `message` to a remote actor; a forward or its answer refused by a link that is
+    /// not up yet is kept to try again until `until`.
+    fn send_or_keep(&mut self, to: ActorId, message: PeerMessage<V>, until: Instant) {
         match self.transport.send(to, &message) {
             Ok(bytes) => self.report.bytes_out += bytes as u64,
+            Err(SendError::Dropped)
+                if matches!(
+                    message,
+                    PeerMessage::Forward { .. } | PeerMessage::ForwardReply { .. }
+                ) && self.unsent.len() < MAX_UNSENT =>
+            {
+                self.unsent.push((until, to, message));
+            }
             Err(SendError::Dropped) => self.report.send_drops += 1,
             Err(SendError::Encode(error)) => {
                 self.report.send_drops += 1;

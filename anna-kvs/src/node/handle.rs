@@ -84,18 +84,15 @@ impl<V: KvsValue> NodeHandle<V> {
     /// marks its data directory as left, so the directory cannot start a member again.
     ///
     /// # Errors
-    /// Why it may not leave: it has no failure detector (no gossip address); the cluster does
-    /// not hold every key on every node (global replication not `full`), so its keys would
-    /// have to move first; or no other member is alive to keep its keys.
+    /// Why it may not leave: it has no failure detector (no gossip address); keys have fewer
+    /// than two copies on distinct nodes (see [`crate::Replication::allows_membership_changes`]);
+    /// or no other member is alive to keep its keys.
     pub fn prepare_leave(&self) -> Result<(), String> {
         let Some(membership) = &self.shared.membership else {
             return Err("this node is not part of a cluster (it has no gossip address)".into());
         };
-        if self.shared.config.replication.global != crate::ring::Factor::Full {
-            return Err(format!(
-                "leaving needs every node to hold every key (global replication full), not {:?}: this node's keys would have to move first, which is not built yet",
-                self.shared.config.replication.global
-            ));
+        if let Some(why) = self.shared.config.replication.membership_changes_refused() {
+            return Err(why);
         }
         let others = membership
             .report()

@@ -360,6 +360,7 @@ pub(super) fn bind(
         shared: Arc::clone(&shared),
         changed: true,
         rule,
+        ring_checked: Instant::now(),
     };
     let placeholders: Vec<MemberId> =
         seeds.iter().filter(|seed| **seed != me.gossip).map(|seed| MemberId::seed(seed)).collect();
@@ -454,6 +455,8 @@ struct Detector {
     changed: bool,
     /// How the ring follows the members.
     rule: RingRule,
+    /// When the ring was last computed.
+    ring_checked: Instant,
 }
 
 impl Detector {
@@ -652,10 +655,20 @@ impl Detector {
 
     /// The ring the members imply, published if it changed.
     fn follow_ring(&mut self) {
-        let members: Vec<(MemberId, MemberState)> = self
+        let now = Instant::now();
+        self.ring_checked = now;
+        let since = &self.since;
+        let members: Vec<(MemberId, MemberState, Duration)> = self
             .foca
             .iter_membership_state()
-            .map(|m| (m.id().clone(), state_of(m.state())))
+            .map(|m| {
+                let state = state_of(m.state());
+                let held = since
+                    .get(&m.id().gossip)
+                    .filter(|(s, _)| *s == state)
+                    .map_or(Duration::ZERO, |(_, at)| now.saturating_duration_since(*at));
+                (m.id().clone(), state, held)
+            })
             .collect();
         let Some(ring) = ring_of(self.foca.identity(), &self.rule, &members) else { return };
         let Ok(mut current) = self.shared.ring.lock() else { return };
@@ -676,6 +689,10 @@ impl Detector {
     fn publish(&mut self) {
         if self.changed {
             self.take_slot();
+        }
+        // A member down past the grace period leaves the ring with no message: look again
+        // every second.
+        if self.changed || self.ring_checked.elapsed() >= Duration::from_secs(1) {
             self.follow_ring();
         }
         let now = Instant::now();
@@ -734,28 +751,37 @@ pub(super) struct RingRule {
     /// Members may join and leave: every node holds every key (global replication `full`),
     /// so a change moves no key between existing nodes.
     pub(super) dynamic: bool,
+    /// A member declared down this long ago is taken out of the ring (`None`: never).
+    pub(super) remove_down_after: Option<Duration>,
 }
 
-/// The ring `me` routes with, given what its detector knows of the `members`: the static
-/// members, this node, and (when the cluster is dynamic) every member that took a slot, less
-/// those leaving for good. A member that fails stays in the ring, as a static peer does: it
-/// may come back. Two members claiming one slot: a static member wins, else the lower address.
-/// `None` while this node has no slot.
+/// The ring `me` routes with, given what its detector knows of the `members` (each with its
+/// state and how long it has been in it): the static members, this node, and (when the
+/// cluster is dynamic) every member that took a slot, less those leaving for good and, if
+/// the rule says so, those down longer than its grace period. A member that fails stays in
+/// the ring otherwise, as a static peer does: it may come back. Two members claiming one
+/// slot: a static member wins, else the lower address. `None` while this node has no slot.
 pub(super) fn ring_of(
     me: &MemberId,
     rule: &RingRule,
-    members: &[(MemberId, MemberState)],
+    members: &[(MemberId, MemberState, Duration)],
 ) -> Option<Topology> {
     if me.slot == NO_SLOT {
         return None;
     }
     let mut slots: std::collections::BTreeMap<u16, (String, ThreadIndex, bool)> =
         std::collections::BTreeMap::new();
+    let gone = |id: &MemberId, state: MemberState, held: Duration| {
+        id.leaving && rule.dynamic
+            || state == MemberState::Down
+                && rule.remove_down_after.is_some_and(|grace| held >= grace)
+    };
     let leaving = |label: &str| {
-        rule.dynamic && members.iter().any(|(id, _)| id.gossip == label && id.leaving)
+        label != me.gossip
+            && members.iter().any(|(id, state, held)| id.gossip == label && gone(id, *state, *held))
     };
     for (slot, label, threads) in &rule.statics {
-        if !leaving(label) || *label == me.gossip {
+        if !leaving(label) {
             slots.insert(*slot, (label.clone(), *threads, true));
         }
     }
@@ -766,8 +792,8 @@ pub(super) fn ring_of(
         }
     };
     if rule.dynamic {
-        for (id, _) in members {
-            if id.is_seed() || id.slot == NO_SLOT || id.leaving || id.threads == 0 {
+        for (id, state, held) in members {
+            if id.is_seed() || id.slot == NO_SLOT || id.threads == 0 || gone(id, *state, *held) {
                 continue;
             }
             if rule.statics.iter().any(|(_, label, _)| *label == id.gossip) {

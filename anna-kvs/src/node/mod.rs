@@ -248,12 +248,14 @@ impl<V: KvsValue> Node<V> {
                     "--join needs a gossip address for this node".into(),
                 ));
             }
-            if config.replication.global != crate::ring::Factor::Full {
-                return Err(NodeError::Config(format!(
-                    "joining a running cluster needs every node to hold every key (global replication full, e.g. --replication full:1), not {:?}: with fewer copies, keys would have to move between existing nodes, which is not built yet",
-                    config.replication.global
-                )));
+            if let Some(why) = config.replication.membership_changes_refused() {
+                return Err(NodeError::Config(format!("cannot join: {why}")));
             }
+        }
+        if config.membership.remove_down_after.is_some()
+            && let Some(why) = config.replication.membership_changes_refused()
+        {
+            return Err(NodeError::Config(format!("cannot remove failed members: {why}")));
         }
         let ring = Arc::new(crate::ring::RingCell::new(topology.clone()));
         let topology = Arc::new(topology);
@@ -335,7 +337,8 @@ impl<V: KvsValue> Node<V> {
                 let rule = membership::RingRule {
                     statics,
                     replication: config.replication,
-                    dynamic: config.replication.global == crate::ring::Factor::Full,
+                    dynamic: config.replication.allows_membership_changes(),
+                    remove_down_after: config.membership.remove_down_after,
                 };
                 let bind = config.gossip_bind.as_deref().unwrap_or(addr);
                 let (shared, pending) = membership::bind(
