@@ -385,7 +385,7 @@ impl Topology {
 }
 
 /// The ring a node routes with now: replaced whole when membership changes (a node joins or
-/// leaves), read by every actor and handle of the node. Readers keep an [`Arc`] of the version
+/// leaves), read by every actor and handle of the node. Readers keep an [`Arc`](std::sync::Arc) of the version
 /// they use and compare [`RingCell::version`] (one relaxed atomic load) to notice a new one.
 #[derive(Debug)]
 pub struct RingCell {

@@ -311,14 +311,19 @@ fn show_cluster(info: &anna_kvs::native::ClusterInfo) -> String {
             ));
             continue;
         }
+        let state = if id.leaving && member.state == anna_kvs::MemberState::Down {
+            "left".to_owned()
+        } else {
+            member.state.to_string()
+        };
         out.push_str(&format!(
-            "  {:<21} {:<7} for {:.1} s, node {:016x}, incarnation {}{}, {} threads{}{}{}\n",
+            "  {:<21} {:<7} for {:.1} s, slot {}, node {:016x}, incarnation {}, {} threads{}{}{}\n",
             id.gossip,
-            member.state,
+            state,
             member.for_ms as f64 / 1000.0,
+            id.slot,
             id.node_id,
             id.incarnation,
-            if id.rejoin > 0 { format!(" (rejoined {} times)", id.rejoin) } else { String::new() },
             id.threads,
             id.native.as_deref().map(|a| format!(", native {a}")).unwrap_or_default(),
             id.redis.as_deref().map(|a| format!(", redis {a}")).unwrap_or_default(),
