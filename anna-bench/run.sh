@@ -2,6 +2,7 @@
 # Runs an anna-bench suite from the repository root and writes its report:
 #   bash anna-bench/run.sh quick    # ~3 minutes on 2 cores once built
 #   bash anna-bench/run.sh full     # every thread count, longer runs, 3 repeats
+#   bash anna-bench/run.sh elastic  # throughput while a cluster grows 1 → 3 and shrinks to 2 (~45 s)
 # Extra arguments go to the runner (e.g. --threads 1,2,4,8,16 --machine "16-core device").
 # Needs redis-server and redis-benchmark (Debian: apt-get install redis-server redis-tools)
 # for the over-the-wire part; without them that part is skipped and the report says so.
@@ -10,9 +11,13 @@ cd "$(dirname "$0")/.."
 suite="${1:-quick}"
 shift || true
 case "$suite" in
+  elastic)
+    # Real anna-server processes: build them beside the runner.
+    cargo build -q --release -p anna-kvs --bin anna-server --bin anna-cli
+    exec cargo run -q --release -p anna-bench -- elastic "$@" ;;
   quick) criterion=(-- --quick --noplot) ;;
   full) criterion=(-- --noplot) ;;
-  *) echo "usage: $0 quick|full [runner flags]" >&2; exit 2 ;;
+  *) echo "usage: $0 quick|full|elastic [runner flags]" >&2; exit 2 ;;
 esac
 extra=()
 if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then

@@ -13,6 +13,7 @@
 //! `bash anna-bench/run.sh quick` runs everything in about 3 minutes on 2 cores once built.
 #![warn(missing_docs)]
 
+pub mod elastic;
 pub mod loadgen;
 pub mod micro;
 pub mod plots;

@@ -75,6 +75,26 @@ enum Cmd {
         #[arg(long)]
         no_repair: bool,
     },
+    /// Elasticity: throughput over time while a cluster of anna-server processes grows from
+    /// one node to three and shrinks to two (needs anna-server and anna-cli built beside this
+    /// runner, or ANNA_SERVER and ANNA_CLI).
+    Elastic {
+        /// Seconds between changes.
+        #[arg(long, default_value_t = 10)]
+        phase_secs: u64,
+        /// Client connections.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Actors per node.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Where the CSV, SVG and Markdown go.
+        #[arg(long, default_value = "anna-bench/results/elastic")]
+        out: PathBuf,
+        /// What to call this machine in the report.
+        #[arg(long)]
+        machine: Option<String>,
+    },
     /// Runs anna-server's Redis front end in this process (used by the suites).
     #[command(hide = true)]
     ServeAnna {
@@ -297,11 +317,71 @@ fn serve_anna(port: u16) {
     }
 }
 
+/// A binary built beside this runner, or named by `variable`.
+fn sibling(name: &str, variable: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(variable) {
+        return PathBuf::from(path);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+fn run_elastic(
+    phase_secs: u64,
+    clients: usize,
+    threads: usize,
+    out: &std::path::Path,
+    machine: Option<String>,
+) {
+    use anna_bench::elastic::{self, ElasticConfig};
+    let config = ElasticConfig {
+        server: sibling("anna-server", "ANNA_SERVER"),
+        cli: sibling("anna-cli", "ANNA_CLI"),
+        phase: Duration::from_secs(phase_secs.max(4)),
+        clients: clients.max(1),
+        threads: threads.max(1),
+        ..ElasticConfig::default()
+    };
+    let machine = machine.unwrap_or_else(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        format!("{cores} cores")
+    });
+    match elastic::run(&config) {
+        Ok(result) => {
+            for dip in result.dips() {
+                eprintln!(
+                    "{}: {:.0} ops/s before, lowest {:.0}, back to 90% after {}, then {:.0}",
+                    dip.event,
+                    dip.before,
+                    dip.lowest,
+                    dip.recovered_after.map_or("-".to_owned(), |s| format!("{s:.2} s")),
+                    dip.after
+                );
+            }
+            if let Err(error) = elastic::write(&result, &config, &machine, out) {
+                eprintln!("cannot write the report: {error}");
+                std::process::exit(1);
+            }
+            eprintln!("wrote {}", out.join("elastic.md").display());
+        }
+        Err(error) => {
+            eprintln!("elasticity run failed: {error}");
+            std::process::exit(1);
+        }
+    }
+}
+
 fn main() {
     let args = Args::parse();
     let (suite, common) = match args.command {
         Cmd::ServeAnna { port } => {
             serve_anna(port);
+            return;
+        }
+        Cmd::Elastic { phase_secs, clients, threads, out, machine } => {
+            run_elastic(phase_secs, clients, threads, &out, machine);
             return;
         }
         Cmd::Quick(common) => (

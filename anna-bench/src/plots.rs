@@ -77,6 +77,71 @@ pub fn lines(
     root.present().map_err(draw_err)
 }
 
+/// A line chart of named series with labelled vertical marks (events at an `x`).
+///
+/// # Errors
+/// The file cannot be written.
+pub fn lines_marked(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+    marks: &[(f64, String)],
+) -> std::io::Result<()> {
+    let points = series.iter().flat_map(|(_, p)| p.iter());
+    let (mut x_max, mut y_max) = (1.0_f64, 0.0_f64);
+    for &(x, y) in points {
+        x_max = x_max.max(x);
+        y_max = y_max.max(y);
+    }
+    let y_top = (y_max * 1.2).max(1e-9);
+    let root = SVGBackend::new(path, (900, 440)).into_drawing_area();
+    root.fill(&WHITE).map_err(draw_err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max, 0.0..y_top)
+        .map_err(draw_err)?;
+    chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw().map_err(draw_err)?;
+    let grey = RGBColor(120, 120, 120);
+    for (x, label) in marks {
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(*x, 0.0), (*x, y_top)],
+                grey.stroke_width(1),
+            )))
+            .map_err(draw_err)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                label.clone(),
+                (*x, y_top * 0.97),
+                ("sans-serif", 13).into_font().color(&grey),
+            )))
+            .map_err(draw_err)?;
+    }
+    for (i, (name, points)) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
+            .map_err(draw_err)?
+            .label(name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(draw_err)?;
+    root.present().map_err(draw_err)
+}
+
 /// A horizontal bar chart of named values, with a dashed reference line (e.g. ratio 1.0).
 ///
 /// # Errors

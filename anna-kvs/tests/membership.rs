@@ -332,3 +332,36 @@ fn a_member_down_past_the_grace_period_leaves_the_ring_and_its_keys_get_their_co
         }
     }
 }
+
+#[test]
+fn a_joined_node_restarted_on_its_directory_keeps_its_slot() {
+    let ports = free_ports(3);
+    let dir = std::env::temp_dir().join(format!("anna-slot-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let with_dir = |me: u16, join: u16| {
+        let mut config = dynamic(me, Some(join));
+        config.persistence =
+            anna_kvs::Persistence { dir: Some(dir.clone()), ..anna_kvs::Persistence::default() };
+        Node::<Eventual>::start(config).unwrap()
+    };
+    let a: Node<Eventual> = Node::start(dynamic(ports[0], None)).unwrap();
+    let b = with_dir(ports[1], ports[0]);
+    let c: Node<Eventual> = Node::start(dynamic(ports[2], Some(ports[1]))).unwrap();
+    assert_eq!((b.index(), c.index()), (1, 2));
+    assert!(eventually(Duration::from_secs(10), || a.topology().members() == 3));
+    let version = a.topology().version();
+    b.handle().put("kept".to_owned(), lww("yes"), true).unwrap();
+    b.shutdown();
+    let free = std::net::UdpSocket::bind(("127.0.0.1", ports[1]));
+    assert!(free.is_ok(), "the membership port is still bound: {free:?}");
+    drop(free);
+    // Back on its directory (through another member): the same slot, so the same ring.
+    let b = with_dir(ports[1], ports[2]);
+    assert_eq!(b.index(), 1);
+    assert!(eventually(Duration::from_secs(10), || {
+        [&a, &b, &c].iter().all(|n| n.topology().version() == version)
+    }));
+    assert_eq!(value_of(&b, "kept").as_deref(), Some("yes"));
+    drop(b);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -385,7 +385,8 @@ impl<V: KvsValue> Actor<V> {
                 }
             };
             if changed
-                && self.epoch < self.ring_changed_at + RING_CHANGE_EPOCHS
+                && self.ring_changed_at.is_some_and(|at| self.epoch < at + RING_CHANGE_EPOCHS)
+                && !self.topology.is_full()
                 && !self.owns_slow(&key)
             {
                 // Sent by a peer routing by the old ring: hand it on to its owners.
@@ -619,7 +620,7 @@ impl<V: KvsValue> Actor<V> {
         self.stats.handed_off += handed;
         if self.disowned
             && self.handoffs.is_empty()
-            && self.epoch >= self.ring_changed_at + RING_CHANGE_EPOCHS
+            && self.ring_changed_at.is_none_or(|at| self.epoch >= at + RING_CHANGE_EPOCHS)
         {
             self.disowned = false;
         }

@@ -281,8 +281,8 @@ pub struct Actor<V: KvsValue> {
     /// Some held keys may not be owned any more (a ring change): ownership is checked on the
     /// ring, not assumed from holding the key.
     disowned: bool,
-    /// The epoch of the last ring change.
-    ring_changed_at: u64,
+    /// The epoch of the last ring change (none since the start).
+    ring_changed_at: Option<u64>,
     /// Newest stamp of a freed tombstone: client writes must be newer.
     floor: Option<Stamp>,
     /// Every key has exactly one replica cluster-wide (this one): nothing to gossip.
@@ -346,7 +346,7 @@ impl<V: KvsValue> Actor<V> {
             tombstones: Vec::new(),
             handoffs: Vec::new(),
             disowned: false,
-            ring_changed_at: 0,
+            ring_changed_at: None,
             floor: None,
             recently_freed: HashMap::with_hasher(StoreHasher::default()),
             last_stamp_time: 0,
@@ -386,7 +386,7 @@ impl<V: KvsValue> Actor<V> {
         let topology = Arc::clone(&self.topology);
         self.links.retain(|actor, _| topology.has_actor(*actor));
         self.resend_pending_tombstones();
-        self.ring_changed_at = self.epoch;
+        self.ring_changed_at = Some(self.epoch);
         // Keys this actor no longer owns go to their owners, and are dropped here once they
         // have them.
         if !self.topology.is_full() {

@@ -403,14 +403,17 @@ impl Thread {
     /// # Errors
     /// The thread cannot be spawned.
     pub(super) fn start(&mut self) -> Result<(), NodeError> {
-        if let Some(Stage::Pending(pending)) = self.0.take() {
-            let Pending(detector) = *pending;
-            let shared = Arc::clone(&detector.shared);
-            let handle = std::thread::Builder::new()
-                .name("anna-membership".into())
-                .spawn(move || detector.run())
-                .map_err(NodeError::io("spawn the membership thread"))?;
-            self.0 = Some(Stage::Running(shared, handle));
+        match self.0.take() {
+            Some(Stage::Pending(pending)) => {
+                let Pending(detector) = *pending;
+                let shared = Arc::clone(&detector.shared);
+                let handle = std::thread::Builder::new()
+                    .name("anna-membership".into())
+                    .spawn(move || detector.run())
+                    .map_err(NodeError::io("spawn the membership thread"))?;
+                self.0 = Some(Stage::Running(shared, handle));
+            }
+            other => self.0 = other,
         }
         Ok(())
     }
@@ -772,17 +775,27 @@ pub(super) fn ring_of(
     let mut slots: std::collections::BTreeMap<u16, (String, ThreadIndex, bool)> =
         std::collections::BTreeMap::new();
     let gone = |id: &MemberId, state: MemberState, held: Duration| {
-        id.leaving && rule.dynamic
-            || state == MemberState::Down
-                && rule.remove_down_after.is_some_and(|grace| held >= grace)
+        (id.leaving && rule.dynamic)
+            || (state == MemberState::Down
+                && rule.remove_down_after.is_some_and(|grace| held >= grace))
     };
-    let leaving = |label: &str| {
-        label != me.gossip
-            && members.iter().any(|(id, state, held)| id.gossip == label && gone(id, *state, *held))
-    };
+    // The life known at an address (foca keeps one per address), if it is not a seed's
+    // placeholder.
+    let known = |label: &str| members.iter().find(|(id, _, _)| id.gossip == label && !id.is_seed());
     for (slot, label, threads) in &rule.statics {
-        if !leaving(label) {
-            slots.insert(*slot, (label.clone(), *threads, true));
+        if *label == me.gossip {
+            if me.slot == *slot {
+                slots.insert(*slot, (label.clone(), *threads, true));
+            }
+            continue;
+        }
+        match known(label) {
+            Some((id, state, held)) if gone(id, *state, *held) => {}
+            // It came back under another slot (it left, and joined again): that slot counts.
+            Some((id, _, _)) if id.slot != NO_SLOT && id.slot != *slot => {}
+            _ => {
+                slots.insert(*slot, (label.clone(), *threads, true));
+            }
         }
     }
     let mut claim = |slot: u16, label: &str, threads: ThreadIndex| match slots.get(&slot) {
@@ -796,14 +809,14 @@ pub(super) fn ring_of(
             if id.is_seed() || id.slot == NO_SLOT || id.threads == 0 || gone(id, *state, *held) {
                 continue;
             }
-            if rule.statics.iter().any(|(_, label, _)| *label == id.gossip) {
+            if rule.statics.iter().any(|(slot, label, _)| *label == id.gossip && *slot == id.slot) {
                 continue;
             }
             claim(id.slot, &id.gossip, id.threads);
         }
     }
-    if !rule.statics.iter().any(|(_, label, _)| *label == me.gossip) {
-        claim(me.slot, &me.gossip, me.threads);
+    if slots.get(&me.slot).is_none_or(|(label, _, _)| *label != me.gossip) {
+        slots.insert(me.slot, (me.gossip.clone(), me.threads, false));
     }
     let size = usize::from(*slots.keys().next_back()?) + 1;
     let (mut nodes, mut threads) = (vec![String::new(); size], vec![0; size]);
@@ -992,6 +1005,66 @@ mod tests {
         // A length prefix far beyond the packet is refused, not allocated.
         let mut garbage: &[u8] = &[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f];
         assert!(WireCodec.decode_member(&mut garbage).is_err());
+    }
+
+    fn at(slot: u16, gossip: &str, incarnation: u64) -> MemberId {
+        MemberId { slot, reserved: 3, ..id(u64::from(slot) + 1, incarnation, gossip) }
+    }
+
+    fn ring(me: &MemberId, dynamic: bool, members: &[(MemberId, MemberState, u64)]) -> Vec<String> {
+        let rule = RingRule {
+            statics: vec![(0, "a:1".into(), 2), (1, "b:1".into(), 2), (2, "c:1".into(), 2)],
+            replication: Replication::FULL,
+            dynamic,
+            remove_down_after: Some(Duration::from_secs(30)),
+        };
+        let members: Vec<(MemberId, MemberState, Duration)> = members
+            .iter()
+            .map(|(id, state, secs)| (id.clone(), *state, Duration::from_secs(*secs)))
+            .collect();
+        let topology = ring_of(me, &rule, &members).unwrap();
+        topology.nodes().to_vec()
+    }
+
+    #[test]
+    fn the_ring_follows_joins_leaves_rejoins_and_long_failures() {
+        let a = at(0, "a:1", 1);
+        let alive = |id: MemberId| (id, MemberState::Alive, 0);
+        // The static cluster, with a peer never reached (still a member) and one down briefly.
+        let statics = ring(
+            &a,
+            true,
+            &[
+                (MemberId::seed("b:1"), MemberState::Down, 100),
+                (at(2, "c:1", 1), MemberState::Down, 5),
+            ],
+        );
+        assert_eq!(statics, ["a:1", "b:1", "c:1"]);
+        // Down past the grace period: out, leaving a hole.
+        let failed =
+            ring(&a, true, &[alive(at(1, "b:1", 1)), (at(2, "c:1", 1), MemberState::Down, 31)]);
+        assert_eq!(failed, ["a:1", "b:1"]);
+        let middle =
+            ring(&a, true, &[(at(1, "b:1", 1), MemberState::Down, 31), alive(at(2, "c:1", 1))]);
+        assert_eq!(middle, ["a:1", "", "c:1"]);
+        // A joiner takes slot 3; a member leaving for good is out at once.
+        let leaving = MemberId { leaving: true, ..at(1, "b:1", 1) };
+        let joined = ring(
+            &a,
+            true,
+            &[(leaving, MemberState::Alive, 0), alive(at(2, "c:1", 1)), alive(at(3, "d:1", 1))],
+        );
+        assert_eq!(joined, ["a:1", "", "c:1", "d:1"]);
+        // C left and joined again (an empty directory, a new life) under slot 4: only that counts.
+        let rejoined = ring(&a, true, &[alive(at(1, "b:1", 1)), alive(at(4, "c:1", 2))]);
+        assert_eq!(rejoined, ["a:1", "b:1", "", "", "c:1"]);
+        // The rejoined node sees the same ring.
+        assert_eq!(
+            ring(&at(4, "c:1", 2), true, &[alive(a.clone()), alive(at(1, "b:1", 1))]),
+            rejoined
+        );
+        // A cluster whose membership cannot change ignores joiners.
+        assert_eq!(ring(&a, false, &[alive(at(3, "d:1", 1))]), ["a:1", "b:1", "c:1"]);
     }
 
     #[test]

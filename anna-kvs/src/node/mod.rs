@@ -114,6 +114,9 @@ pub struct ActorReport {
     pub range_roots: Vec<(u32, u64)>,
 }
 
+/// The file in a joined node's data directory that keeps its slot across restarts.
+pub const SLOT_FILE: &str = "slot";
+
 /// The file that marks a data directory whose node left its cluster for good.
 pub const LEFT_MARKER: &str = "LEFT";
 
@@ -303,6 +306,14 @@ impl<V: KvsValue> Node<V> {
             .map_or_else(ClusterKey::open, |secret| ClusterKey::derive(secret.expose().as_bytes()));
         // The failure detector listens (UDP) at the gossip address's port.
         let joining = config.join.is_some();
+        // A node that joined before, restarted on its directory, keeps its slot: its actors,
+        // and what its peers owe them, stay the same.
+        let slot_file = config.persistence.dir.as_ref().map(|dir| dir.join(SLOT_FILE));
+        let saved_slot: Option<u16> = slot_file
+            .as_ref()
+            .filter(|_| joining)
+            .and_then(|file| std::fs::read_to_string(file).ok())
+            .and_then(|text| text.trim().parse().ok());
         let mut membership = match &config.gossip_addr {
             Some(addr) => {
                 let me = membership::MemberId {
@@ -313,7 +324,7 @@ impl<V: KvsValue> Node<V> {
                     threads,
                     native: config.membership.native_addr.clone(),
                     redis: config.membership.redis_addr.clone(),
-                    slot: if joining { membership::NO_SLOT } else { me },
+                    slot: if joining { saved_slot.unwrap_or(membership::NO_SLOT) } else { me },
                     reserved: if joining { 0 } else { topology.nodes().len() as u16 },
                     leaving: false,
                 };
@@ -359,7 +370,8 @@ impl<V: KvsValue> Node<V> {
                 thread.start()?;
                 let deadline = std::time::Instant::now() + config.membership.join_timeout;
                 let joined = loop {
-                    if let Some(ring) = shared.ring() {
+                    // Its slot, and at least one other member to catch up from.
+                    if let Some(ring) = shared.ring().filter(|ring| ring.members() >= 2) {
                         break ring;
                     }
                     if std::time::Instant::now() >= deadline {
@@ -375,6 +387,12 @@ impl<V: KvsValue> Node<V> {
                     .member_slots()
                     .find(|&slot| joined.nodes()[usize::from(slot)] == gossip)
                     .ok_or_else(|| NodeError::Config("the joined ring lacks this node".into()))?;
+                if let Some(file) = &slot_file
+                    && saved_slot != Some(slot)
+                    && let Err(error) = std::fs::write(file, format!("{slot}\n"))
+                {
+                    tracing::warn!(%error, file = %file.display(), "cannot keep this node's slot: a restart will take a new one");
+                }
                 let ring = Arc::new(crate::ring::RingCell::new(joined.clone()));
                 (slot, Arc::new(joined), ring)
             }

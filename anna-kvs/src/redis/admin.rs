@@ -387,7 +387,7 @@ fn info(cx: &Context<'_>, section: Option<&Bytes>) -> String {
         let replication = topology.as_ref().map_or(settings.node.replication, |t| t.replication());
         out.push_str(&format!(
             "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nanna_nodes:{}\r\nanna_replication_global:{:?}\r\nanna_replication_local:{:?}\r\n\r\n",
-            topology.as_ref().map_or(1, |t| t.nodes().len()),
+            topology.as_ref().map_or(1, |t| t.members()),
             replication.global,
             replication.local
         ));
