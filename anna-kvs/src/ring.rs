@@ -359,7 +359,7 @@ impl Topology {
     /// `true` if `actor` owns `key`.
     pub fn is_owner(&self, actor: ActorId, key: &[u8], local_override: Option<u32>) -> bool {
         if self.full {
-            return true;
+            return self.has_actor(actor);
         }
         self.owners(key, local_override).contains(&actor)
     }

@@ -318,7 +318,21 @@ impl<V: KvsValue> Actor<V> {
         if receipt == Receipt::Duplicate {
             return;
         }
+        // After a ring change (or while leaving the cluster) a peer routing by its older ring
+        // may send keys this actor no longer owns.
+        let checking = !self.owns_everything()
+            && (self.ring_changed_at.is_some_and(|at| self.epoch < at + RING_CHANGE_EPOCHS)
+                || !self.topology.has_actor(self.id));
         for (key, value) in updates {
+            if checking
+                && !self.owns_slow(&key)
+                && self.topology.is_owner(from, &key, self.overrides.get(&key).copied())
+            {
+                // Not ours, and its sender owns it: it is there already, and the other owners
+                // get it from it. (A key whose sender does not own it either is kept and handed
+                // on, below.)
+                continue;
+            }
             let newest = value.newest_stamp();
             if newest.is_some_and(|stamp| stamp.time > horizon) {
                 self.stats.future_stamps_refused += 1;
@@ -384,11 +398,7 @@ impl<V: KvsValue> Actor<V> {
                     }
                 }
             };
-            if changed
-                && self.ring_changed_at.is_some_and(|at| self.epoch < at + RING_CHANGE_EPOCHS)
-                && !self.topology.is_full()
-                && !self.owns_slow(&key)
-            {
+            if changed && checking && !self.owns_slow(&key) {
                 // Sent by a peer routing by the old ring: hand it on to its owners.
                 self.disowned = true;
                 self.mark_whole(key.clone());

@@ -389,7 +389,7 @@ impl<V: KvsValue> Actor<V> {
         self.ring_changed_at = Some(self.epoch);
         // Keys this actor no longer owns go to their owners, and are dropped here once they
         // have them.
-        if !self.topology.is_full() {
+        if !self.owns_everything() {
             let held: Vec<Key> =
                 self.store.keys().map(|k| Key::copy_from_slice(k.as_slice())).collect();
             for key in held {
@@ -550,7 +550,9 @@ impl<V: KvsValue> Actor<V> {
             self.announce_flushes(out);
             return Some(response);
         }
-        if !self.digests.gating() {
+        // A held key is answered in place, unless a ring change may have left keys here that
+        // are no longer this actor's (their owners may have newer states).
+        if !self.digests.gating() && !self.disowned {
             if let Request::Get { key } = &request
                 && let Some(response) = self.get_held(key)
             {
@@ -706,10 +708,17 @@ impl<V: KvsValue> Actor<V> {
         // grows (hot-key overrides add replicas, never remove them) until the ring changes,
         // so the ring walk is only needed for keys this actor does not hold yet, or after a
         // ring change while keys it no longer owns are handed off.
-        if self.topology.is_full() || (!self.disowned && self.store.contains_key(key)) {
+        if self.owns_everything() || (!self.disowned && self.store.contains_key(key)) {
             return true;
         }
         self.owns_slow(key)
+    }
+
+    /// Every key is this actor's: full replication, and it is in the ring (one leaving the
+    /// cluster routes by a ring without itself).
+    #[inline]
+    pub(super) fn owns_everything(&self) -> bool {
+        self.topology.is_full() && self.topology.has_actor(self.id)
     }
 
     pub(super) fn owns_slow(&mut self, key: &[u8]) -> bool {
@@ -737,15 +746,14 @@ impl<V: KvsValue> Actor<V> {
                 return Some(Response::Error(RequestError::TooManyHops(hops)));
             }
             self.stats.forwarded += 1;
-            // Reads spread over the owners request by request (hot keys' extra replicas share
-            // the load); writes and `WAIT`'s questions on one key always go to the same owner
-            // (spread by key), so `WAIT` asks the actor that took the write.
-            let spread = match &request {
-                Request::Get { .. } => token,
-                other => other.key().iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
-                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-                }),
-            };
+            // Every request on one key goes to the same owner (spread by key): a client reading
+            // through this actor reads from the owner that took its writes (read-your-writes,
+            // which reads spread over the owners broke for a client of a node that owns nothing,
+            // such as one leaving the cluster), and `WAIT` asks the actor that took the write.
+            // (Hot keys' extra local replicas share reads through the handles' affinity.)
+            let spread = request.key().iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
             let owner = self.owners_buf[(spread % self.owners_buf.len() as u64) as usize];
             let (origin, token) = match origin {
                 Some(origin) => (origin, token),
@@ -756,6 +764,32 @@ impl<V: KvsValue> Actor<V> {
                     (self.id, ours)
                 }
             };
+            // A key this actor still holds though it no longer owns it (being handed over after
+            // a ring change) may be newer here than at its owner: its state goes to the owner
+            // first, on the same link, so the owner answers from both (a client reads what it
+            // wrote through here, and a delete still wins over what is held).
+            if self.disowned
+                && let Some(slot) = self.store.get(&request.key()[..])
+                && !slot.value.is_bottom()
+            {
+                let handover = Request::Put {
+                    key: request.key().clone(),
+                    value: slot.value.clone(),
+                    stamp_here: false,
+                };
+                let unanswered = self.next_forward_token;
+                self.next_forward_token = self.next_forward_token.wrapping_add(1);
+                out.push(Output::Send {
+                    to: owner,
+                    message: PeerMessage::Forward {
+                        origin: self.id,
+                        token: unanswered,
+                        hops: hops + 1,
+                        clock: self.last_stamp_time,
+                        request: handover,
+                    },
+                });
+            }
             out.push(Output::Send {
                 to: owner,
                 message: PeerMessage::Forward {

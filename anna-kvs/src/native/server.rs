@@ -127,8 +127,11 @@ pub struct FrontEnd<V: KvsValue> {
     /// The TLS listener, when the port speaks TLS; it runs on a thread of its own.
     gateway: Option<Gateway>,
     tls_counters: Option<Arc<GatewayCounters>>,
-    /// A client asked this node to leave the cluster: the server stops at this time.
-    leave_at: Option<Instant>,
+    /// A client asked this node to leave the cluster (when): it stops once its keys are with
+    /// the other members.
+    leaving: Option<Instant>,
+    /// When the wait for the hand-over was last reported.
+    leave_said_at: Duration,
 }
 
 impl<V: KvsValue> std::fmt::Debug for FrontEnd<V> {
@@ -206,7 +209,8 @@ impl<V: KvsValue> FrontEnd<V> {
             stop,
             stats: FrontEndStats::default(),
             tls_counters: gateway.as_ref().map(Gateway::counters),
-            leave_at: None,
+            leaving: None,
+            leave_said_at: Duration::ZERO,
             gateway,
         })
     }
@@ -241,10 +245,18 @@ impl<V: KvsValue> FrontEnd<V> {
         let tls = if gateway.is_some() { "TLS" } else { "plain" };
         tracing::info!(addr = %self.addr, tls, "native protocol ready");
         while !self.stop.load(Ordering::Relaxed) {
-            if self.leave_at.is_some_and(|at| Instant::now() >= at) {
-                // The answer to the leave request has had time to go out: stop the server.
-                self.stop.store(true, Ordering::SeqCst);
-                break;
+            if let Some(since) = self.leaving {
+                // Stop once every key is with the other members (and the answer to the leave
+                // request has had time to go out).
+                if since.elapsed() >= Duration::from_millis(200) && self.handle.handed_over() {
+                    tracing::info!(took = ?since.elapsed(), "every key handed over: leaving");
+                    self.stop.store(true, Ordering::SeqCst);
+                    break;
+                }
+                if since.elapsed() >= self.leave_said_at + Duration::from_secs(10) {
+                    self.leave_said_at = since.elapsed();
+                    tracing::warn!(waited = ?since.elapsed(), "leaving: still handing keys over to the other members");
+                }
             }
             let readable = {
                 let mut items = [self.socket.as_poll_item(zmq::POLLIN)];
@@ -329,9 +341,10 @@ impl<V: KvsValue> FrontEnd<V> {
                             membership: self.handle.membership(),
                         });
                         self.answer(frames, &answer);
-                        tracing::warn!("leaving the cluster for good, as a client asked");
-                        // Stop once the answer is out (the socket drops what is unsent).
-                        self.leave_at = Some(Instant::now() + Duration::from_millis(200));
+                        tracing::warn!(
+                            "leaving the cluster for good, as a client asked: handing every key over first"
+                        );
+                        self.leaving = Some(Instant::now());
                     }
                     Err(why) => {
                         self.send(frames, super::encode_error(&format!("ERR cannot leave: {why}")))

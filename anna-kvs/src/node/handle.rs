@@ -79,9 +79,11 @@ impl<V: KvsValue> NodeHandle<V> {
         self.shared.membership.as_ref().map(|m| m.report())
     }
 
-    /// Prepares this node to leave the cluster for good at its next stop: it drains its last
-    /// changes to its peers, tells them it leaves (every member takes it out of the ring), and
-    /// marks its data directory as left, so the directory cannot start a member again.
+    /// Starts leaving the cluster for good: from now on the node routes as if it were gone, so
+    /// its actors hand every key over to the members that own it now and drop it once they
+    /// acknowledge ([`NodeHandle::handed_over`] says when that is done); its next stop then
+    /// drains its last changes, tells the members it leaves (each takes it out of its ring),
+    /// and marks its data directory as left, so the directory cannot start a member again.
     ///
     /// # Errors
     /// Why it may not leave: it has no failure detector (no gossip address); keys have fewer
@@ -105,6 +107,15 @@ impl<V: KvsValue> NodeHandle<V> {
         }
         membership.leave_for_good();
         Ok(())
+    }
+
+    /// Whether a node leaving for good has handed every key over: its actors hold nothing
+    /// (no key, no tombstone waiting for acknowledgements), as of their last epoch, under a
+    /// ring that leaves this node out.
+    pub fn handed_over(&self) -> bool {
+        let topology = self.shared.topology.get();
+        !topology.has_actor(ActorId::new(self.shared.me, 0))
+            && self.shared.reports().iter().all(|r| r.stats.keys == 0 && r.stats.tombstones == 0)
     }
 
     /// The version of the ring the node routes with now.

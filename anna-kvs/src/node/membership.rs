@@ -260,6 +260,8 @@ pub(super) struct Membership {
     leave: AtomicBool,
     /// ... for good: it is taken out of the ring (`anna-cli cluster leave`).
     for_good: AtomicBool,
+    /// Compute the ring again now.
+    recompute: AtomicBool,
     /// The ring the members imply, as of the last change (`None` until this node has a slot).
     ring: Mutex<Option<Topology>>,
     /// Where a new ring is published for the node's actors and handles, once attached.
@@ -298,9 +300,17 @@ impl Membership {
         }
     }
 
-    /// Makes the next leave one for good (the node is taken out of the ring).
+    /// Starts leaving for good: this node's own ring leaves it out from now on, so its actors
+    /// hand every key over to the other members (see [`super::NodeHandle::prepare_leave`]),
+    /// and its next stop tells the cluster it leaves.
     pub(super) fn leave_for_good(&self) {
         self.for_good.store(true, Ordering::SeqCst);
+        self.recompute.store(true, Ordering::SeqCst);
+    }
+
+    /// Gives up leaving for good (the hand-over did not finish): the node stops as a member.
+    pub(super) fn cancel_leave_for_good(&self) {
+        self.for_good.store(false, Ordering::SeqCst);
     }
 
     /// Whether the leave is for good.
@@ -673,7 +683,19 @@ impl Detector {
                 (m.id().clone(), state, held)
             })
             .collect();
-        let Some(ring) = ring_of(self.foca.identity(), &self.rule, &members) else { return };
+        let Some(mut ring) = ring_of(self.foca.identity(), &self.rule, &members) else { return };
+        if self.shared.for_good.load(Ordering::SeqCst) {
+            // Leaving: this node's actors route, and hand over, as if it were gone already.
+            let me = usize::from(self.foca.identity().slot);
+            let mut nodes = ring.nodes().to_vec();
+            let mut threads: Vec<ThreadIndex> =
+                (0..nodes.len()).map(|slot| ring.threads(slot as NodeIndex)).collect();
+            if me < nodes.len() && threads.iter().enumerate().any(|(i, &t)| i != me && t > 0) {
+                nodes[me].clear();
+                threads[me] = 0;
+                ring = Topology::new(nodes, threads, ring.replication());
+            }
+        }
         let Ok(mut current) = self.shared.ring.lock() else { return };
         if current.as_ref().is_some_and(|c| c.version() == ring.version()) {
             return;
@@ -695,7 +717,8 @@ impl Detector {
         }
         // A member down past the grace period leaves the ring with no message: look again
         // every second.
-        if self.changed || self.ring_checked.elapsed() >= Duration::from_secs(1) {
+        let recompute = self.shared.recompute.swap(false, Ordering::SeqCst);
+        if self.changed || recompute || self.ring_checked.elapsed() >= Duration::from_secs(1) {
             self.follow_ring();
         }
         let now = Instant::now();
@@ -791,8 +814,9 @@ pub(super) fn ring_of(
         }
         match known(label) {
             Some((id, state, held)) if gone(id, *state, *held) => {}
-            // It came back under another slot (it left, and joined again): that slot counts.
-            Some((id, _, _)) if id.slot != NO_SLOT && id.slot != *slot => {}
+            // It came back under another slot (it left, and joined again), or is joining again
+            // and has none yet: not the static member any more.
+            Some((id, _, _)) if id.slot != *slot => {}
             _ => {
                 slots.insert(*slot, (label.clone(), *threads, true));
             }

@@ -114,6 +114,9 @@ pub struct ActorReport {
     pub range_roots: Vec<(u32, u64)>,
 }
 
+/// Longest a node leaving for good waits, at its stop, for its keys to be handed over.
+pub const HANDOVER_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The file in a joined node's data directory that keeps its slot across restarts.
 pub const SLOT_FILE: &str = "slot";
 
@@ -550,6 +553,20 @@ impl<V: KvsValue> Node<V> {
         if self.threads.is_empty() {
             self.stop_membership();
             return;
+        }
+        // A node leaving for good first hands every key over to the members that own it now.
+        if let Some(membership) = &self.shared.membership
+            && membership.leaving_for_good()
+        {
+            let handle = NodeHandle::new(Arc::clone(&self.shared));
+            let started = std::time::Instant::now();
+            while !handle.handed_over() && started.elapsed() < HANDOVER_TIMEOUT {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if !handle.handed_over() {
+                tracing::error!(waited = ?started.elapsed(), "not leaving for good: the other members did not take every key; stopping as a member instead (its directory can start it again)");
+                membership.cancel_leave_for_good();
+            }
         }
         // Drain first: what was acknowledged reaches the log and the peers before the stop.
         self.shared.draining.store(true, Ordering::SeqCst);

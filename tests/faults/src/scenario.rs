@@ -49,6 +49,10 @@ pub enum Fault {
     /// One node leaves the cluster for good (`anna-cli cluster leave`) under load: what it
     /// acknowledged must be on the other two, which take it out of their rings.
     Leave,
+    /// Membership churn through the window: random nodes leave for good and join again with
+    /// an empty directory, are `kill -9`ed and restarted, or are cut off for a second or two,
+    /// one change at a time, two nodes always up.
+    Churn,
     /// One node cut off for 60 s while the others take writes, past the (small, for the test)
     /// retransmission budget, so gossip gives up the batches meant for it: anti-entropy must
     /// bring it every key after the heal, with no further writes to them.
@@ -115,6 +119,12 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario { name: "join", fault: Fault::Join, known_failure: None, server_args: &[] },
     Scenario { name: "leave", fault: Fault::Leave, known_failure: None, server_args: &[] },
+    Scenario {
+        name: "churn",
+        fault: Fault::Churn,
+        known_failure: None,
+        server_args: &["--appendfsync", "always"],
+    },
     Scenario {
         name: "long-partition",
         fault: Fault::LongPartition,
@@ -294,7 +304,7 @@ pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Resul
     let mut rng =
         Rng::new(seed ^ scenario.name.bytes().fold(0u64, |h, b| h.wrapping_mul(31) ^ u64::from(b)));
     let mut plan = plan(&mut rng, hosts, duration_ms);
-    if scenario.fault == Fault::Kills {
+    if matches!(scenario.fault, Fault::Kills | Fault::Churn) {
         // Crash and restart all through the run.
         (plan.from_ms, plan.to_ms) = (1500, duration_ms.saturating_sub(2000));
     }
@@ -424,6 +434,53 @@ pub fn run(scenario: &'static Scenario, seed: u64, settings: &Settings) -> Resul
                     sleep_until(began, plan.from_ms + 5_000);
                     cold.write(net.addr(o), &format!("cold-cut-{seed}"), COLD_KEYS)?;
                     format!("node {v} isolated for {} s", LONG_PARTITION_MS / 1000)
+                }
+                Fault::Churn => {
+                    let mut done = Vec::new();
+                    let mut at = plan.from_ms;
+                    while at + 2500 < plan.to_ms {
+                        sleep_until(began, at);
+                        let victim = rng.below(hosts as u64) as usize;
+                        let peer = (victim + 1 + rng.below(hosts as u64 - 1) as usize) % hosts;
+                        match rng.below(3) {
+                            0 => {
+                                // Leave for good, then join again as a new, empty member.
+                                if let Err(error) =
+                                    nodes[victim].leave(net.addr(victim), Duration::from_secs(15))
+                                {
+                                    restart_problems.push(error);
+                                    nodes[victim].kill();
+                                }
+                                sleep_until(began, at + 300 + rng.below(500));
+                                let data = nodes[victim].data_dir();
+                                std::fs::remove_dir_all(&data)
+                                    .map_err(|e| format!("{}: {e}", data.display()))?;
+                                nodes[victim].join_through(&net, peer);
+                                nodes[victim].start()?;
+                                nodes[victim]
+                                    .wait_ready(net.addr(victim), Duration::from_secs(15))?;
+                                done.push(format!("{victim} left and joined again"));
+                            }
+                            1 => {
+                                nodes[victim].kill();
+                                sleep_until(began, at + 300 + rng.below(500));
+                                nodes[victim].start()?;
+                                nodes[victim]
+                                    .wait_ready(net.addr(victim), Duration::from_secs(15))?;
+                                done.push(format!("{victim} killed and restarted"));
+                            }
+                            _ => {
+                                let rest: Vec<usize> =
+                                    (0..hosts).filter(|&i| i != victim).collect();
+                                net.partition(&[vec![victim], rest])?;
+                                sleep_until(began, at + 1000 + rng.below(1000));
+                                net.heal()?;
+                                done.push(format!("{victim} cut off"));
+                            }
+                        }
+                        at = (began.elapsed().as_millis() as u64) + 1000 + rng.below(1000);
+                    }
+                    format!("{} changes: {}", done.len(), done.join(", "))
                 }
                 Fault::Join => {
                     nodes[v].start()?;
