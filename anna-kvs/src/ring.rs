@@ -209,19 +209,21 @@ impl Topology {
                 .iter()
                 .filter(|ring| ring.members > 0)
                 .all(|ring| replication.local.resolve(ring.members) >= ring.members);
-        let mut hasher = crc32fast::Hasher::new();
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
         for (slot, (label, threads)) in present_members() {
             hasher.update(&(slot as u16).to_le_bytes());
+            hasher.update(&(label.len() as u64).to_le_bytes());
             hasher.update(label.as_bytes());
             hasher.update(&threads.to_le_bytes());
         }
         hasher.update(format!("{replication:?}").as_bytes());
-        let version = u64::from(hasher.finalize()) | ((present as u64) << 32);
+        let version = hasher.digest();
         Self { nodes, threads, global, local, replication, full, present, version }
     }
 
-    /// This ring's version: equal on two members exactly when they see the same members
-    /// (slots, addresses, actor counts) and replication.
+    /// This ring's version: a 64-bit hash of its members (slots, addresses, actor counts) and
+    /// replication, so two members that see the same ring have the same version (and two that
+    /// do not, different ones but for a 2^-64 chance).
     pub fn version(&self) -> u64 {
         self.version
     }

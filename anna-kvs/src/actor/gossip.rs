@@ -139,6 +139,16 @@ impl<V: KvsValue> PeerLink<V> {
         }
     }
 
+    /// Its peer left the ring: nothing more is sent to it (what it had not acknowledged never
+    /// will be), but the numbering is kept both ways, so if it comes back (a member taken out
+    /// while it was in fact alive) neither side mistakes new batches for ones seen before.
+    pub(super) fn park(&mut self) {
+        self.unacked.clear();
+        self.unacked_keys = 0;
+        self.unacked_bytes = 0;
+        self.needs_whole.clear();
+    }
+
     /// The lowest batch this side may still send again: the oldest unacknowledged one, or
     /// the next one.
     fn low_water(&self) -> u64 {
@@ -513,12 +523,12 @@ impl<V: KvsValue> Actor<V> {
             }
         }
 
-        let tombstone_keys: BTreeSet<&Key> = new_tombstones
-            .iter()
-            .map(|(k, _, _)| k)
-            .chain(new_handoffs.iter().map(|(k, _)| k))
-            .collect();
+        let tombstone_keys: BTreeSet<&Key> = new_tombstones.iter().map(|(k, _, _)| k).collect();
+        let handoff_keys: BTreeSet<&Key> = new_handoffs.iter().map(|(k, _)| k).collect();
         let mut sent_seq: HashMap<(ActorId, Key), u64> = HashMap::new();
+        // Every batch that carried a handed-off key (a big state goes in parts, maybe in
+        // several batches): all must be acknowledged before the key is dropped here.
+        let mut handoff_seqs: HashMap<(ActorId, Key), Vec<u64>> = HashMap::new();
         let wait = self.config.retransmit_after_epochs.max(1);
         let now = self.epoch + 1;
         for (to, entries) in outgoing {
@@ -532,6 +542,12 @@ impl<V: KvsValue> Actor<V> {
                 for Entry { key, value, len, keep } in batch {
                     if tombstone_keys.contains(&key) {
                         sent_seq.insert((to, key.clone()), seq);
+                    }
+                    if handoff_keys.contains(&key) {
+                        let seqs = handoff_seqs.entry((to, key.clone())).or_default();
+                        if seqs.last() != Some(&seq) {
+                            seqs.push(seq);
+                        }
                     }
                     if keep {
                         kept_bytes += len;
@@ -594,7 +610,10 @@ impl<V: KvsValue> Actor<V> {
         for (key, owners) in new_handoffs {
             let peers = owners
                 .into_iter()
-                .map(|p| (p, sent_seq.get(&(p, key.clone())).copied().unwrap_or(0), false))
+                .flat_map(|p| {
+                    let seqs = handoff_seqs.remove(&(p, key.clone())).unwrap_or_else(|| vec![0]);
+                    seqs.into_iter().map(move |seq| (p, seq, false))
+                })
                 .collect();
             self.handoffs.retain(|h| h.key != key);
             self.handoffs.push(PendingHandoff { key, peers });
@@ -631,8 +650,21 @@ impl<V: KvsValue> Actor<V> {
         if self.disowned
             && self.handoffs.is_empty()
             && self.ring_changed_at.is_none_or(|at| self.epoch >= at + RING_CHANGE_EPOCHS)
+            && self.epoch >= self.ownership_checked_at + RING_CHANGE_EPOCHS
         {
-            self.disowned = false;
+            self.ownership_checked_at = self.epoch;
+            // Held keys count as owned again only if every one is: one still here (a delete
+            // waiting for acknowledgements, a key that came in late) goes out again first.
+            let held: Vec<Key> =
+                self.store.keys().map(|k| Key::copy_from_slice(k.as_slice())).collect();
+            let mut unowned = 0;
+            for key in held {
+                if !self.owns_slow(&key) {
+                    unowned += 1;
+                    self.mark_whole(key);
+                }
+            }
+            self.disowned = unowned > 0;
         }
     }
 
@@ -737,6 +769,12 @@ impl<V: KvsValue> Actor<V> {
     }
 
     fn reclaim(&mut self) {
+        if self.ring_changed_at.is_some_and(|at| self.epoch < at + RING_CHANGE_EPOCHS) {
+            // Members adopt a new ring seconds apart: one still on the old ring may hand an
+            // older state of a deleted key to its new owners. Kept, the tombstone wins that
+            // merge; freed, the key would come back.
+            return;
+        }
         let horizon = self.config.retransmit_after_epochs.max(1) * 10;
         let epoch = self.epoch;
         self.recently_freed.retain(|_, &mut (_, at)| epoch < at + horizon);

@@ -283,6 +283,8 @@ pub struct Actor<V: KvsValue> {
     disowned: bool,
     /// The epoch of the last ring change (none since the start).
     ring_changed_at: Option<u64>,
+    /// When every held key was last checked for ownership (while `disowned`).
+    ownership_checked_at: u64,
     /// Newest stamp of a freed tombstone: client writes must be newer.
     floor: Option<Stamp>,
     /// Every key has exactly one replica cluster-wide (this one): nothing to gossip.
@@ -347,6 +349,7 @@ impl<V: KvsValue> Actor<V> {
             handoffs: Vec::new(),
             disowned: false,
             ring_changed_at: None,
+            ownership_checked_at: 0,
             floor: None,
             recently_freed: HashMap::with_hasher(StoreHasher::default()),
             last_stamp_time: 0,
@@ -384,7 +387,11 @@ impl<V: KvsValue> Actor<V> {
         let old = std::mem::replace(&mut self.topology, topology);
         self.solo = self.topology.max_replicas() == 1;
         let topology = Arc::clone(&self.topology);
-        self.links.retain(|actor, _| topology.has_actor(*actor));
+        for (actor, link) in &mut self.links {
+            if !topology.has_actor(*actor) {
+                link.park();
+            }
+        }
         self.resend_pending_tombstones();
         self.ring_changed_at = Some(self.epoch);
         // Keys this actor no longer owns go to their owners, and are dropped here once they

@@ -135,8 +135,9 @@ struct Options {
     peers: Option<Vec<String>>,
     /// Join a running cluster through any of its members (`host:gossip-port`) instead of
     /// listing static --peers: this node takes a free slot, every member adds it to its ring,
-    /// and it catches up on every key from them. Needs --gossip-port and global replication
-    /// `full` (the default). `anna-cli cluster leave` takes a node out again.
+    /// and it catches up on its ranges from them. Needs --gossip-port and every key on two
+    /// nodes or more (`full`, the default, or `2:…`). `anna-cli cluster leave` takes a node
+    /// out again.
     #[arg(long)]
     join: Option<String>,
     /// Take a member the failure detector declared down this many seconds ago out of the

@@ -86,7 +86,8 @@ pub struct NodeConfig {
     pub peers: Vec<PeerSpec>,
     /// Join a running cluster through the member gossiping at this address (`host:port`)
     /// instead of naming a static one: the node takes a free slot, every member adds it to
-    /// its ring, and it catches up on every key from them. Needs global replication `full`.
+    /// its ring, and it catches up on its ranges from them. Needs every key on two nodes or
+    /// more ([`crate::Replication::allows_membership_changes`]).
     pub join: Option<String>,
     /// The failure detector's settings and the client addresses this node announces.
     pub membership: MembershipConfig,

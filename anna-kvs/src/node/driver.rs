@@ -812,7 +812,7 @@ impl<V: KvsValue> Driver<V> {
             {
                 self.unsent.push((until, to, message));
             }
-            Err(SendError::Dropped) => self.report.send_drops += 1,
+            Err(SendError::Dropped | SendError::Gone) => self.report.send_drops += 1,
             Err(SendError::Encode(error)) => {
                 self.report.send_drops += 1;
                 // Resending the same batch would fail the same way: the actor gives it up.

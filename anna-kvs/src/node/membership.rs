@@ -113,6 +113,11 @@ pub struct MemberId {
 
 /// The slot of a member that is still joining.
 pub const NO_SLOT: u16 = u16::MAX;
+/// Slots a ring may hold: joins beyond are refused (a ring's tables grow with its highest
+/// slot, and slots are not reused).
+pub const MAX_SLOT: u16 = 4096;
+/// Most actors a member may announce.
+pub const MAX_THREADS: u16 = 1024;
 
 impl MemberId {
     /// The placeholder a seed is known by until it answers.
@@ -134,6 +139,17 @@ impl MemberId {
     /// Whether this is a seed's placeholder (a listed peer never reached).
     pub fn is_seed(&self) -> bool {
         self.node_id == 0 && self.incarnation == 0
+    }
+
+    /// Within the bounds a ring is built for: a slot below [`MAX_SLOT`], at most
+    /// [`MAX_THREADS`] actors, and a gossip address of the form `host:port`.
+    pub fn is_sane(&self) -> bool {
+        (self.slot < MAX_SLOT || self.slot == NO_SLOT)
+            && self.threads <= MAX_THREADS
+            && self
+                .gossip
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
     }
 
     /// Which of two identities at one address is newer.
@@ -292,12 +308,13 @@ impl Membership {
 
     /// Publishes every later ring change to `cell` (and the current ring at once).
     pub(super) fn attach(&self, cell: Arc<RingCell>) {
+        // Under the cell's lock, which the detector takes to publish: no ring computed in
+        // between is missed.
+        let Ok(mut attached) = self.cell.lock() else { return };
         if let Some(ring) = self.ring() {
             cell.set(ring);
         }
-        if let Ok(mut attached) = self.cell.lock() {
-            *attached = Some(cell);
-        }
+        *attached = Some(cell);
     }
 
     /// Starts leaving for good: this node's own ring leaves it out from now on, so its actors
@@ -332,6 +349,9 @@ impl Membership {
         self.stop.store(true, Ordering::SeqCst);
     }
 }
+
+/// How often counters alone (refused datagrams, say) are reported.
+const COUNTERS_EVERY: Duration = Duration::from_millis(100);
 
 /// Longest the thread sleeps between looks at its flags.
 const POLL: Duration = Duration::from_millis(50);
@@ -371,6 +391,10 @@ pub(super) fn bind(
         changed: true,
         rule,
         ring_checked: Instant::now(),
+        config: config.clone(),
+        sized_for: seeds.len() + 1,
+        reported: MembershipReport::default(),
+        published: Instant::now(),
     };
     let placeholders: Vec<MemberId> =
         seeds.iter().filter(|seed| **seed != me.gossip).map(|seed| MemberId::seed(seed)).collect();
@@ -468,6 +492,13 @@ struct Detector {
     changed: bool,
     /// How the ring follows the members.
     rule: RingRule,
+    /// The detector's settings (its timeouts follow the cluster's size).
+    config: MembershipConfig,
+    /// The cluster size foca's settings were last made for.
+    sized_for: usize,
+    /// The counters as last reported, and when.
+    reported: MembershipReport,
+    published: Instant,
     /// When the ring was last computed.
     ring_checked: Instant,
 }
@@ -550,14 +581,10 @@ impl Detector {
                 }
                 self.flush();
             }
-            Err(Refused::Unauthenticated) => {
-                self.counters.refused_unauthenticated += 1;
-                self.changed = true;
-            }
-            Err(Refused::Malformed) => {
-                self.counters.refused_malformed += 1;
-                self.changed = true;
-            }
+            // Counted, and reported with the next change: a flood of forgeries must not make
+            // the detector recompute anything.
+            Err(Refused::Unauthenticated) => self.counters.refused_unauthenticated += 1,
+            Err(Refused::Malformed) => self.counters.refused_malformed += 1,
         }
     }
 
@@ -637,7 +664,7 @@ impl Detector {
             .foca
             .iter_membership_state()
             .map(Member::id)
-            .filter(|id| !id.is_seed() && id.gossip != me.gossip)
+            .filter(|id| !id.is_seed() && id.gossip != me.gossip && id.is_sane())
             .collect();
         if !self.foca.iter_members().any(|m| !m.id().is_seed()) {
             return;
@@ -653,11 +680,16 @@ impl Detector {
             })
             .max()
             .unwrap_or(0);
-        if slot == NO_SLOT {
-            tracing::error!("membership: no slot left for this node");
+        if slot >= MAX_SLOT {
+            tracing::error!(slot, "membership: no slot left for this node (slots are not reused)");
             return;
         }
-        let taken = MemberId { slot, rejoin: me.rejoin.saturating_add(1), ..me };
+        let taken = MemberId {
+            slot,
+            reserved: me.reserved.max(slot + 1),
+            rejoin: me.rejoin.saturating_add(1),
+            ..me
+        };
         tracing::info!(slot, "joined the cluster: took a slot");
         if let Err(error) = self.foca.change_identity(taken, &mut self.runtime) {
             tracing::warn!(%error, "membership: could not announce this node's slot");
@@ -684,6 +716,25 @@ impl Detector {
             })
             .collect();
         let Some(mut ring) = ring_of(self.foca.identity(), &self.rule, &members) else { return };
+        // Suspicion and dissemination scale with the cluster's size (log n).
+        if ring.members() != self.sized_for {
+            self.sized_for = ring.members();
+            if let Err(error) = self.foca.set_config(foca_config(&self.config, self.sized_for)) {
+                tracing::debug!(%error, "membership: could not resize the detector's settings");
+            }
+        }
+        // Every slot this node has seen in use is announced with it, so a node joining later
+        // never takes one, even one whose member is down (a joiner hears only of the members
+        // alive when it arrives).
+        let me = self.foca.identity().clone();
+        let seen = u16::try_from(ring.nodes().len()).unwrap_or(MAX_SLOT);
+        if seen > me.reserved && !me.leaving {
+            let wider = MemberId { reserved: seen, rejoin: me.rejoin.saturating_add(1), ..me };
+            if let Err(error) = self.foca.change_identity(wider, &mut self.runtime) {
+                tracing::debug!(%error, "membership: could not announce the slots seen");
+            }
+            self.flush();
+        }
         if self.shared.for_good.load(Ordering::SeqCst) {
             // Leaving: this node's actors route, and hand over, as if it were gone already.
             let me = usize::from(self.foca.identity().slot);
@@ -696,14 +747,14 @@ impl Detector {
                 ring = Topology::new(nodes, threads, ring.replication());
             }
         }
+        let Ok(cell) = self.shared.cell.lock() else { return };
         let Ok(mut current) = self.shared.ring.lock() else { return };
         if current.as_ref().is_some_and(|c| c.version() == ring.version()) {
             return;
         }
         *current = Some(ring.clone());
         drop(current);
-        if let Ok(cell) = self.shared.cell.lock()
-            && let Some(cell) = cell.as_ref()
+        if let Some(cell) = cell.as_ref()
             && cell.set(ring.clone())
         {
             tracing::info!(version = %format!("{:x}", ring.version()), members = ring.members(), "the ring changed");
@@ -736,9 +787,20 @@ impl Detector {
             }
         }
         if !self.changed {
+            // Only counters moved (refused datagrams, sends): reported at most every 100 ms.
+            if self.counters != self.reported && self.published.elapsed() >= COUNTERS_EVERY {
+                if let Ok(mut shared) = self.shared.report.lock() {
+                    let members = std::mem::take(&mut shared.0.members);
+                    shared.0 = MembershipReport { members, ..self.counters.clone() };
+                }
+                self.reported = self.counters.clone();
+                self.published = Instant::now();
+            }
             return;
         }
         self.changed = false;
+        self.reported = self.counters.clone();
+        self.published = Instant::now();
         members[1..].sort_by(|a, b| a.0.gossip.cmp(&b.0.gossip));
         let since: Vec<Instant> =
             members.iter().map(|m| self.since.get(&m.0.gossip).map_or(now, |s| s.1)).collect();
@@ -774,8 +836,8 @@ pub(super) struct RingRule {
     pub(super) statics: Vec<(NodeIndex, String, ThreadIndex)>,
     /// The cluster's replication.
     pub(super) replication: Replication,
-    /// Members may join and leave: every node holds every key (global replication `full`),
-    /// so a change moves no key between existing nodes.
+    /// Members may join and leave: every key has copies on two nodes or more (see
+    /// [`Replication::allows_membership_changes`]).
     pub(super) dynamic: bool,
     /// A member declared down this long ago is taken out of the ring (`None`: never).
     pub(super) remove_down_after: Option<Duration>,
@@ -831,6 +893,10 @@ pub(super) fn ring_of(
     if rule.dynamic {
         for (id, state, held) in members {
             if id.is_seed() || id.slot == NO_SLOT || id.threads == 0 || gone(id, *state, *held) {
+                continue;
+            }
+            if !id.is_sane() {
+                // Only a holder of the cluster secret can announce one: a misconfigured node.
                 continue;
             }
             if rule.statics.iter().any(|(slot, label, _)| *label == id.gossip && *slot == id.slot) {

@@ -584,8 +584,16 @@ impl<V: KvsValue> Node<V> {
         if drained < self.threads.len() {
             tracing::warn!(node = self.shared.me, drained, actors = self.threads.len(), timeout = ?DRAIN_TIMEOUT, "stopping with gossip unacknowledged (a peer is down or slow): its writes stay in this node's log");
         }
-        // Then tell the cluster this node leaves, so its peers stop probing it at once.
+        // Then tell the cluster this node leaves, so its peers stop probing it at once. A node
+        // leaving for good whose last changes did not all reach its peers stays a member
+        // instead: its directory keeps them, and can start it again.
         if let Some(membership) = &self.shared.membership {
+            if drained < self.threads.len() && membership.leaving_for_good() {
+                tracing::error!(
+                    "not leaving for good: the last changes did not reach the other members; stopping as a member instead"
+                );
+                membership.cancel_leave_for_good();
+            }
             membership.leave(Duration::from_millis(500));
             if membership.leaving_for_good()
                 && let Some(dir) = &self.shared.config.persistence.dir

@@ -116,6 +116,8 @@ pub(super) enum SendError {
     Connect(NodeError),
     /// The peer's queue is full or the link is not up (`ZMQ_IMMEDIATE`).
     Dropped,
+    /// The receiver is not in the ring (it left, or was taken out).
+    Gone,
 }
 
 /// One actor's links to the other nodes.
@@ -215,6 +217,10 @@ impl Transport {
         to: ActorId,
         message: &PeerMessage<V>,
     ) -> Result<usize, SendError> {
+        if !self.topology.has_actor(to) {
+            // Not a member (any more): the ring changed since the message was made.
+            return Err(SendError::Gone);
+        }
         let origin = Origin { actor: self.me, incarnation: self.incarnation, to };
         let bytes = wire::encode(message, origin, &self.key).map_err(SendError::Encode)?;
         if !self.remotes.contains_key(&to) {
