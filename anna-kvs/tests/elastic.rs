@@ -27,6 +27,17 @@ fn free_ports(taken: &[u16]) -> u16 {
     }
 }
 
+/// Redis, gossip and native ports for `n` members, all distinct.
+fn member_ports(n: usize) -> Vec<(u16, u16, u16)> {
+    let mut taken = Vec::new();
+    let mut port = || {
+        let p = free_ports(&taken);
+        taken.push(p);
+        p
+    };
+    (0..n).map(|_| (port(), port(), port())).collect()
+}
+
 struct Member {
     process: common::Process,
     redis: u16,
@@ -35,13 +46,18 @@ struct Member {
 }
 
 fn start(ports: (u16, u16, u16), join: Option<u16>, dir: &str) -> Member {
+    start_with(ports, join, dir, &[])
+}
+
+fn start_with(ports: (u16, u16, u16), join: Option<u16>, dir: &str, extra: &[&str]) -> Member {
     let (redis_port, gossip, native) = ports;
     let mut command = Command::new(env!("CARGO_BIN_EXE_anna-server"));
     command
         .args(["--dir", dir, "--port", &redis_port.to_string()])
         .args(["--gossip-port", &gossip.to_string(), "--native-port", &native.to_string()])
         .args(["--threads", "2", "--no-pin", "--epoch-ms", "20", "--log-level", "warn"])
-        .args(["--probe-period-ms", "100", "--repair-interval-secs", "1"]);
+        .args(["--probe-period-ms", "100", "--repair-interval-secs", "1"])
+        .args(extra);
     if let Some(seed) = join {
         command.args(["--join", &format!("127.0.0.1:{seed}")]);
     }
@@ -55,6 +71,12 @@ fn start(ports: (u16, u16, u16), join: Option<u16>, dir: &str) -> Member {
     member
 }
 
+/// How many members the node's ring holds (`anna_nodes`).
+fn ring_members(port: u16) -> Option<u64> {
+    let info = redis(port, &["INFO", "replication"])?;
+    info.lines().find_map(|l| l.strip_prefix("anna_nodes:")?.trim().parse().ok())
+}
+
 fn members_alive(port: u16) -> Option<u64> {
     let info = redis(port, &["INFO", "cluster"])?;
     info.lines().find_map(|l| l.strip_prefix("anna_members_alive:")?.trim().parse().ok())
@@ -62,13 +84,7 @@ fn members_alive(port: u16) -> Option<u64> {
 
 #[test]
 fn grow_one_to_three_and_shrink_to_two_under_writes_losing_nothing() {
-    let mut taken = Vec::new();
-    let mut port = || {
-        let p = free_ports(&taken);
-        taken.push(p);
-        p
-    };
-    let ports: Vec<(u16, u16, u16)> = (0..3).map(|_| (port(), port(), port())).collect();
+    let ports = member_ports(3);
     let scratch = std::env::temp_dir().join(format!("anna-elastic-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
     let dirs: Vec<String> =
@@ -182,5 +198,70 @@ fn grow_one_to_three_and_shrink_to_two_under_writes_losing_nothing() {
     let said = String::from_utf8_lossy(&again.stderr);
     assert!(!again.status.success() && said.contains("left its cluster for good"), "{said}");
     drop((a, c));
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// `SIGTERM` stops a node as a member that is down (it stays in the ring, its directory can
+/// start it again); with `--leave-on-terminate` it leaves for good: its writes are all on the
+/// other member, it is out of that member's ring, and its directory is marked left.
+#[test]
+fn sigterm_leaves_for_good_only_with_leave_on_terminate() {
+    let ports = member_ports(3);
+    let scratch = std::env::temp_dir().join(format!("anna-sigterm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let dir = |name: &str| scratch.join(name).to_string_lossy().into_owned();
+    let terminate = |member: &mut Member| {
+        let pid = member.process.0.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let exited = eventually(
+            Duration::from_secs(30),
+            || matches!(member.process.0.try_wait(), Ok(Some(status)) if status.success()),
+        );
+        assert!(exited, "the node did not exit cleanly on SIGTERM");
+    };
+    let write_through = |member: &Member, tag: &str| {
+        for i in 0..300 {
+            let (key, value) = (format!("{tag}-{i}"), format!("v{i}"));
+            assert_eq!(redis(member.redis, &["SET", &key, &value]).as_deref(), Some("OK"));
+        }
+    };
+    let all_on = |port: u16, tag: &str| {
+        (0..300).all(|i| {
+            redis(port, &["GET", &format!("{tag}-{i}")]).as_deref() == Some(&*format!("v{i}"))
+        })
+    };
+
+    let a = start(ports[0], None, &dir("a"));
+    // Without the flag: B stops, stays in A's ring (down), and can start again from its dir.
+    let mut b = start(ports[1], Some(a.gossip), &dir("b"));
+    assert!(eventually(Duration::from_secs(10), || ring_members(a.redis) == Some(2)));
+    write_through(&b, "plain");
+    terminate(&mut b);
+    assert!(!std::path::Path::new(&dir("b")).join("LEFT").exists());
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(ring_members(a.redis), Some(2), "a stopped member stays in the ring");
+    assert!(eventually(Duration::from_secs(10), || all_on(a.redis, "plain")));
+    // B starts again from its directory, in its old slot (a leave waits for every owner of
+    // a key, B included, to take it).
+    let b = start(ports[1], Some(a.gossip), &dir("b"));
+    assert!(eventually(Duration::from_secs(10), || members_alive(a.redis) == Some(2)));
+    assert_eq!(ring_members(a.redis), Some(2));
+
+    // With it: C joins, takes writes, and leaves for good on SIGTERM.
+    let mut c = start_with(ports[2], Some(a.gossip), &dir("c"), &["--leave-on-terminate", "true"]);
+    assert!(eventually(Duration::from_secs(10), || ring_members(a.redis) == Some(3)));
+    write_through(&c, "leaving");
+    terminate(&mut c);
+    assert!(std::path::Path::new(&dir("c")).join("LEFT").exists());
+    assert!(
+        eventually(Duration::from_secs(10), || ring_members(a.redis) == Some(2)),
+        "{:?}",
+        redis(a.redis, &["INFO", "replication"])
+    );
+    for member in [&a, &b] {
+        let there = eventually(Duration::from_secs(10), || all_on(member.redis, "leaving"));
+        assert!(there, "a write made through the node that left is missing");
+    }
+    drop((a, b));
     let _ = std::fs::remove_dir_all(&scratch);
 }

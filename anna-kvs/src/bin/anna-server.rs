@@ -140,6 +140,14 @@ struct Options {
     /// out again.
     #[arg(long)]
     join: Option<String>,
+    /// On `SIGTERM`, leave the cluster for good, as `anna-cli cluster leave` does: hand every
+    /// key to the other members, then exit and mark --dir as left (a second `SIGTERM` stops at
+    /// once, as a member that is down). For nodes whose stop means "this machine goes away"
+    /// (scaling down); off by default, since a `SIGTERM` usually means a restart, and a node
+    /// that left cannot start from its directory again. `SIGINT` always just stops. Needs the
+    /// native port [default: false].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    leave_on_terminate: Option<bool>,
     /// Take a member the failure detector declared down this many seconds ago out of the
     /// ring, so the others take over its ranges and copy them among themselves (needs keys on
     /// two nodes or more); a member taken out must come back with an empty --dir. 0 (the
@@ -452,6 +460,15 @@ fn build(options: Options) -> Result<Built, String> {
         }
         config.node.membership.suspect_timeout = Some(Duration::from_millis(ms));
     }
+    if o.leave_on_terminate == Some(true) {
+        if native_port == 0 {
+            return Err("--leave-on-terminate needs the native port (--native-port not 0)".into());
+        }
+        if config.node.gossip_addr.is_none() {
+            return Err("--leave-on-terminate needs a cluster (--gossip-port)".into());
+        }
+        native.leave_signal = Some(Arc::new(AtomicBool::new(false)));
+    }
     config.native = (native_port != 0).then_some(native);
     if let Some(max) = o.maxclients {
         config.redis.maxclients = max;
@@ -545,8 +562,13 @@ fn main() {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(error) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
+    // With --leave-on-terminate, SIGTERM raises the native front end's leave flag instead.
+    let leave = config.native.as_ref().and_then(|native| native.leave_signal.clone());
+    for (signal, flag) in [
+        (signal_hook::consts::SIGINT, &stop),
+        (signal_hook::consts::SIGTERM, leave.as_ref().unwrap_or(&stop)),
+    ] {
+        if let Err(error) = signal_hook::flag::register(signal, Arc::clone(flag)) {
             tracing::warn!(%error, signal, "cannot install signal handler");
         }
     }
@@ -659,6 +681,26 @@ mod tests {
         assert_eq!(built.config.node.persistence.fsync, Fsync::Always);
         assert!(build(resolve(&["--appendonly", "maybe"]).unwrap()).is_err());
         assert!(build(resolve(&["--appendfsync", "sometimes"]).unwrap()).is_err());
+    }
+
+    #[test]
+    fn leave_on_terminate_needs_a_cluster_and_the_native_port() {
+        let signal = |args: &[&str]| {
+            build(resolve(args).unwrap()).map(|b| b.config.native.and_then(|n| n.leave_signal))
+        };
+        assert!(signal(&[]).unwrap().is_none());
+        assert!(signal(&["--gossip-port", "7000"]).unwrap().is_none());
+        let leave = signal(&["--gossip-port", "7000", "--leave-on-terminate"]).unwrap();
+        assert!(leave.is_some_and(|flag| !flag.load(std::sync::atomic::Ordering::SeqCst)));
+        let error = signal(&["--leave-on-terminate"]).unwrap_err();
+        assert!(error.contains("--gossip-port"), "{error}");
+        let error =
+            signal(&["--gossip-port", "7000", "--native-port", "0", "--leave-on-terminate"])
+                .unwrap_err();
+        assert!(error.contains("native port"), "{error}");
+        let path = file("leave.toml", "leave-on-terminate = true\ngossip-port = 7000\n");
+        assert!(signal(&["--config", &path]).unwrap().is_some());
+        assert!(signal(&["--config", &path, "--leave-on-terminate", "false"]).unwrap().is_none());
     }
 
     #[test]

@@ -38,6 +38,12 @@ pub struct FrontEndConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Most TLS connections at once; more are closed on arrival and counted.
     pub max_tls_connections: usize,
+    /// A flag that makes the node leave the cluster for good when set, as if a client had
+    /// sent [`ClientMessage::Leave`] (`anna-server --leave-on-terminate` sets it on `SIGTERM`).
+    /// Set again while the node is leaving, it stops the node at once instead (a member that
+    /// has not handed everything over stays in the ring, down). If the node may not leave, it
+    /// says why and stops as an ordinary member.
+    pub leave_signal: Option<Arc<AtomicBool>>,
 }
 
 impl Default for FrontEndConfig {
@@ -51,6 +57,7 @@ impl Default for FrontEndConfig {
             announce: None,
             tls: None,
             max_tls_connections: 10_000,
+            leave_signal: None,
         }
     }
 }
@@ -132,6 +139,8 @@ pub struct FrontEnd<V: KvsValue> {
     leaving: Option<Instant>,
     /// When the wait for the hand-over was last reported.
     leave_said_at: Duration,
+    /// See [`FrontEndConfig::leave_signal`].
+    leave_signal: Option<Arc<AtomicBool>>,
 }
 
 impl<V: KvsValue> std::fmt::Debug for FrontEnd<V> {
@@ -211,6 +220,7 @@ impl<V: KvsValue> FrontEnd<V> {
             tls_counters: gateway.as_ref().map(Gateway::counters),
             leaving: None,
             leave_said_at: Duration::ZERO,
+            leave_signal: config.leave_signal.clone(),
             gateway,
         })
     }
@@ -245,6 +255,10 @@ impl<V: KvsValue> FrontEnd<V> {
         let tls = if gateway.is_some() { "TLS" } else { "plain" };
         tracing::info!(addr = %self.addr, tls, "native protocol ready");
         while !self.stop.load(Ordering::Relaxed) {
+            if self.leave_signal.as_ref().is_some_and(|signal| signal.swap(false, Ordering::SeqCst))
+            {
+                self.leave_signalled();
+            }
             if let Some(since) = self.leaving {
                 // Stop once every key is with the other members (and the answer to the leave
                 // request has had time to go out).
@@ -274,6 +288,29 @@ impl<V: KvsValue> FrontEnd<V> {
             None => {}
         }
         tracing::info!(addr = %self.addr, "native protocol stopped");
+    }
+
+    /// The leave signal was raised: leave for good, or stop at once if already leaving (or
+    /// if this node may not leave).
+    fn leave_signalled(&mut self) {
+        if self.leaving.is_some() {
+            tracing::warn!("asked again while leaving: stopping now, as a member that is down");
+            self.handle.cancel_leave();
+            self.stop.store(true, Ordering::SeqCst);
+            return;
+        }
+        match self.handle.prepare_leave() {
+            Ok(()) => {
+                tracing::warn!(
+                    "leaving the cluster for good, as signalled: handing every key over first (a second signal stops at once)"
+                );
+                self.leaving = Some(Instant::now());
+            }
+            Err(why) => {
+                tracing::error!(%why, "cannot leave the cluster: stopping as a member that is down");
+                self.stop.store(true, Ordering::SeqCst);
+            }
+        }
     }
 
     fn round(&mut self) {

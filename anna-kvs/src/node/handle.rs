@@ -109,6 +109,16 @@ impl<V: KvsValue> NodeHandle<V> {
         Ok(())
     }
 
+    /// Gives up leaving for good, for a node about to stop before its hand-over finished: it
+    /// stops as a member (down, still in every ring, its directory able to start it again).
+    /// What it handed over so far is with the other members; what it still holds is in its
+    /// directory.
+    pub fn cancel_leave(&self) {
+        if let Some(membership) = &self.shared.membership {
+            membership.cancel_leave_for_good();
+        }
+    }
+
     /// Whether a node leaving for good has handed every key over: its actors hold nothing
     /// (no key, no tombstone waiting for acknowledgements), as of their last epoch, under a
     /// ring that leaves this node out.

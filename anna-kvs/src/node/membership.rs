@@ -728,7 +728,10 @@ impl Detector {
         // alive when it arrives).
         let me = self.foca.identity().clone();
         let seen = u16::try_from(ring.nodes().len()).unwrap_or(MAX_SLOT);
-        if seen > me.reserved && !me.leaving {
+        // Only while another member is alive to hear it: a change made alone (a node back on
+        // its directory that has not heard an answer yet) would be known to nobody, and
+        // every answer addressed to the identity it had would be refused.
+        if seen > me.reserved && !me.leaving && self.foca.num_members() > 0 {
             let wider = MemberId { reserved: seen, rejoin: me.rejoin.saturating_add(1), ..me };
             if let Err(error) = self.foca.change_identity(wider, &mut self.runtime) {
                 tracing::debug!(%error, "membership: could not announce the slots seen");

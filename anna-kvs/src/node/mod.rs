@@ -328,7 +328,12 @@ impl<V: KvsValue> Node<V> {
                     native: config.membership.native_addr.clone(),
                     redis: config.membership.redis_addr.clone(),
                     slot: if joining { saved_slot.unwrap_or(membership::NO_SLOT) } else { me },
-                    reserved: if joining { 0 } else { topology.nodes().len() as u16 },
+                    // The slots this node has seen in use: its own, until it hears more.
+                    reserved: if joining {
+                        saved_slot.map_or(0, |slot| slot.saturating_add(1))
+                    } else {
+                        topology.nodes().len() as u16
+                    },
                     leaving: false,
                 };
                 let mut seeds: Vec<String> =
