@@ -229,3 +229,38 @@ fn a_batch_larger_than_the_retransmission_bound_is_still_applied() {
         assert!(receiver.peek(key.as_bytes()).is_some(), "{key} not applied");
     }
 }
+
+#[test]
+fn a_copy_from_before_a_freed_delete_does_not_bring_the_key_back() {
+    let mut a = actor();
+    let tombstone = Lww::new(Stamp::new(NOW - 5, 7), None);
+    assert!(acked(&feed(&mut a, gossip(PEER, 1, 1, vec![("k", value(NOW - 10, "old"))])), 1));
+    assert!(acked(&feed(&mut a, gossip(PEER, 2, 1, vec![("k", tombstone)])), 2));
+    // The epoch passes the tombstone on; the peer acknowledges it, having sent two batches;
+    // the next epoch frees the key.
+    let mut now = NOW;
+    let mut tick = |a: &mut Actor<Eventual>| {
+        now += 1_000_000;
+        let mut out = Vec::new();
+        a.handle(now, Input::Tick, &mut out);
+        out
+    };
+    let out = tick(&mut a);
+    let seq = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Send { to, message: PeerMessage::Gossip(g) } if *to == PEER => Some(g.seq),
+            _ => None,
+        })
+        .expect("the tombstone is passed on");
+    feed(&mut a, Input::Peer(PeerMessage::Ack { from: PEER, seq, sent_to_you: 2 }));
+    tick(&mut a);
+    assert_eq!(held(&a, "k"), None, "the tombstone was not freed");
+    assert_eq!(a.stats().reclaimed, 1);
+    // The value from before the delete arrives again, in a later batch: still deleted.
+    assert!(acked(&feed(&mut a, gossip(PEER, 3, 1, vec![("k", value(NOW - 10, "old"))])), 3));
+    assert_eq!(held(&a, "k"), None, "a copy from before the delete brought the key back");
+    // A write newer than the delete is a write.
+    feed(&mut a, gossip(PEER, 4, 1, vec![("k", value(NOW - 1, "new"))]));
+    assert_eq!(held(&a, "k"), Some(value(NOW - 1, "new")));
+}

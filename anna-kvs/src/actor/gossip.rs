@@ -386,11 +386,11 @@ impl<V: KvsValue> Actor<V> {
                     (changed, to_tombstone)
                 }
                 None => {
-                    let echo = match (value.tombstone_stamp(), self.recently_freed.get(&key)) {
-                        (Some(incoming), Some(&(freed, _))) => incoming <= freed,
-                        _ => false,
-                    };
-                    if value.is_bottom() || echo {
+                    // A key freed here lately: a state no newer than its tombstone (the
+                    // tombstone itself from another replica, or a copy from before the delete
+                    // that took another way here: a hand-off, a forward, a resend after a ring
+                    // change) is not brought back, as in repair.
+                    if value.is_bottom() || self.freed_after(&key, &value) {
                         (false, false)
                     } else {
                         self.stats.merges_changed += 1;

@@ -709,6 +709,14 @@ impl<V: KvsValue> Actor<V> {
         self.store.iter().map(|(k, slot)| (&k[..], &slot.value))
     }
 
+    /// Whether `key` was freed here lately by a tombstone at least as new as everything in
+    /// `value`: `value` is then a copy from before the delete, not something to bring back.
+    pub(super) fn freed_after(&self, key: &[u8], value: &V) -> bool {
+        self.recently_freed
+            .get(key)
+            .is_some_and(|&(freed, _)| value.newest_stamp().is_none_or(|newest| newest <= freed))
+    }
+
     #[inline]
     fn owns(&mut self, key: &[u8]) -> bool {
         // A stored key is owned: keys are only stored by their owners, and ownership only

@@ -1059,10 +1059,7 @@ impl<V: KvsValue> Actor<V> {
                 None => {
                     // A key freed here lately: a state no newer than its tombstone is a late
                     // copy from before the delete, not something to bring back.
-                    let freed = self.recently_freed.get(&key).is_some_and(|&(freed, _)| {
-                        value.newest_stamp().is_none_or(|newest| newest <= freed)
-                    });
-                    if value.is_bottom() || freed {
+                    if value.is_bottom() || self.freed_after(&key, &value) {
                         same.insert(key.clone());
                         (false, false, None)
                     } else {
