@@ -132,11 +132,20 @@ impl Server {
     /// thread and shuts the engine down.
     pub fn run(self) {
         let Self { redis, native, node, stop } = self;
-        let native = native.and_then(|front_end| match front_end.spawn() {
-            Ok(thread) => Some(thread),
-            Err(error) => {
-                tracing::warn!(%error, "cannot spawn the native-protocol thread");
-                None
+        let native = native.and_then(|front_end| {
+            let signals = front_end.takes_leave_signals();
+            match front_end.spawn() {
+                Ok(thread) => Some(thread),
+                Err(error) if signals => {
+                    // Only that thread acts on SIGTERM here: without it nothing would stop us.
+                    tracing::error!(%error, "cannot spawn the native-protocol thread, which takes SIGTERM: stopping");
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                    None
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot spawn the native-protocol thread");
+                    None
+                }
             }
         });
         redis.run(&stop);

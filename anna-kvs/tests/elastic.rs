@@ -29,9 +29,14 @@ fn free_ports(taken: &[u16]) -> u16 {
 
 /// Redis, gossip and native ports for `n` members, all distinct.
 fn member_ports(n: usize) -> Vec<(u16, u16, u16)> {
-    let mut taken = Vec::new();
+    member_ports_beside(n, &mut Vec::new())
+}
+
+/// Ports for `n` more members, away from those `taken` (to which they are added). Take them
+/// just before starting the member: a port picked long before may be some socket's by then.
+fn member_ports_beside(n: usize, taken: &mut Vec<u16>) -> Vec<(u16, u16, u16)> {
     let mut port = || {
-        let p = free_ports(&taken);
+        let p = free_ports(taken);
         taken.push(p);
         p
     };
@@ -61,12 +66,19 @@ fn start_with(ports: (u16, u16, u16), join: Option<u16>, dir: &str, extra: &[&st
     if let Some(seed) = join {
         command.args(["--join", &format!("127.0.0.1:{seed}")]);
     }
-    let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    // Its log beside its directory (appended across its lives), shown if it does not come up.
+    let log_path = format!("{dir}.log");
+    if let Some(parent) = std::path::Path::new(dir).parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
+    let child = command.stdout(Stdio::null()).stderr(log).spawn().unwrap();
     let member = Member { process: common::Process(child), redis: redis_port, gossip, native };
     assert!(
         eventually(Duration::from_secs(15), || redis(redis_port, &["PING"]).as_deref()
             == Some("PONG")),
-        "the node on {redis_port} did not come up"
+        "the node on {redis_port} did not come up; its log:\n{}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
     );
     member
 }
@@ -203,10 +215,12 @@ fn grow_one_to_three_and_shrink_to_two_under_writes_losing_nothing() {
 
 /// `SIGTERM` stops a node as a member that is down (it stays in the ring, its directory can
 /// start it again); with `--leave-on-terminate` it leaves for good: its writes are all on the
-/// other member, it is out of that member's ring, and its directory is marked left.
+/// other members, it is out of their rings, and its directory is marked left; and a second
+/// `SIGTERM` right after the first stops it as a member instead.
 #[test]
 fn sigterm_leaves_for_good_only_with_leave_on_terminate() {
-    let ports = member_ports(3);
+    let mut taken = Vec::new();
+    let ports = member_ports_beside(2, &mut taken);
     let scratch = std::env::temp_dir().join(format!("anna-sigterm-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
     let dir = |name: &str| scratch.join(name).to_string_lossy().into_owned();
@@ -248,7 +262,8 @@ fn sigterm_leaves_for_good_only_with_leave_on_terminate() {
     assert_eq!(ring_members(a.redis), Some(2));
 
     // With it: C joins, takes writes, and leaves for good on SIGTERM.
-    let mut c = start_with(ports[2], Some(a.gossip), &dir("c"), &["--leave-on-terminate", "true"]);
+    let late = member_ports_beside(1, &mut taken)[0];
+    let mut c = start_with(late, Some(a.gossip), &dir("c"), &["--leave-on-terminate", "true"]);
     assert!(eventually(Duration::from_secs(10), || ring_members(a.redis) == Some(3)));
     write_through(&c, "leaving");
     terminate(&mut c);
@@ -262,6 +277,29 @@ fn sigterm_leaves_for_good_only_with_leave_on_terminate() {
         let there = eventually(Duration::from_secs(10), || all_on(member.redis, "leaving"));
         assert!(there, "a write made through the node that left is missing");
     }
+
+    // Two SIGTERMs 50 ms apart: the second stops D before its hand-over (which takes 200 ms
+    // at least), as a member: no LEFT mark, still in the ring.
+    let late = member_ports_beside(1, &mut taken)[0];
+    let mut d = start_with(late, Some(a.gossip), &dir("d"), &["--leave-on-terminate", "true"]);
+    assert!(eventually(Duration::from_secs(10), || ring_members(a.redis) == Some(3)));
+    let pid = d.process.0.id().to_string();
+    let twice = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}; sleep 0.05; kill -TERM {pid}")])
+        .status()
+        .unwrap();
+    assert!(twice.success());
+    let exited = eventually(
+        Duration::from_secs(30),
+        || matches!(d.process.0.try_wait(), Ok(Some(status)) if status.success()),
+    );
+    assert!(exited, "D did not stop on its second SIGTERM");
+    assert!(!std::path::Path::new(&dir("d")).join("LEFT").exists(), "D left for good");
+    assert!(
+        eventually(Duration::from_secs(10), || members_alive(a.redis) == Some(2)),
+        "A does not see D down"
+    );
+    assert_eq!(ring_members(a.redis), Some(3), "D stopped as a member stays in the ring");
     drop((a, b));
     let _ = std::fs::remove_dir_all(&scratch);
 }

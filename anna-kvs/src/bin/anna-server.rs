@@ -8,7 +8,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Duration;
 
 use anna_kvs::auth::Secret;
@@ -141,11 +141,16 @@ struct Options {
     #[arg(long)]
     join: Option<String>,
     /// On `SIGTERM`, leave the cluster for good, as `anna-cli cluster leave` does: hand every
-    /// key to the other members, then exit and mark --dir as left (a second `SIGTERM` stops at
-    /// once, as a member that is down). For nodes whose stop means "this machine goes away"
-    /// (scaling down); off by default, since a `SIGTERM` usually means a restart, and a node
-    /// that left cannot start from its directory again. `SIGINT` always just stops. Needs the
-    /// native port [default: false].
+    /// key to the other members, then exit and mark --dir as left. A second `SIGTERM` stops at
+    /// once, as a member that is down (in every ring; the directory can start it again). For
+    /// nodes whose stop means "this machine goes away" (scaling down); off by default, since a
+    /// `SIGTERM` usually means a restart, and a node that left cannot start from its directory
+    /// again. The hand-over waits for every member that owns a key, down ones included: give
+    /// the service manager's stop timeout room (systemd's `TimeoutStopSec`, a pod's grace
+    /// period); a kill in the middle is a crash, nothing acknowledged is lost. If the node may
+    /// not leave (it is the last member alive), `SIGTERM` just stops it. `SIGINT` stops as
+    /// without this flag. Needs --gossip-port, the native port, and two copies of every key
+    /// [default: false].
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     leave_on_terminate: Option<bool>,
     /// Take a member the failure detector declared down this many seconds ago out of the
@@ -467,7 +472,10 @@ fn build(options: Options) -> Result<Built, String> {
         if config.node.gossip_addr.is_none() {
             return Err("--leave-on-terminate needs a cluster (--gossip-port)".into());
         }
-        native.leave_signal = Some(Arc::new(AtomicBool::new(false)));
+        if let Some(why) = config.node.replication.membership_changes_refused() {
+            return Err(format!("--leave-on-terminate: {why}"));
+        }
+        native.leave_signal = Some(Arc::new(AtomicUsize::new(0)));
     }
     config.native = (native_port != 0).then_some(native);
     if let Some(max) = o.maxclients {
@@ -562,13 +570,33 @@ fn main() {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let stop = Arc::new(AtomicBool::new(false));
-    // With --leave-on-terminate, SIGTERM raises the native front end's leave flag instead.
+    // With --leave-on-terminate, SIGTERM counts on the native front end's leave signal
+    // instead (signals that arrive together may count once, as POSIX signals do).
     let leave = config.native.as_ref().and_then(|native| native.leave_signal.clone());
-    for (signal, flag) in [
-        (signal_hook::consts::SIGINT, &stop),
-        (signal_hook::consts::SIGTERM, leave.as_ref().unwrap_or(&stop)),
-    ] {
-        if let Err(error) = signal_hook::flag::register(signal, Arc::clone(flag)) {
+    let mut signals = vec![signal_hook::consts::SIGINT];
+    match leave {
+        Some(count) => match signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM]) {
+            Ok(mut terms) => {
+                let counter =
+                    std::thread::Builder::new().name("anna-sigterm".into()).spawn(move || {
+                        for _ in terms.forever() {
+                            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    });
+                if let Err(error) = counter {
+                    eprintln!("anna-server: cannot watch for SIGTERM: {error}");
+                    std::process::exit(1);
+                }
+            }
+            Err(error) => {
+                eprintln!("anna-server: cannot watch for SIGTERM: {error}");
+                std::process::exit(1);
+            }
+        },
+        None => signals.push(signal_hook::consts::SIGTERM),
+    }
+    for signal in signals {
+        if let Err(error) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
             tracing::warn!(%error, signal, "cannot install signal handler");
         }
     }
@@ -691,13 +719,16 @@ mod tests {
         assert!(signal(&[]).unwrap().is_none());
         assert!(signal(&["--gossip-port", "7000"]).unwrap().is_none());
         let leave = signal(&["--gossip-port", "7000", "--leave-on-terminate"]).unwrap();
-        assert!(leave.is_some_and(|flag| !flag.load(std::sync::atomic::Ordering::SeqCst)));
+        assert!(leave.is_some_and(|count| count.load(std::sync::atomic::Ordering::SeqCst) == 0));
         let error = signal(&["--leave-on-terminate"]).unwrap_err();
         assert!(error.contains("--gossip-port"), "{error}");
         let error =
             signal(&["--gossip-port", "7000", "--native-port", "0", "--leave-on-terminate"])
                 .unwrap_err();
         assert!(error.contains("native port"), "{error}");
+        let one_copy = ["--gossip-port", "7000", "--replication", "1:1", "--leave-on-terminate"];
+        let error = signal(&one_copy).unwrap_err();
+        assert!(error.contains("--leave-on-terminate"), "{error}");
         let path = file("leave.toml", "leave-on-terminate = true\ngossip-port = 7000\n");
         assert!(signal(&["--config", &path]).unwrap().is_some());
         assert!(signal(&["--config", &path, "--leave-on-terminate", "false"]).unwrap().is_none());

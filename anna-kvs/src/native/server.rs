@@ -1,7 +1,7 @@
 //! The node side of the native protocol: one thread with a ZeroMQ `ROUTER` socket.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -38,12 +38,13 @@ pub struct FrontEndConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Most TLS connections at once; more are closed on arrival and counted.
     pub max_tls_connections: usize,
-    /// A flag that makes the node leave the cluster for good when set, as if a client had
-    /// sent [`ClientMessage::Leave`] (`anna-server --leave-on-terminate` sets it on `SIGTERM`).
-    /// Set again while the node is leaving, it stops the node at once instead (a member that
-    /// has not handed everything over stays in the ring, down). If the node may not leave, it
-    /// says why and stops as an ordinary member.
-    pub leave_signal: Option<Arc<AtomicBool>>,
+    /// A count of leave signals (`anna-server --leave-on-terminate` adds one per `SIGTERM`).
+    /// The first makes the node leave the cluster for good, as if a client had sent
+    /// [`ClientMessage::Leave`]; the second while it is leaving (the first if a client started
+    /// the leave) stops it at once instead, as a member that is down (still in every ring, its
+    /// directory able to start it again). If the node may not leave, it says why and stops as
+    /// a member.
+    pub leave_signal: Option<Arc<AtomicUsize>>,
 }
 
 impl Default for FrontEndConfig {
@@ -140,7 +141,11 @@ pub struct FrontEnd<V: KvsValue> {
     /// When the wait for the hand-over was last reported.
     leave_said_at: Duration,
     /// See [`FrontEndConfig::leave_signal`].
-    leave_signal: Option<Arc<AtomicBool>>,
+    leave_signal: Option<Arc<AtomicUsize>>,
+    /// Leave signals acted on so far.
+    leave_signals_seen: usize,
+    /// Leave signals received while leaving.
+    signals_while_leaving: usize,
 }
 
 impl<V: KvsValue> std::fmt::Debug for FrontEnd<V> {
@@ -221,6 +226,8 @@ impl<V: KvsValue> FrontEnd<V> {
             leaving: None,
             leave_said_at: Duration::ZERO,
             leave_signal: config.leave_signal.clone(),
+            leave_signals_seen: 0,
+            signals_while_leaving: 0,
             gateway,
         })
     }
@@ -233,6 +240,11 @@ impl<V: KvsValue> FrontEnd<V> {
     /// The ring it tells clients about.
     pub fn ring(&self) -> &RingInfo {
         &self.ring
+    }
+
+    /// Whether leave signals reach this front end (see [`FrontEndConfig::leave_signal`]).
+    pub(crate) fn takes_leave_signals(&self) -> bool {
+        self.leave_signal.is_some()
     }
 
     /// Serves on a thread of its own.
@@ -255,10 +267,6 @@ impl<V: KvsValue> FrontEnd<V> {
         let tls = if gateway.is_some() { "TLS" } else { "plain" };
         tracing::info!(addr = %self.addr, tls, "native protocol ready");
         while !self.stop.load(Ordering::Relaxed) {
-            if self.leave_signal.as_ref().is_some_and(|signal| signal.swap(false, Ordering::SeqCst))
-            {
-                self.leave_signalled();
-            }
             if let Some(since) = self.leaving {
                 // Stop once every key is with the other members (and the answer to the leave
                 // request has had time to go out).
@@ -269,8 +277,21 @@ impl<V: KvsValue> FrontEnd<V> {
                 }
                 if since.elapsed() >= self.leave_said_at + Duration::from_secs(10) {
                     self.leave_said_at = since.elapsed();
-                    tracing::warn!(waited = ?since.elapsed(), "leaving: still handing keys over to the other members");
+                    let held: u64 = self
+                        .handle
+                        .reports()
+                        .iter()
+                        .map(|r| r.stats.keys + r.stats.tombstones)
+                        .sum();
+                    tracing::warn!(waited = ?since.elapsed(), held, "leaving: still handing keys over to the other members (each key waits for every member that owns it, down ones included)");
                 }
+            }
+            // After the hand-over check: a signal that comes with a finished hand-over does
+            // not cancel the leave.
+            let raised = self.leave_signal.as_ref().map_or(0, |count| count.load(Ordering::SeqCst));
+            while self.leave_signals_seen < raised && !self.stop.load(Ordering::SeqCst) {
+                self.leave_signals_seen += 1;
+                self.leave_signalled();
             }
             let readable = {
                 let mut items = [self.socket.as_poll_item(zmq::POLLIN)];
@@ -290,11 +311,18 @@ impl<V: KvsValue> FrontEnd<V> {
         tracing::info!(addr = %self.addr, "native protocol stopped");
     }
 
-    /// The leave signal was raised: leave for good, or stop at once if already leaving (or
-    /// if this node may not leave).
+    /// A leave signal came: leave for good; if already leaving, stop at once the second time
+    /// (see [`FrontEndConfig::leave_signal`]); if this node may not leave, stop.
     fn leave_signalled(&mut self) {
         if self.leaving.is_some() {
-            tracing::warn!("asked again while leaving: stopping now, as a member that is down");
+            self.signals_while_leaving += 1;
+            if self.signals_while_leaving < 2 {
+                tracing::warn!(
+                    "already leaving the cluster, as a client asked: signal again to stop at once"
+                );
+                return;
+            }
+            tracing::warn!("signalled again while leaving: stopping now, as a member that is down");
             self.handle.cancel_leave();
             self.stop.store(true, Ordering::SeqCst);
             return;
@@ -305,6 +333,7 @@ impl<V: KvsValue> FrontEnd<V> {
                     "leaving the cluster for good, as signalled: handing every key over first (a second signal stops at once)"
                 );
                 self.leaving = Some(Instant::now());
+                self.signals_while_leaving = 1;
             }
             Err(why) => {
                 tracing::error!(%why, "cannot leave the cluster: stopping as a member that is down");
@@ -382,6 +411,7 @@ impl<V: KvsValue> FrontEnd<V> {
                             "leaving the cluster for good, as a client asked: handing every key over first"
                         );
                         self.leaving = Some(Instant::now());
+                        self.signals_while_leaving = 0;
                     }
                     Err(why) => {
                         self.send(frames, super::encode_error(&format!("ERR cannot leave: {why}")))

@@ -593,6 +593,18 @@ impl<V: KvsValue> Node<V> {
         // leaving for good whose last changes did not all reach its peers stays a member
         // instead: its directory keeps them, and can start it again.
         if let Some(membership) = &self.shared.membership {
+            let others_alive =
+                || {
+                    membership.report().members.iter().any(|m| {
+                        !m.me && !m.id.is_seed() && m.state == membership::MemberState::Alive
+                    })
+                };
+            if membership.leaving_for_good() && !others_alive() {
+                tracing::error!(
+                    "not leaving for good: no other member is alive to hear it; stopping as a member instead"
+                );
+                membership.cancel_leave_for_good();
+            }
             if drained < self.threads.len() && membership.leaving_for_good() {
                 tracing::error!(
                     "not leaving for good: the last changes did not reach the other members; stopping as a member instead"
