@@ -60,6 +60,14 @@ fn acked(out: &[Output<Eventual>], seq: u64) -> bool {
     )
 }
 
+/// The sequence number of the gossip batch `out` sends to `to`, if it sends one.
+fn gossip_seq_to<V: anna_kvs::KvsValue>(out: &[Output<V>], to: ActorId) -> Option<u64> {
+    out.iter().find_map(|o| match o {
+        Output::Send { to: t, message: PeerMessage::Gossip(g) } if *t == to => Some(g.seq),
+        _ => None,
+    })
+}
+
 fn held(actor: &Actor<Eventual>, key: &str) -> Option<Eventual> {
     actor.peek(key.as_bytes()).cloned()
 }
@@ -246,13 +254,7 @@ fn a_copy_from_before_a_freed_delete_does_not_bring_the_key_back() {
         out
     };
     let out = tick(&mut a);
-    let seq = out
-        .iter()
-        .find_map(|o| match o {
-            Output::Send { to, message: PeerMessage::Gossip(g) } if *to == PEER => Some(g.seq),
-            _ => None,
-        })
-        .expect("the tombstone is passed on");
+    let seq = gossip_seq_to(&out, PEER).expect("the tombstone is passed on");
     feed(&mut a, Input::Peer(PeerMessage::Ack { from: PEER, seq, sent_to_you: 2 }));
     tick(&mut a);
     assert_eq!(held(&a, "k"), None, "the tombstone was not freed");
@@ -263,4 +265,75 @@ fn a_copy_from_before_a_freed_delete_does_not_bring_the_key_back() {
     // A write newer than the delete is a write.
     feed(&mut a, gossip(PEER, 4, 1, vec![("k", value(NOW - 1, "new"))]));
     assert_eq!(held(&a, "k"), Some(value(NOW - 1, "new")));
+}
+
+#[test]
+fn a_node_routing_without_itself_keeps_no_copy_older_than_an_owner_sent_it() {
+    let mut a = actor();
+    feed(&mut a, gossip(PEER, 1, 1, vec![("k", value(NOW - 10, "old"))]));
+    // This node leaves: its ring leaves it out, and the key waits to be handed off.
+    let without_me =
+        Topology::new(vec![String::new(), "10.0.0.2:7000".into()], vec![0, 1], Replication::FULL);
+    a.set_topology(NOW, Arc::new(without_me));
+    // Its owner deletes it meanwhile: the copy held here takes the delete in (a read forwarded
+    // from here sends the copy ahead, so an older one would undo the delete at an owner that
+    // has freed it).
+    let tombstone = Lww::new(Stamp::new(NOW - 5, 7), None);
+    assert!(acked(&feed(&mut a, gossip(PEER, 2, 1, vec![("k", tombstone.clone())])), 2));
+    assert_eq!(held(&a, "k"), Some(tombstone));
+    // What it does not hold it does not take (the owner has it).
+    feed(&mut a, gossip(PEER, 3, 1, vec![("other", value(NOW - 3, "x"))]));
+    assert_eq!(held(&a, "other"), None);
+}
+
+/// Redis values carry no single write stamp, so the reclamation floor cannot refuse an old
+/// state handed over ahead of a forwarded request (by a node leaving the cluster): a key freed
+/// lately must refuse it itself.
+#[test]
+fn a_hand_over_from_before_a_freed_delete_does_not_bring_a_redis_key_back() {
+    use anna_kvs::redis::value::RedisValue;
+    let topology = Topology::new(
+        vec!["10.0.0.1:7000".into(), "10.0.0.2:7000".into()],
+        vec![1, 1],
+        Replication::FULL,
+    );
+    let mut a: Actor<RedisValue> = Actor::new(ME, Arc::new(topology), ActorConfig::default(), NOW);
+    let string = |time: u64, text: Option<&'static str>| {
+        RedisValue::from_register(
+            Lww::new(Stamp::new(time, 7), text.map(|t| Bytes::from_static(t.as_bytes()))),
+            7,
+        )
+    };
+    let mut now = NOW;
+    let mut step = |a: &mut Actor<RedisValue>, input: Input<RedisValue>| {
+        now += 1_000_000;
+        let mut out = Vec::new();
+        a.handle(now, input, &mut out);
+        out
+    };
+    let batch = |seq: u64, value: RedisValue| {
+        Input::Peer(PeerMessage::Gossip(Gossip {
+            from: PEER,
+            seq,
+            low_water: 1,
+            updates: vec![(Bytes::from_static(b"k"), value)],
+            overrides: Vec::new(),
+        }))
+    };
+    step(&mut a, batch(1, string(NOW - 10, Some("old"))));
+    step(&mut a, batch(2, string(NOW - 5, None)));
+    let out = step(&mut a, Input::Tick);
+    let seq = gossip_seq_to(&out, PEER).expect("the tombstone is passed on");
+    step(&mut a, Input::Peer(PeerMessage::Ack { from: PEER, seq, sent_to_you: 2 }));
+    step(&mut a, Input::Tick);
+    assert_eq!(a.peek(b"k"), None, "the tombstone was not freed");
+    let handover = Request::Put {
+        key: Bytes::from_static(b"k"),
+        value: string(NOW - 10, Some("old")),
+        stamp_here: false,
+    };
+    let forward =
+        PeerMessage::Forward { origin: PEER, token: 1, hops: 1, clock: 0, request: handover };
+    step(&mut a, Input::Peer(forward));
+    assert_eq!(a.peek(b"k"), None, "a hand-over from before the delete brought the key back");
 }

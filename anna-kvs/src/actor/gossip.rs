@@ -340,7 +340,23 @@ impl<V: KvsValue> Actor<V> {
             {
                 // Not ours, and its sender owns it: it is there already, and the other owners
                 // get it from it. (A key whose sender does not own it either is kept and handed
-                // on, below.)
+                // on, below.) A copy still held here, waiting to be handed off, takes it in:
+                // it must never be older than what an owner has (a read forwarded from here
+                // sends it ahead, and an owner may have freed a delete it carried).
+                let mut changed = false;
+                if let Some(slot) = self.store.get_mut(&key[..]) {
+                    let before = expiry::Facts::of(&slot.value);
+                    changed = slot.value.merge_ref(&value);
+                    if changed {
+                        self.tracked.track(&key, before, expiry::Facts::of(&slot.value));
+                        if self.digests.enabled && !std::mem::replace(&mut slot.stale, true) {
+                            self.digests.stale.push_back(key.clone());
+                        }
+                    }
+                }
+                if changed {
+                    self.journal(&key, None);
+                }
                 continue;
             }
             let newest = value.newest_stamp();

@@ -321,6 +321,7 @@ pub struct Actor<V: KvsValue> {
 impl<V: KvsValue> Actor<V> {
     /// A new, empty actor `id` in `topology`, starting its epochs at time `now` (µs).
     pub fn new(id: ActorId, topology: Arc<Topology>, config: ActorConfig, now: u64) -> Self {
+        let new_to_the_cluster = config.catch_up;
         let next_epoch_at = now + config.epoch_us;
         let solo = topology.max_replicas() == 1;
         let digests = repair::Digests::new(id, &topology, &config, now);
@@ -348,7 +349,9 @@ impl<V: KvsValue> Actor<V> {
             tombstones: Vec::new(),
             handoffs: Vec::new(),
             disowned: false,
-            ring_changed_at: None,
+            // A node catching up is new to a running cluster (a joiner, a restart): members
+            // may still route by rings from before it, as after a ring change.
+            ring_changed_at: new_to_the_cluster.then_some(0),
             ownership_checked_at: 0,
             floor: None,
             recently_freed: HashMap::with_hasher(StoreHasher::default()),
@@ -868,6 +871,11 @@ impl<V: KvsValue> Actor<V> {
             self.stats.refused += 1;
             self.stats.future_stamps_refused += 1;
             return Response::Error(RequestError::FutureStamp { stamp, now });
+        }
+        if !stamp_here && !self.store.contains_key(&key[..]) && self.freed_after(&key, &value) {
+            // A state handed over from before a delete freed here lately (see `freed_after`):
+            // the delete has it already.
+            return Response::Done(None);
         }
         self.stats.puts += 1;
         self.observe(value.newest_stamp());
