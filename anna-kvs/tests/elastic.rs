@@ -27,11 +27,6 @@ fn free_ports(taken: &[u16]) -> u16 {
     }
 }
 
-/// Redis, gossip and native ports for `n` members, all distinct.
-fn member_ports(n: usize) -> Vec<(u16, u16, u16)> {
-    member_ports_beside(n, &mut Vec::new())
-}
-
 /// Ports for `n` more members, away from those `taken` (to which they are added). Take them
 /// just before starting the member: a port picked long before may be some socket's by then.
 fn member_ports_beside(n: usize, taken: &mut Vec<u16>) -> Vec<(u16, u16, u16)> {
@@ -96,13 +91,14 @@ fn members_alive(port: u16) -> Option<u64> {
 
 #[test]
 fn grow_one_to_three_and_shrink_to_two_under_writes_losing_nothing() {
-    let ports = member_ports(3);
+    // Each member's ports are taken just before it starts (see `member_ports_beside`).
+    let mut taken = Vec::new();
     let scratch = std::env::temp_dir().join(format!("anna-elastic-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
     let dirs: Vec<String> =
         (0..3).map(|i| scratch.join(format!("n{i}")).to_string_lossy().into_owned()).collect();
 
-    let a = start(ports[0], None, &dirs[0]);
+    let a = start(member_ports_beside(1, &mut taken)[0], None, &dirs[0]);
     // The writer: SETs through every node that is up, round robin; only OK answers count.
     let targets = Arc::new(Mutex::new(vec![a.redis]));
     let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
@@ -142,10 +138,10 @@ fn grow_one_to_three_and_shrink_to_two_under_writes_losing_nothing() {
     wait_for_writes(500);
 
     // 1 → 2 → 3, each joining through the newest member.
-    let b = start(ports[1], Some(a.gossip), &dirs[1]);
+    let b = start(member_ports_beside(1, &mut taken)[0], Some(a.gossip), &dirs[1]);
     targets.lock().unwrap().push(b.redis);
     wait_for_writes(500);
-    let c = start(ports[2], Some(b.gossip), &dirs[2]);
+    let c = start(member_ports_beside(1, &mut taken)[0], Some(b.gossip), &dirs[2]);
     targets.lock().unwrap().push(c.redis);
     let three = eventually(Duration::from_secs(10), || {
         [&a, &b, &c].iter().all(|m| members_alive(m.redis) == Some(3))

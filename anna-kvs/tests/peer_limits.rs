@@ -60,6 +60,14 @@ fn acked(out: &[Output<Eventual>], seq: u64) -> bool {
     )
 }
 
+/// One second later, an epoch's work: what the actor sends.
+fn tick<V: anna_kvs::KvsValue>(actor: &mut Actor<V>, clock: &mut u64) -> Vec<Output<V>> {
+    *clock += 1_000_000;
+    let mut out = Vec::new();
+    actor.handle(*clock, Input::Tick, &mut out);
+    out
+}
+
 /// The sequence number of the gossip batch `out` sends to `to`, if it sends one.
 fn gossip_seq_to<V: anna_kvs::KvsValue>(out: &[Output<V>], to: ActorId) -> Option<u64> {
     out.iter().find_map(|o| match o {
@@ -246,17 +254,11 @@ fn a_copy_from_before_a_freed_delete_does_not_bring_the_key_back() {
     assert!(acked(&feed(&mut a, gossip(PEER, 2, 1, vec![("k", tombstone)])), 2));
     // The epoch passes the tombstone on; the peer acknowledges it, having sent two batches;
     // the next epoch frees the key.
-    let mut now = NOW;
-    let mut tick = |a: &mut Actor<Eventual>| {
-        now += 1_000_000;
-        let mut out = Vec::new();
-        a.handle(now, Input::Tick, &mut out);
-        out
-    };
-    let out = tick(&mut a);
+    let mut clock = NOW;
+    let out = tick(&mut a, &mut clock);
     let seq = gossip_seq_to(&out, PEER).expect("the tombstone is passed on");
     feed(&mut a, Input::Peer(PeerMessage::Ack { from: PEER, seq, sent_to_you: 2 }));
-    tick(&mut a);
+    tick(&mut a, &mut clock);
     assert_eq!(held(&a, "k"), None, "the tombstone was not freed");
     assert_eq!(a.stats().reclaimed, 1);
     // The value from before the delete arrives again, in a later batch: still deleted.
@@ -334,6 +336,40 @@ fn a_hand_over_from_before_a_freed_delete_does_not_bring_a_redis_key_back() {
     };
     let forward =
         PeerMessage::Forward { origin: PEER, token: 1, hops: 1, clock: 0, request: handover };
-    step(&mut a, Input::Peer(forward));
+    let out = step(&mut a, Input::Peer(forward));
     assert_eq!(a.peek(b"k"), None, "a hand-over from before the delete brought the key back");
+    // Answered as done (the delete has it), not refused: the sender moves on.
+    let answered = out.iter().any(|o| {
+        matches!(o, Output::Send { to, message: PeerMessage::ForwardReply { response: Response::Done(None), .. } } if *to == PEER)
+    });
+    assert!(answered, "{out:?}");
+}
+
+/// A node new to a running cluster (catching up: a joiner, a restart) frees no delete for the
+/// ring-change guard's 100 epochs: members may still route by rings from before it, and one may
+/// hand it an older copy of the key.
+#[test]
+fn a_node_new_to_the_cluster_waits_before_freeing_deletes() {
+    let topology = Topology::new(
+        vec!["10.0.0.1:7000".into(), "10.0.0.2:7000".into()],
+        vec![1, 1],
+        Replication::FULL,
+    );
+    let config = ActorConfig { catch_up: true, ..ActorConfig::default() };
+    let mut a = Actor::new(ME, Arc::new(topology), config, NOW);
+    let tombstone = Lww::new(Stamp::new(NOW - 5, 7), None);
+    feed(&mut a, gossip(PEER, 1, 1, vec![("k", tombstone.clone())]));
+    let mut clock = NOW;
+    let out = tick(&mut a, &mut clock);
+    let seq = gossip_seq_to(&out, PEER).expect("the tombstone is passed on");
+    feed(&mut a, Input::Peer(PeerMessage::Ack { from: PEER, seq, sent_to_you: 1 }));
+    for _ in 0..50 {
+        tick(&mut a, &mut clock);
+    }
+    assert_eq!(held(&a, "k"), Some(tombstone), "freed within the guard");
+    for _ in 0..60 {
+        tick(&mut a, &mut clock);
+    }
+    assert_eq!(held(&a, "k"), None, "never freed");
+    assert_eq!(a.stats().reclaimed, 1);
 }

@@ -334,6 +334,7 @@ impl<V: KvsValue> Actor<V> {
             && (self.ring_changed_at.is_some_and(|at| self.epoch < at + RING_CHANGE_EPOCHS)
                 || !self.topology.has_actor(self.id));
         for (key, value) in updates {
+            let Some(newest) = self.admit_from_peer(&key, &value, horizon) else { continue };
             if checking
                 && !self.owns_slow(&key)
                 && self.topology.is_owner(from, &key, self.overrides.get(&key).copied())
@@ -357,15 +358,6 @@ impl<V: KvsValue> Actor<V> {
                 if changed {
                     self.journal(&key, None);
                 }
-                continue;
-            }
-            let newest = value.newest_stamp();
-            if newest.is_some_and(|stamp| stamp.time > horizon) {
-                self.stats.future_stamps_refused += 1;
-                continue;
-            }
-            if self.flushes.hides(&key, &value) {
-                // Written before its database was flushed: gone, wherever it comes from.
                 continue;
             }
             self.observe(newest);

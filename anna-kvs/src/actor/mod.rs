@@ -712,8 +712,30 @@ impl<V: KvsValue> Actor<V> {
         self.store.iter().map(|(k, slot)| (&k[..], &slot.value))
     }
 
+    /// A state a peer sent (by gossip or repair) that may be merged: its newest stamp, or
+    /// `None` if it is refused: stamped beyond `horizon` (counted), or written before its
+    /// database was flushed (gone, wherever it comes from; the sender learns the flush from
+    /// this round's messages and deletes it too).
+    pub(super) fn admit_from_peer(
+        &mut self,
+        key: &[u8],
+        value: &V,
+        horizon: u64,
+    ) -> Option<Option<Stamp>> {
+        let newest = value.newest_stamp();
+        if newest.is_some_and(|stamp| stamp.time > horizon) {
+            self.stats.future_stamps_refused += 1;
+            return None;
+        }
+        if self.flushes.hides(key, value) {
+            return None;
+        }
+        Some(newest)
+    }
+
     /// Whether `key` was freed here lately by a tombstone at least as new as everything in
     /// `value`: `value` is then a copy from before the delete, not something to bring back.
+    /// (A newer delete is let in: every replica must pass its tombstones on.)
     pub(super) fn freed_after(&self, key: &[u8], value: &V) -> bool {
         self.recently_freed
             .get(key)

@@ -1029,16 +1029,7 @@ impl<V: KvsValue> Actor<V> {
             if self.digests.shared_range_of(ring::position(&key), from).is_none() {
                 continue;
             }
-            let newest = value.newest_stamp();
-            if newest.is_some_and(|stamp| stamp.time > horizon) {
-                self.stats.future_stamps_refused += 1;
-                continue;
-            }
-            if self.flushes.hides(&key, &value) {
-                // Written before its database was flushed: nothing to bring back (the sender
-                // learns the flush from this round's messages and deletes it too).
-                continue;
-            }
+            let Some(newest) = self.admit_from_peer(&key, &value, horizon) else { continue };
             self.observe(newest);
             let (changed, to_tombstone, logged) = match self.store.get_mut(&key[..]) {
                 Some(slot) => {

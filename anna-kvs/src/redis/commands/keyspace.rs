@@ -28,8 +28,10 @@ pub fn plan_del(_: &mut Session, _: &Context<'_>, args: &[Bytes]) -> Plan {
         let mut existed = 0;
         for pair in answers.chunks(2) {
             // A delete that was not applied (an owner out of reach, a refusal) is an error,
-            // never a success.
-            if let [_, Err(error) | Ok(Response::Error(error))] = pair {
+            // never a success; so is a count that could not be read.
+            if let [Err(error) | Ok(Response::Error(error)), _]
+            | [_, Err(error) | Ok(Response::Error(error))] = pair
+            {
                 return error_reply(error);
             }
             if let [Ok(Response::Value(Some(v))), _] = pair
