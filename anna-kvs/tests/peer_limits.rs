@@ -19,13 +19,17 @@ const ME: ActorId = ActorId::new(0, 0);
 const PEER: ActorId = ActorId::new(1, 0);
 
 /// Two nodes of one actor each, every key on both.
-fn actor() -> Actor<Eventual> {
-    let topology = Topology::new(
+fn two_nodes() -> Arc<Topology> {
+    Arc::new(Topology::new(
         vec!["10.0.0.1:7000".into(), "10.0.0.2:7000".into()],
         vec![1, 1],
         Replication::FULL,
-    );
-    Actor::new(ME, Arc::new(topology), ActorConfig::default(), NOW)
+    ))
+}
+
+/// This node's actor of [`two_nodes`].
+fn actor() -> Actor<Eventual> {
+    Actor::new(ME, two_nodes(), ActorConfig::default(), NOW)
 }
 
 fn value(time: u64, text: &'static str) -> Eventual {
@@ -294,12 +298,7 @@ fn a_node_routing_without_itself_keeps_no_copy_older_than_an_owner_sent_it() {
 #[test]
 fn a_hand_over_from_before_a_freed_delete_does_not_bring_a_redis_key_back() {
     use anna_kvs::redis::value::RedisValue;
-    let topology = Topology::new(
-        vec!["10.0.0.1:7000".into(), "10.0.0.2:7000".into()],
-        vec![1, 1],
-        Replication::FULL,
-    );
-    let mut a: Actor<RedisValue> = Actor::new(ME, Arc::new(topology), ActorConfig::default(), NOW);
+    let mut a: Actor<RedisValue> = Actor::new(ME, two_nodes(), ActorConfig::default(), NOW);
     let string = |time: u64, text: Option<&'static str>| {
         RedisValue::from_register(
             Lww::new(Stamp::new(time, 7), text.map(|t| Bytes::from_static(t.as_bytes()))),
@@ -350,13 +349,8 @@ fn a_hand_over_from_before_a_freed_delete_does_not_bring_a_redis_key_back() {
 /// hand it an older copy of the key.
 #[test]
 fn a_node_new_to_the_cluster_waits_before_freeing_deletes() {
-    let topology = Topology::new(
-        vec!["10.0.0.1:7000".into(), "10.0.0.2:7000".into()],
-        vec![1, 1],
-        Replication::FULL,
-    );
     let config = ActorConfig { catch_up: true, ..ActorConfig::default() };
-    let mut a = Actor::new(ME, Arc::new(topology), config, NOW);
+    let mut a = Actor::new(ME, two_nodes(), config, NOW);
     let tombstone = Lww::new(Stamp::new(NOW - 5, 7), None);
     feed(&mut a, gossip(PEER, 1, 1, vec![("k", tombstone.clone())]));
     let mut clock = NOW;

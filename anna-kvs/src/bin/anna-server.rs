@@ -575,24 +575,20 @@ fn main() {
     let leave = config.native.as_ref().and_then(|native| native.leave_signal.clone());
     let mut signals = vec![signal_hook::consts::SIGINT];
     match leave {
-        Some(count) => match signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM]) {
-            Ok(mut terms) => {
-                let counter =
+        Some(count) => {
+            let watched = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM])
+                .and_then(|mut terms| {
                     std::thread::Builder::new().name("anna-sigterm".into()).spawn(move || {
                         for _ in terms.forever() {
                             count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         }
-                    });
-                if let Err(error) = counter {
-                    eprintln!("anna-server: cannot watch for SIGTERM: {error}");
-                    std::process::exit(1);
-                }
-            }
-            Err(error) => {
+                    })
+                });
+            if let Err(error) = watched {
                 eprintln!("anna-server: cannot watch for SIGTERM: {error}");
                 std::process::exit(1);
             }
-        },
+        }
         None => signals.push(signal_hook::consts::SIGTERM),
     }
     for signal in signals {
