@@ -266,7 +266,7 @@ fn hole(data: &[u8], at: usize, end: Option<usize>) -> bool {
 
 /// Decodes a log record by record, handing each to `each` as it goes (so recovery holds one
 /// decoded record at a time, not the whole log). A bad record that reaches the end of the
-/// data, is followed only by zeros or shows a hole of zeros (see [`hole`]) is a torn tail
+/// data, is followed only by zeros or shows a hole of zeros (see `hole`) is a torn tail
 /// (dropped); one followed by more data is corruption (an error unless `load_corrupt`).
 /// Returns (intact bytes, dropped bytes).
 ///
