@@ -792,7 +792,12 @@ fn clients_over_maxmemory_clients_are_closed_biggest_first() {
     let mut hogs: Vec<TcpStream> = (0..6)
         .map(|_| {
             let mut hog = TcpStream::connect(server.addr).unwrap();
-            hog.write_all(&partial).unwrap();
+            // The server may evict a hog before it has sent all of it (the others' buffers
+            // are already over the limit): its socket is then closed, and counted below.
+            if let Err(error) = hog.write_all(&partial) {
+                use std::io::ErrorKind::{BrokenPipe, ConnectionReset};
+                assert!(matches!(error.kind(), BrokenPipe | ConnectionReset), "{error}");
+            }
             hog
         })
         .collect();
