@@ -1256,12 +1256,17 @@ mod tests {
         );
     }
 
+    /// Actor 0's log in `dir` under `appendfsync always`, and how many records it read.
+    fn open_always(dir: &Path) -> (Aof, usize) {
+        let policy = Persistence { fsync: Fsync::Always, ..Persistence::default() };
+        Aof::open::<Eventual>(dir, 0, &policy, |_, _| {}).unwrap()
+    }
+
     #[test]
     fn a_log_allocated_ahead_recovers_after_a_crash_and_is_trimmed_by_a_clean_stop() {
         let dir = scratch("prealloc");
-        let policy = Persistence { fsync: Fsync::Always, ..Persistence::default() };
         let path = log_path(&dir, 0, 0);
-        let (mut aof, _) = Aof::open::<Eventual>(&dir, 0, &policy, |_, _| {}).unwrap();
+        let (mut aof, _) = open_always(&dir);
         let first = writes(0, 50);
         append(&mut aof, &first);
         let on_disk = std::fs::metadata(&path).unwrap().len();
@@ -1283,7 +1288,7 @@ mod tests {
         }
         // A crash: no clean stop, the zeros stay.
         std::mem::forget(aof);
-        let (mut aof, count) = Aof::open::<Eventual>(&dir, 0, &policy, |_, _| {}).unwrap();
+        let (mut aof, count) = open_always(&dir);
         assert_eq!(count, first.len());
         // Appends go on right after the last record, not after the zeros.
         let second = writes(50, 80);
@@ -1292,14 +1297,14 @@ mod tests {
         let mut every = first.clone();
         every.extend(second);
         assert_eq!(reopen(&dir), recovered(every.clone()));
-        let (aof, count) = Aof::open::<Eventual>(&dir, 0, &policy, |_, _| {}).unwrap();
+        let (aof, count) = open_always(&dir);
         assert_eq!(count, every.len(), "each record read once: none lost behind the zeros");
         let records = aof.len();
         drop(aof);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), records, "a clean stop trims the log");
         // A snapshot's switch to a new log trims the old one (left whole when the snapshot is
         // abandoned, as here).
-        let (mut aof, _) = Aof::open::<Eventual>(&dir, 0, &policy, |_, _| {}).unwrap();
+        let (mut aof, _) = open_always(&dir);
         append(&mut aof, &writes(80, 90));
         let old_records = aof.len();
         aof.begin_snapshot().unwrap();
@@ -1307,6 +1312,25 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().len(), old_records);
         drop(aof);
         assert_eq!(reopen(&dir), recovered(writes(0, 95)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn without_allocating_ahead_appends_grow_the_log_and_recover_the_same() {
+        // What a file system without `fallocate` gets (the switch is what `reserve` flips).
+        let dir = scratch("no-prealloc");
+        let path = log_path(&dir, 0, 0);
+        let (mut aof, _) = open_always(&dir);
+        aof.preallocate = false;
+        append(&mut aof, &writes(0, 40));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), aof.len(), "no zeros ahead");
+        std::mem::forget(aof);
+        let (mut aof, count) = open_always(&dir);
+        assert_eq!(count, 40);
+        aof.preallocate = false;
+        append(&mut aof, &writes(40, 60));
+        drop(aof);
+        assert_eq!(reopen(&dir), recovered(writes(0, 60)));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
