@@ -344,18 +344,16 @@ impl<V: KvsValue> Actor<V> {
                 // on, below.) A copy still held here, waiting to be handed off, takes it in:
                 // it must never be older than what an owner has (a read forwarded from here
                 // sends it ahead, and an owner may have freed a delete it carried).
-                let mut changed = false;
-                if let Some(slot) = self.store.get_mut(&key[..]) {
+                let changed = self.store.get_mut(&key[..]).is_some_and(|slot| {
                     let before = expiry::Facts::of(&slot.value);
-                    changed = slot.value.merge_ref(&value);
+                    let changed = slot.value.merge_ref(&value);
                     if changed {
                         self.tracked.track(&key, before, expiry::Facts::of(&slot.value));
-                        if self.digests.enabled && !std::mem::replace(&mut slot.stale, true) {
-                            self.digests.stale.push_back(key.clone());
-                        }
                     }
-                }
+                    changed
+                });
                 if changed {
+                    self.mark_stale(&key);
                     self.journal(&key, None);
                 }
                 continue;

@@ -254,14 +254,18 @@ pub fn decode_log<V: KvsValue>(
 fn hole(data: &[u8], at: usize, end: Option<usize>) -> bool {
     const SECTOR: usize = 512;
     let header = &data[at..data.len().min(at + RECORD_HEADER)];
-    if header.iter().all(|&b| b == 0) {
+    if zeros(header) {
         return true;
     }
     let limit = (end.unwrap_or(at + RECORD_HEADER) + SECTOR).min(data.len());
     (at.div_ceil(SECTOR) * SECTOR..)
         .step_by(SECTOR)
         .take_while(|sector| sector + SECTOR <= limit)
-        .any(|sector| data[sector..sector + SECTOR].iter().all(|&b| b == 0))
+        .any(|sector| zeros(&data[sector..sector + SECTOR]))
+}
+
+fn zeros(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| b == 0)
 }
 
 /// Decodes a log record by record, handing each to `each` as it goes (so recovery holds one
@@ -285,9 +289,8 @@ pub fn decode_log_with<V: KvsValue>(
             // Torn: the record runs to (or past) the end of the file, only zeros follow it
             // (space allocated ahead, see `Aof::reserve`, that no later write reached), or it
             // shows a hole a power cut left (see `hole`).
-            let torn = record_end.is_none_or(|end| {
-                data.get(end..).is_none_or(|after| after.iter().all(|&b| b == 0))
-            }) || hole(data, at, record_end);
+            let torn = record_end.is_none_or(|end| data.get(end..).is_none_or(zeros))
+                || hole(data, at, record_end);
             if torn || load_corrupt {
                 if !torn {
                     tracing::warn!(path = %path.display(), offset = at, %what, "corrupt record: loading the intact prefix only (aof-load-corrupt)");
@@ -301,11 +304,8 @@ pub fn decode_log_with<V: KvsValue>(
                 after: (data.len() - at) as u64,
             })
         };
-        // A remainder of zeros is space the file system allocated for a write that never
-        // landed (a crash with everysec): a torn tail.
-        if rest.iter().all(|&b| b == 0) {
-            return bad("zeros where a record should start".into(), None);
-        }
+        // (A remainder of zeros, space allocated ahead or for a write that never landed, ends
+        // the log through `hole`: its header is all zeros.)
         let Some(header) = rest.first_chunk::<RECORD_HEADER>() else {
             return bad("a record header cut short".into(), None);
         };
@@ -570,8 +570,7 @@ impl Aof {
         let (intact, dropped) = replay(&data, &path, persistence, &mut count, &mut restore)?;
         // Zeros after the records are space allocated ahead that no write reached (or pages a
         // crash kept from landing): nothing to warn about.
-        let only_zeros =
-            data.get(intact as usize..).is_some_and(|tail| tail.iter().all(|&b| b == 0));
+        let only_zeros = data.get(intact as usize..).is_some_and(zeros);
         drop(data);
         if dropped > 0 {
             if !only_zeros {
